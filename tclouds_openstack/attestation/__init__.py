@@ -1,0 +1,1 @@
+"""Attestation: host agent, appraisal, verifier service and backends."""

@@ -1,0 +1,1 @@
+"""Common service plumbing: exceptions, context, database, messaging, policy, WSGI."""

@@ -1,0 +1,20 @@
+"""All oslo.config options of tclouds-openstack, one module per area (as nova.conf does).
+
+``CONF`` is the process-wide configuration object; every area module has
+``register_opts(conf)`` and ``list_opts()``. Nothing else in the package declares options.
+"""
+from oslo_config import cfg
+
+from tclouds_openstack.conf import tpm
+
+CONF = cfg.CONF
+
+_AREAS = [tpm]
+
+
+def register_opts(conf):
+    for area in _AREAS:
+        area.register_opts(conf)
+
+
+register_opts(CONF)

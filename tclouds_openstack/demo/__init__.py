@@ -1,0 +1,1 @@
+"""The all-in-one demo: the main job of the README."""

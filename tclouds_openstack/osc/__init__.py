@@ -1,0 +1,1 @@
+"""OpenStackClient plugin: ``openstack attestation ...``, ``openstack trust ...``, ...."""
