@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from tclouds_openstack.tpm import constants
 from tclouds_openstack.tpm import errors
 from tclouds_openstack.tpm import eventlog
 from tclouds_openstack.tpm import ima
@@ -35,9 +36,9 @@ def parse_pcr_list(text):
     selection = {}
     for part in text.split('+'):
         bank, sep, indexes = part.partition(':')
-        if not sep or bank not in structures.HASH_ALGORITHMS_BY_NAME:
+        if not sep or bank not in constants.HASH_ALGORITHMS_BY_NAME:
             raise InputError('--pcr-list %r: expected <bank>:<index>,... with bank one of %s'
-                             % (text, ', '.join(sorted(structures.HASH_ALGORITHMS_BY_NAME))))
+                             % (text, ', '.join(sorted(constants.HASH_ALGORITHMS_BY_NAME))))
         try:
             values = [int(i) for i in indexes.split(',') if i.strip() != '']
         except ValueError:
