@@ -5,11 +5,17 @@
 """
 from oslo_config import cfg
 
+from tclouds_openstack.conf import api
+from tclouds_openstack.conf import attestation
 from tclouds_openstack.conf import tpm
 
 CONF = cfg.CONF
 
-_AREAS = [tpm]
+_AREAS = [
+    api,
+    attestation,
+    tpm,
+]
 
 
 def register_opts(conf):

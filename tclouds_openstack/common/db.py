@@ -1,0 +1,51 @@
+"""Database plumbing: an oslo.db engine facade per service and alembic migrations.
+
+Each service keeps its SQLAlchemy models and an alembic ``migrations`` directory in its
+own package, and its own version table, so several services may share one database.
+"""
+import alembic.command
+import alembic.config
+from oslo_db.sqlalchemy import enginefacade
+from oslo_db.sqlalchemy import session as db_session
+
+
+def make_facade(connection):
+    """A transaction context bound to ``connection`` (a SQLAlchemy URL)."""
+    ctx = enginefacade.transaction_context()
+    ctx.configure(connection=connection, sqlite_fk=True)
+    return ctx
+
+
+def create_engine(connection):
+    """A standalone engine with oslo.db's settings (pool, sqlite pragmas, reconnects)."""
+    return db_session.EngineFacade(connection, sqlite_fk=True, autocommit=False).get_engine()
+
+
+def migrate(connection, script_location, version_table='alembic_version'):
+    """Run alembic ``upgrade head`` for one service's migrations against ``connection``."""
+    config = alembic.config.Config()
+    config.set_main_option('script_location', script_location)
+    config.set_main_option('sqlalchemy.url', connection.replace('%', '%%'))
+    config.set_main_option('version_table', version_table)
+    alembic.command.upgrade(config, 'head')
+
+
+def run_env_migrations(target_metadata):
+    """The body of every service's alembic ``env.py``, so it is written once::
+
+        from tclouds_openstack.common import db
+        from tclouds_openstack.<area>.db import models
+        db.run_env_migrations(models.Base.metadata)
+    """
+    import sqlalchemy
+    from alembic import context
+
+    config = context.config
+    engine = sqlalchemy.create_engine(config.get_main_option('sqlalchemy.url'),
+                                      poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          version_table=config.get_main_option('version_table'),
+                          render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()

@@ -1,0 +1,27 @@
+"""Options shared by the REST APIs of the tclouds services."""
+from oslo_config import cfg
+
+api_group = cfg.OptGroup('api', title='REST API', help='Options of every tclouds REST API.')
+
+api_opts = [
+    cfg.StrOpt('auth_strategy',
+               default='keystone',
+               choices=[('keystone', 'Validate tokens with keystonemiddleware auth_token '
+                                     '(configure [keystone_authtoken]).'),
+                        ('noauth', 'Trust X-Roles / X-Project-Id / X-User-Id headers. Only for '
+                                   'the embedded demo and tests: never expose such an API.')],
+               help='How API requests are authenticated.'),
+    cfg.IntOpt('max_request_body_size',
+               default=1024 * 1024,
+               min=1024,
+               help='Largest request body accepted, in bytes; larger requests get HTTP 413.'),
+]
+
+
+def register_opts(conf):
+    conf.register_group(api_group)
+    conf.register_opts(api_opts, group=api_group)
+
+
+def list_opts():
+    return [(api_group, api_opts)]

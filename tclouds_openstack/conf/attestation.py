@@ -1,0 +1,136 @@
+"""Options of the attestation service: verdict source, verifier loop, registrar, API, agent."""
+from oslo_config import cfg
+
+attestation_group = cfg.OptGroup(
+    'attestation', title='Remote attestation',
+    help='Where verdicts come from (consumers) and how the attestation service, its '
+         'workers and the host agents behave.')
+
+attestation_opts = [
+    # --- consumers (Nova filters, key manager, demo)
+    cfg.StrOpt('backend',
+               default='tclouds',
+               help='Source of attestation verdicts, a stevedore entry point in '
+                    '"tclouds.attestation.backends": "tclouds" (this project\'s attestation '
+                    'service, reached through the Keystone catalog, service type '
+                    '"attestation") or "keylime" (an existing Keylime verifier, see '
+                    '[keylime]).'),
+    cfg.IntOpt('max_verdict_age',
+               default=120, min=1,
+               help='Freshness bound in seconds. A verdict older than this is never '
+                    'treated as trusted: consumers refuse it and the worker turns a host '
+                    'whose agent has not answered for this long into "unknown". Keep it '
+                    'above interval + jitter, typically 2-4 intervals.'),
+    cfg.StrOpt('endpoint_override',
+               help='URL of the attestation API, bypassing the Keystone catalog (tests, '
+                    'DevStack without catalog entry). Unset: use the catalog.'),
+    # --- verifier workers
+    cfg.FloatOpt('interval',
+                 default=30.0, min=0.1,
+                 help='Seconds between two attestations of the same host.'),
+    cfg.FloatOpt('jitter',
+                 default=0.2, min=0.0, max=1.0,
+                 help='Random extra delay per host and round, as a fraction of interval '
+                      '(0.2: 0-20 percent), so that a fleet is not quoted all at once.'),
+    cfg.IntOpt('concurrency',
+               default=32, min=1,
+               help='Maximum number of hosts a worker attests at the same time (outstanding '
+                    'quote requests). Bounds memory and message-bus load.'),
+    cfg.FloatOpt('rpc_timeout',
+                 default=10.0, min=0.1,
+                 help='Seconds a worker waits for an agent to answer a quote request '
+                      'before the attempt counts as failed (the host keeps its verdict until '
+                      'max_verdict_age, then turns "unknown").'),
+    cfg.StrOpt('coordination_url',
+               help='tooz backend URL used to partition hosts among several workers (for '
+                    'example redis://127.0.0.1:6379, etcd3+http://..., zookeeper://...). '
+                    'Unset: a single worker attests every host.'),
+    cfg.StrOpt('connection',
+               default='sqlite:////var/lib/tclouds/attestation.sqlite',
+               secret=True,
+               help='SQLAlchemy URL of the attestation database (registrations, policies, '
+                    'verdicts, history). sqlite for one node, mysql+pymysql:// or '
+                    'postgresql:// for several workers.'),
+    cfg.IntOpt('history_limit',
+               default=1000, min=1,
+               help='Appraisals kept per host in the history table; older ones are '
+                    'deleted by the worker.'),
+    cfg.StrOpt('default_policy',
+               default='default',
+               help='Name of the appraisal policy applied to hosts registered without an '
+                    'explicit policy. A host whose policy does not exist is "untrusted" '
+                    'with reason "no appraisal policy".'),
+    cfg.BoolOpt('require_ek_certificate',
+                default=True,
+                help='Refuse registrations without an EK certificate chaining to '
+                     '[tpm] ek_ca_bundle. Only disable for lab TPMs without certificates.'),
+    # --- API
+    cfg.HostAddressOpt('api_host',
+                       default='127.0.0.1',
+                       help='Address tclouds-attestation-api listens on.'),
+    cfg.PortOpt('api_port',
+                default=9610,
+                help='Port tclouds-attestation-api listens on.'),
+    # --- agent
+    cfg.StrOpt('agent_state_dir',
+               default='/var/lib/tclouds/agent',
+               help='Directory where the host agent keeps its AK blob (TPM2B_PUBLIC and '
+                    'TPM2B_PRIVATE wrapped by the EK) so the same AK is loaded after restart.'),
+    cfg.StrOpt('agent_key_algorithm',
+               default='ecc',
+               choices=['ecc', 'rsa'],
+               help='Attestation key type the agent creates: "ecc" (NIST P-256, fast '
+                    'quotes) or "rsa" (RSA-2048).'),
+    cfg.StrOpt('uefi_eventlog',
+               default='/sys/kernel/security/tpm0/binary_bios_measurements',
+               help='UEFI (TCG2) event log the agent sends with quotes. Missing file: no '
+                    'log is sent and a policy with a measured-boot reference state fails.'),
+    cfg.StrOpt('ima_log',
+               default='/sys/kernel/security/ima/ascii_runtime_measurements',
+               help='IMA measurement list the agent sends (only entries after the '
+                    'verifier\'s offset). Missing file: no IMA entries are sent.'),
+    cfg.FloatOpt('registration_retry',
+                 default=5.0, min=0.1,
+                 help='Seconds between the agent\'s registration attempts while the '
+                      'service is unreachable.'),
+]
+
+keylime_group = cfg.OptGroup(
+    'keylime', title='Keylime verifier backend',
+    help='Used when [attestation] backend = keylime: verdicts are read from an existing '
+         'Keylime verifier\'s REST API (mutual TLS).')
+
+keylime_opts = [
+    cfg.URIOpt('verifier_url',
+               default='https://127.0.0.1:8881',
+               help='Base URL of the Keylime verifier.'),
+    cfg.StrOpt('api_version',
+               default='2.3',
+               help='Keylime REST API version used in request paths.'),
+    cfg.StrOpt('ca_file',
+               help='CA bundle that signed the verifier\'s server certificate '
+                    '(Keylime cv_ca/cacert.crt).'),
+    cfg.StrOpt('client_cert',
+               help='Client certificate for mutual TLS (Keylime cv_ca/client-cert.crt).'),
+    cfg.StrOpt('client_key',
+               help='Key of client_cert (Keylime cv_ca/client-private.pem).'),
+    cfg.DictOpt('host_agents',
+                default={},
+                help='Map Nova compute host name to Keylime agent UUID, '
+                     'host1:uuid1,host2:uuid2. Hosts not listed are "unknown".'),
+    cfg.FloatOpt('timeout',
+                 default=5.0, min=0.1,
+                 help='Seconds per request to the Keylime verifier; on timeout the backend '
+                      'is unavailable (every host not trusted).'),
+]
+
+
+def register_opts(conf):
+    conf.register_group(attestation_group)
+    conf.register_opts(attestation_opts, group=attestation_group)
+    conf.register_group(keylime_group)
+    conf.register_opts(keylime_opts, group=keylime_group)
+
+
+def list_opts():
+    return [(attestation_group, attestation_opts), (keylime_group, keylime_opts)]
