@@ -37,8 +37,8 @@ def run_env_migrations(target_metadata):
         from tclouds_openstack.<area>.db import models
         db.run_env_migrations(models.Base.metadata)
     """
-    import sqlalchemy
     from alembic import context
+    import sqlalchemy
 
     config = context.config
     engine = sqlalchemy.create_engine(config.get_main_option('sqlalchemy.url'),

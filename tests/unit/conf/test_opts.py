@@ -4,8 +4,8 @@ import sys
 
 from oslo_config import cfg
 
-from tests.conftest import REPO
 from tclouds_openstack.conf import opts
+from tests.conftest import REPO
 
 
 def test_list_opts_names_every_group_once():

@@ -1,0 +1,172 @@
+"""A small JSON WSGI framework for the tclouds REST APIs.
+
+- :class:`Router` maps URLs (routes syntax) to controller methods
+  ``method(request, **url_args) -> (status, body)`` or ``body`` (200).
+- Request bodies are JSON objects; a malformed body is a 400 that says why.
+- :class:`~tclouds_openstack.common.exception.TCloudsException` becomes its HTTP status with
+  a JSON body ``{"error": {"code", "title", "message"}}``; any other exception is a 500 that
+  leaks nothing (and is logged with its traceback).
+- :func:`build_app` puts keystonemiddleware ``auth_token`` in front (``[api]
+  auth_strategy = keystone``, configured by ``[keystone_authtoken]``), then builds the
+  request context. ``noauth`` takes the identity from X-* headers: demo and tests only.
+"""
+import json
+import logging
+import socketserver
+from wsgiref import simple_server
+
+import routes
+import routes.middleware
+import webob
+import webob.dec
+
+from tclouds_openstack.common import context
+from tclouds_openstack.common import exception
+
+LOG = logging.getLogger(__name__)
+
+
+def json_body(request, required=True):
+    """The request's JSON object body, or BadRequest naming what is wrong."""
+    if not request.body:
+        if required:
+            raise exception.BadRequest('a JSON object body is required', field='body')
+        return {}
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise exception.BadRequest('malformed JSON: %s' % e, field='body')
+    if not isinstance(body, dict):
+        raise exception.BadRequest('must be a JSON object', field='body')
+    return body
+
+
+def require(body, field, types, allow_none=False):
+    """body[field] checked against ``types``; BadRequest names the field otherwise."""
+    if field not in body:
+        raise exception.BadRequest('is required', field=field)
+    value = body[field]
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in _as_tuple(types):
+        names = ', '.join(t.__name__ for t in _as_tuple(types))
+        raise exception.BadRequest('must be of type %s' % names, field=field)
+    return value
+
+
+def _as_tuple(types):
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _error_response(exc):
+    body = {'error': {'code': exc.code, 'title': exc.title, 'message': exc.message}}
+    return webob.Response(status=exc.code, json_body=body, charset='utf-8')
+
+
+class _TooLarge(exception.TCloudsException):
+    code = 413
+    title = 'Request Entity Too Large'
+
+
+class Router(object):
+    """URL dispatch to controller methods; every answer is JSON."""
+
+    def __init__(self, max_body_size=1024 * 1024):
+        self.mapper = routes.Mapper()
+        self.max_body_size = max_body_size
+        self._app = routes.middleware.RoutesMiddleware(self._dispatch, self.mapper)
+
+    def connect(self, path, handler, methods):
+        """Route ``methods`` on ``path`` (e.g. '/v1/hosts/{host}') to ``handler``."""
+        self.mapper.connect(path, handler=handler, conditions={'method': list(methods)})
+
+    @webob.dec.wsgify
+    def __call__(self, request):
+        if request.content_length and request.content_length > self.max_body_size:
+            return _error_response(
+                _TooLarge('request body larger than [api] max_request_body_size'))
+        return request.get_response(self._app)
+
+    @webob.dec.wsgify
+    def _dispatch(self, request):
+        match = request.environ['wsgiorg.routing_args'][1]
+        if not match:
+            return _error_response(exception.NotFound('no such resource: %s %s'
+                                                      % (request.method, request.path)))
+        args = {k: v for k, v in match.items() if k not in ('handler', 'controller', 'action')}
+        request.context = context.from_environ(request.environ)
+        try:
+            result = match['handler'](request, **args)
+        except exception.TCloudsException as e:
+            if e.code >= 500:
+                LOG.error('%s %s failed: %s', request.method, request.path, e)
+            return _error_response(e)
+        except Exception:
+            LOG.exception('unexpected error in %s %s', request.method, request.path)
+            return _error_response(exception.TCloudsException('internal error; see the '
+                                                              'service log'))
+        status, body = result if isinstance(result, tuple) else (200, result)
+        if body is None:
+            return webob.Response(status=status)
+        return webob.Response(status=status, json_body=body, charset='utf-8')
+
+
+class NoAuthMiddleware(object):
+    """Identity from headers (X-User-Id, X-Project-Id, X-Roles): demo and tests only."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if 'HTTP_X_ROLES' not in environ and 'HTTP_X_USER_ID' not in environ:
+            return _error_response(exception.NotAuthenticated(
+                'authentication required'))(environ, start_response)
+        environ['HTTP_X_IDENTITY_STATUS'] = 'Confirmed'
+        return self.app(environ, start_response)
+
+
+class _RejectUnauthenticated(object):
+    """Answer 401 to any request whose identity keystonemiddleware did not confirm.
+
+    auth_token with delay_auth_decision off already does; this guards against a
+    configuration that turns it on and would let anonymous requests through.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if environ.get('HTTP_X_IDENTITY_STATUS') != 'Confirmed':
+            return _error_response(exception.NotAuthenticated(
+                'authentication required'))(environ, start_response)
+        return self.app(environ, start_response)
+
+
+def build_app(conf, router):
+    """The WSGI application of one API: authentication, then the router."""
+    router.max_body_size = conf.api.max_request_body_size
+    if conf.api.auth_strategy == 'noauth':
+        return NoAuthMiddleware(router)
+    from keystonemiddleware import auth_token
+    return auth_token.AuthProtocol(_RejectUnauthenticated(router), {'oslo_config_config': conf})
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(simple_server.WSGIRequestHandler):
+    def log_message(self, fmt, *args):
+        LOG.info('%s %s', self.address_string(), fmt % args)
+
+
+def make_server(app, host, port):
+    """A threaded WSGI server (``port`` 0 picks a free one: see ``server.server_port``)."""
+    return simple_server.make_server(host, port, app, server_class=_ThreadingServer,
+                                     handler_class=_QuietHandler)
+
+
+def serve(app, host, port):
+    server = make_server(app, host, port)
+    LOG.info('serving on http://%s:%d', host, server.server_port)
+    server.serve_forever()
