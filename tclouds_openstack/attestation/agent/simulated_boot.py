@@ -1,0 +1,198 @@
+"""The measurements a simulated compute host makes while it boots, for swtpm-backed hosts.
+
+A real host's firmware, boot loader and kernel extend PCRs and write the TCG2 event log and
+the IMA list; a simulated host (swtpm) has no firmware, so this module computes what they
+would have recorded. It is pure (no I/O, no TPM): it returns the log bytes and the ordered
+extends ``[(pcr, {bank: digest})]``; the caller applies the extends to the TPM (helper
+``tpm_device``/tpm2-tools) and serves the log. Changing the kernel, initrd, command line or
+a file's contents gives a "tampered" host whose PCRs and logs differ accordingly.
+
+What is recorded follows the TCG PC Client Platform Firmware Profile (PFP) 3.1 section
+3.3.4 PCR usage and grub 2's TPM conventions:
+
+- PCR 0: (StartupLocality), S-CRTM version, the platform firmware blob;
+- PCR 1: BootOrder and Boot0000 variables;
+- PCR 7: SecureBoot, PK, KEK, db, dbx, and with Secure Boot the db authority that verified
+  the boot loader;
+- PCR 4: "Calling EFI Application from Boot Option", then shim, grub and kernel images;
+- PCR 0-7: EV_SEPARATOR;
+- PCR 8: grub's commands and the kernel command line as EV_IPL, hashed *without* the
+  ``grub_cmd: ``/``kernel_cmdline: `` prefix and NUL (what grub extends);
+- PCR 9: the kernel and initrd files grub read, as EV_IPL.
+
+Image digests are plain hashes of the bytes given (a real firmware hashes the PE
+Authenticode image); a simulation only needs them to be deterministic and sensitive to
+change. The IMA list starts with ``boot_aggregate``: SHA-256 over PCR 0-9 of the SHA-256
+bank (ima-ng, Linux >= 5.8), then one entry per file.
+"""
+import dataclasses
+import hashlib
+import struct
+
+from tclouds_openstack.tpm import constants
+from tclouds_openstack.tpm import eventlog
+from tclouds_openstack.tpm import ima
+
+DEFAULT_BANKS = ('sha1', 'sha256')
+DEFAULT_FIRMWARE = b'simulated UEFI firmware volume (tclouds-openstack)'
+DEFAULT_SHIM = b'simulated shimx64.efi'
+DEFAULT_GRUB = b'simulated grubx64.efi'
+DEFAULT_KERNEL = b'simulated vmlinuz-6.1.0-tclouds'
+DEFAULT_INITRD = b'simulated initrd.img-6.1.0-tclouds'
+DEFAULT_CMDLINE = 'BOOT_IMAGE=/vmlinuz-6.1.0-tclouds root=/dev/vda1 ro ima_policy=tcb'
+KERNEL_PATH = '/vmlinuz-6.1.0-tclouds'
+INITRD_PATH = '/initrd.img-6.1.0-tclouds'
+DEFAULT_FILES = {
+    '/usr/bin/nova-compute': b'#!/usr/bin/python3\n# nova-compute\n',
+    '/usr/bin/qemu-system-x86_64': b'\x7fELF qemu',
+    '/usr/lib/x86_64-linux-gnu/libvirt.so.0': b'\x7fELF libvirt',
+    '/etc/nova/nova.conf': b'[DEFAULT]\ncompute_driver = libvirt.LibvirtDriver\n',
+}
+# The boot_aggregate covers PCR 0-9 (ima_crypto.c, Linux >= 5.8; 0-7 before).
+BOOT_AGGREGATE_PCRS = range(10)
+BOOT_AGGREGATE_NAME = 'boot_aggregate'
+
+_SEPARATOR = b'\x00\x00\x00\x00'
+_CALLING_BOOT_OPTION = b'Calling EFI Application from Boot Option'
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredBoot:
+    """What the firmware and boot loader of one boot recorded.
+
+    ``log`` is binary_bios_measurements; ``events`` its parsed events (Spec ID event
+    included); ``extends`` the PCR_Extend calls in order; ``pcrs`` the values they give
+    (``{bank: {pcr: bytes}}``, from a TPM started at ``startup_locality``).
+    """
+
+    log: bytes
+    events: list
+    extends: list
+    pcrs: dict
+    startup_locality: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ImaMeasurements:
+    """An IMA list: ``text`` (ascii_runtime_measurements), ``entries``, ``extends``."""
+
+    text: str
+    entries: list
+    extends: list
+
+
+def _efi_variable(name, data, guid=eventlog.EFI_GLOBAL_VARIABLE):
+    """UEFI_VARIABLE_DATA (PFP 10.4.3)."""
+    unicode_name = name.encode('utf-16-le')
+    return (guid.bytes_le + struct.pack('<QQ', len(name), len(data)) + unicode_name + data)
+
+
+def _device_path(file_path):
+    """A Media File Path node (UEFI 2.x 10.3.5.4) and the End of Hardware Device Path node."""
+    path = (file_path + '\0').encode('utf-16-le')
+    return struct.pack('<BBH', 0x04, 0x04, 4 + len(path)) + path + b'\x7f\xff\x04\x00'
+
+
+def _image_load_event(location, image, file_path):
+    """UEFI_IMAGE_LOAD_EVENT (PFP 10.4.2) for an image loaded at ``location``."""
+    device_path = _device_path(file_path)
+    return struct.pack('<QQQQ', location, len(image), 0, len(device_path)) + device_path
+
+
+def measured_boot(kernel=DEFAULT_KERNEL, initrd=DEFAULT_INITRD, cmdline=DEFAULT_CMDLINE,
+                  firmware=DEFAULT_FIRMWARE, grub=DEFAULT_GRUB, shim=DEFAULT_SHIM,
+                  secure_boot=True, pk=b'simulated PK', kek=b'simulated KEK',
+                  db=b'simulated db', dbx=b'', banks=DEFAULT_BANKS, startup_locality=None,
+                  crtm_version='1.0'):
+    """The UEFI event log and PCR extends of one measured boot.
+
+    ``startup_locality`` None omits the StartupLocality event; 0 or 3 records it (3 means
+    the TPM must be started from locality 3 for its PCR 0 to match ``pcrs``).
+    """
+    new = eventlog.new_event
+    efi_db = eventlog.EFI_IMAGE_SECURITY_DATABASE
+    # EFI_LOAD_OPTION (UEFI 2.x 3.1.3): attributes LOAD_OPTION_ACTIVE, then the file path
+    boot_option = b'\x01\x00\x00\x00' + _device_path('\\EFI\\debian\\shimx64.efi')
+    events = []
+    if startup_locality is not None:
+        events.append(eventlog.startup_locality_event(startup_locality, banks))
+    events += [
+        new(0, eventlog.EV_S_CRTM_VERSION, (crtm_version + '\0').encode('utf-16-le'), banks),
+        new(0, eventlog.EV_EFI_PLATFORM_FIRMWARE_BLOB,
+            struct.pack('<QQ', 0xFF000000, len(firmware)), banks, measured=firmware),
+        new(1, eventlog.EV_EFI_VARIABLE_BOOT, _efi_variable('BootOrder', b'\x00\x00'), banks),
+        new(1, eventlog.EV_EFI_VARIABLE_BOOT, _efi_variable('Boot0000', boot_option), banks),
+        new(7, eventlog.EV_EFI_VARIABLE_DRIVER_CONFIG,
+            _efi_variable('SecureBoot', bytes([1 if secure_boot else 0])), banks),
+        new(7, eventlog.EV_EFI_VARIABLE_DRIVER_CONFIG, _efi_variable('PK', pk), banks),
+        new(7, eventlog.EV_EFI_VARIABLE_DRIVER_CONFIG, _efi_variable('KEK', kek), banks),
+        new(7, eventlog.EV_EFI_VARIABLE_DRIVER_CONFIG, _efi_variable('db', db, efi_db), banks),
+        new(7, eventlog.EV_EFI_VARIABLE_DRIVER_CONFIG, _efi_variable('dbx', dbx, efi_db), banks),
+        new(4, eventlog.EV_EFI_ACTION, _CALLING_BOOT_OPTION, banks),
+    ]
+    events += [new(pcr, eventlog.EV_SEPARATOR, _SEPARATOR, banks) for pcr in range(8)]
+    if secure_boot:
+        # the db entry that verified the first boot application (PFP 10.4.3, PCR 7)
+        events.append(new(7, eventlog.EV_EFI_VARIABLE_AUTHORITY,
+                          _efi_variable('db', db, efi_db), banks))
+    location = 0x7E000000
+    if shim is not None:
+        events.append(new(4, eventlog.EV_EFI_BOOT_SERVICES_APPLICATION,
+                          _image_load_event(location, shim, '\\EFI\\debian\\shimx64.efi'),
+                          banks, measured=shim))
+        location -= 0x1000000
+    events.append(new(4, eventlog.EV_EFI_BOOT_SERVICES_APPLICATION,
+                      _image_load_event(location, grub, '\\EFI\\debian\\grubx64.efi'),
+                      banks, measured=grub))
+    # grub 2 (grub-core/commands/tpm.c): each command line to PCR 8, each file read to 9.
+    linux_cmd = 'linux %s %s' % (KERNEL_PATH, cmdline)
+    events += [
+        new(8, eventlog.EV_IPL, ('grub_cmd: %s\0' % linux_cmd).encode(), banks,
+            measured=linux_cmd.encode()),
+        new(9, eventlog.EV_IPL, (KERNEL_PATH + '\0').encode(), banks, measured=kernel),
+        new(8, eventlog.EV_IPL, ('grub_cmd: initrd %s\0' % INITRD_PATH).encode(), banks,
+            measured=('initrd %s' % INITRD_PATH).encode()),
+        new(9, eventlog.EV_IPL, (INITRD_PATH + '\0').encode(), banks, measured=initrd),
+        new(8, eventlog.EV_IPL, ('kernel_cmdline: %s\0' % cmdline).encode(), banks,
+            measured=cmdline.encode()),
+        new(4, eventlog.EV_EFI_BOOT_SERVICES_APPLICATION,
+            _image_load_event(location - 0x1000000, kernel, KERNEL_PATH.replace('/', '\\')),
+            banks, measured=kernel),
+    ]
+    log = eventlog.marshal_eventlog(banks, events)
+    parsed = eventlog.parse_eventlog(log)
+    extends = [(e.pcr_index, dict(e.digests)) for e in parsed.events[1:]
+               if e.event_type != eventlog.EV_NO_ACTION]
+    return MeasuredBoot(log, parsed.events, extends, eventlog.replay(parsed),
+                        startup_locality or 0)
+
+
+def boot_aggregate(pcrs, bank='sha256'):
+    """ima-ng boot_aggregate: ``bank`` hash over PCR 0-9 of that bank (unextended = zeros)."""
+    size = constants.DIGEST_SIZES[bank]
+    values = pcrs.get(bank, {})
+    return hashlib.new(bank, b''.join(values.get(i, bytes(size))
+                                      for i in BOOT_AGGREGATE_PCRS)).digest()
+
+
+def ima_measurements(boot_pcrs=None, files=None, template='ima-ng', signatures=None,
+                     hash_algorithm='sha256', banks=DEFAULT_BANKS, pcr=ima.IMA_PCR):
+    """The IMA list the kernel writes for ``files`` ({path: contents}, in order).
+
+    With ``boot_pcrs`` ({bank: {pcr: bytes}}, e.g. ``measured_boot().pcrs``) the list starts
+    with the boot_aggregate; without it the entries continue an existing list (what a host
+    appends after its first attestation). ``signatures`` maps a path to its ima-sig
+    signature bytes (template ``ima-sig``).
+    """
+    files = DEFAULT_FILES if files is None else files
+    signatures = signatures or {}
+    entries = []
+    if boot_pcrs is not None:
+        entries.append(ima.make_entry(BOOT_AGGREGATE_NAME, boot_aggregate(boot_pcrs),
+                                      'sha256', template, pcr=pcr))
+    for path, contents in files.items():
+        entries.append(ima.make_entry(path, hashlib.new(hash_algorithm, contents).digest(),
+                                      hash_algorithm, template,
+                                      signature=signatures.get(path), pcr=pcr))
+    extends = [(e.pcr, ima.template_hashes(e, banks)) for e in entries]
+    return ImaMeasurements(ima.marshal(entries), entries, extends)
