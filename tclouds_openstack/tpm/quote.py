@@ -12,10 +12,10 @@ import hashlib
 import hmac
 
 from cryptography import exceptions as crypto_exceptions
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
+from cryptography.hazmat.primitives import hashes
 
 from tclouds_openstack.tpm import constants as c
 from tclouds_openstack.tpm import errors
@@ -147,8 +147,10 @@ def verify_quote(ak_public, attest, signature, nonce, pcr_values, required=None)
 
 
 def _check_selection(selection, pcr_values):
-    """'pcr_selection': the supplied values cover exactly the quoted PCRs (Keylime does not
-    compare them, so a PCR file could silently omit or add PCRs)."""
+    """'pcr_selection': the supplied values cover exactly the quoted PCRs.
+
+    Keylime does not compare them, so a PCR file could silently omit or add PCRs.
+    """
     quoted = structures.selection_as_sets(selection)
     try:
         supplied = {bank: set(v) for bank, v in pcr_values.items() if v}

@@ -456,9 +456,9 @@ def parse_tpmt_signature(data):
         raise r.error('sigAlg', 'unsupported signature algorithm 0x%04x' % alg, 0)
     hash_alg = _hash_alg(r, 'signature.hash')
     if alg == c.TPM_ALG_ECDSA:
-        sig = TPMTSignature(alg, hash_alg, r=r.tpm2b('signature.ecdsa.signatureR',
-                                                      MAX_ECC_KEY_BYTES),
-                            s=r.tpm2b('signature.ecdsa.signatureS', MAX_ECC_KEY_BYTES))
+        sig_r = r.tpm2b('signature.ecdsa.signatureR', MAX_ECC_KEY_BYTES)
+        sig_s = r.tpm2b('signature.ecdsa.signatureS', MAX_ECC_KEY_BYTES)
+        sig = TPMTSignature(alg, hash_alg, r=sig_r, s=sig_s)
     else:
         sig = TPMTSignature(alg, hash_alg, signature=r.tpm2b('signature.rsa.sig',
                                                              MAX_RSA_KEY_BYTES))
