@@ -42,8 +42,11 @@ def unknown(host, reason):
 
 
 def check_trusted(verdict, max_age, now=None):
-    """Return (trusted, reason): trusted only for a ``trusted`` verdict younger than
-    ``max_age`` seconds. ``reason`` says why not, in words an operator can act on."""
+    """Return (trusted, reason): trusted only for a fresh ``trusted`` verdict.
+
+    Fresh means younger than ``max_age`` seconds. ``reason`` says why not, in words an
+    operator can act on.
+    """
     if verdict is None:
         return False, 'no attestation verdict for this host'
     if verdict.status != TRUSTED:

@@ -1,0 +1,274 @@
+"""Appraisal: evidence + policy -> verdict listing every failed check.
+
+Pure (no I/O, no configuration, no clock): the verifier passes what it expects (the nonce it
+sent, the PCRs it requires, what it remembers of the host) and what the agent answered, and
+gets an :class:`Appraisal`. The order of checks, and why:
+
+1. The quote (:func:`tclouds_openstack.tpm.quote.verify_quote`): AK signature over the exact
+   attest bytes first, then the nonce (a stale or replayed quote fails here), the quoted PCR
+   selection against the supplied values, the composite digest, the required PCRs. If the
+   quote is not authentic nothing else it claims can be believed, so appraisal stops with
+   that one failure (Keylime 7.14.3 instead treats an invalid signature as success).
+2. The reset counter (TPM 2.0 Part 1, 36.6): a higher ``resetCount`` than last time is a
+   reboot (recorded, not a failure; the IMA list must then start again at entry 0), a lower
+   one is a rolled-back or different TPM.
+3. The PCR allowlist (Keylime ``tpm_policy``), every listed PCR.
+4. The UEFI event log replayed against the quoted PCRs (every PCR the log touches), then
+   the measured-boot reference state.
+5. The IMA list: template hashes, the runtime policy per entry, and the replay of PCR 10
+   from where the previous appraisal stopped (incremental), accepting the longest prefix
+   the quote covers (entries measured after the quote wait for the next round).
+
+Failure identifiers follow Keylime's event ids (``quote_validation``,
+``pcr_validation.invalid_pcr_N``, ``measured_boot.invalid_pcr_N``,
+``ima.validation.ima-ng.not_in_allowlist``, ``ima.pcr_mismatch`` ...) so operators and the
+differential test can compare them.
+"""
+import dataclasses
+import hashlib
+
+from tclouds_openstack.attestation.appraisal import measured_boot
+from tclouds_openstack.tpm import errors
+from tclouds_openstack.tpm import eventlog
+from tclouds_openstack.tpm import ima
+from tclouds_openstack.tpm import quote as tpm_quote
+
+IMA_PCR = ima.IMA_PCR
+# A verdict row should stay readable: after this many per-entry failures the rest is counted.
+MAX_LISTED_FAILURES = 25
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    check: str
+    message: str
+
+    def __str__(self):
+        return '%s: %s' % (self.check, self.message)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostState:
+    """What the verifier remembers of a host between appraisals (None fields: first time).
+
+    ``ima_offset`` entries of the IMA list have been appraised and extend PCR 10 of the
+    quoted bank to ``ima_pcr``; both are only valid within ``reset_count``.
+    """
+    reset_count: int = None
+    ima_offset: int = 0
+    ima_pcr: bytes = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """An agent's answer: quote + logs. ``ima_log`` holds entries from ``ima_offset`` on."""
+    ak_public: bytes
+    attest: bytes
+    signature: bytes
+    pcr_values: dict
+    uefi_log: bytes = None
+    ima_log: object = None
+    ima_offset: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Appraisal:
+    failures: tuple
+    reset_count: int = None
+    restart_count: int = None
+    clock: int = None
+    rebooted: bool = False
+    state: HostState = None
+
+    @property
+    def trusted(self):
+        return not self.failures
+
+    @property
+    def reasons(self):
+        return [str(f) for f in self.failures]
+
+
+def required_pcrs(policy, bank, base=()):
+    """{bank: [index]} a quote must cover for ``policy`` (plus the configured ``base``)."""
+    pcrs = set(int(p) for p in base) | set(policy.tpm_policy.pcrs)
+    if policy.runtime_policy is not None:
+        pcrs.add(IMA_PCR)
+    if policy.mb_refstate is not None:
+        pcrs.update(range(0, 10))
+    return {bank: sorted(pcrs)}
+
+
+def boot_aggregate(pcr_values, algorithm):
+    """IMA boot_aggregate: H(PCR 0..9) of the bank of ``algorithm``.
+
+    As ima_crypto.c computes it (kernels >= 5.8 include PCRs 8 and 9).
+    """
+    bank = pcr_values.get(algorithm)
+    if not bank or any(i not in bank for i in range(10)):
+        return None
+    return hashlib.new(algorithm, b''.join(bank[i] for i in range(10))).digest()
+
+
+def appraise(evidence, policy, nonce, hash_alg='sha256', base_pcrs=(), previous=None):
+    """Appraise ``evidence`` against ``policy`` (:class:`~.policy.Policy`).
+
+    ``nonce``: the raw qualifying data the verifier sent. ``previous``: the
+    :class:`HostState` of the last successful appraisal (IMA incremental state, reset count).
+    Never raises on bad evidence: malformed bytes are failures like any other.
+    """
+    previous = previous or HostState()
+    required = required_pcrs(policy, hash_alg, base_pcrs)
+    try:
+        verified = tpm_quote.verify_quote(evidence.ak_public, evidence.attest,
+                                          evidence.signature, nonce, evidence.pcr_values,
+                                          required)
+    except errors.TPMError as exc:
+        check = getattr(exc, 'check', None) or 'parse'
+        return Appraisal(failures=(Failure('quote_validation', '%s: %s' % (check, exc)),),
+                         state=previous)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        return Appraisal(failures=(Failure('quote_validation', 'malformed evidence: %s' % exc),),
+                         state=previous)
+
+    failures = []
+    clock = verified.attest.clock_info
+    pcrs = verified.pcr_values.get(hash_alg, {})
+    rebooted = False
+    if previous.reset_count is not None:
+        if clock.reset_count < previous.reset_count:
+            failures.append(Failure('quote.reset_count', 'resetCount went back from %d to %d: '
+                                    'a rolled-back or different TPM'
+                                    % (previous.reset_count, clock.reset_count)))
+        elif clock.reset_count > previous.reset_count:
+            rebooted = True
+    if rebooted or previous.reset_count is None or failures:
+        start_offset, start_pcr = 0, None
+    else:
+        start_offset, start_pcr = previous.ima_offset, previous.ima_pcr
+
+    # 3. PCR allowlist
+    for index, accepted in sorted(policy.tpm_policy.pcrs.items()):
+        value = pcrs.get(index)
+        if value is None:
+            failures.append(Failure('pcr_validation.missing_pcr_%d' % index,
+                                    'PCR %d is in the allowlist but was not quoted' % index))
+        elif value.hex() not in accepted:
+            failures.append(Failure('pcr_validation.invalid_pcr_%d' % index,
+                                    'PCR %d = %s is not in the allowlist' % (index, value.hex())))
+
+    # 4. measured boot
+    if policy.mb_refstate is not None or evidence.uefi_log:
+        failures.extend(_appraise_uefi(evidence.uefi_log, policy.mb_refstate, pcrs, hash_alg))
+
+    # 5. IMA
+    state = HostState(reset_count=clock.reset_count, ima_offset=start_offset,
+                      ima_pcr=start_pcr)
+    if policy.runtime_policy is not None:
+        ima_failures, state = _appraise_ima(evidence, policy.runtime_policy, verified.pcr_values,
+                                            hash_alg, state)
+        failures.extend(ima_failures)
+    return Appraisal(failures=tuple(_limit(failures)), reset_count=clock.reset_count,
+                     restart_count=clock.restart_count, clock=clock.clock, rebooted=rebooted,
+                     state=state)
+
+
+def _limit(failures):
+    if len(failures) <= MAX_LISTED_FAILURES:
+        return failures
+    rest = failures[MAX_LISTED_FAILURES:]
+    return failures[:MAX_LISTED_FAILURES] + [Failure(
+        'more', '%d further failures (%s)' % (len(rest), ', '.join(sorted({f.check
+                                                                          for f in rest}))))]
+
+
+def _appraise_uefi(data, refstate, pcrs, hash_alg):
+    if not data:
+        return [Failure('measured_boot.missing_log', 'the policy has a measured-boot reference '
+                        'state but the agent sent no UEFI event log')]
+    try:
+        log = eventlog.parse_eventlog(data)
+        replayed = eventlog.replay(log)
+    except errors.EventLogError as exc:
+        return [Failure('measured_boot.parse', str(exc))]
+    failures = []
+    bank = replayed.get(hash_alg)
+    if bank is None:
+        return [Failure('measured_boot.bank', 'the event log has no %s digests' % hash_alg)]
+    for index in sorted(bank):
+        if index in pcrs and pcrs[index] != bank[index]:
+            failures.append(Failure('measured_boot.invalid_pcr_%d' % index,
+                                    'PCR %d replayed from the event log is %s, the quote says %s'
+                                    % (index, bank[index].hex(), pcrs[index].hex())))
+    # A log that does not reproduce the quoted PCRs proves nothing about the boot.
+    if refstate is not None and not failures:
+        failures.extend(Failure(check, message)
+                        for check, message in measured_boot.appraise(log, refstate))
+    return failures
+
+
+def _appraise_ima(evidence, runtime, pcr_values, hash_alg, state):
+    """IMA list against the runtime policy and the quoted PCR 10 (incremental)."""
+    failures = []
+    quoted = pcr_values.get(hash_alg, {}).get(IMA_PCR)
+    if evidence.ima_offset != state.ima_offset:
+        # The agent answered for another offset than the one we can continue from (after a
+        # reboot, or a lost round): the caller asks again from ``state.ima_offset``.
+        return [Failure('ima.offset', 'entries start at %d, the verifier continues from %d'
+                        % (evidence.ima_offset, state.ima_offset))], state
+    try:
+        entries = ima.parse_ima_log(evidence.ima_log or b'')
+    except errors.ImaLogError as exc:
+        return [Failure('ima.parse', 'entry %d on: %s' % (evidence.ima_offset, exc))], state
+    size = len(quoted) if quoted is not None else hashlib.new(hash_alg).digest_size
+    running = state.ima_pcr if state.ima_pcr is not None else bytes(size)
+    matched = 0 if running == quoted else None
+    aggregates = {}
+    for position, entry in enumerate(entries, 1):
+        digest = ima.template_hashes(entry, (hash_alg,))[hash_alg]
+        if entry.pcr == IMA_PCR:
+            running = hashlib.new(hash_alg, running + digest).digest()
+            if running == quoted:
+                matched = position
+    if matched is None:
+        failures.append(Failure('ima.pcr_mismatch', 'replaying %d IMA entries from entry %d '
+                                'does not give the quoted PCR %d'
+                                % (len(entries), evidence.ima_offset, IMA_PCR)))
+        appraised = entries
+    else:
+        appraised = entries[:matched]
+    for entry in appraised:
+        number = evidence.ima_offset + entry.line
+        if not ima.template_hash_matches(entry):
+            failures.append(Failure('ima.validation.ima_hash', 'entry %d (%s): template hash '
+                                    'does not match its data' % (number, entry.path)))
+            continue
+        if entry.is_violation or entry.template_name == 'ima-buf':
+            continue
+        if entry.path == 'boot_aggregate':
+            algo = entry.digest_algorithm
+            if algo not in aggregates:
+                aggregates[algo] = boot_aggregate(pcr_values, algo)
+            digest = entry.file_digest.hex()
+            if digest not in runtime.boot_aggregates() and (
+                    aggregates[algo] is None or entry.file_digest != aggregates[algo]):
+                failures.append(Failure('ima.validation.boot_aggregate', 'entry %d: '
+                                        'boot_aggregate %s matches neither the policy nor '
+                                        'the quoted PCRs 0-9' % (number, digest)))
+            continue
+        if runtime.excluded(entry.path):
+            continue
+        accepted = runtime.digests.get(entry.path)
+        if accepted is None:
+            failures.append(Failure('ima.validation.%s.not_in_allowlist' % entry.template_name,
+                                    'entry %d: %s is not in the runtime policy'
+                                    % (number, entry.path)))
+        elif entry.file_digest.hex() not in accepted:
+            failures.append(Failure('ima.validation.%s.runtime_policy_hash' % entry.template_name,
+                                    'entry %d: %s has digest %s:%s, not an allowed one'
+                                    % (number, entry.path, entry.digest_algorithm,
+                                       entry.file_digest.hex())))
+    if matched is not None and not failures:
+        state = dataclasses.replace(state, ima_offset=evidence.ima_offset + matched,
+                                    ima_pcr=quoted)
+    return failures, state
