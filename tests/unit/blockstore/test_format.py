@@ -1,0 +1,298 @@
+"""The protected block format: confidentiality, integrity, freshness, crash safety."""
+import hashlib
+import os
+import shutil
+import struct
+
+import pytest
+
+from tclouds_openstack.blockstore import errors
+from tclouds_openstack.blockstore import format as fmt
+from tclouds_openstack.blockstore import merkle
+from tclouds_openstack.blockstore import storage
+
+SECTOR = fmt.SECTOR_SIZE
+
+
+@pytest.fixture
+def vol_env(tmp_path):
+    kek = os.urandom(32)
+    path = str(tmp_path / 'vol')
+    anchor = storage.FileAnchor(str(tmp_path / 'anchor.json'))
+    opened = []
+
+    def make(size=600 * SECTOR, merkle_tree=True):
+        st = storage.FileStorage(path)
+        opened.append(st)
+        return fmt.Volume.create(st, kek, anchor, size, merkle_tree=merkle_tree)
+
+    def reopen(key=None, readonly=False):
+        st = storage.FileStorage(path)
+        opened.append(st)
+        return fmt.Volume.open(st, key or kek, anchor, readonly=readonly)
+
+    yield make, reopen, path, kek, anchor
+    for st in opened:
+        st.close()
+
+
+def pattern(sector, n=1, salt=0):
+    return b''.join(hashlib.sha256(b'%d-%d' % (s, salt)).digest() * (SECTOR // 32)
+                    for s in range(sector, sector + n))
+
+
+def patch(path, offset, data):
+    with open(path, 'r+b') as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def read_raw(path, offset, length):
+    with open(path, 'rb') as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def _mth(leaves):
+    """RFC 9162 2.1.1 recursive definition, to check the flat implementation."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return merkle.hash_children(_mth(leaves[:k]), _mth(leaves[k:]))
+
+
+@pytest.mark.parametrize('n', [1, 2, 3, 5, 8, 13, 300])
+def test_tree_matches_rfc9162_and_updates(n):
+    leaves = [merkle.hash_leaf(b'%d' % i) for i in range(n)]
+    tree = merkle.Tree(b''.join(leaves))
+    assert tree.root() == _mth(leaves)
+    leaves[n // 2] = merkle.hash_leaf(b'changed')
+    leaves[n - 1] = merkle.hash_leaf(b'last')
+    assert tree.update({n // 2: leaves[n // 2], n - 1: leaves[n - 1]}) == _mth(leaves)
+
+
+def test_roundtrip_unaligned_and_never_written(vol_env):
+    make, reopen, path, _, _ = vol_env
+    vol = make()
+    vol.write(3 * SECTOR + 100, b'a' * 9000)
+    vol.write(300 * SECTOR, pattern(300, 40))     # crosses the group boundary at 256
+    vol.flush()
+    vol = reopen()
+    assert vol.read(3 * SECTOR + 100, 9000) == b'a' * 9000
+    assert vol.read(3 * SECTOR, 100) == bytes(100)
+    assert vol.read(300 * SECTOR, 40 * SECTOR) == pattern(300, 40)
+    assert vol.read(500 * SECTOR, SECTOR) == bytes(SECTOR)
+    assert vol.scrub() == []
+    # Confidentiality: the plaintext is nowhere in the file.
+    with open(path, 'rb') as f:
+        assert pattern(300)[:64] not in f.read()
+
+
+def test_flipped_bit_names_the_sector(vol_env):
+    make, reopen, path, _, _ = vol_env
+    vol = make()
+    vol.write(7 * SECTOR, pattern(7, 3))
+    vol.flush()
+    byte = read_raw(path, fmt.data_offset(8) + 123, 1)
+    patch(path, fmt.data_offset(8) + 123, bytes([byte[0] ^ 0x10]))
+    vol = reopen()
+    assert vol.read(7 * SECTOR, SECTOR) == pattern(7)
+    with pytest.raises(errors.IntegrityError) as exc:
+        vol.read(8 * SECTOR, SECTOR)
+    assert exc.value.sector == 8 and exc.value.check == 'tag'
+    bad = vol.scrub()
+    assert [(e.sector, e.check) for e in bad] == [(8, 'tag')]
+
+
+def test_swapped_sectors_fail(vol_env):
+    make, reopen, path, _, _ = vol_env
+    vol = make()
+    vol.write(10 * SECTOR, pattern(10, 2))
+    vol.flush()
+    a = read_raw(path, fmt.data_offset(10), SECTOR)
+    b = read_raw(path, fmt.data_offset(11), SECTOR)
+    patch(path, fmt.data_offset(10), b)
+    patch(path, fmt.data_offset(11), a)
+    vol = reopen()
+    assert [(e.sector, e.check) for e in vol.scrub()] == [(10, 'tag'), (11, 'tag')]
+
+
+def _snapshot_sector(path, sector):
+    return (read_raw(path, fmt.record_offset(sector), fmt.RECORD_SIZE),
+            read_raw(path, fmt.data_offset(sector), SECTOR))
+
+
+def _restore_sector(path, sector, snap):
+    patch(path, fmt.record_offset(sector), snap[0])
+    patch(path, fmt.data_offset(sector), snap[1])
+
+
+def test_sector_rollback_located(vol_env):
+    make, reopen, path, _, _ = vol_env
+    vol = make()
+    vol.write(20 * SECTOR, pattern(20, 2, salt=1))
+    vol.flush()
+    old = _snapshot_sector(path, 20)
+    vol.write(20 * SECTOR, pattern(20, 2, salt=2))
+    vol.flush()
+    _restore_sector(path, 20, old)
+    vol = reopen()
+    with pytest.raises(errors.IntegrityError) as exc:
+        vol.read(20 * SECTOR, SECTOR)
+    assert (exc.value.sector, exc.value.check) == (20, 'rollback')
+    assert vol.read(21 * SECTOR, SECTOR) == pattern(21, salt=2)
+    assert [(e.sector, e.check) for e in vol.scrub()] == [(20, 'rollback')]
+    # A full rewrite heals the sector and the volume verifies again after a flush.
+    vol.write(20 * SECTOR, pattern(20, salt=3))
+    vol.flush()
+    assert reopen().scrub() == []
+
+
+def test_data_only_rollback_is_a_tag_failure(vol_env):
+    make, reopen, path, _, _ = vol_env
+    vol = make()
+    vol.write(5 * SECTOR, pattern(5, salt=1))
+    vol.flush()
+    old = read_raw(path, fmt.data_offset(5), SECTOR)
+    vol.write(5 * SECTOR, pattern(5, salt=2))
+    patch(path, fmt.data_offset(5), old)     # while still open: the in-memory tag catches it
+    with pytest.raises(errors.IntegrityError) as exc:
+        vol.read(5 * SECTOR, SECTOR)
+    assert exc.value.sector == 5
+
+
+def test_whole_file_rollback_refused(vol_env, tmp_path):
+    make, reopen, path, _, _ = vol_env
+    vol = make()
+    vol.write(0, pattern(0, 4, salt=1))
+    vol.flush()
+    shutil.copy(path, str(tmp_path / 'old'))
+    vol.write(0, pattern(0, 4, salt=2))
+    vol.flush()
+    shutil.copy(str(tmp_path / 'old'), path)
+    vol = reopen()
+    with pytest.raises(errors.IntegrityError) as exc:
+        vol.read(SECTOR * 100, SECTOR)       # even a never-written sector: nothing is trusted
+    assert exc.value.sector is None and exc.value.check == 'tree'
+    assert 'rolled back' in str(exc.value)
+    with pytest.raises(errors.IntegrityError):
+        vol.write(0, pattern(0))
+
+
+def test_wrong_key_refused_and_header_checked(vol_env):
+    make, reopen, path, _, _ = vol_env
+    make()
+    with pytest.raises(errors.WrongKeyError):
+        reopen(key=os.urandom(32))
+    with pytest.raises(errors.WrongKeyError):
+        reopen(key=b'short')
+    patch(path, 20, b'\xff')                  # sector count field, slot A
+    patch(path, fmt.HEADER_SLOT_SIZE + 20, b'\xff')
+    with pytest.raises(errors.HeaderError) as exc:
+        reopen()
+    assert exc.value.field == 'checksum'
+
+
+def test_header_parse_errors_name_the_field():
+    h = fmt.Header(sector_count=10, uuid=os.urandom(16))
+    raw = bytearray(h.pack())
+    with pytest.raises(errors.HeaderError) as exc:
+        fmt.Header.unpack('A', b'XXXXXXXX' + bytes(raw[8:]))
+    assert exc.value.field == 'magic'
+    with pytest.raises(errors.HeaderError) as exc:
+        fmt.Header.unpack('A', bytes(raw[:40]))
+    assert exc.value.field == 'length'
+    raw[8:10] = struct.pack('>H', 9)
+    body = bytes(raw[:fmt._HEADER_FIELDS.size + fmt._WRAP.size - 32])
+    raw[len(body):len(body) + 32] = hashlib.sha256(body).digest()
+    with pytest.raises(errors.HeaderError) as exc:
+        fmt.Header.unpack('A', bytes(raw))
+    assert exc.value.field == 'format_version'
+
+
+def test_crash_between_record_and_data_reads_old(vol_env):
+    make, reopen, path, _, anchor = vol_env
+    vol = make()
+    vol.write(30 * SECTOR, pattern(30, salt=1))
+    vol.flush()
+    old_data = read_raw(path, fmt.data_offset(30), SECTOR)
+    vol.write(30 * SECTOR, pattern(30, salt=2))
+    vol.write(31 * SECTOR, pattern(31, salt=2))
+    # Simulate kill -9 after the record write but before the data write of sector 30.
+    patch(path, fmt.data_offset(30), old_data)
+    version = anchor.load(vol.uuid)['version']
+    assert anchor.load(vol.uuid)['dirty']
+    checked = reopen(readonly=True)
+    assert checked.scrub() == []
+    vol = reopen()
+    assert vol.recovered
+    assert vol.read(30 * SECTOR, SECTOR) == pattern(30, salt=1)
+    assert vol.read(31 * SECTOR, SECTOR) == pattern(31, salt=2)
+    state = anchor.load(vol.uuid)
+    assert not state['dirty'] and state['version'] == version + 1
+    # The next epoch never reuses a counter of the crashed one.
+    vol.write(30 * SECTOR, pattern(30, salt=3))
+    assert fmt.epoch_of(vol._current(30)[0]) > version
+    vol.flush()
+    assert reopen().read(30 * SECTOR, SECTOR) == pattern(30, salt=3)
+
+
+def test_anchor_is_monotonic_and_authenticated(vol_env):
+    make, reopen, path, _, anchor = vol_env
+    vol = make()
+    state = dict(anchor.load(vol.uuid))
+    with pytest.raises(errors.AnchorError):
+        anchor.commit(vol.uuid, dict(state, version=0), state['version'])
+    with pytest.raises(errors.AnchorError):
+        anchor.commit(vol.uuid, dict(state, version=9), state['version'] - 1)
+    anchor.commit(vol.uuid, dict(state, version=state['version'] + 1, root='00' * 32),
+                  state['version'])
+    with pytest.raises(errors.AnchorError) as exc:
+        reopen()
+    assert 'MAC' in str(exc.value)
+
+
+def test_rotate_kek_rewrites_only_the_header(vol_env):
+    make, reopen, path, kek, _ = vol_env
+    vol = make()
+    vol.write(0, pattern(0, 3))
+    vol.flush()
+    before = read_raw(path, fmt.DATA_START, 4 * SECTOR + fmt.GROUP_META)
+    new = os.urandom(32)
+    vol.rotate_kek(new)
+    assert read_raw(path, fmt.DATA_START, 4 * SECTOR + fmt.GROUP_META) == before
+    with pytest.raises(errors.WrongKeyError):
+        reopen(key=kek)
+    assert reopen(key=new).read(0, 3 * SECTOR) == pattern(0, 3)
+
+
+def test_resize_grow_and_shrink(vol_env):
+    make, reopen, path, kek, _ = vol_env
+    vol = make(size=10 * SECTOR)
+    vol.write(9 * SECTOR, pattern(9))
+    vol.resize(300 * SECTOR, kek)
+    vol.write(299 * SECTOR, pattern(299))
+    vol.flush()
+    vol = reopen()
+    assert vol.size == 300 * SECTOR
+    assert vol.read(9 * SECTOR, SECTOR) == pattern(9)
+    assert vol.read(200 * SECTOR, SECTOR) == bytes(SECTOR)
+    assert vol.read(299 * SECTOR, SECTOR) == pattern(299)
+    vol.resize(5 * SECTOR, kek)
+    vol = reopen()
+    assert vol.size == 5 * SECTOR and vol.scrub() == []
+    with pytest.raises(errors.BlockstoreError):
+        vol.read(5 * SECTOR, 1)
+
+
+def test_merkle_off_still_authenticates(vol_env):
+    make, reopen, path, _, _ = vol_env
+    vol = make(merkle_tree=False)
+    vol.write(0, pattern(0, 2))
+    vol.flush()
+    patch(path, fmt.data_offset(1), b'\x00')
+    vol = reopen()
+    assert not vol.info()['merkle_tree']
+    assert [(e.sector, e.check) for e in vol.scrub()] == [(1, 'tag')]
