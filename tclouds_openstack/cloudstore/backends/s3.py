@@ -1,0 +1,89 @@
+"""A cloud reached through the Amazon S3 API (boto3), e.g. AWS or Swift's s3api.
+
+Options: ``endpoint_url``, ``access_key``, ``secret_key``, ``bucket`` (default
+``cloudstore``), ``region`` (default ``us-east-1``), ``timeout`` in seconds (default 10).
+Requests are SigV4 with path-style addressing; boto3 clients are thread-safe.
+"""
+import boto3
+from botocore import config as botocore_config
+from botocore import exceptions as botocore_exceptions
+
+from tclouds_openstack.cloudstore.backends import base
+from tclouds_openstack.cloudstore import errors
+
+_NOT_FOUND = ('404', 'NoSuchKey', 'NotFound')
+
+
+class S3Backend(base.Backend):
+
+    def __init__(self, name, endpoint_url, access_key, secret_key, bucket='cloudstore',
+                 region='us-east-1', timeout=10.0):
+        super().__init__(name)
+        self.bucket = bucket
+        self.client = boto3.session.Session().client(
+            's3', endpoint_url=endpoint_url, aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key, region_name=region,
+            config=botocore_config.Config(
+                signature_version='s3v4', s3={'addressing_style': 'path'},
+                retries={'total_max_attempts': 1}, connect_timeout=timeout,
+                read_timeout=timeout, max_pool_connections=32,
+                request_checksum_calculation='when_required',
+                response_checksum_validation='when_required'))
+
+    @classmethod
+    def from_options(cls, name, options):
+        return cls(name, base.required_option(name, options, 'endpoint_url'),
+                   base.required_option(name, options, 'access_key'),
+                   base.required_option(name, options, 'secret_key'),
+                   options.get('bucket') or 'cloudstore',
+                   options.get('region') or 'us-east-1',
+                   base.timeout_option(name, options))
+
+    def _call(self, operation, key, fn, **kwargs):
+        try:
+            return fn(**kwargs)
+        except botocore_exceptions.ClientError as exc:
+            code = str(exc.response.get('Error', {}).get('Code', ''))
+            if code in _NOT_FOUND and operation == 'get':
+                raise errors.BackendNotFound(self.name, key)
+            raise errors.BackendError(self.name, operation, '%s: %s' % (key, exc))
+        except Exception as exc:  # botocore connection/read errors, urllib3 errors
+            raise errors.BackendError(self.name, operation, '%s: %s: %s'
+                                      % (key, type(exc).__name__, exc))
+
+    def put(self, key, data):
+        self._call('put', key, self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
+
+    def get(self, key):
+        def fetch(**kwargs):
+            response = self.client.get_object(**kwargs)
+            body = response['Body'].read()
+            if len(body) != response['ContentLength']:
+                raise errors.BackendError(self.name, 'get', '%s: %d of %d bytes received'
+                                          % (key, len(body), response['ContentLength']))
+            return body
+        return self._call('get', key, fetch, Bucket=self.bucket, Key=key)
+
+    def delete(self, key):
+        # S3 DELETE of an absent key is already a success (204).
+        self._call('delete', key, self.client.delete_object, Bucket=self.bucket, Key=key)
+
+    def list(self, prefix=''):
+        def list_all(**kwargs):
+            keys = []
+            paginator = self.client.get_paginator('list_objects_v2')
+            for page in paginator.paginate(**kwargs):
+                keys.extend(item['Key'] for item in page.get('Contents', ()))
+            return sorted(keys)
+        return self._call('list', prefix, list_all, Bucket=self.bucket, Prefix=prefix)
+
+    def ensure_container(self):
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return
+        except botocore_exceptions.ClientError:
+            pass
+        except Exception as exc:
+            raise errors.BackendError(self.name, 'put', 'bucket %s: %s: %s'
+                                      % (self.bucket, type(exc).__name__, exc))
+        self._call('put', self.bucket, self.client.create_bucket, Bucket=self.bucket)

@@ -1,0 +1,81 @@
+"""A cloud reached through the OpenStack Swift API (python-swiftclient).
+
+Options: ``auth_url``, ``user``, ``key`` (TempAuth / v1 auth), ``container`` (default
+``cloudstore``), ``timeout`` in seconds (default 10). swiftclient connections are not
+thread-safe, so each call borrows one from a small pool.
+"""
+import queue
+
+from swiftclient import client as swift_client
+from swiftclient import exceptions as swift_exceptions
+
+from tclouds_openstack.cloudstore.backends import base
+from tclouds_openstack.cloudstore import errors
+
+
+class SwiftBackend(base.Backend):
+
+    def __init__(self, name, auth_url, user, key, container='cloudstore', timeout=10.0):
+        super().__init__(name)
+        self.auth_url = auth_url
+        self.user = user
+        self.key = key
+        self.container = container
+        self.timeout = timeout
+        self._pool = queue.LifoQueue()
+
+    @classmethod
+    def from_options(cls, name, options):
+        return cls(name, base.required_option(name, options, 'auth_url'),
+                   base.required_option(name, options, 'user'),
+                   base.required_option(name, options, 'key'),
+                   options.get('container') or 'cloudstore',
+                   base.timeout_option(name, options))
+
+    def _connection(self):
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            return swift_client.Connection(self.auth_url, self.user, self.key, retries=0,
+                                           starting_backoff=0.01, timeout=self.timeout)
+
+    def _call(self, operation, fn, *args, **kwargs):
+        conn = self._connection()
+        try:
+            result = getattr(conn, fn)(*args, **kwargs)
+        except swift_exceptions.ClientException as exc:
+            conn.close()
+            if exc.http_status == 404 and operation == 'get':
+                raise errors.BackendNotFound(self.name, args[1])
+            if exc.http_status == 404 and operation == 'delete':
+                return None
+            raise errors.BackendError(self.name, operation, '%s' % exc)
+        except Exception as exc:  # requests/urllib3/socket errors: connection lost, timeout
+            conn.close()
+            raise errors.BackendError(self.name, operation, '%s: %s'
+                                      % (type(exc).__name__, exc))
+        self._pool.put(conn)
+        return result
+
+    def put(self, key, data):
+        self._call('put', 'put_object', self.container, key, data,
+                   content_length=len(data), content_type='application/octet-stream')
+
+    def get(self, key):
+        headers, body = self._call('get', 'get_object', self.container, key)
+        length = headers.get('content-length')
+        if length is not None and int(length) != len(body):
+            raise errors.BackendError(self.name, 'get', '%s: %d of %s bytes received'
+                                      % (key, len(body), length))
+        return body
+
+    def delete(self, key):
+        self._call('delete', 'delete_object', self.container, key)
+
+    def list(self, prefix=''):
+        _, listing = self._call('list', 'get_container', self.container, prefix=prefix,
+                                full_listing=True)
+        return sorted(item['name'] for item in listing)
+
+    def ensure_container(self):
+        self._call('put', 'put_container', self.container)

@@ -1,0 +1,181 @@
+"""Signed per-version metadata of a DepSky data unit (Bessani et al. 2011, section 3.2).
+
+Each cloud stores, next to its value object, the metadata of the data unit's newest
+version: version number, code parameters, the AES-GCM nonce and the SHA-256 digest of the
+value object of *every* cloud, signed by the writer with Ed25519 (RFC 8032). A reader
+that accepts only verified metadata can check any cloud's value object against it, so a
+faulty cloud can withhold or replay old data but never make a reader accept forged data.
+
+Encoding: UTF-8 JSON ``{"body": {...}, "signature": "<128 hex>"}``; the signature covers
+``SIGNING_CONTEXT`` followed by the body in canonical form (keys sorted, no spaces).
+:func:`parse` accepts nothing else and raises only :class:`~.errors.MetadataError`.
+"""
+import dataclasses
+import hashlib
+import json
+import re
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives import serialization
+
+from tclouds_openstack.cloudstore import coding
+from tclouds_openstack.cloudstore import errors
+
+FORMAT = 'tclouds-depsky-ca/1'
+SIGNING_CONTEXT = b'tclouds-depsky-ca/1 metadata\x00'
+MAX_METADATA_BYTES = 64 * 1024
+MAX_VERSION = 2 ** 63 - 1
+MAX_CLOUDS = 64
+_DATA_UNIT_RE = re.compile(r'\A[A-Za-z0-9._-]{1,200}\Z')
+_HEX_RE = re.compile(r'\A[0-9a-f]*\Z')
+_FIELDS = ('ciphertext_size', 'data_unit', 'digests', 'ec_type', 'f', 'format', 'n',
+           'nonce', 'version', 'writer')
+
+
+@dataclasses.dataclass(frozen=True)
+class Metadata:
+    """One version of a data unit, as the writer signed it."""
+
+    data_unit: str
+    version: int
+    n: int
+    f: int
+    ciphertext_size: int
+    nonce: bytes
+    digests: tuple
+    writer: str
+    ec_type: str = coding.EC_TYPE
+
+    def body(self):
+        return {'format': FORMAT, 'data_unit': self.data_unit, 'version': self.version,
+                'n': self.n, 'f': self.f, 'ec_type': self.ec_type,
+                'ciphertext_size': self.ciphertext_size, 'nonce': self.nonce.hex(),
+                'digests': list(self.digests), 'writer': self.writer}
+
+
+def key_id(public_key):
+    """Hex SHA-256 of the raw Ed25519 public key: names the writer in the metadata."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _canonical(body):
+    return json.dumps(body, sort_keys=True, separators=(',', ':'), ensure_ascii=True).encode()
+
+
+def sign(metadata, private_key):
+    """Serialize and sign ``metadata`` with the writer's Ed25519 private key."""
+    body = metadata.body()
+    signature = private_key.sign(SIGNING_CONTEXT + _canonical(body))
+    return _canonical({'body': body, 'signature': signature.hex()})
+
+
+def _int_field(body, name, low, high):
+    value = body[name]
+    # bool is an int subclass in Python; JSON true must not pass as 1.
+    if type(value) is not int:
+        raise errors.MetadataError(name, 'expected an integer, found %s' % type(value).__name__)
+    if not low <= value <= high:
+        raise errors.MetadataError(name, '%d outside %d..%d' % (value, low, high))
+    return value
+
+
+def _hex_field(value, name, length):
+    if not isinstance(value, str) or len(value) != length or not _HEX_RE.match(value):
+        raise errors.MetadataError(name, 'expected %d lowercase hex digits' % length)
+    return value
+
+
+def parse(data, public_key, data_unit=None):
+    """Parse and verify metadata bytes; return :class:`Metadata`.
+
+    ``public_key`` is the writer's Ed25519 public key; ``data_unit``, when given, must be
+    the data unit the metadata names (a cloud may not answer with another unit's record).
+    Raises :class:`~.errors.MetadataError` naming the field that is wrong.
+    """
+    if not isinstance(data, (bytes, bytearray)):
+        raise errors.MetadataError('(document)', 'expected bytes')
+    if len(data) > MAX_METADATA_BYTES:
+        raise errors.MetadataError('(document)', '%d bytes exceeds %d'
+                                   % (len(data), MAX_METADATA_BYTES))
+    try:
+        text = bytes(data).decode('utf-8')
+    except UnicodeDecodeError as exc:
+        raise errors.MetadataError('(document)', 'not UTF-8 at offset %d' % exc.start)
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise errors.MetadataError('(document)', 'not JSON: %s' % exc)
+    except RecursionError:
+        raise errors.MetadataError('(document)', 'JSON nested too deeply')
+    if not isinstance(document, dict) or set(document) != {'body', 'signature'}:
+        raise errors.MetadataError('(document)', 'expected an object with exactly "body" '
+                                   'and "signature"')
+    body = document['body']
+    if not isinstance(body, dict):
+        raise errors.MetadataError('body', 'expected an object')
+    missing = sorted(set(_FIELDS) - set(body))
+    extra = sorted(set(body) - set(_FIELDS))
+    if missing:
+        raise errors.MetadataError('body', 'missing fields %s' % ', '.join(missing))
+    if extra:
+        raise errors.MetadataError('body', 'unknown fields %s' % ', '.join(extra))
+    if body['format'] != FORMAT:
+        raise errors.MetadataError('format', 'expected %r, found %r' % (FORMAT, body['format']))
+    unit = body['data_unit']
+    if not isinstance(unit, str) or not _DATA_UNIT_RE.match(unit):
+        raise errors.MetadataError('data_unit', 'expected 1-200 characters [A-Za-z0-9._-]')
+    if data_unit is not None and unit != data_unit:
+        raise errors.MetadataError('data_unit', 'names %r, expected %r' % (unit, data_unit))
+    version = _int_field(body, 'version', 0, MAX_VERSION)
+    n = _int_field(body, 'n', 1, MAX_CLOUDS)
+    f = _int_field(body, 'f', 0, MAX_CLOUDS)
+    if n < 3 * f + 1:
+        raise errors.MetadataError('n', 'n=%d < 3f+1 for f=%d' % (n, f))
+    if body['ec_type'] != coding.EC_TYPE:
+        raise errors.MetadataError('ec_type', 'expected %r' % coding.EC_TYPE)
+    ciphertext_size = _int_field(body, 'ciphertext_size', 16, 2 ** 62)
+    nonce = bytes.fromhex(_hex_field(body['nonce'], 'nonce', 2 * coding.NONCE_BYTES))
+    digests = body['digests']
+    if not isinstance(digests, list) or len(digests) != n:
+        raise errors.MetadataError('digests', 'expected a list of n=%d digests' % n)
+    for index, value in enumerate(digests):
+        _hex_field(value, 'digests[%d]' % index, 64)
+    writer = _hex_field(body['writer'], 'writer', 64)
+    if writer != key_id(public_key):
+        raise errors.MetadataError('writer', 'signed by key %s, not the configured writer '
+                                   'key %s' % (writer[:16], key_id(public_key)[:16]))
+    signature = _hex_field(document['signature'], 'signature', 128)
+    try:
+        public_key.verify(bytes.fromhex(signature), SIGNING_CONTEXT + _canonical(body))
+    except InvalidSignature:
+        raise errors.MetadataError('signature', 'Ed25519 signature does not verify')
+    return Metadata(data_unit=unit, version=version, n=n, f=f,
+                    ciphertext_size=ciphertext_size, nonce=nonce, digests=tuple(digests),
+                    writer=writer)
+
+
+def load_private_key(pem):
+    """Ed25519 private key from PEM bytes; raises :class:`~.errors.CloudStoreError`."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise errors.CloudStoreError('writer key: not an unencrypted PEM private key: %s'
+                                     % exc)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise errors.CloudStoreError('writer key: expected Ed25519, found %s'
+                                     % type(key).__name__)
+    return key
+
+
+def load_public_key(pem):
+    """Ed25519 public key from PEM bytes; raises :class:`~.errors.CloudStoreError`."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise errors.CloudStoreError('writer public key: not a PEM public key: %s' % exc)
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise errors.CloudStoreError('writer public key: expected Ed25519, found %s'
+                                     % type(key).__name__)
+    return key

@@ -1,0 +1,462 @@
+"""DepSky-CA Byzantine quorum protocol (Bessani et al., EuroSys 2011, section 3, Alg. 1-2).
+
+n clouds, at most f of them faulty (crashed, slow, or arbitrarily malicious), n >= 3f + 1.
+
+- **Write** (Algorithm 1 with the CA encoding of section 3.3): encode the version into n
+  value objects (:mod:`.coding`), store value object i on cloud i and wait for n - f acks;
+  only then store the signed metadata on every cloud and wait for n - f acks. A write that
+  fails in the first phase leaves the previous version untouched.
+- **Read** (Algorithm 2): fetch metadata until n - f clouds answered, keep the highest
+  *valid* (signature-verified) version, then fetch value objects (f + 1 at first, one more
+  per failure) until f + 1 match the digests in that metadata; decode and decrypt.
+- Clouds that answer with unverifiable metadata, an older version, or a value object that
+  does not match its signed digest are reported as faulty (``faults`` in the results and
+  the ``fault_listener`` callback); unreachable ones as unavailable.
+
+Parallelism comes from the ``executor`` the adapter passes in (a ``concurrent.futures``
+executor); without one every call runs inline, in cloud order. Nothing here opens a
+socket or reads configuration.
+"""
+import concurrent.futures
+import dataclasses
+import typing
+
+from tclouds_openstack.cloudstore import coding
+from tclouds_openstack.cloudstore import errors
+from tclouds_openstack.cloudstore import metadata as metadata_mod
+from tclouds_openstack.cloudstore import shamir
+
+FAULTY = 'faulty'
+UNAVAILABLE = 'unavailable'
+
+
+def metadata_key(data_unit):
+    return '%s/meta' % data_unit
+
+
+def value_key(data_unit, version):
+    return '%s/v%020d' % (data_unit, version)
+
+
+class InlineExecutor(concurrent.futures.Executor):
+    """Runs each call at submit time; the default when the adapter gives no thread pool."""
+
+    def submit(self, fn, *args, **kwargs):
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+
+@dataclasses.dataclass
+class Fault:
+    """What one cloud did wrong in one operation."""
+
+    cloud: str
+    kind: str      # FAULTY (evidence of a bad or stale answer) or UNAVAILABLE
+    reason: str
+
+    def __str__(self):
+        return '%s (%s): %s' % (self.cloud, self.kind, self.reason)
+
+
+@dataclasses.dataclass
+class WriteResult:
+    metadata: metadata_mod.Metadata
+    acked: typing.List[str]
+    faults: typing.Dict[str, Fault]
+
+
+@dataclasses.dataclass
+class ReadResult:
+    data: bytes
+    metadata: metadata_mod.Metadata
+    faults: typing.Dict[str, Fault]
+
+
+@dataclasses.dataclass
+class RepairResult:
+    data_unit: str
+    version: int
+    repaired: typing.Dict[str, str]
+    failed: typing.Dict[str, str]
+
+
+class DepSkyCA:
+    """The protocol over ``clouds`` (backends in a fixed order: cloud i gets value i)."""
+
+    def __init__(self, clouds, f, public_key, private_key=None, executor=None,
+                 fault_listener=None, timeout=60.0):
+        if f < 0 or len(clouds) < 3 * f + 1:
+            raise errors.CloudStoreError('need n >= 3f + 1 clouds: n=%d, f=%d'
+                                         % (len(clouds), f))
+        names = [cloud.name for cloud in clouds]
+        if len(set(names)) != len(names):
+            raise errors.CloudStoreError('cloud names must be unique: %s' % ', '.join(names))
+        if private_key is not None and metadata_mod.key_id(
+                private_key.public_key()) != metadata_mod.key_id(public_key):
+            raise errors.CloudStoreError('writer private key does not match the public key')
+        self.clouds = list(clouds)
+        self.n = len(clouds)
+        self.f = f
+        self.public_key = public_key
+        self.private_key = private_key
+        self.executor = executor or InlineExecutor()
+        self.fault_listener = fault_listener
+        self.timeout = timeout
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _submit(self, fn, indexes):
+        return {self.executor.submit(fn, index): index for index in indexes}
+
+    def _wrap(self, index, operation, exc):
+        if isinstance(exc, errors.CloudStoreError):
+            return exc
+        # A backend broke its contract (a raw library exception): still fail closed.
+        return errors.BackendError(self.clouds[index].name, operation, repr(exc))
+
+    def _collect(self, futures, operation, enough):
+        """Wait until ``enough(results)`` or every future finished (or the timeout).
+
+        ``results`` maps cloud index to ``(ok, value_or_exception)``. Futures still running
+        afterwards are left to finish in the background.
+        """
+        results = {}
+        pending = set(futures)
+        while pending and not enough(results):
+            done, pending = concurrent.futures.wait(
+                pending, timeout=self.timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+            if not done:
+                break
+            for future in done:
+                self._harvest(futures, future, operation, results)
+        for future in [future for future in pending if future.done()]:
+            self._harvest(futures, future, operation, results)
+        if not enough(results):
+            for future in pending:
+                if not future.done():
+                    index = futures[future]
+                    results[index] = (False, errors.BackendError(
+                        self.clouds[index].name, operation,
+                        'no answer within %.1f s' % self.timeout))
+        return results
+
+    def _harvest(self, futures, future, operation, results):
+        index = futures[future]
+        try:
+            results[index] = (True, future.result())
+        except Exception as exc:
+            results[index] = (False, self._wrap(index, operation, exc))
+
+    def _fault(self, faults, index, kind, reason, data_unit):
+        fault = Fault(self.clouds[index].name, kind, reason)
+        # Evidence of misbehaviour outranks mere unavailability for the same cloud.
+        if fault.cloud not in faults or kind == FAULTY:
+            faults[fault.cloud] = fault
+        if self.fault_listener is not None:
+            self.fault_listener(data_unit, fault)
+
+    @staticmethod
+    def _count_ok(results):
+        return sum(1 for ok, _ in results.values() if ok)
+
+    # -- write ----------------------------------------------------------------------------
+
+    def write(self, data_unit, data, version):
+        """Store ``data`` as ``version`` of ``data_unit``; return :class:`WriteResult`.
+
+        Raises :class:`~.errors.QuorumError` when fewer than n - f clouds acknowledged a
+        phase; after a failed first phase the previous version stays the current one.
+        """
+        if self.private_key is None:
+            raise errors.CloudStoreError('write of %s: no writer private key configured'
+                                         % data_unit)
+        key, nonce, ciphertext = coding.encrypt(data, data_unit, version)
+        values = coding.encode_value_objects(key, ciphertext, self.n, self.f)
+        meta = metadata_mod.Metadata(
+            data_unit=data_unit, version=version, n=self.n, f=self.f,
+            ciphertext_size=len(ciphertext), nonce=nonce,
+            digests=tuple(coding.digest(value) for value in values),
+            writer=metadata_mod.key_id(self.public_key))
+        signed = metadata_mod.sign(meta, self.private_key)
+        quorum = self.n - self.f
+        faults = {}
+
+        def put_value(index):
+            self.clouds[index].put(value_key(data_unit, version), values[index])
+
+        results = self._collect(self._submit(put_value, range(self.n)), 'put',
+                                lambda r: self._count_ok(r) >= quorum)
+        for index, (ok, exc) in results.items():
+            if not ok:
+                self._fault(faults, index, UNAVAILABLE, str(exc), data_unit)
+        if self._count_ok(results) < quorum:
+            self._discard_version(data_unit, version)
+            raise errors.QuorumError('write (value phase)', data_unit, quorum,
+                                     {fault.cloud: fault.reason for fault in faults.values()})
+
+        def put_metadata(index):
+            self.clouds[index].put(metadata_key(data_unit), signed)
+
+        results = self._collect(self._submit(put_metadata, range(self.n)), 'put',
+                                lambda r: self._count_ok(r) >= quorum)
+        acked = []
+        for index, (ok, exc) in sorted(results.items()):
+            if ok:
+                acked.append(self.clouds[index].name)
+            else:
+                self._fault(faults, index, UNAVAILABLE, str(exc), data_unit)
+        if len(acked) < quorum:
+            raise errors.QuorumError('write (metadata phase)', data_unit, quorum,
+                                     {fault.cloud: fault.reason for fault in faults.values()})
+        return WriteResult(metadata=meta, acked=acked, faults=faults)
+
+    def _discard_version(self, data_unit, version):
+        """Best effort: remove value objects of a version that never became current."""
+        def delete_value(index):
+            self.clouds[index].delete(value_key(data_unit, version))
+        self._submit(delete_value, range(self.n))
+
+    def discard_version(self, data_unit, version):
+        """Best-effort garbage collection of an old version's value objects (no waiting)."""
+        self._discard_version(data_unit, version)
+
+    # -- read -----------------------------------------------------------------------------
+
+    def _read_metadata(self, data_unit, wait_all=False):
+        """Return ``(best, answers, faults)``: the highest valid metadata (or None)."""
+        quorum = self.n - self.f
+
+        def get_metadata(index):
+            try:
+                raw = self.clouds[index].get(metadata_key(data_unit))
+            except errors.BackendNotFound:
+                return None
+            return metadata_mod.parse(raw, self.public_key, data_unit), raw
+
+        def enough(results):
+            answered = sum(1 for ok, value in results.values()
+                           if ok or isinstance(value, errors.MetadataError))
+            return answered >= (self.n if wait_all else quorum)
+
+        results = self._collect(self._submit(get_metadata, range(self.n)), 'get', enough)
+        faults = {}
+        answers = {}
+        for index, (ok, value) in results.items():
+            if ok:
+                answers[index] = value
+            elif isinstance(value, errors.MetadataError):
+                answers[index] = value
+                self._fault(faults, index, FAULTY, 'bad metadata: %s' % value, data_unit)
+            else:
+                self._fault(faults, index, UNAVAILABLE, str(value), data_unit)
+        if len(answers) < quorum:
+            raise errors.QuorumError('read', data_unit, quorum,
+                                     {fault.cloud: fault.reason for fault in faults.values()})
+        valid = [value for value in answers.values() if isinstance(value, tuple)]
+        best = max(valid, key=lambda pair: pair[0].version, default=None)
+        if best is not None:
+            for index, value in answers.items():
+                if value is None:
+                    self._fault(faults, index, FAULTY if not wait_all else UNAVAILABLE,
+                                'missing metadata of version %d' % best[0].version,
+                                data_unit)
+                elif isinstance(value, tuple) and value[0].version < best[0].version:
+                    self._fault(faults, index, FAULTY, 'stale metadata: version %d, '
+                                'newest is %d' % (value[0].version, best[0].version),
+                                data_unit)
+        return best, answers, faults
+
+    def _fetch_values(self, meta, order, faults, needed):
+        """Fetch and verify value objects in ``order`` until ``needed`` verify."""
+        data_unit = meta.data_unit
+
+        def get_value(index):
+            data = self.clouds[index].get(value_key(data_unit, meta.version))
+            if coding.digest(data) != meta.digests[index]:
+                raise errors.FragmentError('digest', 0, 'SHA-256 of the %d-byte value object '
+                                           'does not match the signed metadata' % len(data))
+            coding.parse_value_object(data, index)
+            return data
+
+        verified = {}
+        queue = list(order)
+        running = {}
+        while len(verified) < needed and (queue or running):
+            while queue and len(running) + len(verified) < needed:
+                index = queue.pop(0)
+                running[self.executor.submit(get_value, index)] = index
+            done, _ = concurrent.futures.wait(list(running), timeout=self.timeout,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            if not done:
+                for index in running.values():
+                    self._fault(faults, index, UNAVAILABLE, 'value object: no answer within '
+                                '%.1f s' % self.timeout, data_unit)
+                break
+            for future in done:
+                index = running.pop(future)
+                try:
+                    verified[index] = future.result()
+                except errors.BackendNotFound:
+                    self._fault(faults, index, FAULTY, 'missing value object of version %d'
+                                % meta.version, data_unit)
+                except errors.FragmentError as exc:
+                    self._fault(faults, index, FAULTY, 'bad value object of version %d: %s'
+                                % (meta.version, exc), data_unit)
+                except Exception as exc:
+                    self._fault(faults, index, UNAVAILABLE,
+                                str(self._wrap(index, 'get', exc)), data_unit)
+        return verified
+
+    def read(self, data_unit, min_version=None):
+        """Return :class:`ReadResult` with the newest version's plaintext.
+
+        Raises :class:`~.errors.NotFoundError` when a quorum holds no valid metadata,
+        :class:`~.errors.StaleError` when the newest valid version is below
+        ``min_version``, :class:`~.errors.QuorumError` when too few clouds answer or too
+        few value objects verify.
+        """
+        best, answers, faults = self._read_metadata(data_unit)
+        if best is None:
+            if min_version is not None:
+                raise errors.StaleError(data_unit, None, min_version)
+            raise errors.NotFoundError(data_unit)
+        meta = best[0]
+        if min_version is not None and meta.version < min_version:
+            raise errors.StaleError(data_unit, meta.version, min_version)
+        # Clouds that vouched for this version first, then the others.
+        current = [index for index, value in sorted(answers.items())
+                   if isinstance(value, tuple) and value[0].version == meta.version]
+        order = current + [index for index in range(self.n) if index not in current]
+        verified = self._fetch_values(meta, order, faults, self.f + 1)
+        if len(verified) < self.f + 1:
+            raise errors.QuorumError('read', data_unit, self.f + 1,
+                                     {fault.cloud: fault.reason for fault in faults.values()})
+        data = coding.decode(verified, self.f, meta)
+        return ReadResult(data=data, metadata=meta, faults=faults)
+
+    def read_metadata(self, data_unit):
+        """Newest valid :class:`~.metadata.Metadata` on a quorum (no value objects read)."""
+        best, _, _ = self._read_metadata(data_unit)
+        if best is None:
+            raise errors.NotFoundError(data_unit)
+        return best[0]
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def delete(self, data_unit):
+        """Remove every object of ``data_unit`` from every cloud; n - f must succeed.
+
+        Returns the faults; raises :class:`~.errors.QuorumError` otherwise.
+        """
+        quorum = self.n - self.f
+        prefix = data_unit + '/'
+
+        def delete_all(index):
+            cloud = self.clouds[index]
+            # Metadata first: once it is gone no reader picks this unit's values.
+            cloud.delete(metadata_key(data_unit))
+            for key in cloud.list(prefix):
+                cloud.delete(key)
+
+        results = self._collect(self._submit(delete_all, range(self.n)), 'delete',
+                                lambda r: self._count_ok(r) >= quorum)
+        faults = {}
+        for index, (ok, exc) in results.items():
+            if not ok:
+                self._fault(faults, index, UNAVAILABLE, str(exc), data_unit)
+        if self._count_ok(results) < quorum:
+            raise errors.QuorumError('delete', data_unit, quorum,
+                                     {fault.cloud: fault.reason for fault in faults.values()})
+        return faults
+
+    # -- repair ---------------------------------------------------------------------------
+
+    def list_data_units(self):
+        """Union of the data units any reachable cloud holds, with per-cloud failures."""
+        units = set()
+        failures = {}
+        results = self._collect(self._submit(lambda i: self.clouds[i].list(''),
+                                             range(self.n)), 'list', lambda r: False)
+        for index, (ok, value) in results.items():
+            if ok:
+                units.update(key.split('/', 1)[0] for key in value if '/' in key)
+            else:
+                failures[self.clouds[index].name] = str(value)
+        return sorted(units), failures
+
+    def repair(self, data_unit, collect_garbage=True):
+        """Rewrite missing, stale or bad value objects and metadata of ``data_unit``.
+
+        Needs no writer key: a missing value object is rebuilt from f + 1 good ones (the
+        erasure code reconstructs its fragment, Lagrange interpolation its key share) and
+        must match the digest in the signed metadata before it is stored. With
+        ``collect_garbage`` the value objects of older versions are deleted too.
+        """
+        best, answers, faults = self._read_metadata(data_unit, wait_all=True)
+        if best is None:
+            raise errors.NotFoundError(data_unit)
+        meta, signed = best
+        verified = self._fetch_values(meta, range(self.n), faults, self.n)
+        if len(verified) < self.f + 1:
+            raise errors.QuorumError('repair', data_unit, self.f + 1,
+                                     {fault.cloud: fault.reason for fault in faults.values()})
+        repaired = {}
+        failed = {}
+        rebuilt = {}
+        missing = [index for index in range(self.n) if index not in verified]
+        if missing:
+            k = self.f + 1
+            sources = sorted(verified.items())[:k]
+            parsed = [coding.parse_value_object(data, index) for index, data in sources]
+            shares = [share for share, _ in parsed]
+            fragments = [fragment for _, fragment in parsed]
+            try:
+                new_fragments = coding.ec_driver(k, self.n - k).reconstruct(fragments, missing)
+            except Exception as exc:  # pyeclib's own error family
+                raise errors.FragmentError('fragment', coding.VALUE_HEADER_BYTES,
+                                           'reconstruction failed: %s' % exc)
+            for index, fragment in zip(missing, new_fragments):
+                share = (index + 1, shamir.interpolate(shares, index + 1))
+                value = (coding.VALUE_MAGIC + bytes([coding.VALUE_FORMAT, index])
+                         + shamir.encode_share(share) + fragment)
+                if coding.digest(value) != meta.digests[index]:
+                    failed[self.clouds[index].name] = ('rebuilt value object does not match '
+                                                       'the signed digest')
+                    continue
+                rebuilt[index] = value
+        metadata_targets = [index for index in range(self.n)
+                            if not (isinstance(answers.get(index), tuple)
+                                    and answers[index][1] == signed)]
+
+        def fix(index):
+            cloud = self.clouds[index]
+            done = []
+            if index in rebuilt:
+                cloud.put(value_key(data_unit, meta.version), rebuilt[index])
+                done.append('value object')
+            if index in metadata_targets:
+                cloud.put(metadata_key(data_unit), signed)
+                done.append('metadata')
+            if collect_garbage:
+                keep = {metadata_key(data_unit), value_key(data_unit, meta.version)}
+                for key in cloud.list(data_unit + '/'):
+                    if key not in keep:
+                        cloud.delete(key)
+                        done.append('deleted %s' % key.split('/', 1)[1])
+            return done
+
+        targets = sorted(set(rebuilt) | set(metadata_targets)
+                         | (set(range(self.n)) if collect_garbage else set()))
+        results = self._collect(self._submit(fix, targets), 'repair', lambda r: False)
+        for index, (ok, value) in results.items():
+            name = self.clouds[index].name
+            if ok and value:
+                repaired[name] = ', '.join(value)
+            elif not ok:
+                failed[name] = str(value)
+        return RepairResult(data_unit=data_unit, version=meta.version, repaired=repaired,
+                            failed=failed)
