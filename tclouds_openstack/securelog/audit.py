@@ -1,0 +1,241 @@
+"""The full audit: replay a log from genesis and name the first damaged index.
+
+Pure: the caller supplies the records in log order (from a store, an export, a file), the
+log sealer's K0, the sources' K0s and the signature-verified checkpoints. Every record is
+checked for:
+
+- format (``malformed``) and the log seal over it (``modified``: bytes changed, or forged
+  by someone without the epoch key);
+- its sealed position (``missing`` when a later record sits here, ``moved`` when an earlier
+  one does: deletions, swaps, insertions);
+- forward security (``forged``): genuine records are sealed in non-decreasing epoch order,
+  and a record of an earlier epoch cannot be made after that epoch's key was erased; so a
+  validly sealed record followed by one of an earlier epoch, or sealed in an epoch later than
+  a checkpoint that covers it, was written by someone holding a later key;
+- the same three rules per source over the source's own sequence numbers and seals;
+- the Merkle root at every checkpoint size (``root-mismatch``) and the size against the
+  largest checkpoint (``truncated``, or ``rolled-back`` when the store's own newest
+  checkpoint is older than one published elsewhere).
+"""
+import collections
+import hmac
+
+from tclouds_openstack.securelog import merkle
+from tclouds_openstack.securelog import sealing
+
+EPOCH_EXTENSION = 'tclouds-securelog-epoch '
+
+Damage = collections.namedtuple('Damage', 'index kind detail')
+# When several findings name one index, report the most specific explanation first: a
+# forged record also breaks the sequence around it, a moved one also leaves a gap.
+_KIND_ORDER = {kind: n for n, kind in enumerate(
+    ('forged', 'modified', 'malformed', 'moved', 'missing', 'rolled-back', 'truncated',
+     'root-mismatch', 'unverifiable'))}
+
+
+def checkpoint_epoch(checkpoint):
+    """The log sealer's epoch recorded in a checkpoint's extension line (None if absent)."""
+    for ext in checkpoint.extensions:
+        if ext.startswith(EPOCH_EXTENSION):
+            value = ext[len(EPOCH_EXTENSION):]
+            if value.isdigit():
+                return int(value)
+    return None
+
+
+class AuditReport(object):
+    def __init__(self):
+        self.size = 0
+        self.root = merkle.EMPTY_ROOT
+        self.damages = []
+        self.checkpoints_checked = 0
+        self.sources = collections.Counter()
+        self.truncated_damages = False
+
+    @property
+    def ok(self):
+        return not self.damages
+
+    @property
+    def first_damage(self):
+        return min(self.damages, key=lambda d: (d.index, _KIND_ORDER.get(d.kind, 99))) \
+            if self.damages else None
+
+    def summary(self):
+        if self.ok:
+            return ('OK: %d records from %d source(s), root %s, %d checkpoint(s) verified'
+                    % (self.size, len(self.sources), self.root.hex(), self.checkpoints_checked))
+        d = self.first_damage
+        return 'DAMAGED: first bad index %d (%s): %s' % (d.index, d.kind, d.detail)
+
+
+class _Stream(object):
+    """Ordering state of one sealed stream (the log itself, or one source)."""
+
+    __slots__ = ('chain', 'last_epoch', 'last_index', 'next_seq')
+
+    def __init__(self, chain):
+        self.chain = chain
+        self.last_epoch = 0
+        self.last_index = None
+        self.next_seq = 0
+
+
+def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=None,
+          max_damages=1000):
+    """Audit ``records`` (iterable of encoded records in log order).
+
+    ``log_key``: the log sealer's K0. ``source_keys``: {source name: K0}. ``checkpoints``:
+    verified :class:`~.checkpoint.Checkpoint` objects. ``store_checkpoint_size``: the size of
+    the newest checkpoint the store itself holds, to tell a rollback from a truncation.
+    Returns an :class:`AuditReport`.
+    """
+    report = AuditReport()
+    damages = report.damages
+
+    def damage(index, kind, detail):
+        if len(damages) < max_damages:
+            damages.append(Damage(index, kind, detail))
+        else:
+            report.truncated_damages = True
+
+    by_size = {}
+    for cp in checkpoints:
+        by_size.setdefault(cp.size, []).append(cp)
+    cp_sizes = sorted(by_size)
+    # The smallest checkpoint covering position i bounds the epoch record i may carry.
+    bounds = [(size, checkpoint_epoch(cp)) for size in cp_sizes for cp in by_size[size]]
+    bounds = [(size, epoch) for size, epoch in bounds if epoch is not None]
+    bound_pos = 0
+    bound = bounds[0] if bounds else None
+    next_cp = 0
+    last_good_cp = 0
+
+    log = _Stream(sealing.KeyChain(log_key))
+    sources = {}
+    source_chains = {name: sealing.KeyChain(k) for name, k in source_keys.items()}
+    compact = merkle.CompactRange()
+    sha256 = merkle._sha256
+    compare = hmac.compare_digest
+    digest = sealing._digest
+    decode_record = sealing.decode_record
+    decode_entry = sealing.decode_entry
+    log_key_for = log.chain.key
+    log_forged_flagged = set()
+
+    index = -1
+    for index, data in enumerate(records):
+        # Checkpoints of size == index cover exactly the records seen so far.
+        while next_cp < len(cp_sizes) and cp_sizes[next_cp] == index:
+            _check_roots(report, damage, by_size[cp_sizes[next_cp]], compact, last_good_cp)
+            last_good_cp = index
+            next_cp += 1
+        while bound is not None and bound[0] <= index:
+            bound_pos += 1
+            bound = bounds[bound_pos] if bound_pos < len(bounds) else None
+
+        data = bytes(data)
+        compact.append(sha256(b'\x00' + data).digest())
+        try:
+            record = decode_record(data)
+        except sealing.SealError as exc:
+            damage(index, 'malformed', 'record does not parse: %s' % exc)
+            continue
+        try:
+            key = log_key_for(record.epoch)
+        except sealing.SealError as exc:
+            damage(index, 'forged', 'record %s' % exc.reason)
+            continue
+        if not compare(digest(key, data[:-sealing.TAG_SIZE], 'sha256'), record.tag):
+            damage(index, 'modified', 'log seal does not verify: record bytes changed, or '
+                   'written by someone without the epoch %d key' % record.epoch)
+            continue
+        if record.epoch < log.last_epoch and log.last_index not in log_forged_flagged:
+            log_forged_flagged.add(log.last_index)
+            damage(log.last_index, 'forged',
+                   'record sealed in log epoch %d is followed at index %d by a genuine record '
+                   'of earlier epoch %d: it was sealed with a key that did not exist yet'
+                   % (log.last_epoch, index, record.epoch))
+        if bound is not None and record.epoch > bound[1]:
+            damage(index, 'forged', 'record sealed in log epoch %d, but the checkpoint at '
+                   'size %d that covers it was signed in epoch %d'
+                   % (record.epoch, bound[0], bound[1]))
+        if record.index != index:
+            if record.index > index:
+                damage(index, 'missing', 'record sealed for index %d found at index %d: '
+                       'records deleted or reordered' % (record.index, index))
+            else:
+                damage(index, 'moved', 'record sealed for index %d found at index %d: '
+                       'records inserted, duplicated or reordered' % (record.index, index))
+        log.last_epoch = record.epoch
+        log.last_index = index
+
+        _check_entry(index, record.entry, sources, source_chains, damage, decode_entry)
+    size = index + 1
+    report.size = size
+    report.root = compact.root()
+    while next_cp < len(cp_sizes) and cp_sizes[next_cp] == size:
+        _check_roots(report, damage, by_size[cp_sizes[next_cp]], compact, last_good_cp)
+        next_cp += 1
+    if next_cp < len(cp_sizes):
+        largest = cp_sizes[-1]
+        if store_checkpoint_size is not None and store_checkpoint_size < largest:
+            damage(size, 'rolled-back', 'the store holds %d records and its newest checkpoint '
+                   'is at size %d, but a checkpoint published at size %d exists: the store was '
+                   'rolled back, records %d..%d are gone'
+                   % (size, store_checkpoint_size, largest, size, largest - 1))
+        else:
+            damage(size, 'truncated', 'the store holds %d records but a signed checkpoint '
+                   'covers %d: records %d..%d are gone' % (size, largest, size, largest - 1))
+    report.sources = collections.Counter({n: s.next_seq for n, s in sources.items()})
+    return report
+
+
+def _check_roots(report, damage, checkpoints, compact, last_good):
+    root = compact.root()
+    for cp in checkpoints:
+        report.checkpoints_checked += 1
+        if cp.root != root:
+            damage(last_good, 'root-mismatch', 'records 0..%d do not hash to the root %s of '
+                   'the signed checkpoint at size %d (computed %s): a record at or after '
+                   'index %d differs from what was signed'
+                   % (cp.size - 1, cp.root.hex(), cp.size, root.hex(), last_good))
+
+
+def _check_entry(index, entry_bytes, sources, source_chains, damage, decode_entry):
+    try:
+        entry = decode_entry(entry_bytes)
+    except sealing.SealError as exc:
+        damage(index, 'malformed', 'entry does not parse: %s' % exc)
+        return
+    name = entry.source
+    stream = sources.get(name)
+    if stream is None:
+        chain = source_chains.get(name)
+        if chain is None:
+            damage(index, 'unverifiable', 'no verification key for source %r' % name)
+            return
+        stream = sources[name] = _Stream(chain)
+    try:
+        ok = stream.chain.check(entry.epoch, entry_bytes)
+    except sealing.SealError as exc:
+        damage(index, 'forged', 'entry of source %r: %s' % (name, exc.reason))
+        return
+    if not ok:
+        damage(index, 'modified', 'seal of source %r does not verify: entry bytes changed, '
+               'or forged without the epoch %d key' % (name, entry.epoch))
+        return
+    if stream.last_index is not None and entry.epoch < stream.last_epoch:
+        damage(stream.last_index, 'forged',
+               'entry of source %r sealed in epoch %d is followed at index %d by a genuine '
+               'entry of earlier epoch %d: it was sealed with a key that did not exist yet'
+               % (name, stream.last_epoch, index, entry.epoch))
+    elif entry.seq > stream.next_seq:
+        damage(index, 'missing', 'source %r jumps from sequence %d to %d: entries deleted '
+               'or reordered' % (name, stream.next_seq - 1, entry.seq))
+    elif entry.seq < stream.next_seq:
+        damage(index, 'moved', 'source %r repeats or reorders sequence %d after %d'
+               % (name, entry.seq, stream.next_seq - 1))
+    stream.last_epoch = entry.epoch
+    stream.last_index = index
+    stream.next_seq = max(stream.next_seq, entry.seq + 1)

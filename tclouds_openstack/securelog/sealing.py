@@ -1,0 +1,263 @@
+"""Forward-secure sealing: per-epoch MAC keys that evolve one way, and the record formats.
+
+The idea is that of Bellare-Yee / Schneier-Kelsey forward-secure MACs as used by
+systemd-journald's Forward Secure Sealing and the TClouds secure logging service: a sealer
+starts from a secret key K0 that it hands to the auditor and then forgets; entries of epoch
+e carry HMAC-SHA256(K_e, entry) and K_{e+1} = SHA-256(domain || K_e). Moving to the next
+epoch overwrites K_e, so an attacker who takes the host in epoch E holds only K_E: entries of
+earlier epochs can neither be altered nor forged without detection. The auditor, holding K0,
+derives every K_e.
+
+Two sealers stack (both use this module):
+
+- the **source** (an OpenStack service's notification driver or log handler) seals each
+  event as an :class:`Entry` carrying its own per-source sequence number, so deleted,
+  reordered, duplicated or forged events of that source are found by the auditor;
+- the **log** (the ingestion service) seals each appended record as a :class:`Record`
+  binding the entry to its log index, so entries moved between positions are found too.
+  The Merkle leaf is the encoded record.
+
+Binary formats (big-endian; every length is checked on decode, errors name field and offset):
+
+Entry  = "TSE1" | flags u8 | epoch u64 | seq u64 | time_ns u64 | source_len u16 | source
+         | tenant_len u16 | tenant | payload_len u32 | payload | tag[32]
+Record = "TSL1" | index u64 | epoch u64 | entry_len u32 | entry | tag[32]
+
+``tag`` is HMAC-SHA256(K_epoch, everything before the tag). Pure: no I/O, no clock (callers
+pass ``now``), randomness only through :func:`new_key`.
+"""
+import collections
+import hashlib
+import hmac
+import os
+import struct
+
+KEY_SIZE = 32
+TAG_SIZE = 32
+ENTRY_MAGIC = b'TSE1'
+RECORD_MAGIC = b'TSL1'
+FLAG_ENCRYPTED = 0x01
+_KNOWN_FLAGS = FLAG_ENCRYPTED
+_EVOLVE_DOMAIN = b'tclouds-securelog/v1 key evolution\x00'
+# The auditor derives keys one epoch at a time; a claimed epoch this far beyond the last one
+# seen is treated as damage instead of spending minutes deriving keys for it.
+MAX_EPOCH_JUMP = 10 ** 6
+
+_ENTRY_HEAD = struct.Struct('>4sBQQQH')
+_U16 = struct.Struct('>H')
+_U32 = struct.Struct('>I')
+_RECORD_HEAD = struct.Struct('>4sQQI')
+_digest = hmac.digest
+_sha256 = hashlib.sha256
+
+
+class SealError(Exception):
+    """Malformed entry or record, or a seal that does not verify.
+
+    ``field`` and ``offset`` locate the problem inside the encoded bytes.
+    """
+
+    def __init__(self, field, offset, reason):
+        self.field = field
+        self.offset = offset
+        self.reason = reason
+        super().__init__('%s at offset %d: %s' % (field, offset, reason))
+
+
+def new_key():
+    """A fresh random K0 (32 bytes from the OS CSPRNG)."""
+    return os.urandom(KEY_SIZE)
+
+
+def evolve(key):
+    """K_{e+1} = SHA-256(domain || K_e): one way, so K_e cannot be recovered from K_{e+1}."""
+    return _sha256(_EVOLVE_DOMAIN + key).digest()
+
+
+def mac(key, data):
+    return _digest(key, data, 'sha256')
+
+
+Entry = collections.namedtuple(
+    'Entry', 'flags epoch seq time_ns source tenant payload tag')
+
+
+def encode_entry_body(flags, epoch, seq, time_ns, source, tenant, payload):
+    """The bytes an entry's tag covers (everything except the tag)."""
+    src = source.encode('utf-8')
+    ten = tenant.encode('utf-8')
+    if not src:
+        raise ValueError('source must not be empty')
+    if len(src) > 0xFFFF or len(ten) > 0xFFFF or len(payload) > 0xFFFFFFFF:
+        raise ValueError('source, tenant or payload too long')
+    return b''.join((_ENTRY_HEAD.pack(ENTRY_MAGIC, flags, epoch, seq, time_ns, len(src)), src,
+                     _U16.pack(len(ten)), ten, _U32.pack(len(payload)), payload))
+
+
+def _take(data, offset, size, field):
+    end = offset + size
+    if end > len(data):
+        raise SealError(field, offset, 'truncated: need %d bytes, %d left'
+                        % (size, len(data) - offset))
+    return end
+
+
+def decode_entry(data):
+    """Parse an encoded entry; raises :class:`SealError` naming field and offset."""
+    data = bytes(data)
+    _take(data, 0, _ENTRY_HEAD.size, 'entry.header')
+    magic, flags, epoch, seq, time_ns, src_len = _ENTRY_HEAD.unpack_from(data, 0)
+    if magic != ENTRY_MAGIC:
+        raise SealError('entry.magic', 0, 'expected %r, got %r' % (ENTRY_MAGIC, magic))
+    if flags & ~_KNOWN_FLAGS:
+        raise SealError('entry.flags', 4, 'unknown flag bits 0x%02x' % (flags & ~_KNOWN_FLAGS))
+    off = _ENTRY_HEAD.size
+    end = _take(data, off, src_len, 'entry.source')
+    try:
+        source = data[off:end].decode('utf-8')
+    except UnicodeDecodeError as exc:
+        raise SealError('entry.source', off, 'not UTF-8: %s' % exc.reason)
+    if not source:
+        raise SealError('entry.source', off, 'empty source name')
+    off = _take(data, end, 2, 'entry.tenant_len')
+    (ten_len,) = _U16.unpack_from(data, end)
+    end = _take(data, off, ten_len, 'entry.tenant')
+    try:
+        tenant = data[off:end].decode('utf-8')
+    except UnicodeDecodeError as exc:
+        raise SealError('entry.tenant', off, 'not UTF-8: %s' % exc.reason)
+    off = _take(data, end, 4, 'entry.payload_len')
+    (pay_len,) = _U32.unpack_from(data, end)
+    end = _take(data, off, pay_len, 'entry.payload')
+    payload = data[off:end]
+    tag_end = _take(data, end, TAG_SIZE, 'entry.tag')
+    if tag_end != len(data):
+        raise SealError('entry.tag', tag_end, '%d trailing bytes after the tag'
+                        % (len(data) - tag_end))
+    return Entry(flags, epoch, seq, time_ns, source, tenant, payload, data[end:])
+
+
+Record = collections.namedtuple('Record', 'index epoch entry tag')
+
+
+def encode_record_body(index, epoch, entry):
+    return _RECORD_HEAD.pack(RECORD_MAGIC, index, epoch, len(entry)) + entry
+
+
+def decode_record(data):
+    """Parse an encoded log record (a Merkle leaf); raises :class:`SealError`."""
+    data = bytes(data)
+    _take(data, 0, _RECORD_HEAD.size, 'record.header')
+    magic, index, epoch, entry_len = _RECORD_HEAD.unpack_from(data, 0)
+    if magic != RECORD_MAGIC:
+        raise SealError('record.magic', 0, 'expected %r, got %r' % (RECORD_MAGIC, magic))
+    off = _RECORD_HEAD.size
+    end = _take(data, off, entry_len, 'record.entry')
+    tag_end = _take(data, end, TAG_SIZE, 'record.tag')
+    if tag_end != len(data):
+        raise SealError('record.tag', tag_end, '%d trailing bytes after the tag'
+                        % (len(data) - tag_end))
+    return Record(index, epoch, data[off:end], data[end:])
+
+
+class Sealer(object):
+    """A forward-secure sealer: holds only the current epoch's key.
+
+    ``epoch_seconds`` / ``epoch_entries`` bound how long a key lives (time since the
+    epoch began, entries sealed in it); whichever comes first advances the epoch. The
+    state (:meth:`to_state`) never contains a past key; persist it after every seal.
+    """
+
+    def __init__(self, name, key, epoch=0, next_seq=0, epoch_started_ns=0,
+                 entries_in_epoch=0, epoch_seconds=60.0, epoch_entries=100000):
+        if len(key) != KEY_SIZE:
+            raise ValueError('sealing key must be %d bytes' % KEY_SIZE)
+        self.name = name
+        self._key = bytearray(key)
+        self.epoch = epoch
+        self.next_seq = next_seq
+        self.epoch_started_ns = epoch_started_ns
+        self.entries_in_epoch = entries_in_epoch
+        self.epoch_seconds = epoch_seconds
+        self.epoch_entries = epoch_entries
+
+    @classmethod
+    def create(cls, name, now_ns, **kwargs):
+        """A new sealer and the K0 the auditor must keep (and this host must not)."""
+        k0 = new_key()
+        return cls(name, k0, epoch_started_ns=now_ns, **kwargs), k0
+
+    def advance_epoch(self, now_ns):
+        """Evolve to the next epoch and overwrite the old key."""
+        new = evolve(bytes(self._key))
+        # Best effort in Python: overwrite the buffer that held the old key.
+        for i in range(len(self._key)):
+            self._key[i] = 0
+        self._key[:] = new
+        self.epoch += 1
+        self.epoch_started_ns = now_ns
+        self.entries_in_epoch = 0
+
+    def _maybe_advance(self, now_ns):
+        if (self.entries_in_epoch >= self.epoch_entries
+                or now_ns - self.epoch_started_ns >= self.epoch_seconds * 1e9):
+            self.advance_epoch(now_ns)
+
+    def _sealed(self, body):
+        self.entries_in_epoch += 1
+        return body + mac(bytes(self._key), body)
+
+    def seal_entry(self, payload, now_ns, tenant='', flags=0):
+        """Seal one source event; returns the encoded :class:`Entry`."""
+        self._maybe_advance(now_ns)
+        body = encode_entry_body(flags, self.epoch, self.next_seq, now_ns, self.name,
+                                 tenant, payload)
+        self.next_seq += 1
+        return self._sealed(body)
+
+    def seal_record(self, index, entry, now_ns):
+        """Seal one log record binding ``entry`` to log position ``index``."""
+        self._maybe_advance(now_ns)
+        return self._sealed(encode_record_body(index, self.epoch, entry))
+
+    def to_state(self):
+        return {'name': self.name, 'key': bytes(self._key).hex(), 'epoch': self.epoch,
+                'next_seq': self.next_seq, 'epoch_started_ns': self.epoch_started_ns,
+                'entries_in_epoch': self.entries_in_epoch}
+
+    @classmethod
+    def from_state(cls, state, **kwargs):
+        """Rebuild from :meth:`to_state`; raises ValueError naming the bad field."""
+        try:
+            key = bytes.fromhex(state['key'])
+            fields = {f: int(state[f]) for f in
+                      ('epoch', 'next_seq', 'epoch_started_ns', 'entries_in_epoch')}
+            name = str(state['name'])
+        except KeyError as exc:
+            raise ValueError('sealer state lacks field %s' % exc)
+        except (TypeError, ValueError) as exc:
+            raise ValueError('sealer state has a malformed field: %s' % exc)
+        return cls(name, key, **fields, **kwargs)
+
+
+class KeyChain(object):
+    """The auditor's side: derives K_e from K0 on demand (cached) and checks tags."""
+
+    def __init__(self, k0):
+        if len(k0) != KEY_SIZE:
+            raise ValueError('verification key must be %d bytes' % KEY_SIZE)
+        self._keys = [bytes(k0)]
+
+    def key(self, epoch):
+        keys = self._keys
+        if epoch - len(keys) >= MAX_EPOCH_JUMP:
+            raise SealError('epoch', 0, 'epoch %d is implausibly far beyond epoch %d'
+                            % (epoch, len(keys) - 1))
+        while len(keys) <= epoch:
+            keys.append(evolve(keys[-1]))
+        return keys[epoch]
+
+    def check(self, epoch, data):
+        """True when the last TAG_SIZE bytes of ``data`` are the epoch's tag over the rest."""
+        return hmac.compare_digest(_digest(self.key(epoch), data[:-TAG_SIZE], 'sha256'),
+                                   data[-TAG_SIZE:])
