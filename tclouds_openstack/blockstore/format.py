@@ -190,7 +190,8 @@ def _wrap(header, kek, dek):
     header.wrapped_key = AESGCM(kek).encrypt(header.wrap_nonce, dek, header.fields())
 
 
-def _unwrap(header, kek):
+def unwrap_key(header, kek):
+    """Return the data key; WrongKeyError when ``kek`` is not this volume's key."""
     _check_kek(kek)
     if not hmac.compare_digest(_key_check(kek, header.uuid), header.key_check):
         raise errors.WrongKeyError('wrong key: it does not open volume %s (key check failed)'
@@ -291,7 +292,7 @@ class Volume:
         IntegrityError on the affected reads and in :meth:`scrub`.
         """
         header, other = cls.read_header(storage)
-        dek = _unwrap(header, kek)
+        dek = unwrap_key(header, kek)
         vol = cls(storage, anchor, header, dek, readonly=readonly,
                   sync_metadata=sync_metadata)
         state = vol._load_anchor()
@@ -299,7 +300,7 @@ class Volume:
                 and other.sector_count == state['sector_count']:
             # A resize was interrupted between the header write and the anchor commit.
             header = other
-            vol = cls(storage, anchor, header, _unwrap(header, kek), readonly=readonly,
+            vol = cls(storage, anchor, header, unwrap_key(header, kek), readonly=readonly,
                       sync_metadata=sync_metadata)
             state = vol._load_anchor()
         if state['sector_count'] != header.sector_count:

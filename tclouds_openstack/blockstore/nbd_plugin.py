@@ -1,0 +1,171 @@
+"""nbdkit Python plugin: serves the decrypted, verified view of a protected volume.
+
+Loaded by nbdkit's embedded interpreter (``nbdkit python nbd_plugin.py volume=... ...``),
+normally through ``tclouds-blockstore serve``, which sets PYTHONPATH so that the
+embedded Debian libpython finds this package and a recent ``cryptography``.
+
+Parameters: ``volume=PATH`` (required), ``anchor=PATH`` (file anchor), ``keyfd=N`` (read
+the 32-byte key from inherited descriptor N, e.g. a pipe: the key never touches a file)
+or ``keyfile=PATH`` (development), ``events=PATH`` (append one JSON line per integrity
+failure, for the caller to forward as a notification), ``sync_metadata=1`` (fdatasync
+between record and data writes, for power-loss ordering).
+
+Requests are serialized (THREAD_MODEL_SERIALIZE_ALL_REQUESTS): on 2 cores the GIL makes
+parallel threads ~3x slower, and read-modify-write of partial sectors must not interleave.
+An integrity failure is EIO to the client plus a log line and an event.
+
+nbdkit calls module-level functions by name; ``open`` shadows the builtin here, so
+files are opened with ``io.open``.
+"""
+import errno
+import io
+import json
+import os
+import sys
+import time
+
+import nbdkit
+
+from tclouds_openstack.blockstore import errors
+from tclouds_openstack.blockstore import format as fmt
+from tclouds_openstack.blockstore import keys
+from tclouds_openstack.blockstore import storage
+
+API_VERSION = 2
+
+_params = {}
+_volume = None
+
+
+def thread_model():
+    return nbdkit.THREAD_MODEL_SERIALIZE_ALL_REQUESTS
+
+
+def config(key, value):
+    if key not in ('volume', 'anchor', 'keyfd', 'keyfile', 'events', 'sync_metadata',
+                   'readonly'):
+        raise RuntimeError('unknown parameter %r' % key)
+    _params[key] = value
+
+
+def _read_key():
+    if 'keyfd' in _params:
+        fd = int(_params['keyfd'])
+        chunks = []
+        while True:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(fd)
+        raw = b''.join(chunks)
+    elif 'keyfile' in _params:
+        with io.open(_params['keyfile'], 'rb') as f:
+            raw = f.read()
+    else:
+        raise RuntimeError('give the key with keyfd=N or keyfile=PATH')
+    return keys.parse_key(raw)
+
+
+def config_complete():
+    """Open the volume before serving: a wrong key or a broken header stops nbdkit here."""
+    global _volume
+    for key in ('volume', 'anchor'):
+        if key not in _params:
+            raise RuntimeError('missing parameter %s=' % key)
+    readonly = _params.get('readonly') == '1'
+    kek = _read_key()
+    st = storage.FileStorage(_params['volume'], readonly=readonly)
+    try:
+        _volume = fmt.Volume.open(st, kek, storage.FileAnchor(_params['anchor']),
+                                  readonly=readonly,
+                                  sync_metadata=_params.get('sync_metadata') == '1')
+    except errors.BlockstoreError as exc:
+        st.close()
+        raise RuntimeError('cannot open volume %s: %s' % (_params['volume'], exc))
+    if _volume.recovered:
+        _log('recovered volume %s after an unclean shutdown' % _volume.uuid)
+    import cryptography
+    _log('serving volume %s (%d bytes, Merkle tree %s, python %s, cryptography %s)'
+         % (_volume.uuid, _volume.size, 'on' if _volume.header.merkle else 'off',
+            sys.version.split()[0], cryptography.__version__))
+
+
+def _log(message):
+    sys.stderr.write('tclouds-blockstore: %s\n' % message)
+    sys.stderr.flush()
+
+
+def _event(exc, operation, offset, count):
+    event = {'event_type': 'blockstore.integrity.failed', 'volume': _volume.uuid,
+             'sector': exc.sector, 'check': exc.check, 'reason': str(exc),
+             'operation': operation, 'offset': offset, 'count': count, 'time': time.time()}
+    _log('integrity failure: %s' % json.dumps(event, sort_keys=True))
+    if 'events' in _params:
+        with io.open(_params['events'], 'a') as f:
+            f.write(json.dumps(event, sort_keys=True) + '\n')
+
+
+def _fail(exc, operation, offset, count):
+    if isinstance(exc, errors.IntegrityError):
+        _event(exc, operation, offset, count)
+    else:
+        _log('%s at %d+%d failed: %s' % (operation, offset, count, exc))
+    nbdkit.set_error(errno.EIO)
+    raise exc
+
+
+def open(readonly):
+    return {}
+
+
+def close(h):
+    _volume.flush()
+
+
+def unload():
+    if _volume is not None:
+        _volume.flush()
+
+
+def get_size(h):
+    return _volume.size
+
+
+def can_write(h):
+    return not _volume.readonly
+
+
+def can_flush(h):
+    return True
+
+
+def can_fua(h):
+    return nbdkit.FUA_NATIVE
+
+
+def can_multi_conn(h):
+    return False
+
+
+def pread(h, buf, offset, flags):
+    try:
+        buf[:] = _volume.read(offset, len(buf))
+    except errors.BlockstoreError as exc:
+        _fail(exc, 'read', offset, len(buf))
+
+
+def pwrite(h, buf, offset, flags):
+    try:
+        _volume.write(offset, buf)
+        if flags & nbdkit.FLAG_FUA:
+            _volume.flush()
+    except errors.BlockstoreError as exc:
+        _fail(exc, 'write', offset, len(buf))
+
+
+def flush(h, flags):
+    try:
+        _volume.flush()
+    except errors.BlockstoreError as exc:
+        _fail(exc, 'flush', 0, 0)

@@ -1,0 +1,139 @@
+"""Acceptance of issue 6 through qemu-io over nbd+unix:// against the real nbdkit plugin."""
+import json
+import shutil
+import signal
+import subprocess
+import time
+
+from tclouds_openstack.blockstore import format as fmt
+from tests.functional.blockstore.conftest import qemu_io
+from tests.functional.blockstore.conftest import uri
+
+S = fmt.SECTOR_SIZE
+EIO = 'Input/output error'
+
+
+def test_patterns_survive_restarts_and_check(served):
+    served.create('8M')
+    assert served.start() is None
+    assert 'cryptography 50.' in served.server_log()
+    out = qemu_io(served.sock, 'write -P 0x5a 0 1M', 'write -P 0xa5 3M 64k',
+                  'write -P 0x11 2102152 3000')
+    assert 'wrote' in out and 'error' not in out.lower()
+    served.stop()
+    assert served.start() is None
+    out = qemu_io(served.sock, 'read -P 0x5a 0 1M', 'read -P 0xa5 3M 64k',
+                  'read -P 0x11 2102152 3000', 'read -P 0 7M 4k')
+    assert 'Pattern verification failed' not in out and EIO not in out, out
+    served.stop()
+    res = served.check()
+    assert res.returncode == 0, res.stderr
+    assert 'all 2048 sectors verified' in res.stdout
+
+
+def _write_then_stop(served, *commands):
+    served.create('4M')
+    assert served.start() is None
+    out = qemu_io(served.sock, *commands)
+    assert 'error' not in out.lower(), out
+    served.stop()
+
+
+def test_flipped_bit_is_eio_and_named_by_check(served):
+    _write_then_stop(served, 'write -P 0x33 0 64k')
+    byte = served.raw(served.data_offset(9) + 77, 1)[0]
+    served.patch(served.data_offset(9) + 77, bytes([byte ^ 0x01]))
+    res = served.check()
+    assert res.returncode == 1
+    assert 'sector 9: tag check failed' in res.stderr
+    assert served.start() is None
+    assert 'read 4096/4096' in qemu_io(served.sock, 'read -P 0x33 %d 4k' % (8 * S))
+    assert EIO in qemu_io(served.sock, 'read %d 4k' % (9 * S))
+    served.stop()
+    events = [json.loads(line) for line in open(served.events)]
+    assert events and events[0]['sector'] == 9 and events[0]['check'] == 'tag'
+    assert 'integrity failure' in served.server_log()
+
+
+def test_swapped_sectors_are_eio(served):
+    _write_then_stop(served, 'write -P 0x01 %d 4k' % (2 * S), 'write -P 0x02 %d 4k' % (3 * S))
+    a, b = served.raw(served.data_offset(2), S), served.raw(served.data_offset(3), S)
+    served.patch(served.data_offset(2), b)
+    served.patch(served.data_offset(3), a)
+    res = served.check('--all')
+    assert res.returncode == 1
+    assert 'sector 2: tag' in res.stderr and 'sector 3: tag' in res.stderr
+    assert served.start() is None
+    assert EIO in qemu_io(served.sock, 'read %d 4k' % (2 * S))
+    assert EIO in qemu_io(served.sock, 'read %d 4k' % (3 * S))
+
+
+def test_sector_rollback_is_eio(served):
+    _write_then_stop(served, 'write -P 0x44 %d 8k' % (12 * S))
+    old = (served.raw(fmt.record_offset(12), fmt.RECORD_SIZE), served.raw(
+        served.data_offset(12), S))
+    assert served.start() is None
+    qemu_io(served.sock, 'write -P 0x55 %d 8k' % (12 * S))
+    served.stop()
+    served.patch(fmt.record_offset(12), old[0])
+    served.patch(served.data_offset(12), old[1])
+    res = served.check()
+    assert res.returncode == 1 and 'sector 12: rollback check failed' in res.stderr
+    assert served.start() is None
+    assert EIO in qemu_io(served.sock, 'read %d 4k' % (12 * S))
+    out = qemu_io(served.sock, 'read -P 0x55 %d 4k' % (13 * S))
+    assert 'read 4096/4096' in out and 'failed' not in out
+
+
+def test_whole_file_rollback_is_eio(served, tmp_path):
+    _write_then_stop(served, 'write -P 0x66 0 16k')
+    shutil.copy(served.volume, str(tmp_path / 'snapshot'))
+    assert served.start() is None
+    qemu_io(served.sock, 'write -P 0x77 0 16k')
+    served.stop()
+    shutil.copy(str(tmp_path / 'snapshot'), served.volume)
+    res = served.check()
+    assert res.returncode == 1 and 'volume: tree check failed' in res.stderr
+    assert 'rolled back' in res.stderr
+    assert served.start() is None
+    assert EIO in qemu_io(served.sock, 'read 0 4k')
+
+
+def test_wrong_key_refused_at_open(served, tmp_path):
+    served.create('4M')
+    wrong = tmp_path / 'wrong'
+    wrong.write_text('00' * 32)
+    assert served.start(key=str(wrong)) == 2
+    assert 'wrong key' in served.server_log()
+    res = subprocess.run(['qemu-io', '-f', 'raw', '-c', 'read 0 4k', uri(served.sock)],
+                         capture_output=True, text=True)
+    assert 'read 4096' not in res.stdout
+    res = served.check()
+    assert res.returncode == 0                # the right key still opens it
+
+
+def test_kill9_during_write_stream_leaves_a_checkable_volume(served):
+    served.create('32M')
+    assert served.start() is None
+    writer = subprocess.Popen(['qemu-img', 'bench', '-w', '-f', 'raw', '-t', 'none', '-c',
+                               '200000', '-s', '4k', '-S', '12288', '-d', '16', '--pattern',
+                               '0x99', uri(served.sock)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not json.load(open(served.anchor)).popitem()[1]['dirty']:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.5)
+        served.stop(signal.SIGKILL)
+    finally:
+        writer.kill()
+        writer.wait()
+    state = json.load(open(served.anchor)).popitem()[1]
+    assert state['dirty'], 'the server was killed before finishing a flush cycle'
+    res = served.check()
+    assert res.returncode == 0, res.stderr
+    assert served.start() is None
+    assert 'recovered volume' in served.server_log()
+    out = qemu_io(served.sock, 'read -P 0x99 0 4k', 'read 0 32M')
+    assert 'read 33554432/33554432' in out and 'failed' not in out, out
