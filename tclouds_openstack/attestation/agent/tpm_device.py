@@ -275,12 +275,16 @@ class TPMDevice:
         Returns (TPMS_ATTEST bytes, TPMT_SIGNATURE bytes, {bank: {index: digest}}) read
         right after the quote; the verifier rejects them if a PCR changed in between.
         """
+        nonce = bytes(nonce)
+        if len(nonce) > structures.MAX_DIGEST_BUFFER:
+            raise TPMDeviceError('Quote', 'nonce of %d bytes: at most %d fit TPM2B_DATA'
+                                 % (len(nonce), structures.MAX_DIGEST_BUFFER))
         tpml, _ = tpm_types.TPML_PCR_SELECTION.unmarshal(
             structures.marshal_tpml_pcr_selection(selection))
         with self._lock:
             handle = self._load(ak)
             attest, signature = self._call('Quote', self._ctx.quote, handle, tpml,
-                                           tpm_types.TPM2B_DATA(bytes(nonce)))
+                                           tpm_types.TPM2B_DATA(nonce))
             values = self.pcr_read(selection)
         return attest.marshal()[2:], signature.marshal(), values
 
