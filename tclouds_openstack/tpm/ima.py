@@ -30,6 +30,9 @@ from tclouds_openstack.tpm import constants
 from tclouds_openstack.tpm.errors import ImaLogError
 
 IMA_PCR = 10
+# The boot_aggregate entry covers PCR 0-9 (ima_calc_boot_aggregate, Linux >= 5.8; 0-7 before).
+BOOT_AGGREGATE_NAME = 'boot_aggregate'
+BOOT_AGGREGATE_PCRS = tuple(range(10))
 TEMPLATES = ('ima-ng', 'ima-sig', 'ima-buf', 'ima')
 # IMA_EVENT_NAME_LEN_MAX (ima.h): the legacy template's fixed name field is this + 1 bytes.
 IMA_EVENT_NAME_LEN_MAX = 255
@@ -141,6 +144,18 @@ def replay(entries, banks=('sha1', 'sha256'), start=None):
             current = values[bank].get(entry.pcr, bytes(len(digest)))
             values[bank][entry.pcr] = hashlib.new(bank, current + digest).digest()
     return values
+
+
+def boot_aggregate(pcr_values, bank='sha256'):
+    """The boot_aggregate file digest: ``bank`` hash over PCR 0-9 of that bank.
+
+    ``pcr_values`` is {bank: {pcr: bytes}}; a PCR it lacks counts as never extended (zeros),
+    which is what a TPM holds for a PCR no boot component measured.
+    """
+    size = constants.DIGEST_SIZES[bank]
+    values = pcr_values.get(bank, {})
+    return hashlib.new(bank, b''.join(values.get(i, bytes(size))
+                                      for i in BOOT_AGGREGATE_PCRS)).digest()
 
 
 # -- writing --------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import struct
 
-from tclouds_openstack.tpm import constants
 from tclouds_openstack.tpm import eventlog
 from tclouds_openstack.tpm import ima
 
@@ -48,9 +47,6 @@ DEFAULT_FILES = {
     '/usr/lib/x86_64-linux-gnu/libvirt.so.0': b'\x7fELF libvirt',
     '/etc/nova/nova.conf': b'[DEFAULT]\ncompute_driver = libvirt.LibvirtDriver\n',
 }
-# The boot_aggregate covers PCR 0-9 (ima_crypto.c, Linux >= 5.8; 0-7 before).
-BOOT_AGGREGATE_PCRS = range(10)
-BOOT_AGGREGATE_NAME = 'boot_aggregate'
 
 _SEPARATOR = b'\x00\x00\x00\x00'
 _CALLING_BOOT_OPTION = b'Calling EFI Application from Boot Option'
@@ -167,14 +163,6 @@ def measured_boot(kernel=DEFAULT_KERNEL, initrd=DEFAULT_INITRD, cmdline=DEFAULT_
                         startup_locality or 0)
 
 
-def boot_aggregate(pcrs, bank='sha256'):
-    """ima-ng boot_aggregate: ``bank`` hash over PCR 0-9 of that bank (unextended = zeros)."""
-    size = constants.DIGEST_SIZES[bank]
-    values = pcrs.get(bank, {})
-    return hashlib.new(bank, b''.join(values.get(i, bytes(size))
-                                      for i in BOOT_AGGREGATE_PCRS)).digest()
-
-
 def ima_measurements(boot_pcrs=None, files=None, template='ima-ng', signatures=None,
                      hash_algorithm='sha256', banks=DEFAULT_BANKS, pcr=ima.IMA_PCR):
     """The IMA list the kernel writes for ``files`` ({path: contents}, in order).
@@ -188,7 +176,7 @@ def ima_measurements(boot_pcrs=None, files=None, template='ima-ng', signatures=N
     signatures = signatures or {}
     entries = []
     if boot_pcrs is not None:
-        entries.append(ima.make_entry(BOOT_AGGREGATE_NAME, boot_aggregate(boot_pcrs),
+        entries.append(ima.make_entry(ima.BOOT_AGGREGATE_NAME, ima.boot_aggregate(boot_pcrs),
                                       'sha256', template, pcr=pcr))
     for path, contents in files.items():
         entries.append(ima.make_entry(path, hashlib.new(hash_algorithm, contents).digest(),

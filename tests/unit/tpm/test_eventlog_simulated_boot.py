@@ -101,5 +101,8 @@ def test_ima_list_can_continue_and_use_ima_sig():
 
 
 def test_boot_aggregate_of_a_fresh_tpm_is_hash_of_zeros():
-    assert simulated_boot.boot_aggregate({}) == hashlib.sha256(bytes(320)).digest()
-    assert simulated_boot.boot_aggregate({}, 'sha1') == hashlib.sha1(bytes(200)).digest()
+    assert ima.boot_aggregate({}) == hashlib.sha256(bytes(320)).digest()
+    assert ima.boot_aggregate({}, 'sha1') == hashlib.sha1(bytes(200)).digest()
+    boot = simulated_boot.measured_boot()
+    assert ima.boot_aggregate(boot.pcrs, 'sha1') == hashlib.sha1(
+        b''.join(boot.pcrs['sha1'][i] for i in range(10))).digest()
