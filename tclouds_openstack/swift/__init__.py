@@ -1,0 +1,1 @@
+"""Swift proxy middlewares of tclouds-openstack (one module per middleware)."""

@@ -1,0 +1,336 @@
+"""Independent Swift clusters on loopback, one OS process each, for cloud-of-clouds tests.
+
+Swift keeps rings, storage policies and hash settings process-wide, so each cluster
+(proxy + account + container + object server, one device on tmpfs) runs in its own child
+process: ``python -m tests.functional.cloudstore.cluster <dir>``, configured by
+``<dir>/cluster.json``. Ports are fixed (21000-21999, this area's range) because rings
+store them and a restarted cluster must come back on the same ones.
+
+:class:`Cluster` is the parent-side handle: start, stop (SIGKILL), pause (SIGSTOP),
+resume, restart. Also used by ``benchmarks/bench_cloudstore.py``.
+"""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+PORT_BASE = 21000
+PORTS_PER_SLOT = 10
+USER = 'test:tester'
+KEY = 'testing'
+TMPFS = pathlib.Path(os.environ.get('TCLOUDS_CLOUDSTORE_TMPFS', '/dev/shm'))
+
+_PIPELINE = ('catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk '
+             '%(s3api)s tempauth copy slo dlo versioned_writes symlink %(cloudstore)s '
+             'proxy-logging proxy-server')
+
+_PROXY_CONF = """[DEFAULT]
+swift_dir = %(dir)s
+log_level = %(log_level)s
+log_name = %(name)s
+
+[pipeline:main]
+pipeline = %(pipeline)s
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+allow_account_management = true
+node_timeout = 10
+conn_timeout = 2
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+[filter:healthcheck]
+use = egg:swift#healthcheck
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+[filter:cache]
+paste.filter_factory = tests.functional.cloudstore.cluster:cache_filter_factory
+[filter:listing_formats]
+use = egg:swift#listing_formats
+[filter:bulk]
+use = egg:swift#bulk
+[filter:s3api]
+use = egg:swift#s3api
+location = us-east-1
+[filter:tempauth]
+use = egg:swift#tempauth
+user_test_tester = testing .admin
+[filter:copy]
+use = egg:swift#copy
+[filter:slo]
+use = egg:swift#slo
+[filter:dlo]
+use = egg:swift#dlo
+[filter:versioned_writes]
+use = egg:swift#versioned_writes
+allow_versioned_writes = true
+[filter:symlink]
+use = egg:swift#symlink
+%(extra)s
+"""
+
+_SWIFT_CONF = """[swift-hash]
+swift_hash_path_prefix = %(name)s-prefix
+swift_hash_path_suffix = %(name)s-suffix
+
+[storage-policy:0]
+name = %(policy)s
+default = yes
+"""
+
+
+def slot_port(slot):
+    return PORT_BASE + PORTS_PER_SLOT * slot
+
+
+def cloudstore_section(clouds, writer_key_file, f=1, fault_log=None, timeout=5):
+    """``[filter:cloudstore]`` for a front proxy over ``clouds`` (a list of Cluster)."""
+    lines = ['[filter:cloudstore]', 'use = egg:tclouds-openstack#cloudstore',
+             'policies = cloudofclouds', 'f = %d' % f, 'timeout = %s' % timeout,
+             'writer_key_file = %s' % writer_key_file,
+             'clouds = %s' % ', '.join(cluster.name for cluster in clouds)]
+    if fault_log:
+        lines.append('fault_log = %s' % fault_log)
+    for cluster in clouds:
+        for key, value in sorted(cluster.backend_options().items()):
+            lines.append('cloud_%s_%s = %s' % (cluster.name, key, value))
+    return '\n'.join(lines) + '\n'
+
+
+class Cluster:
+    """One Swift cluster in its own process; devices and config under a tmpfs dir."""
+
+    def __init__(self, name, slot, root, s3api=False, cloudstore=None, log_level='ERROR'):
+        self.name = name
+        self.port = slot_port(slot)
+        self.dir = pathlib.Path(root) / name
+        self.s3api = s3api
+        self.cloudstore = cloudstore
+        self.log_level = log_level
+        self.process = None
+        self.log_file = self.dir / 'server.log'
+
+    @property
+    def url(self):
+        return 'http://127.0.0.1:%d' % self.port
+
+    @property
+    def auth_url(self):
+        return self.url + '/auth/v1.0'
+
+    def backend_options(self):
+        """This cluster as a cloudstore backend: S3 through s3api, or Swift."""
+        if self.s3api:
+            return {'type': 's3', 'endpoint_url': self.url, 'access_key': USER,
+                    'secret_key': KEY, 'bucket': 'cloudstore'}
+        return {'type': 'swift', 'auth_url': self.auth_url, 'user': USER, 'key': KEY,
+                'container': 'cloudstore'}
+
+    def backend(self):
+        from tclouds_openstack.cloudstore import backends
+        return backends.load(self.name, self.backend_options())
+
+    def write_config(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / 'devs' / 'sda1' / 'tmp').mkdir(parents=True, exist_ok=True)
+        policy = 'cloudofclouds' if self.cloudstore else 'plain'
+        (self.dir / 'swift.conf').write_text(_SWIFT_CONF % {'name': self.name,
+                                                            'policy': policy})
+        pipeline = _PIPELINE % {'s3api': 's3api' if self.s3api else '',
+                                'cloudstore': 'cloudstore' if self.cloudstore else ''}
+        (self.dir / 'proxy-server.conf').write_text(_PROXY_CONF % {
+            'dir': self.dir, 'pipeline': ' '.join(pipeline.split()), 'name': self.name,
+            'extra': self.cloudstore or '', 'log_level': self.log_level})
+        (self.dir / 'cluster.json').write_text(json.dumps({
+            'name': self.name, 'dir': str(self.dir), 'port': self.port}))
+
+    def start(self, timeout=30):
+        if not (self.dir / 'cluster.json').exists():
+            self.write_config()
+        for port in range(self.port, self.port + 4):
+            if not _port_free(port):
+                raise RuntimeError('cluster %s: port %d is busy (a cluster left over from '
+                                   'another run?)' % (self.name, port))
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        with open(self.log_file, 'ab') as log:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', 'tests.functional.cloudstore.cluster', str(self.dir)],
+                cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError('cluster %s exited with %s: %s' % (
+                    self.name, self.process.returncode, self.log_file.read_text()[-3000:]))
+            try:
+                with urllib.request.urlopen(self.url + '/healthcheck', timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError('cluster %s did not answer on port %d within %d s'
+                           % (self.name, self.port, timeout))
+
+    def stop(self):
+        """SIGKILL: like a provider vanishing; new requests fail at once."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def pause(self):
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.process.send_signal(signal.SIGCONT)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def stored_bytes(self):
+        """Every file byte on this cluster's object device (what the provider holds)."""
+        total = 0
+        for path in (self.dir / 'devs' / 'sda1').rglob('*.data'):
+            total += path.stat().st_size
+        return total
+
+    def stored_files(self):
+        return sorted((self.dir / 'devs' / 'sda1').rglob('*.data'))
+
+
+def make_root(prefix):
+    root = pathlib.Path(TMPFS) / ('%s-%d' % (prefix, os.getpid()))
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    return root
+
+
+# -- child process ---------------------------------------------------------------------------
+
+class _Cache:
+    """In-process stand-in for memcache (tempauth needs ``swift.cache``)."""
+
+    def __init__(self):
+        self.store = {}
+
+    def _live(self, key):
+        value, expires = self.store.get(key, (None, 0))
+        if expires and expires < time.time():
+            self.store.pop(key, None)
+            return None
+        return value
+
+    def get(self, key, raise_on_error=False):
+        return self._live(key)
+
+    def set(self, key, value, serialize=True, time=0, min_compress_len=0,
+            raise_on_error=False):
+        import time as time_module
+        self.store[key] = (value, time_module.time() + time if time else 0)
+        return True
+
+    def incr(self, key, delta=1, time=0):
+        value = int(self._live(key) or 0) + delta
+        self.set(key, value, time=time)
+        return value
+
+    def decr(self, key, delta=1, time=0):
+        return self.incr(key, -delta, time)
+
+    def delete(self, key, server_key=None):
+        self.store.pop(key, None)
+
+    def get_multi(self, keys, server_key):
+        return [self._live(key) for key in keys]
+
+    def set_multi(self, mapping, server_key, serialize=True, time=0, min_compress_len=0):
+        for key, value in mapping.items():
+            self.set(key, value, time=time)
+
+
+def cache_filter_factory(global_conf, **local_conf):
+    cache = _Cache()
+
+    def factory(app):
+        def middleware(env, start_response):
+            env['swift.cache'] = cache
+            return app(env, start_response)
+        return middleware
+    return factory
+
+
+def _serve(directory):
+    from swift.common import utils
+    utils.monkey_patch()
+    # Server logs go to this process's stderr (the cluster's server.log), not syslog.
+    syslog_get_logger = utils.get_logger
+
+    def console_get_logger(conf, *args, **kwargs):
+        kwargs['log_to_console'] = True
+        return syslog_get_logger(conf, *args, **kwargs)
+    utils.get_logger = console_get_logger
+    import eventlet
+    import eventlet.wsgi
+    from swift.account import server as account_server
+    from swift.common import constraints
+    from swift.common import ring
+    from swift.common import storage_policy
+    from swift.common import wsgi
+    from swift.container import server as container_server
+    from swift.obj import server as object_server
+
+    config = json.loads((pathlib.Path(directory) / 'cluster.json').read_text())
+    port = config['port']
+    if utils.set_swift_dir(directory):
+        constraints.reload_constraints()
+        storage_policy.reload_storage_policies()
+    devices = {'id': 0, 'region': 1, 'zone': 1, 'device': 'sda1', 'ip': '127.0.0.1',
+               'replication_ip': '127.0.0.1'}
+    for offset, kind in ((1, 'account'), (2, 'container'), (3, 'object')):
+        dev = dict(devices, port=port + offset, replication_port=port + offset)
+        ring.RingData([[0] * 4], [dev], 30).save(os.path.join(directory, '%s.ring.gz' % kind))
+    conf = {'devices': os.path.join(directory, 'devs'), 'swift_dir': directory,
+            'mount_check': 'false', 'log_level': 'ERROR', 'allow_versions': 'true',
+            'log_name': config['name'], 'log_address': '/nonexistent'}
+    apps = [
+        (port, wsgi.loadapp(os.path.join(directory, 'proxy-server.conf'), global_conf=conf)),
+        (port + 1, account_server.AccountController(conf)),
+        (port + 2, container_server.ContainerController(conf)),
+        (port + 3, object_server.ObjectController(conf)),
+    ]
+    null_logger = utils.NullLogger()
+    threads = []
+    for app_port, app in apps:
+        sock = eventlet.listen(('127.0.0.1', app_port), reuse_port=False)
+        threads.append(eventlet.spawn(eventlet.wsgi.server, sock, app, null_logger,
+                                      protocol=wsgi.SwiftHttpProtocol))
+    for thread in threads:
+        thread.wait()
+
+
+def _port_free(port):
+    with socket.socket() as sock:
+        # SO_REUSEADDR as eventlet.listen: TIME_WAIT leftovers do not count as busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(('127.0.0.1', port))
+        except OSError:
+            return False
+    return True
+
+
+if __name__ == '__main__':
+    _serve(sys.argv[1])
