@@ -120,6 +120,29 @@ def test_event_data_decoders_on_random_data(event_type, data):
     assert isinstance(eventlog.device_path_file_names(data), list)
 
 
+U64 = st.one_of(st.integers(min_value=0, max_value=64),
+                st.integers(min_value=0, max_value=2 ** 64 - 1))
+
+
+@hypothesis.given(U64, U64, st.binary(max_size=80))
+@SETTINGS
+def test_variable_and_image_decoders_with_oversized_length_fields(first, second, tail):
+    variable = bytes(16) + struct.pack('<QQ', first, second) + tail
+    image = struct.pack('<QQQQ', 0, first, 0, second) + tail
+    for etype, data in ((eventlog.EV_EFI_VARIABLE_BOOT, variable),
+                        (eventlog.EV_EFI_BOOT_SERVICES_APPLICATION, image)):
+        try:
+            decoded = eventlog.decode_event(eventlog.Event(1, 2, 0, etype, {}, data))
+        except EventLogError as e:
+            assert (e.index, e.offset) == (1, 2)
+            continue
+        if etype == eventlog.EV_EFI_VARIABLE_BOOT:
+            assert len(decoded.unicode_name_bytes) == 2 * first
+            assert len(decoded.variable_data) == second
+        else:
+            assert len(decoded.device_path) == second
+
+
 BANK_SETS = st.sampled_from([('sha1',), ('sha256',), ('sha1', 'sha256'),
                              ('sha1', 'sha256', 'sha384', 'sha512')])
 
