@@ -85,8 +85,12 @@ def _check_name(name):
 def _seed_rsa(ek, hash_alg):
     seed = os.urandom(c.DIGEST_SIZES[hash_alg])
     digest = _CRYPTO_HASHES[hash_alg]()
-    encrypted = ek.public_key().encrypt(
-        seed, padding.OAEP(padding.MGF1(digest), digest, b'IDENTITY\0'))
+    try:
+        encrypted = ek.public_key().encrypt(
+            seed, padding.OAEP(padding.MGF1(digest), digest, b'IDENTITY\0'))
+    except ValueError as e:     # e.g. a modulus too small for OAEP with this hash
+        raise errors.VerificationError('ek_attributes', 'cannot encrypt to this EK: %s'
+                                       % e) from None
     return seed, encrypted
 
 
