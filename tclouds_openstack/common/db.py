@@ -6,7 +6,7 @@ own package, and its own version table, so several services may share one databa
 import alembic.command
 import alembic.config
 from oslo_db.sqlalchemy import enginefacade
-from oslo_db.sqlalchemy import session as db_session
+from oslo_db.sqlalchemy import engines
 
 
 def make_facade(connection):
@@ -18,7 +18,7 @@ def make_facade(connection):
 
 def create_engine(connection):
     """A standalone engine with oslo.db's settings (pool, sqlite pragmas, reconnects)."""
-    return db_session.EngineFacade(connection, sqlite_fk=True, autocommit=False).get_engine()
+    return engines.create_engine(connection, sqlite_fk=True)
 
 
 def migrate(connection, script_location, version_table='alembic_version'):

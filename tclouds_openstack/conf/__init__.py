@@ -7,6 +7,7 @@ from oslo_config import cfg
 
 from tclouds_openstack.conf import api
 from tclouds_openstack.conf import attestation
+from tclouds_openstack.conf import securelog
 from tclouds_openstack.conf import tpm
 
 CONF = cfg.CONF
@@ -14,6 +15,7 @@ CONF = cfg.CONF
 _AREAS = [
     api,
     attestation,
+    securelog,
     tpm,
 ]
 

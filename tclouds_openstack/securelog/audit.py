@@ -25,7 +25,9 @@ from tclouds_openstack.securelog import sealing
 
 EPOCH_EXTENSION = 'tclouds-securelog-epoch '
 
-Damage = collections.namedtuple('Damage', 'index kind detail')
+# ``end`` is set when the damage is only known to lie somewhere in [index, end): a root
+# mismatch, which a precise finding inside that range explains.
+Damage = collections.namedtuple('Damage', 'index kind detail end', defaults=(None,))
 # When several findings name one index, report the most specific explanation first: a
 # forged record also breaks the sequence around it, a moved one also leaves a gap.
 _KIND_ORDER = {kind: n for n, kind in enumerate(
@@ -58,8 +60,12 @@ class AuditReport(object):
 
     @property
     def first_damage(self):
-        return min(self.damages, key=lambda d: (d.index, _KIND_ORDER.get(d.kind, 99))) \
-            if self.damages else None
+        exact = [d for d in self.damages if d.end is None]
+        ranges = [d for d in self.damages if d.end is not None
+                  and not any(d.index <= e.index < d.end for e in exact)]
+        candidates = exact + ranges
+        return min(candidates, key=lambda d: (d.index, _KIND_ORDER.get(d.kind, 99))) \
+            if candidates else None
 
     def summary(self):
         if self.ok:
@@ -93,9 +99,9 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
     report = AuditReport()
     damages = report.damages
 
-    def damage(index, kind, detail):
+    def damage(index, kind, detail, end=None):
         if len(damages) < max_damages:
-            damages.append(Damage(index, kind, detail))
+            damages.append(Damage(index, kind, detail, end))
         else:
             report.truncated_damages = True
 
@@ -122,6 +128,7 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
     decode_entry = sealing.decode_entry
     log_key_for = log.chain.key
     log_forged_flagged = set()
+    gaps = {}
 
     index = -1
     for index, data in enumerate(records):
@@ -150,7 +157,10 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
             damage(index, 'modified', 'log seal does not verify: record bytes changed, or '
                    'written by someone without the epoch %d key' % record.epoch)
             continue
-        if record.epoch < log.last_epoch and log.last_index not in log_forged_flagged:
+        # Only two neighbours both at their sealed positions must be in epoch order; a moved
+        # record explains a regression by itself (it is reported as moved).
+        if (record.epoch < log.last_epoch and record.index == index
+                and log.next_seq == index and log.last_index not in log_forged_flagged):
             log_forged_flagged.add(log.last_index)
             damage(log.last_index, 'forged',
                    'record sealed in log epoch %d is followed at index %d by a genuine record '
@@ -162,13 +172,22 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
                    % (record.epoch, bound[0], bound[1]))
         if record.index != index:
             if record.index > index:
+                gaps[index] = len(damages)
                 damage(index, 'missing', 'record sealed for index %d found at index %d: '
                        'records deleted or reordered' % (record.index, index))
             else:
+                where = gaps.pop(record.index, None)
+                if where is not None and where < len(damages):
+                    # The record missing at its own index turned up later: a move, not a loss.
+                    damages[where] = Damage(record.index, 'moved', 'record sealed for index %d '
+                                            'found at index %d and vice versa: records swapped '
+                                            'or reordered' % (index, record.index))
                 damage(index, 'moved', 'record sealed for index %d found at index %d: '
                        'records inserted, duplicated or reordered' % (record.index, index))
         log.last_epoch = record.epoch
         log.last_index = index
+        # next_seq here: the position after the last record that sat at its sealed index.
+        log.next_seq = index + 1 if record.index == index else -1
 
         _check_entry(index, record.entry, sources, source_chains, damage, decode_entry)
     size = index + 1
@@ -199,7 +218,7 @@ def _check_roots(report, damage, checkpoints, compact, last_good):
             damage(last_good, 'root-mismatch', 'records 0..%d do not hash to the root %s of '
                    'the signed checkpoint at size %d (computed %s): a record at or after '
                    'index %d differs from what was signed'
-                   % (cp.size - 1, cp.root.hex(), cp.size, root.hex(), last_good))
+                   % (cp.size - 1, cp.root.hex(), cp.size, root.hex(), last_good), cp.size)
 
 
 def _check_entry(index, entry_bytes, sources, source_chains, damage, decode_entry):
@@ -225,7 +244,8 @@ def _check_entry(index, entry_bytes, sources, source_chains, damage, decode_entr
         damage(index, 'modified', 'seal of source %r does not verify: entry bytes changed, '
                'or forged without the epoch %d key' % (name, entry.epoch))
         return
-    if stream.last_index is not None and entry.epoch < stream.last_epoch:
+    if (stream.last_index is not None and entry.epoch < stream.last_epoch
+            and entry.seq == stream.next_seq):
         damage(stream.last_index, 'forged',
                'entry of source %r sealed in epoch %d is followed at index %d by a genuine '
                'entry of earlier epoch %d: it was sealed with a key that did not exist yet'
@@ -238,4 +258,4 @@ def _check_entry(index, entry_bytes, sources, source_chains, damage, decode_entr
                % (name, entry.seq, stream.next_seq - 1))
     stream.last_epoch = entry.epoch
     stream.last_index = index
-    stream.next_seq = max(stream.next_seq, entry.seq + 1)
+    stream.next_seq = entry.seq + 1

@@ -119,7 +119,7 @@ class NoteVerifier(object):
     @classmethod
     def from_vkey(cls, vkey):
         """Parse ``<name>+<hex key ID>+<base64(alg || key)>`` and check the key ID."""
-        parts = vkey.strip().split('+')
+        parts = vkey.strip().split('+', 2)
         if len(parts) != 3:
             raise CheckpointError('verifier key must be name+keyid+key, got %d fields'
                                   % len(parts))

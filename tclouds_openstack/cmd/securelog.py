@@ -1,0 +1,231 @@
+"""``tclouds-securelog``: append to, prove from and audit a secure log.
+
+Works against the embedded default store (sqlite) or any configured database, chosen by
+``--db-url`` or ``--config-file`` (``[securelog] connection``). Exit codes: 0 success (the
+audit found nothing), 1 the audit found damage (the first bad index and its kind on
+stdout), 2 unusable input or configuration (one line on stderr, never a traceback).
+"""
+import argparse
+import base64
+import json
+import sys
+
+from oslo_config import cfg
+
+EXIT_OK, EXIT_DAMAGED, EXIT_ERROR = 0, 1, 2
+
+
+class InputError(Exception):
+    """An argument, file or input line that cannot be used (exit 2)."""
+
+
+def _b64(data):
+    return base64.b64encode(data).decode('ascii')
+
+
+def _conf(args):
+    from tclouds_openstack import conf as tconf
+    conf = cfg.ConfigOpts()
+    tconf.register_opts(conf)
+    conf([], project='tclouds', default_config_files=args.config_file or [])
+    if args.db_url:
+        conf.set_override('connection', args.db_url, group='securelog')
+    if args.state_dir:
+        conf.set_override('state_dir', args.state_dir, group='securelog')
+        conf.set_override('source_state_dir', args.state_dir, group='securelog')
+    return conf
+
+
+def _store(conf):
+    from tclouds_openstack.securelog import store
+    return store.SecureLogStore.from_conf(conf)
+
+
+def cmd_init(args, conf):
+    st = _store(conf)
+    st.signer  # creates the checkpoint key and writes log.vkey
+    st.checkpoint()
+    return {'size': st.tree().size, 'auditor_dir': st.auditor_dir,
+            'vkey': st.signer.vkey()}
+
+
+def cmd_append(args, conf):
+    from tclouds_openstack.securelog import source
+    events = []
+    for n, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise InputError('stdin line %d is not JSON: %s' % (n, exc))
+        if not isinstance(obj, dict):
+            raise InputError('stdin line %d must be a JSON object' % n)
+        tenant = obj.get('project_id') or obj.get('tenant_id') or ''
+        if not isinstance(tenant, str):
+            raise InputError('stdin line %d: project_id must be a string' % n)
+        events.append((obj, tenant))
+    st = _store(conf)
+    name = args.source or conf.securelog.source_name or source.default_source_name('cli')
+    src = source.Source(name, conf.securelog.source_state_dir,
+                        conf.securelog.epoch_seconds, conf.securelog.epoch_entries)
+    indexes = []
+    for i in range(0, len(events), conf.securelog.batch_size):
+        entries = src.seal(events[i:i + conf.securelog.batch_size])
+        indexes.extend(st.append(entries))
+    st.checkpoint()
+    fresh = [i for i in indexes if i is not None]
+    return {'appended': len(fresh), 'first_index': fresh[0] if fresh else None,
+            'size': st.tree().size, 'source': name}
+
+
+def cmd_verify(args, conf):
+    from tclouds_openstack.securelog import keyfiles
+    st = _store(conf)
+    bundle = keyfiles.AuditorBundle.load(args.auditor_dir or st.auditor_dir)
+    notes = []
+    for path in args.checkpoint or []:
+        try:
+            with open(path, 'rb') as f:
+                notes.append(f.read())
+        except OSError as exc:
+            raise InputError('cannot read checkpoint %s: %s' % (path, exc.strerror))
+    report, problems = st.audit(bundle, notes)
+    out = {'ok': report.ok and not problems, 'size': report.size, 'root': report.root.hex(),
+           'checkpoints_verified': report.checkpoints_checked,
+           'sources': dict(report.sources), 'checkpoint_problems': problems}
+    if not report.ok:
+        d = report.first_damage
+        out['first_bad_index'] = d.index
+        out['damage'] = d.kind
+        out['detail'] = d.detail
+        out['damages_found'] = len(report.damages)
+    if report.checkpoints_checked == 0:
+        out['ok'] = False
+        out['checkpoint_problems'].append('no verified checkpoint: nothing binds the log '
+                                          'operator; run "tclouds-securelog checkpoint"')
+    print(report.summary() if report.ok else 'DAMAGED: first bad index %d (%s): %s'
+          % (d.index, d.kind, d.detail), file=sys.stderr)
+    return out, (EXIT_OK if out['ok'] else EXIT_DAMAGED)
+
+
+def cmd_prove_inclusion(args, conf):
+    from tclouds_openstack.securelog import merkle
+    st = _store(conf)
+    leaf, proof, root = st.inclusion_proof(args.index, args.size)
+    size = args.size if args.size is not None else st.tree().size
+    merkle.verify_inclusion(leaf, args.index, size, proof, root)
+    return {'index': args.index, 'tree_size': size, 'leaf_hash': _b64(leaf),
+            'proof': [_b64(p) for p in proof], 'root': _b64(root)}
+
+
+def cmd_prove_consistency(args, conf):
+    from tclouds_openstack.securelog import merkle
+    st = _store(conf)
+    size2 = args.size2 if args.size2 is not None else st.tree().size
+    proof, root1, root2 = st.consistency_proof(args.size1, size2)
+    merkle.verify_consistency(args.size1, size2, proof, root1, root2)
+    return {'size1': args.size1, 'size2': size2, 'root1': _b64(root1), 'root2': _b64(root2),
+            'proof': [_b64(p) for p in proof]}
+
+
+def record_view(row):
+    """JSON view of a stored record row (used by the CLI and the REST API)."""
+    from tclouds_openstack.securelog import sealing
+    record = sealing.decode_record(row.data)
+    entry = sealing.decode_entry(record.entry)
+    view = {'index': row.log_index, 'source': entry.source, 'seq': entry.seq,
+            'epoch': entry.epoch, 'log_epoch': record.epoch, 'time_ns': entry.time_ns,
+            'tenant': entry.tenant, 'event_type': row.event_type,
+            'encrypted': bool(entry.flags & sealing.FLAG_ENCRYPTED),
+            'leaf_hash': _b64(bytes(row.leaf_hash)), 'record': _b64(bytes(row.data))}
+    if not view['encrypted']:
+        try:
+            view['payload'] = json.loads(entry.payload)
+        except ValueError:
+            view['payload'] = entry.payload.decode('utf-8', 'replace')
+    return view
+
+
+def cmd_show(args, conf):
+    st = _store(conf)
+    if args.index is not None:
+        return record_view(st.get(args.index))
+    note = st.checkpoint_note()
+    return {'size': st.size(), 'checkpoint': note.decode('utf-8')}
+
+
+def cmd_checkpoint(args, conf):
+    st = _store(conf)
+    return {'checkpoint': st.checkpoint().decode('utf-8')}
+
+
+def _nonneg(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not an integer' % text)
+    if value < 0:
+        raise argparse.ArgumentTypeError('%r must not be negative' % text)
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog='tclouds-securelog', description=__doc__.split('\n')[0])
+    parser.add_argument('--config-file', action='append',
+                        help='tclouds.conf with a [securelog] section (repeatable)')
+    parser.add_argument('--db-url', help='SQLAlchemy URL of the store (overrides the config)')
+    parser.add_argument('--state-dir', help='directory of the sealer and signing keys '
+                        '(overrides [securelog] state_dir and source_state_dir)')
+    sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser('init', help='create the store, the log sealer and the checkpoint key')
+    p = sub.add_parser('append', help='seal and append JSON objects, one per stdin line')
+    p.add_argument('--source', help='source name to seal under (default cli@<hostname>)')
+    p = sub.add_parser('verify', help='full audit from genesis against the latest checkpoint')
+    p.add_argument('--auditor-dir', help='auditor bundle (default <state_dir>/auditor)')
+    p.add_argument('--checkpoint', action='append',
+                   help='a signed checkpoint obtained elsewhere (repeatable)')
+    p = sub.add_parser('prove-inclusion', help='RFC 9162 inclusion proof of a record')
+    p.add_argument('index', type=_nonneg)
+    p.add_argument('--size', type=_nonneg, help='tree size (default: current)')
+    p = sub.add_parser('prove-consistency', help='RFC 9162 consistency proof')
+    p.add_argument('size1', type=_nonneg)
+    p.add_argument('size2', type=_nonneg, nargs='?')
+    p = sub.add_parser('show', help='a record, or the latest checkpoint')
+    p.add_argument('index', type=_nonneg, nargs='?')
+    sub.add_parser('checkpoint', help='sign and export a checkpoint now')
+    return parser
+
+
+COMMANDS = {'init': cmd_init, 'append': cmd_append, 'verify': cmd_verify,
+            'prove-inclusion': cmd_prove_inclusion, 'prove-consistency': cmd_prove_consistency,
+            'show': cmd_show, 'checkpoint': cmd_checkpoint}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from tclouds_openstack.securelog import keyfiles
+    from tclouds_openstack.securelog import merkle
+    from tclouds_openstack.securelog import sealing
+    from tclouds_openstack.securelog import store
+    try:
+        conf = _conf(args)
+        result = COMMANDS[args.command](args, conf)
+    except (InputError, store.StoreError, keyfiles.KeyFileError, merkle.ProofError,
+            sealing.SealError, cfg.Error) as exc:
+        print('tclouds-securelog %s: %s' % (args.command, exc), file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # database unreachable, permissions: one line, no traceback
+        print('tclouds-securelog %s: %s: %s' % (args.command, type(exc).__name__, exc),
+              file=sys.stderr)
+        return EXIT_ERROR
+    code = EXIT_OK
+    if isinstance(result, tuple):
+        result, code = result
+    json.dump(result, sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write('\n')
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

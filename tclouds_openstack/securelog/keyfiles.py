@@ -1,0 +1,203 @@
+"""Local key state of sealers and the log signer, and the auditor bundle (adapter: files).
+
+Sealer state lives in a small JSON file per sealer, replaced atomically (write, fsync,
+rename, fsync directory) after every change, and guarded by an exclusive ``flock`` so the
+worker processes of one service on one host share one sequence. When a sealer is created,
+its K0 goes to the **auditor bundle** directory and nowhere else: the operator moves that
+directory to the auditors (off the host), exactly like journald's verification key.
+
+Auditor bundle layout: ``log.k0`` (hex K0 of the log sealer), ``log.vkey`` (C2SP verifier
+key of the checkpoint signer), ``source-<name>.k0`` (hex K0 of each source, name
+percent-quoted), ``witness-*.vkey`` (trusted witnesses, optional).
+"""
+import errno
+import fcntl
+import json
+import os
+import time
+import urllib.parse
+
+from tclouds_openstack.securelog import checkpoint as cpmod
+from tclouds_openstack.securelog import sealing
+
+
+class KeyFileError(Exception):
+    """Unreadable or malformed key state; names the file and what is wrong."""
+
+
+def _atomic_write(path, data, mode=0o600):
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = '%s.tmp.%d' % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _write_new(path, data):
+    """Create ``path`` exclusively (never overwrite a K0 or a signing key)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read(path, what):
+    try:
+        with open(path, 'rb') as f:
+            return f.read()
+    except OSError as exc:
+        raise KeyFileError('cannot read %s %s: %s' % (what, path, exc.strerror))
+
+
+def source_key_filename(name):
+    return 'source-%s.k0' % urllib.parse.quote(name, safe='@.-_:')
+
+
+class SealerFile(object):
+    """A sealer persisted in ``path``; use as a context manager around each batch::
+
+        with SealerFile(path, 'nova@host1', auditor_dir) as sealer:
+            entry = sealer.seal_entry(payload, now_ns)
+            ...   # then call .save() before the sealed data leaves the process
+    """
+
+    def __init__(self, path, name, auditor_dir, k0_filename=None, epoch_seconds=60.0,
+                 epoch_entries=100000, now_ns=None):
+        self.path = path
+        self.name = name
+        self.auditor_dir = auditor_dir
+        self.k0_filename = k0_filename or source_key_filename(name)
+        self.kwargs = {'epoch_seconds': epoch_seconds, 'epoch_entries': epoch_entries}
+        self.now_ns = now_ns
+        self.sealer = None
+        self._lock = None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._lock = open(self.path + '.lock', 'a')
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            self.sealer = self._load()
+        except BaseException:
+            self._unlock()
+            raise
+        return self.sealer
+
+    def _load(self):
+        if os.path.exists(self.path):
+            raw = _read(self.path, 'sealer state')
+            try:
+                state = json.loads(raw)
+                sealer = sealing.Sealer.from_state(state, **self.kwargs)
+            except ValueError as exc:
+                raise KeyFileError('sealer state %s is malformed: %s' % (self.path, exc))
+            if sealer.name != self.name:
+                raise KeyFileError('sealer state %s belongs to %r, not %r'
+                                   % (self.path, sealer.name, self.name))
+            return sealer
+        now = self.now_ns if self.now_ns is not None else time.time_ns()
+        sealer, k0 = sealing.Sealer.create(self.name, now, **self.kwargs)
+        os.makedirs(self.auditor_dir, mode=0o700, exist_ok=True)
+        try:
+            _write_new(os.path.join(self.auditor_dir, self.k0_filename), k0.hex().encode())
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                raise KeyFileError(
+                    'sealer state %s is missing but %s already holds a K0 for %r: refusing '
+                    'to start a second chain under the same name (restore the state file, '
+                    'or retire the old key deliberately)'
+                    % (self.path, os.path.join(self.auditor_dir, self.k0_filename), self.name))
+            raise
+        self._save(sealer)
+        return sealer
+
+    def _save(self, sealer):
+        _atomic_write(self.path, json.dumps(sealer.to_state()).encode())
+
+    def save(self):
+        self._save(self.sealer)
+
+    def _unlock(self):
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def __exit__(self, *exc):
+        self._unlock()
+        return False
+
+
+def load_or_create_signer(path, name, auditor_dir):
+    """The log's Ed25519 checkpoint signer (seed file); its vkey goes to the bundle."""
+    if os.path.exists(path):
+        raw = _read(path, 'signing key').decode('ascii', 'replace').strip()
+        try:
+            seed = bytes.fromhex(raw)
+        except ValueError:
+            raise KeyFileError('signing key %s is not hex' % path)
+        signer = cpmod.NoteSigner.from_seed(name, seed)
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        signer = cpmod.NoteSigner.generate(name)
+        _write_new(path, signer.seed().hex().encode())
+    os.makedirs(auditor_dir, mode=0o700, exist_ok=True)
+    vkey_path = os.path.join(auditor_dir, 'log.vkey')
+    if not os.path.exists(vkey_path):
+        _atomic_write(vkey_path, (signer.vkey() + '\n').encode(), mode=0o644)
+    return signer
+
+
+class AuditorBundle(object):
+    """What an auditor needs: K0s and verifier keys (see the module docstring)."""
+
+    def __init__(self, log_key, source_keys, log_verifier, witnesses):
+        self.log_key = log_key
+        self.source_keys = source_keys
+        self.log_verifier = log_verifier
+        self.witnesses = witnesses
+
+    @classmethod
+    def load(cls, directory):
+        if not os.path.isdir(directory):
+            raise KeyFileError('auditor bundle %s is not a directory' % directory)
+
+        def hexkey(path):
+            raw = _read(path, 'key').decode('ascii', 'replace').strip()
+            try:
+                key = bytes.fromhex(raw)
+            except ValueError:
+                raise KeyFileError('%s is not a hex key' % path)
+            if len(key) != sealing.KEY_SIZE:
+                raise KeyFileError('%s holds %d bytes, want %d'
+                                   % (path, len(key), sealing.KEY_SIZE))
+            return key
+
+        def vkey(path):
+            raw = _read(path, 'verifier key').decode('utf-8', 'replace').strip()
+            try:
+                return cpmod.NoteVerifier.from_vkey(raw)
+            except cpmod.CheckpointError as exc:
+                raise KeyFileError('%s: %s' % (path, exc))
+
+        log_key = hexkey(os.path.join(directory, 'log.k0'))
+        log_verifier = vkey(os.path.join(directory, 'log.vkey'))
+        sources, witnesses = {}, []
+        for fname in sorted(os.listdir(directory)):
+            path = os.path.join(directory, fname)
+            if fname.startswith('source-') and fname.endswith('.k0'):
+                sources[urllib.parse.unquote(fname[len('source-'):-len('.k0')])] = hexkey(path)
+            elif fname.startswith('witness-') and fname.endswith('.vkey'):
+                witnesses.append(vkey(path))
+        return cls(log_key, sources, log_verifier, witnesses)

@@ -1,0 +1,37 @@
+"""SQLAlchemy models of the secure log store (adapter; schema owned by migrations/).
+
+``securelog_records``: one row per sealed record, ``log_index`` is the Merkle leaf index;
+``(source, seq)`` is unique, which makes ingestion idempotent: a redelivered notification
+is recognised and not appended twice. ``securelog_checkpoints``: every signed tree head.
+"""
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy import orm
+
+Base = orm.declarative_base()
+
+# MySQL's BLOB stops at 64 KiB; notifications can be larger.
+Blob = sa.LargeBinary().with_variant(mysql.LONGBLOB(), 'mysql')
+
+
+class Record(Base):
+    __tablename__ = 'securelog_records'
+    log_index = sa.Column(sa.BigInteger, primary_key=True, autoincrement=False)
+    source = sa.Column(sa.String(255), nullable=False)
+    seq = sa.Column(sa.BigInteger, nullable=False)
+    tenant = sa.Column(sa.String(255), nullable=False, default='')
+    event_type = sa.Column(sa.String(255), nullable=False, default='')
+    time_ns = sa.Column(sa.BigInteger, nullable=False)
+    leaf_hash = sa.Column(sa.LargeBinary(32), nullable=False)
+    data = sa.Column(Blob, nullable=False)
+    __table_args__ = (
+        sa.UniqueConstraint('source', 'seq', name='uniq_securelog_records0source0seq'),
+        sa.Index('securelog_records_tenant_idx', 'tenant'),
+    )
+
+
+class Checkpoint(Base):
+    __tablename__ = 'securelog_checkpoints'
+    tree_size = sa.Column(sa.BigInteger, primary_key=True, autoincrement=False)
+    created_ns = sa.Column(sa.BigInteger, nullable=False)
+    note = sa.Column(sa.Text, nullable=False)
