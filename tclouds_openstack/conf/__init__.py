@@ -7,6 +7,7 @@ from oslo_config import cfg
 
 from tclouds_openstack.conf import api
 from tclouds_openstack.conf import attestation
+from tclouds_openstack.conf import scheduling
 from tclouds_openstack.conf import securelog
 from tclouds_openstack.conf import tpm
 
@@ -15,6 +16,7 @@ CONF = cfg.CONF
 _AREAS = [
     api,
     attestation,
+    scheduling,
     securelog,
     tpm,
 ]

@@ -1,0 +1,1 @@
+"""Nova adapters: scheduler filters, Placement trait sync, reaction to trust loss."""

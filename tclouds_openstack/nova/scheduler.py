@@ -1,0 +1,288 @@
+"""Nova scheduler plugins: trust requirements -> Placement traits, and fail-closed filters.
+
+Operators enable them in nova.conf of the scheduler::
+
+    [filter_scheduler]
+    available_filters = nova.scheduler.filters.all_filters
+    available_filters = tclouds_openstack.nova.scheduler.TrustedHostFilter
+    available_filters = tclouds_openstack.nova.scheduler.JurisdictionFilter
+    enabled_filters = ComputeFilter,...,TrustedHostFilter,JurisdictionFilter
+
+* :func:`trust_request_filter` runs before the Placement query (Nova's request-filter
+  stage) and adds ``CUSTOM_TCLOUDS_TRUSTED`` / ``CUSTOM_JURISDICTION_<CC>`` to the
+  request's ``root_required`` traits, so Placement only returns qualifying hosts. Nova
+  has no plug-in point for request filters: importing this module (which the scheduler
+  does when it loads the filters above) appends it to
+  ``nova.scheduler.request_filter.ALL_REQUEST_FILTERS``.
+* :class:`TrustedHostFilter` re-checks the surviving candidates against fresh verdicts in
+  ONE batched call per request (traits can outlive a dead attestation service).
+* :class:`JurisdictionFilter` checks host aggregate labels (``trust:jurisdiction``).
+
+Every refusal is logged with its reason; when a filter leaves no host it raises
+NoValidHost with the reasons, which Nova records as the instance fault.
+"""
+import logging
+import threading
+import time
+
+from nova import exception
+from nova.scheduler.client import report
+from nova.scheduler import filters
+from nova.scheduler import request_filter
+
+from tclouds_openstack.attestation import backends
+from tclouds_openstack.attestation.backends import base
+from tclouds_openstack import conf as tclouds_conf
+from tclouds_openstack.requirements import client as req_client
+from tclouds_openstack.requirements import model
+
+LOG = logging.getLogger(__name__)
+CONF = tclouds_conf.CONF
+
+# How many per-host reasons a fault quotes before summarising.
+_MAX_REASONS = 5
+
+
+class VerdictCache(object):
+    """One batched ``get_verdicts`` per scheduling request, reused for ``verdict_cache_ttl``."""
+
+    def __init__(self, backend_factory=None):
+        self._backend_factory = backend_factory or (lambda: backends.get_backend(CONF))
+        self._backend = None
+        self._lock = threading.Lock()
+        self._fetched_at = 0.0
+        self._verdicts = {}
+        self.calls = 0
+
+    def lookup(self, hosts):
+        """{host: Verdict} for ``hosts``; BackendUnavailable when the backend cannot answer."""
+        hosts = set(hosts)
+        ttl = CONF.trust_scheduling.verdict_cache_ttl
+        with self._lock:
+            if (ttl and time.monotonic() - self._fetched_at < ttl
+                    and hosts.issubset(self._verdicts)):
+                return {h: self._verdicts[h] for h in hosts}
+            if self._backend is None:
+                self._backend = self._backend_factory()
+            self.calls += 1
+            try:
+                verdicts = self._backend.get_verdicts(sorted(hosts))
+            except base.BackendUnavailable:
+                raise
+            except Exception as e:
+                # A backend bug must not turn into "trusted": treat as unavailable.
+                raise base.BackendUnavailable('%s: %s' % (type(e).__name__, e))
+            self._verdicts = dict(verdicts)
+            self._fetched_at = time.monotonic()
+            return {h: self._verdicts.get(h) for h in hosts}
+
+    def clear(self):
+        with self._lock:
+            self._verdicts = {}
+            self._fetched_at = 0.0
+
+
+VERDICTS = VerdictCache()
+PROJECTS = req_client.ProjectRequirements(CONF)
+
+
+def request_requirement(spec_obj):
+    """Merge project, flavor, image and boot-hint requirements of a RequestSpec.
+
+    Raises model.InvalidRequirement (malformed spec) or RequirementsUnavailable.
+    """
+    parts = [PROJECTS.get(spec_obj.project_id)]
+    flavor = spec_obj.flavor if spec_obj.obj_attr_is_set('flavor') else None
+    if flavor is not None:
+        parts.append(model.from_specs(flavor.extra_specs, 'flavor %s' % flavor.name))
+    image = spec_obj.image if spec_obj.obj_attr_is_set('image') else None
+    if image is not None and image.obj_attr_is_set('properties'):
+        traits = image.properties.get('traits_required', None) or []
+        name = 'image %s' % image.id if image.obj_attr_is_set('id') else 'image'
+        parts.append(model.from_traits(set(traits), name))
+    hints = {}
+    if spec_obj.obj_attr_is_set('scheduler_hints') and spec_obj.scheduler_hints:
+        hints = spec_obj.scheduler_hints
+    parts.append(model.from_hints(hints))
+    return model.merge(parts, source='request')
+
+
+def _requirement_or_fail(spec_obj):
+    try:
+        return request_requirement(spec_obj)
+    except model.InvalidRequirement as e:
+        raise exception.NoValidHost(reason='invalid trust requirement: %s' % e)
+    except req_client.RequirementsUnavailable as e:
+        raise exception.NoValidHost(reason='%s; refusing to schedule unverified' % e)
+
+
+def _spec_requirement(spec_obj):
+    """The merged requirement, computed once per RequestSpec (filters run per instance)."""
+    cached = getattr(spec_obj, '_tclouds_requirement', None)
+    if cached is None:
+        cached = _requirement_or_fail(spec_obj)
+        # RequestSpec is a versioned object; a private attribute is not persisted.
+        object.__setattr__(spec_obj, '_tclouds_requirement', cached)
+    return cached
+
+
+def _summarise(reasons):
+    shown = reasons[:_MAX_REASONS]
+    more = len(reasons) - len(shown)
+    return '; '.join(shown) + (' (and %d more)' % more if more > 0 else '')
+
+
+def _trait_in_use(ctxt, trait):
+    """Does any resource provider carry ``trait``? (one cheap Placement call)."""
+    try:
+        resp = report.report_client_singleton().get(
+            '/traits?associated=true&name=in:%s' % trait, version='1.6',
+            global_request_id=getattr(ctxt, 'global_id', None))
+    except Exception as e:
+        LOG.warning('cannot ask Placement about trait %s: %s', trait, e)
+        return True  # let the allocation-candidate query decide
+    if resp is None or resp.status_code != 200:
+        return True
+    return trait in resp.json().get('traits', [])
+
+
+@request_filter.trace_request_filter
+def trust_request_filter(ctxt, request_spec):
+    """Translate trust requirements into required root-provider traits."""
+    if not CONF.trust_scheduling.translate_to_traits:
+        return False
+    try:
+        req = request_requirement(request_spec)
+    except model.InvalidRequirement as e:
+        raise exception.RequestFilterFailed(reason='invalid trust requirement: %s' % e)
+    except req_client.RequirementsUnavailable as e:
+        raise exception.RequestFilterFailed(reason='%s; refusing to schedule unverified' % e)
+    object.__setattr__(request_spec, '_tclouds_requirement', req)
+    if req.is_empty:
+        return False
+    if not req.satisfiable:
+        raise exception.RequestFilterFailed(
+            reason='the trust requirements contradict each other: %s' % '; '.join(req.conflicts))
+    wanted = []
+    if req.requires_trust:
+        wanted.append((model.TRAIT_TRUSTED,
+                       'no compute host is currently attested as trusted (no resource '
+                       'provider has trait %s): check the attestation service and '
+                       'tclouds-trust-reactor' % model.TRAIT_TRUSTED))
+    if req.jurisdictions is not None and len(req.jurisdictions) == 1:
+        (code,) = req.jurisdictions
+        wanted.append((model.jurisdiction_trait(code),
+                       'no compute host is labelled with jurisdiction %s (no resource '
+                       'provider has trait %s; label aggregates with %s=%s)'
+                       % (code, model.jurisdiction_trait(code),
+                          model.AGGREGATE_JURISDICTION_KEY, code)))
+    # Several allowed countries: Placement's root_required has no any-of ("in:") form;
+    # JurisdictionFilter enforces those.
+    for trait, why in wanted:
+        if not _trait_in_use(ctxt, trait):
+            raise exception.RequestFilterFailed(reason=why)
+        request_spec.root_required.add(trait)
+    LOG.debug('trust requirement %s -> root_required %s', req.describe(),
+              sorted(request_spec.root_required))
+    return True
+
+
+def _register_request_filter():
+    if trust_request_filter not in request_filter.ALL_REQUEST_FILTERS:
+        request_filter.ALL_REQUEST_FILTERS.append(trust_request_filter)
+
+
+_register_request_filter()
+
+
+class _TrustFilterBase(filters.BaseHostFilter):
+    # Rebuild keeps the host: it must still satisfy the requirement (new image traits).
+    RUN_ON_REBUILD = True
+
+    def filter_all(self, filter_obj_list, spec_obj):
+        hosts = list(filter_obj_list)
+        if not hosts:
+            return hosts
+        req = _spec_requirement(spec_obj)
+        if not self.applies(req):
+            return hosts
+        if not req.satisfiable:
+            raise exception.NoValidHost(
+                reason='the trust requirements contradict each other: %s'
+                       % '; '.join(req.conflicts))
+        passed, reasons = self.check_hosts(hosts, req, spec_obj)
+        for host, reason in reasons:
+            LOG.info('%s rejected host %s for instance %s: %s', type(self).__name__, host,
+                     spec_obj.instance_uuid, reason)
+        if not passed:
+            raise exception.NoValidHost(reason='%s: %s (requirement: %s)' % (
+                self.none_left, _summarise([r for _, r in reasons]), req.describe()))
+        return passed
+
+
+class TrustedHostFilter(_TrustFilterBase):
+    """Only hosts with a fresh ``trusted`` verdict, for requests that require trust."""
+
+    none_left = 'no candidate host is attested as trusted'
+
+    def applies(self, req):
+        return req.requires_trust
+
+    def check_hosts(self, hosts, req, spec_obj):
+        try:
+            verdicts = VERDICTS.lookup(h.host for h in hosts)
+        except base.BackendUnavailable as e:
+            LOG.error('attestation backend unavailable, refusing %d candidate host(s) for '
+                      'instance %s: %s', len(hosts), spec_obj.instance_uuid, e)
+            raise exception.NoValidHost(
+                reason='the attestation service is unreachable (%s): a host cannot be '
+                       'verified as trusted, refusing to schedule unverified' % e)
+        max_age = CONF.attestation.max_verdict_age
+        passed, reasons = [], []
+        for host in hosts:
+            ok, why = base.check_trusted(verdicts.get(host.host), max_age)
+            if ok:
+                passed.append(host)
+            else:
+                reasons.append((host.host, why if host.host in why
+                                else 'host %s: %s' % (host.host, why)))
+        return passed, reasons
+
+
+def host_jurisdiction(host_state):
+    """(country or None, problem or None) from the host's aggregates' metadata."""
+    labels = set()
+    for aggregate in getattr(host_state, 'aggregates', None) or []:
+        value = (aggregate.metadata or {}).get(model.AGGREGATE_JURISDICTION_KEY)
+        if value is None:
+            continue
+        try:
+            labels.add(model.parse_host_label(
+                value, 'aggregate %s metadata %s' % (aggregate.name,
+                                                     model.AGGREGATE_JURISDICTION_KEY)))
+        except model.InvalidRequirement as e:
+            return None, str(e)
+    if len(labels) > 1:
+        return None, 'host is labelled with several jurisdictions (%s) by its aggregates' % (
+            model.format_codes(labels))
+    return (labels.pop() if labels else None), None
+
+
+class JurisdictionFilter(_TrustFilterBase):
+    """Only hosts whose aggregate jurisdiction label is allowed by the request."""
+
+    none_left = 'no candidate host is in an allowed jurisdiction'
+
+    def applies(self, req):
+        return req.jurisdictions is not None
+
+    def check_hosts(self, hosts, req, spec_obj):
+        passed, reasons = [], []
+        for host in hosts:
+            country, problem = host_jurisdiction(host)
+            ok, why = (False, problem) if problem else req.allows(country)
+            if ok:
+                passed.append(host)
+            else:
+                reasons.append((host.host, 'host %s: %s' % (host.host, why)))
+        return passed, reasons

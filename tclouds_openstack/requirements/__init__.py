@@ -1,0 +1,1 @@
+"""ACaaS: tenant security requirements (trusted host, jurisdictions), their storage and API."""
