@@ -65,6 +65,8 @@ MAX_SECTORS = 2 ** 32
 MAX_SEQUENCE = 2 ** 32 - 1
 FLAG_MERKLE = 0x1
 ZERO_TAG = bytes(16)
+_ENTRIES = struct.Struct('>Q16sQ16sQ16s')
+_NONCE = struct.Struct('>IQ')
 ZERO_SECTOR = bytes(SECTOR_SIZE)
 
 # magic, format version, flags, sector size, sector count, generation, uuid, cipher, key ref
@@ -399,8 +401,8 @@ class Volume:
             self.recovered = True
         for sector in range(n):
             a, c = anchored[sector], current[sector]
-            struct.pack_into('>Q16sQ16sQ16s', self._entries, sector * ENTRY_BYTES,
-                             a[0], a[1], a[0], a[1], c[0], c[1])
+            _ENTRIES.pack_into(self._entries, sector * ENTRY_BYTES,
+                               a[0], a[1], a[0], a[1], c[0], c[1])
         if self.header.merkle:
             self._tree = self._build_tree(self._current_leaf)
             if self._bad or self._volume_bad:
@@ -455,13 +457,9 @@ class Volume:
                                 hint_offset(first))
 
     # ------------------------------------------------------------------ crypto
-    def _nonce_aad(self, sector, counter):
-        nonce = struct.pack('>IQ', sector, counter)
-        return nonce, self._aad_prefix + nonce
-
     def _decrypt(self, sector, counter, tag, data):
-        nonce, aad = self._nonce_aad(sector, counter)
-        return self._aead.decrypt(nonce, bytes(data) + tag, aad)
+        nonce = _NONCE.pack(sector, counter)
+        return self._aead.decrypt(nonce, bytes(data) + tag, self._aad_prefix + nonce)
 
     # ------------------------------------------------------------------ I/O
     @property
@@ -477,27 +475,37 @@ class Volume:
         """Return the plaintext of ``count`` sectors; IntegrityError names a failing one."""
         if self._volume_bad is not None:
             raise self._volume_bad
-        out = []
+        out = bytearray(count * SECTOR_SIZE)   # never-written sectors stay zero
+        out_view = memoryview(out)
+        scratch = bytearray(SECTOR_SIZE + 16)
+        entries = self._entries
+        bad = self._bad
+        aead = self._aead
+        prefix = self._aad_prefix
         for start, run in _group_runs(first, count):
             raw = None
             for sector in range(start, start + run):
-                if sector in self._bad:
-                    raise self._bad[sector]
-                counter, tag = self._current(sector)
+                if bad and sector in bad:
+                    raise bad[sector]
+                counter, tag = ENTRY.unpack_from(entries, sector * ENTRY_BYTES + 2 * ENTRY.size)
                 if counter == 0:
-                    out.append(ZERO_SECTOR)
                     continue
                 if raw is None:
-                    raw = self.storage.pread(run * SECTOR_SIZE, data_offset(start))
+                    raw = memoryview(self.storage.pread(run * SECTOR_SIZE, data_offset(start)))
                 o = (sector - start) * SECTOR_SIZE
+                scratch[:SECTOR_SIZE] = raw[o:o + SECTOR_SIZE]
+                scratch[SECTOR_SIZE:] = tag
+                nonce = _NONCE.pack(sector, counter)
+                d = (sector - first) * SECTOR_SIZE
                 try:
-                    out.append(self._decrypt(sector, counter, tag, raw[o:o + SECTOR_SIZE]))
+                    aead.decrypt_into(nonce, scratch, prefix + nonce,
+                                      out_view[d:d + SECTOR_SIZE])
                 except InvalidTag:
                     raise errors.IntegrityError(
                         sector, 'tag', 'authentication tag mismatch (write counter %d): the '
                         'sector was modified, swapped with another, torn or rolled back'
                         % counter)
-        return b''.join(out)
+        return out
 
     def read(self, offset, length):
         self._check_range(offset, length)
@@ -535,13 +543,20 @@ class Volume:
         count = len(data) // SECTOR_SIZE
         epoch = self._open_epoch()
         view = memoryview(data)
+        entries = self._entries
+        aead = self._aead
+        prefix = self._aad_prefix
         for start, run in _group_runs(first, count):
-            records = bytearray()
-            cipher = bytearray()
-            for sector in range(start, start + run):
-                a_counter, a_tag = self._entry(sector, 0)
-                c_counter, c_tag = self._current(sector)
-                if epoch_of(c_counter) == epoch:
+            records = bytearray(run * RECORD_SIZE)
+            # encrypt_into writes ciphertext||tag; the tag spills into the next sector's
+            # slot and is copied out before that sector overwrites it (no extra copies).
+            cipher = bytearray(run * SECTOR_SIZE + 16)
+            cview = memoryview(cipher)
+            for k in range(run):
+                sector = start + k
+                base = sector * ENTRY_BYTES
+                a_counter, a_tag, _, _, c_counter, c_tag = _ENTRIES.unpack_from(entries, base)
+                if c_counter >> 32 == epoch:
                     seq = (c_counter & MAX_SEQUENCE) + 1
                     if seq > MAX_SEQUENCE:
                         raise errors.BlockstoreError('sector %d: 2^32 writes without a flush'
@@ -550,23 +565,26 @@ class Volume:
                     # The current entry belongs to a flushed epoch: it becomes the anchored.
                     a_counter, a_tag, seq = c_counter, c_tag, 1
                 counter = epoch << 32 | seq
-                nonce, aad = self._nonce_aad(sector, counter)
-                o = (sector - first) * SECTOR_SIZE
-                sealed = self._aead.encrypt(nonce, view[o:o + SECTOR_SIZE], aad)
-                tag = sealed[SECTOR_SIZE:]
-                entries = struct.pack('>Q16sQ16sQ16s', a_counter, a_tag, c_counter, c_tag,
-                                      counter, tag)
-                self._entries[sector * ENTRY_BYTES:(sector + 1) * ENTRY_BYTES] = entries
-                records += entries + bytes(RECORD_SIZE - ENTRY_BYTES)
-                cipher += sealed[:SECTOR_SIZE]
-                self._bad.pop(sector, None)
-                self._dirty.add(sector)
+                nonce = _NONCE.pack(sector, counter)
+                o = k * SECTOR_SIZE
+                src = (sector - first) * SECTOR_SIZE
+                aead.encrypt_into(nonce, view[src:src + SECTOR_SIZE], prefix + nonce,
+                                  cview[o:o + SECTOR_SIZE + 16])
+                tag = bytes(cview[o + SECTOR_SIZE:o + SECTOR_SIZE + 16])
+                _ENTRIES.pack_into(entries, base, a_counter, a_tag, c_counter, c_tag,
+                                   counter, tag)
+                records[k * RECORD_SIZE:k * RECORD_SIZE + ENTRY_BYTES] = \
+                    entries[base:base + ENTRY_BYTES]
+            if self._bad:
+                for sector in range(start, start + run):
+                    self._bad.pop(sector, None)
+            self._dirty.update(range(start, start + run))
             # Record before data: a crash in between leaves data that verifies against
             # the previous entry (old) or the current one (new).
             self.storage.pwrite(records, record_offset(start))
             if self.sync_metadata:
                 self.storage.sync()
-            self.storage.pwrite(cipher, data_offset(start))
+            self.storage.pwrite(cview[:run * SECTOR_SIZE], data_offset(start))
 
     def _open_epoch(self):
         """Open a write epoch: before the first write after a flush, anchor a dirty version.
