@@ -40,10 +40,11 @@ class Reader:
         return len(self.data) - self.offset
 
     def take(self, size, field):
-        if size > self.remaining:
+        end = self.offset + size
+        if end > len(self.data):
             raise self.error(field, 'truncated: need %d bytes, %d left' % (size, self.remaining))
-        value = self.data[self.offset:self.offset + size]
-        self.offset += size
+        value = self.data[self.offset:end]
+        self.offset = end
         return value
 
     def _int(self, size, field):

@@ -494,12 +494,10 @@ def parse_pcrs_file(data):
         raise r.error('pcr_select.count', '%d banks exceeds the maximum %d'
                       % (count, _FILE_BANK_SLOTS), 0)
     selection = []
-    for n in range(_FILE_BANK_SLOTS):
+    for n in range(count):
         field = 'pcr_select.pcrSelections[%d]' % n
         slot_start = r.offset
         slot = r.take(8, field)
-        if n >= count:
-            continue
         alg = int.from_bytes(slot[0:2], 'little')
         if alg not in c.HASH_ALGORITHMS_BY_ID:
             raise r.error(field + '.hash', 'unsupported hash algorithm 0x%04x' % alg, slot_start)
@@ -512,6 +510,7 @@ def parse_pcrs_file(data):
                           % (size, PCR_SELECT_MAX), slot_start + 2)
         selection.append((bank, _bitmap_indexes(r, slot[3:3 + size], field + '.pcrSelect',
                                                 slot_start + 3)))
+    r.take(8 * (_FILE_BANK_SLOTS - count), 'pcr_select.pcrSelections[%d]' % count)
     chunks_start = r.offset
     chunks = r.u32('pcrs.count')
     if chunks > _FILE_MAX_CHUNKS:
@@ -525,15 +524,16 @@ def parse_pcrs_file(data):
         if n > _FILE_DIGESTS_PER_CHUNK:
             raise r.error(field + '.count', '%d digests exceeds the maximum %d'
                           % (n, _FILE_DIGESTS_PER_CHUNK), n_start)
-        for k in range(_FILE_DIGESTS_PER_CHUNK):
+        for k in range(n):
             d_start = r.offset
             size = r.u16('%s.digests[%d].size' % (field, k))
+            if size > MAX_DIGEST_BUFFER:
+                raise r.error('%s.digests[%d].size' % (field, k), 'size %d exceeds %d'
+                              % (size, MAX_DIGEST_BUFFER), d_start)
             buf = r.take(MAX_DIGEST_BUFFER, '%s.digests[%d].buffer' % (field, k))
-            if k < n:
-                if size > MAX_DIGEST_BUFFER:
-                    raise r.error('%s.digests[%d].size' % (field, k), 'size %d exceeds %d'
-                                  % (size, MAX_DIGEST_BUFFER), d_start)
-                digests.append((buf[:size], d_start))
+            digests.append((buf[:size], d_start))
+        r.take((2 + MAX_DIGEST_BUFFER) * (_FILE_DIGESTS_PER_CHUNK - n),
+               '%s.digests[%d]' % (field, n))
     r.expect_end()
     expected = sum(len(idx) for _, idx in selection)
     if len(digests) != expected:

@@ -229,7 +229,7 @@ def test_pcrs_file_errors():
     err = _parse_error(structures.parse_pcrs_file, data + b'\0')
     assert err.field == '(end)' and err.offset == len(data)
     err = _parse_error(structures.parse_pcrs_file, data[:100])
-    assert err.field == 'pcr_select.pcrSelections[12]' and err.offset == 100
+    assert err.field == 'pcr_select.pcrSelections[1]' and err.offset == 12
     bad = bytearray(data)
     bad[4:6] = b'\x99\x00'
     err = _parse_error(structures.parse_pcrs_file, bytes(bad))
