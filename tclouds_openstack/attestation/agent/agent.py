@@ -1,0 +1,191 @@
+"""The host agent: the compute host's TPM, reachable only through the message bus.
+
+Like nova-compute it is an oslo.messaging RPC server on its own topic
+(``tclouds-attestation-agent``, server = the Nova compute host name) and opens no listening
+port. At start it loads its attestation key (AK) from ``[attestation] agent_state_dir``, or
+creates one under the EK, and registers with the registrar (EK + EK certificate + AK,
+then TPM2_ActivateCredential). Then it answers quote requests: a TPM2_Quote with the
+verifier's nonce over the requested PCRs, the UEFI event log and the IMA entries from the
+requested offset. It never sends key material: the AK private blob is wrapped by the TPM
+and stays on disk.
+
+The TPM connection is opened lazily and re-opened after a failure, because a TPM that was
+reset (or a swtpm a test power-cycled) invalidates every handle.
+"""
+import json
+import logging
+import os
+import threading
+
+import oslo_messaging as messaging
+
+from tclouds_openstack.attestation.agent import tpm_device
+from tclouds_openstack.attestation import rpcapi
+
+LOG = logging.getLogger(__name__)
+AK_FILE = 'ak.json'
+MAX_PCRS = 24
+
+
+class AgentEndpoint(object):
+    """RPC methods the verifier may call on this host."""
+
+    target = messaging.Target(version=rpcapi.VERSION)
+
+    def __init__(self, agent):
+        self.agent = agent
+
+    def get_quote(self, ctxt, nonce, selection, ima_offset):
+        return self.agent.answer(nonce, selection, ima_offset)
+
+
+class Agent(object):
+    """One host's agent. ``host``/``tcti``/paths default to the configuration."""
+
+    def __init__(self, conf, transport, host=None, tcti=None, state_dir=None,
+                 uefi_eventlog=None, ima_log=None):
+        self.conf = conf
+        self.transport = transport
+        self.host = host or conf.host
+        self.tcti = tcti or conf.tpm.tcti
+        self.state_dir = state_dir or conf.attestation.agent_state_dir
+        self.uefi_eventlog = uefi_eventlog or conf.attestation.uefi_eventlog
+        self.ima_log = ima_log or conf.attestation.ima_log
+        self.key_type = conf.attestation.agent_key_algorithm
+        self._lock = threading.Lock()
+        self._device = None
+        self.ak = None
+        self.server = None
+
+    # ------------------------------------------------------------------ TPM
+    def device(self):
+        with self._lock:
+            if self._device is None:
+                self._device = tpm_device.TPMDevice(self.tcti)
+            return self._device
+
+    def disconnect(self):
+        """Close the TPM connection (re-opened on next use)."""
+        with self._lock:
+            device, self._device = self._device, None
+        if device is not None:
+            device.close()
+
+    def _ak_path(self):
+        return os.path.join(self.state_dir, AK_FILE)
+
+    def load_or_create_ak(self):
+        """The AK from the state directory, or a new one under the EK (saved 0600)."""
+        device = self.device()
+        path = self._ak_path()
+        if os.path.exists(path):
+            try:
+                with open(path) as f:
+                    saved = json.load(f)
+                self.ak = device.load_ak(bytes.fromhex(saved['public']),
+                                         bytes.fromhex(saved['private']))
+                device.ak_tpm_name(self.ak)     # loads it: fails if another TPM's blob
+                return self.ak, False
+            except (OSError, ValueError, KeyError, tpm_device.TPMDeviceError) as e:
+                LOG.warning('saved AK %s unusable (%s); creating a new one', path, e)
+        self.ak = device.create_ak(self.key_type)
+        os.makedirs(self.state_dir, exist_ok=True)
+        tmp = path + '.tmp'
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            json.dump({'public': self.ak.public.hex(), 'private': self.ak.private.hex()}, f)
+        os.replace(tmp, path)
+        return self.ak, True
+
+    def register(self):
+        """Register EK + certificate + AK and prove they share the TPM (raises on refusal)."""
+        if self.ak is None:
+            self.load_or_create_ak()
+        device = self.device()
+        registrar = rpcapi.RegistrarAPI(self.transport)
+        id_object, encrypted_secret = registrar.register(
+            self.host, device.ek_public(), device.ek_certificate(), self.ak.public)
+        secret = device.activate_credential(self.ak, id_object, encrypted_secret)
+        registrar.activate(self.host, self.ak.name, secret)
+        LOG.info('agent %s registered, AK %s', self.host, self.ak.name.hex())
+
+    # ------------------------------------------------------------------ RPC
+    def start(self):
+        """Serve quote requests on the bus (threads); register first if not yet done."""
+        if self.ak is None:
+            self.load_or_create_ak()
+        target = messaging.Target(topic=rpcapi.AGENT_TOPIC, server=self.host)
+        self.server = messaging.get_rpc_server(self.transport, target, [AgentEndpoint(self)],
+                                               executor='threading')
+        self.server.start()
+        return self
+
+    def stop(self):
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.stop()
+            server.wait()
+        self.disconnect()
+
+    def answer(self, nonce, selection, ima_offset):
+        """Quote + logs for one request. Bad requests get an 'error' field, not a trace."""
+        try:
+            nonce = rpcapi.unb64({'nonce': nonce}, 'nonce')
+            if not 8 <= len(nonce) <= 64:
+                raise rpcapi.BadMessage('nonce: must be 8..64 bytes')
+            if not isinstance(selection, dict) or not selection:
+                raise rpcapi.BadMessage('selection: expected {bank: [pcr, ...]}')
+            clean = {}
+            for bank, pcrs in selection.items():
+                if not isinstance(pcrs, list) or not all(
+                        isinstance(p, int) and 0 <= p < MAX_PCRS for p in pcrs):
+                    raise rpcapi.BadMessage('selection.%s: expected PCR indexes 0..23' % bank)
+                clean[str(bank)] = pcrs
+            if not isinstance(ima_offset, int) or ima_offset < 0:
+                raise rpcapi.BadMessage('ima_offset: expected a non-negative integer')
+        except rpcapi.BadMessage as e:
+            return {'error': str(e)}
+        try:
+            attest, signature, values = self._quote(nonce, clean)
+        except (tpm_device.TPMDeviceError, ValueError) as e:
+            return {'error': 'TPM: %s' % e}
+        uefi = self._read(self.uefi_eventlog)
+        ima_lines, start = self._ima_since(ima_offset)
+        return {
+            'host': self.host,
+            'attest': rpcapi.b64(attest),
+            'signature': rpcapi.b64(signature),
+            'pcr_values': {bank: {str(i): v.hex() for i, v in pcrs.items()}
+                           for bank, pcrs in values.items()},
+            'uefi_log': rpcapi.b64(uefi),
+            'ima_log': rpcapi.b64(ima_lines),
+            'ima_offset': start,
+        }
+
+    def _quote(self, nonce, selection):
+        for attempt in (1, 2):
+            try:
+                return self.device().quote(self.ak, nonce, selection)
+            except tpm_device.TPMDeviceError:
+                # a reset TPM (reboot) invalidates handles: reconnect once, then give up
+                self.disconnect()
+                if attempt == 2:
+                    raise
+
+    @staticmethod
+    def _read(path):
+        try:
+            with open(path, 'rb') as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def _ima_since(self, offset):
+        """IMA lines from ``offset``; from 0 when the list is shorter (the host rebooted)."""
+        data = self._read(self.ima_log)
+        if data is None:
+            return None, offset
+        lines = data.splitlines(keepends=True)
+        if offset > len(lines):
+            offset = 0
+        return b''.join(lines[offset:]), offset

@@ -1,0 +1,1 @@
+"""The attestation service: registrar, verifier workers, REST API, state in oslo.db."""

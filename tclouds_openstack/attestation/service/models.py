@@ -1,0 +1,71 @@
+"""SQLAlchemy models of the attestation service (one database, alembic migrations).
+
+``hosts`` holds a registration (EK, EK certificate, AK, the Nova host name it is bound to)
+and the host's current verdict with what the verifier must remember between rounds (reset
+count, IMA offset and PCR 10 value). ``verdict_history`` keeps every appraisal result
+that changed the state, plus periodic confirmations; ``policies`` stores the three Keylime
+documents as JSON text.
+"""
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy import orm
+
+Base = orm.declarative_base()
+
+# Registration states: waiting for the AK activation proof, then active.
+PENDING = 'pending'
+ACTIVE = 'active'
+
+
+class Host(Base):
+    __tablename__ = 'attestation_hosts'
+
+    name = sa.Column(sa.String(255), primary_key=True)
+    registration = sa.Column(sa.String(16), nullable=False, default=PENDING)
+    ek_public = sa.Column(sa.LargeBinary, nullable=False)
+    ek_certificate = sa.Column(sa.LargeBinary, nullable=True)
+    ak_public = sa.Column(sa.LargeBinary, nullable=False)
+    ak_name = sa.Column(sa.String(140), nullable=False)
+    # SHA-256 of the MakeCredential secret while pending (never the secret itself).
+    challenge_digest = sa.Column(sa.String(64), nullable=True)
+    policy = sa.Column(sa.String(255), nullable=True)
+    registered_at = sa.Column(sa.DateTime, nullable=False)
+    activated_at = sa.Column(sa.DateTime, nullable=True)
+    # current verdict
+    status = sa.Column(sa.String(16), nullable=False, default='unknown')
+    reasons = sa.Column(sa.Text, nullable=False, default='[]')
+    verified_at = sa.Column(sa.DateTime, nullable=True)
+    last_answer_at = sa.Column(sa.DateTime, nullable=True)
+    reset_count = sa.Column(sa.BigInteger, nullable=True)
+    ima_offset = sa.Column(sa.BigInteger, nullable=False, default=0)
+    ima_pcr = sa.Column(sa.String(128), nullable=True)
+    # scheduling: the worker that wins the conditional update on next_attest_at attests
+    next_attest_at = sa.Column(sa.DateTime, nullable=False, index=True)
+    attested_by = sa.Column(sa.String(255), nullable=True)
+
+
+class VerdictHistory(Base):
+    __tablename__ = 'attestation_history'
+
+    id = sa.Column(sa.BigInteger().with_variant(sa.Integer, 'sqlite'), primary_key=True,
+                   autoincrement=True)
+    host = sa.Column(sa.String(255), sa.ForeignKey('attestation_hosts.name',
+                                                   ondelete='CASCADE'),
+                     nullable=False, index=True)
+    status = sa.Column(sa.String(16), nullable=False)
+    reasons = sa.Column(sa.Text, nullable=False)
+    verified_at = sa.Column(sa.DateTime, nullable=False)
+    reset_count = sa.Column(sa.BigInteger, nullable=True)
+    worker = sa.Column(sa.String(255), nullable=True)
+
+
+class Policy(Base):
+    __tablename__ = 'attestation_policies'
+
+    name = sa.Column(sa.String(255), primary_key=True)
+    tpm_policy = sa.Column(sa.Text, nullable=True)
+    runtime_policy = sa.Column(sa.Text().with_variant(mysql.LONGTEXT(), 'mysql'),
+                               nullable=True)
+    mb_refstate = sa.Column(sa.Text().with_variant(mysql.LONGTEXT(), 'mysql'),
+                            nullable=True)
+    created_at = sa.Column(sa.DateTime, nullable=False)

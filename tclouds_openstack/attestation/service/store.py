@@ -1,0 +1,277 @@
+"""Database access of the attestation service: every query and write in one place.
+
+All writes are single short transactions, so a worker killed mid-round (kill -9) loses at
+most the appraisal it was doing, never a registration or a stored verdict. Hosts are
+scheduled through ``next_attest_at``: a worker *claims* a due host with a conditional
+UPDATE (``WHERE next_attest_at = <the value it read>``), so two workers whose partitions
+overlap for a moment (tooz membership change) still never attest the same host twice in
+a round.
+"""
+import datetime
+import json
+import os
+
+from oslo_db import exception as db_exc
+import sqlalchemy as sa
+
+from tclouds_openstack.attestation.service import models
+from tclouds_openstack.common import db
+from tclouds_openstack.common import exception
+
+MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'migrations')
+VERSION_TABLE = 'attestation_alembic_version'
+
+
+def utcnow():
+    """Naive UTC (what the DateTime columns store on every backend)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def aware(value):
+    return value.replace(tzinfo=datetime.timezone.utc) if value is not None else None
+
+
+class _Context(object):
+    """enginefacade needs an object to hang its transaction state on."""
+
+
+class DatabaseUnavailable(exception.ServiceUnavailable):
+    pass
+
+
+def _guard(fn):
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (db_exc.DBConnectionError, sa.exc.OperationalError,
+                sa.exc.InterfaceError) as e:
+            raise DatabaseUnavailable('attestation database unavailable: %s'
+                                      % str(e).splitlines()[0][:200])
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+class Store(object):
+    def __init__(self, connection):
+        self.connection = connection
+        self.facade = db.make_facade(connection)
+
+    def migrate(self):
+        db.migrate(self.connection, MIGRATIONS, version_table=VERSION_TABLE)
+
+    def _writer(self):
+        return self.facade.writer.using(_Context())
+
+    def _reader(self):
+        return self.facade.reader.using(_Context())
+
+    # ------------------------------------------------------------------ registration
+    @_guard
+    def register(self, name, ek_public, ek_certificate, ak_public, ak_name, challenge_digest,
+                 policy=None):
+        """Record (or renew) the registration of ``name`` as pending activation.
+
+        A host name stays bound to its first EK: another EK under the same name is a
+        Conflict (an operator deletes the host to re-enrol new hardware).
+        """
+        now = utcnow()
+        with self._writer() as session:
+            host = session.get(models.Host, name)
+            if host is not None and host.ek_public != ek_public:
+                raise exception.Conflict('host %s is registered with another endorsement key; '
+                                         'delete the host to re-enrol it' % name)
+            if host is None:
+                host = models.Host(name=name, ek_public=ek_public, registered_at=now,
+                                   status='unknown', reasons=json.dumps(['not attested yet']),
+                                   ima_offset=0, next_attest_at=now, policy=policy)
+                session.add(host)
+            host.registration = models.PENDING
+            host.ek_certificate = ek_certificate
+            host.ak_public = ak_public
+            host.ak_name = ak_name
+            host.challenge_digest = challenge_digest
+            # a new AK means a new quote chain: forget the incremental state
+            host.reset_count = None
+            host.ima_offset = 0
+            host.ima_pcr = None
+
+    @_guard
+    def activate(self, name, ak_name, challenge_digest):
+        """Mark ``name`` active if the proof matches the pending challenge; False otherwise."""
+        now = utcnow()
+        with self._writer() as session:
+            host = session.get(models.Host, name)
+            if (host is None or host.registration != models.PENDING
+                    or host.ak_name != ak_name or not host.challenge_digest
+                    or host.challenge_digest != challenge_digest):
+                return False
+            host.registration = models.ACTIVE
+            host.challenge_digest = None
+            host.activated_at = now
+            host.next_attest_at = now
+            return True
+
+    @_guard
+    def get_host(self, name):
+        with self._reader() as session:
+            host = session.get(models.Host, name)
+            if host is None:
+                raise exception.NotFound('no host %s is registered' % name)
+            session.expunge(host)
+            return host
+
+    @_guard
+    def list_hosts(self, names=None):
+        with self._reader() as session:
+            query = session.query(models.Host)
+            if names is not None:
+                query = query.filter(models.Host.name.in_(list(names)))
+            hosts = query.order_by(models.Host.name).all()
+            for host in hosts:
+                session.expunge(host)
+            return hosts
+
+    @_guard
+    def delete_host(self, name):
+        with self._writer() as session:
+            session.query(models.VerdictHistory).filter_by(host=name).delete()
+            if not session.query(models.Host).filter_by(name=name).delete():
+                raise exception.NotFound('no host %s is registered' % name)
+
+    @_guard
+    def set_host_policy(self, name, policy):
+        with self._writer() as session:
+            host = session.get(models.Host, name)
+            if host is None:
+                raise exception.NotFound('no host %s is registered' % name)
+            host.policy = policy
+            host.next_attest_at = utcnow()
+
+    @_guard
+    def request_attestation(self, name):
+        """Make ``name`` due now (``openstack attestation host attest``)."""
+        with self._writer() as session:
+            if not session.query(models.Host).filter_by(name=name).update(
+                    {'next_attest_at': utcnow()}):
+                raise exception.NotFound('no host %s is registered' % name)
+
+    # ------------------------------------------------------------------ scheduling
+    @_guard
+    def due_hosts(self, now, limit):
+        """[(name, next_attest_at)] of active hosts due at ``now``, oldest first."""
+        with self._reader() as session:
+            rows = (session.query(models.Host.name, models.Host.next_attest_at)
+                    .filter(models.Host.registration == models.ACTIVE,
+                            models.Host.next_attest_at <= now)
+                    .order_by(models.Host.next_attest_at).limit(limit).all())
+            return [(r[0], r[1]) for r in rows]
+
+    @_guard
+    def claim(self, name, seen_next, new_next, worker):
+        """Conditionally move ``name``'s next_attest_at; True when this worker won it."""
+        with self._writer() as session:
+            count = (session.query(models.Host)
+                     .filter(models.Host.name == name,
+                             models.Host.next_attest_at == seen_next)
+                     .update({'next_attest_at': new_next, 'attested_by': worker},
+                             synchronize_session=False))
+            return count == 1
+
+    # ------------------------------------------------------------------ verdicts
+    @_guard
+    def save_verdict(self, name, status, reasons, verified_at, worker, state=None,
+                     answered=True, history_limit=1000):
+        """Store the verdict of one round; returns the previous status (None if gone).
+
+        ``state`` (appraisal HostState) is stored only when given (a successful appraisal).
+        A history row is added when the status or the reasons change.
+        """
+        with self._writer() as session:
+            host = session.get(models.Host, name)
+            if host is None:
+                return None
+            previous = host.status
+            previous_reasons = host.reasons
+            host.status = status
+            host.reasons = json.dumps(list(reasons))
+            host.verified_at = verified_at
+            if answered:
+                host.last_answer_at = verified_at
+            if state is not None:
+                host.reset_count = state.reset_count
+                host.ima_offset = state.ima_offset
+                host.ima_pcr = state.ima_pcr.hex() if state.ima_pcr is not None else None
+            if previous != status or previous_reasons != host.reasons:
+                session.add(models.VerdictHistory(host=name, status=status,
+                                                  reasons=host.reasons,
+                                                  verified_at=verified_at,
+                                                  reset_count=host.reset_count, worker=worker))
+                session.flush()
+                self._trim_history(session, name, history_limit)
+            return previous
+
+    @staticmethod
+    def _trim_history(session, name, limit):
+        ids = [r[0] for r in session.query(models.VerdictHistory.id)
+               .filter_by(host=name).order_by(models.VerdictHistory.id.desc())
+               .offset(limit).limit(1).all()]
+        if ids:
+            session.query(models.VerdictHistory).filter(
+                models.VerdictHistory.host == name,
+                models.VerdictHistory.id <= ids[0]).delete(synchronize_session=False)
+
+    @_guard
+    def history(self, name, limit=100):
+        with self._reader() as session:
+            if session.get(models.Host, name) is None:
+                raise exception.NotFound('no host %s is registered' % name)
+            rows = (session.query(models.VerdictHistory).filter_by(host=name)
+                    .order_by(models.VerdictHistory.id.desc()).limit(limit).all())
+            for row in rows:
+                session.expunge(row)
+            return rows
+
+    # ------------------------------------------------------------------ policies
+    @_guard
+    def create_policy(self, name, tpm_policy, runtime_policy, mb_refstate):
+        with self._writer() as session:
+            if session.get(models.Policy, name) is not None:
+                raise exception.Conflict('policy %s exists; delete it first' % name)
+            session.add(models.Policy(name=name, tpm_policy=tpm_policy,
+                                      runtime_policy=runtime_policy, mb_refstate=mb_refstate,
+                                      created_at=utcnow()))
+            # hosts under this policy name are re-appraised at once
+            session.query(models.Host).filter_by(policy=name).update(
+                {'next_attest_at': utcnow()}, synchronize_session=False)
+
+    @_guard
+    def get_policy(self, name):
+        with self._reader() as session:
+            policy = session.get(models.Policy, name)
+            if policy is None:
+                raise exception.NotFound('no policy %s' % name)
+            session.expunge(policy)
+            return policy
+
+    @_guard
+    def find_policy(self, name):
+        with self._reader() as session:
+            policy = session.get(models.Policy, name)
+            if policy is not None:
+                session.expunge(policy)
+            return policy
+
+    @_guard
+    def list_policies(self):
+        with self._reader() as session:
+            rows = session.query(models.Policy).order_by(models.Policy.name).all()
+            for row in rows:
+                session.expunge(row)
+            return rows
+
+    @_guard
+    def delete_policy(self, name):
+        with self._writer() as session:
+            if not session.query(models.Policy).filter_by(name=name).delete():
+                raise exception.NotFound('no policy %s' % name)
