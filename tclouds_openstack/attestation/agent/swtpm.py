@@ -191,11 +191,16 @@ class Swtpm:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                if self.proc.returncode != 0:
-                    # swtpm exits when its command port is taken (lost the bind race).
-                    raise _PortTaken()
-                raise SwtpmError('swtpm exited with %s: %s' % (
-                    self.proc.returncode, self.proc.stderr.read().decode(errors='replace')))
+                output = self.proc.stderr.read().decode(errors='replace')
+                try:
+                    with open(os.path.join(self.state_dir, 'swtpm.log'), errors='replace') as f:
+                        output += f.read()[-2000:]
+                except OSError:
+                    pass
+                if 'in use' in output or 'bind' in output.lower():
+                    raise _PortTaken()      # another process took port P: retry
+                raise SwtpmError('swtpm exited with %s: %s'
+                                 % (self.proc.returncode, output.strip()))
             try:
                 self.tpm_command(_TPM2_GETRANDOM_1, timeout=0.5)
                 return

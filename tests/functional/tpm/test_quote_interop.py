@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -295,3 +296,45 @@ def test_tpm_errors_are_wrapped(device_tpm):
     with pytest.raises(tpm_device.TPMDeviceError) as e:
         device.quote(forged, b'n', {'sha256': [0]})
     assert e.value.rc is not None and str(e.value).startswith('Load AK: ')
+
+
+def test_lost_port_race_is_retried(monkeypatch):
+    """Another process binds port P between our probe and swtpm's bind: start() retries."""
+    for _ in range(50):     # a port P held by "someone else", with P+1 free for ctrl
+        busy, ctrl = socket.socket(), socket.socket()
+        busy.bind(('127.0.0.1', 0))
+        try:
+            ctrl.bind(('127.0.0.1', busy.getsockname()[1] + 1))
+            break
+        except OSError:
+            busy.close()
+            ctrl.close()
+    busy.listen(1)
+    ctrl.listen(1)
+    real = swtpm_mod._bind_port_pair
+    handed = []
+
+    def racy_pair():
+        if handed:
+            return real()
+        handed.append(busy.getsockname()[1])
+        return busy.getsockname()[1], ctrl
+    monkeypatch.setattr(swtpm_mod, '_bind_port_pair', racy_pair)
+    try:
+        with swtpm_mod.Swtpm() as tpm:
+            assert handed and tpm.port != handed[0]
+            with tpm_device.TPMDevice(tpm.tcti) as device:
+                assert device.pcr_read({'sha256': [1]})['sha256'][1] == b'\0' * 32
+    finally:
+        busy.close()
+
+
+def test_swtpm_failure_is_reported(tmp_path):
+    state = tmp_path / 'not-a-directory'
+    state.write_text('x')
+    with pytest.raises((swtpm_mod.SwtpmError, OSError)):
+        swtpm_mod.Swtpm(str(state)).start()
+    ca = swtpm_mod.LocalCA(str(tmp_path / 'ca'))
+    with pytest.raises(swtpm_mod.SwtpmError) as e:
+        ca.ca_bundle_pem()
+    assert 'no certificates yet' in str(e.value)
