@@ -24,6 +24,8 @@ import time
 
 # TPM2_Startup(TPM_SU_CLEAR) (Part 3, 9.3): tag TPM_ST_NO_SESSIONS, size 12, TPM_CC_Startup.
 _TPM2_STARTUP_CLEAR = struct.pack('>HIIH', 0x8001, 12, 0x144, 0x0000)
+# TPM2_Shutdown(TPM_SU_CLEAR) (Part 3, 9.4): an orderly shutdown before a kept state stops.
+_TPM2_SHUTDOWN_CLEAR = struct.pack('>HIIH', 0x8001, 12, 0x145, 0x0000)
 # TPM2_GetRandom(1), used as the liveness probe.
 _TPM2_GETRANDOM_1 = struct.pack('>HIIH', 0x8001, 12, 0x17B, 1)
 _TPM_RC_INITIALIZE = 0x100
@@ -242,8 +244,21 @@ class Swtpm:
             raise SwtpmError('TPM2_Startup(CLEAR) after reboot returned 0x%x' % rc)
 
     def stop(self, keep_state=False):
-        """Terminate swtpm (idempotent); removes the state directory if it was temporary."""
+        """Shut the TPM down and terminate swtpm (idempotent).
+
+        A temporary state directory is removed unless ``keep_state``; a kept state gets an
+        orderly TPM2_Shutdown first, so restarting it looks like a clean host restart.
+        """
         proc, self.proc = self.proc, None
+        keeping = self.state_dir and not (self._own_state and not keep_state)
+        if proc is not None and proc.poll() is None and keeping:
+            # Like an OS shutting down: the next start sees an orderly shutdown
+            # (clockInfo.safe stays YES), not a power loss. Skipped if a client holds
+            # the (single-client) command port.
+            try:
+                self.tpm_command(_TPM2_SHUTDOWN_CLEAR, timeout=0.5)
+            except (OSError, struct.error):
+                pass
         if proc is not None:
             if proc.poll() is None:
                 proc.terminate()

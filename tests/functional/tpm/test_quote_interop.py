@@ -338,3 +338,20 @@ def test_swtpm_failure_is_reported(tmp_path):
     with pytest.raises(swtpm_mod.SwtpmError) as e:
         ca.ca_bundle_pem()
     assert 'no certificates yet' in str(e.value)
+
+
+def test_restart_of_kept_state_is_an_orderly_host_restart(tmp_path):
+    clocks = []
+    for _ in range(2):
+        tpm = swtpm_mod.Swtpm(str(tmp_path / 'state')).start()
+        try:
+            with tpm_device.TPMDevice(tpm.tcti) as device:
+                ak = device.create_ak('ecc')
+                attest, signature, values = device.quote(ak, b'n', {'sha256': [0]})
+            clocks.append(quote.verify_quote(ak.public, attest, signature, b'n',
+                                             values).attest.clock_info)
+        finally:
+            tpm.stop()
+        assert tpm.state_dir and (tmp_path / 'state').is_dir()   # a given state is kept
+    assert clocks[1].reset_count == clocks[0].reset_count + 1
+    assert clocks[1].safe and clocks[1].clock >= clocks[0].clock
