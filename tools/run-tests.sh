@@ -14,7 +14,7 @@ if [ $# -eq 0 ]; then
     echo "== generated configuration sample is current"
     tools/genconfig.sh --check
     echo "== documentation (warnings are errors)"
-    sphinx-build -q -W -b html doc/source doc/build/html
+    sphinx-build -q -E -W -b html doc/source doc/build/html
 fi
 echo "== tests"
 exec python -m pytest "${@:-tests}"

@@ -22,7 +22,7 @@ securelog_opts = [
     cfg.StrOpt('auditor_dir',
                help='Where K0s of new sealers and the checkpoint verifier key are written '
                     '(the auditor bundle). Default: <state_dir>/auditor. Move its files to '
-                    'the auditors and delete the *.k0 files from this host: whoever holds a '
+                    'the auditors and delete the .k0 key files from this host: whoever holds a '
                     'K0 can forge that sealer\'s whole history.'),
     cfg.StrOpt('origin',
                default='tclouds-securelog',
