@@ -7,6 +7,8 @@ from oslo_config import cfg
 
 from tclouds_openstack.conf import api
 from tclouds_openstack.conf import attestation
+from tclouds_openstack.conf import blockstore
+from tclouds_openstack.conf import keymgr
 from tclouds_openstack.conf import scheduling
 from tclouds_openstack.conf import securelog
 from tclouds_openstack.conf import tpm
@@ -16,6 +18,8 @@ CONF = cfg.CONF
 _AREAS = [
     api,
     attestation,
+    blockstore,
+    keymgr,
     scheduling,
     securelog,
     tpm,

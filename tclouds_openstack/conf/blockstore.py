@@ -1,0 +1,38 @@
+"""Options of protected block devices: the NBD export the os-brick encryptor starts."""
+from oslo_config import cfg
+
+blockstore_group = cfg.OptGroup(
+    'blockstore', title='Protected block devices',
+    help='Where the os-brick encryptor (provider '
+         'tclouds_openstack.blockstore.encryptor.TcloudsEncryptor) keeps its NBD sockets '
+         'and freshness anchors, and how it starts the export.')
+
+blockstore_opts = [
+    cfg.StrOpt('state_dir',
+               default='/var/lib/tclouds/blockstore',
+               help='Directory for the per-volume unix sockets, anchor files and event files '
+                    'of the exports on this host. Must be on local storage the host trusts '
+                    '(the anchor protects against rollback of the volume storage).'),
+    cfg.FloatOpt('start_timeout',
+                 default=30.0, min=1.0,
+                 help='Seconds to wait for an export to listen on its socket before the '
+                      'attach fails (with nbdkit\'s error).'),
+    cfg.BoolOpt('sync_metadata',
+                default=False,
+                help='fdatasync between each sector record write and the data write. Needed '
+                     'for crash consistency under power loss on storage that reorders '
+                     'writes; costs one flush per write request.'),
+]
+
+
+def register_opts(conf):
+    # A fresh OptGroup per ConfigOpts: oslo.config keeps overrides in the group object,
+    # and the key manager is loaded into several ConfigOpts (nova, cinder, tests).
+    group = cfg.OptGroup(blockstore_group.name, title=blockstore_group.title,
+                         help=blockstore_group.help)
+    conf.register_group(group)
+    conf.register_opts(blockstore_opts, group=group)
+
+
+def list_opts():
+    return [(blockstore_group, blockstore_opts)]
