@@ -1,0 +1,1 @@
+"""Cinder adapters: the volume jurisdiction scheduler filter."""
