@@ -229,3 +229,48 @@ def main(argv=None):
 
 if __name__ == '__main__':
     sys.exit(main())
+
+
+def _service_conf(argv, prog):
+    from tclouds_openstack import conf as tconf
+    conf = cfg.ConfigOpts()
+    tconf.register_opts(conf)
+    import oslo_messaging
+    oslo_messaging.set_transport_defaults('openstack')
+    conf(argv, project='tclouds', prog=prog)
+    import logging
+    logging.basicConfig(level=logging.INFO,
+                        format='%(asctime)s %(process)d %(levelname)s %(name)s %(message)s')
+    return conf
+
+
+def _wait_for_signal(stop):
+    import signal
+    import threading
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_a: done.set())
+    while not done.wait(1.0):
+        pass
+    stop()
+
+
+def ingest_main(argv=None):
+    """``tclouds-securelog-ingest``: consume sealed entries from the bus into the store."""
+    import os
+    from tclouds_openstack.securelog import ingest
+    conf = _service_conf(sys.argv[1:] if argv is None else argv, 'tclouds-securelog-ingest')
+    crash_after = os.environ.get('TCLOUDS_SECURELOG_TEST_CRASH_AFTER_COMMIT')
+    remaining = [int(crash_after or 0)]
+
+    def crash_after_commit():
+        # Fault injection for the crash tests only: die after the N-th committed batch,
+        # before oslo.messaging acknowledges it (the worst moment for duplicates).
+        remaining[0] -= 1
+        if remaining[0] <= 0:
+            os._exit(137)
+    after_commit = crash_after_commit if crash_after else None
+    service = ingest.IngestService(conf, _store(conf), after_commit=after_commit)
+    service.start()
+    _wait_for_signal(service.stop)
+    return 0

@@ -38,24 +38,30 @@ class Source(object):
         return keyfiles.SealerFile(os.path.join(self.state_dir, fname), self.name,
                                    os.path.join(self.state_dir, 'auditor'), **self._file_args)
 
+    def open(self):
+        """The locked sealer file (context manager yielding the sealer; call .save())."""
+        return self._file()
+
+    def seal_one(self, sealer, event, tenant, now_ns=None):
+        """Seal one event with ``sealer`` (held open by the caller)."""
+        from tclouds_openstack.securelog import sealing
+        payload = canonical_json(event)
+        flags = 0
+        if self.encryptor is not None and tenant:
+            sealed = self.encryptor(tenant, payload)
+            if sealed is not None:
+                payload, flags = sealed, sealing.FLAG_ENCRYPTED
+        now = now_ns if now_ns is not None else time.time_ns()
+        return sealer.seal_entry(payload, now, tenant=tenant or '', flags=flags)
+
     def seal(self, events, now_ns=None):
         """Seal [(event object, tenant)] in order; returns the encoded entries.
 
         The sealer state (new sequence numbers, evolved key) is saved before returning, so
         entries handed out are never sealed twice under the same sequence number.
         """
-        from tclouds_openstack.securelog import sealing
-        out = []
         f = self._file()
         with f as sealer:
-            for event, tenant in events:
-                payload = canonical_json(event)
-                flags = 0
-                if self.encryptor is not None and tenant:
-                    sealed = self.encryptor(tenant, payload)
-                    if sealed is not None:
-                        payload, flags = sealed, sealing.FLAG_ENCRYPTED
-                now = now_ns if now_ns is not None else time.time_ns()
-                out.append(sealer.seal_entry(payload, now, tenant=tenant or '', flags=flags))
+            out = [self.seal_one(sealer, event, tenant, now_ns) for event, tenant in events]
             f.save()
         return out

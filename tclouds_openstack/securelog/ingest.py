@@ -1,0 +1,99 @@
+"""The ingestion service (adapter): sealed entries from the bus into the store.
+
+A batch notification listener on ``[securelog] topic`` (``<topic>.info``) takes up to
+``batch_size`` messages, appends them in one transaction and only then lets oslo.messaging
+acknowledge them. Killed before the commit: nothing was written and RabbitMQ redelivers the
+batch. Killed after the commit but before the acknowledgement: the batch is redelivered and
+the append skips every (source, seq) it already holds. Either way no entry is lost and none
+is stored twice. Queues must be durable (``[oslo_messaging_rabbit] amqp_durable_queues =
+true``) to survive a broker restart.
+"""
+import base64
+import binascii
+import logging
+import threading
+
+import oslo_messaging
+
+from tclouds_openstack.common import messaging
+from tclouds_openstack.securelog import driver as drivermod
+from tclouds_openstack.securelog import sealing
+
+LOG = logging.getLogger(__name__)
+
+
+class IngestEndpoint(object):
+    def __init__(self, store, after_commit=None):
+        self.store = store
+        self.after_commit = after_commit
+        self.appended = 0
+
+    def info(self, messages):
+        entries = []
+        for m in messages:
+            try:
+                if m.get('event_type') != drivermod.ENTRY_EVENT_TYPE:
+                    raise ValueError('event type %r is not %s'
+                                     % (m.get('event_type'), drivermod.ENTRY_EVENT_TYPE))
+                raw = base64.b64decode(m['payload']['entry'], validate=True)
+                entry = sealing.decode_entry(raw)
+            except (KeyError, TypeError, ValueError, binascii.Error,
+                    sealing.SealError) as exc:
+                # Not something a sealer produced: it can never be appended, so requeueing
+                # would loop forever. Say loudly what was dropped and from whom.
+                LOG.error('securelog: dropping a malformed message from %s: %s',
+                          m.get('publisher_id'), exc)
+                continue
+            entries.append((entry.source, entry.seq, raw))
+        # Workers of one service share a sequence; restore its order inside the batch.
+        entries.sort(key=lambda e: (e[0], e[1]))
+        try:
+            result = self.store.append([raw for _s, _q, raw in entries])
+        except Exception:
+            LOG.exception('securelog: append of %d entries failed; requeued', len(entries))
+            return oslo_messaging.NotificationResult.REQUEUE
+        self.appended += sum(1 for r in result if r is not None)
+        if self.after_commit is not None:
+            self.after_commit()
+        return oslo_messaging.NotificationResult.HANDLED
+
+
+class IngestService(object):
+    """Listener + periodic checkpoints; ``start()``, ``stop()``."""
+
+    def __init__(self, conf, store, transport=None, after_commit=None):
+        self.conf = conf
+        self.store = store
+        self.transport = transport or messaging.get_notification_transport(conf)
+        self.endpoint = IngestEndpoint(store, after_commit)
+        self.listener = oslo_messaging.get_batch_notification_listener(
+            self.transport, [oslo_messaging.Target(topic=conf.securelog.topic)],
+            [self.endpoint], executor='threading', allow_requeue=True,
+            batch_size=conf.securelog.batch_size, batch_timeout=conf.securelog.batch_timeout)
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._checkpoints, daemon=True,
+                                        name='securelog-checkpoints')
+
+    def _checkpoints(self):
+        interval = max(self.conf.securelog.checkpoint_interval, 0.5)
+        signed = -1
+        while not self._stop.wait(interval):
+            try:
+                size = self.store.tree().size
+                if size != signed:
+                    self.store.checkpoint()
+                    signed = size
+            except Exception:  # keep signing later; the next append retries too
+                LOG.exception('securelog: periodic checkpoint failed')
+
+    def start(self):
+        # One worker: batches must be appended in the order they arrive, or a source's
+        # entries would land out of sequence (oslo.messaging's pool runs them in parallel).
+        self.listener.start(override_pool_size=1)
+        self._ticker.start()
+
+    def stop(self):
+        self._stop.set()
+        self.listener.stop()
+        self.listener.wait()
+        self.store.checkpoint()

@@ -1,0 +1,184 @@
+"""Ingestion over the real RabbitMQ: the securelog notification driver seals at the
+source, the ingestion service appends; a broker restart and a service killed mid-batch
+lose nothing and duplicate nothing. RabbitMQ is shared: every test uses its own topic and
+deletes its queue; the broker outage is kept to seconds (stop_app / start_app)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from oslo_config import cfg
+import oslo_messaging
+import pytest
+
+from tclouds_openstack.common import context as tcontext
+from tclouds_openstack import conf as tconf
+from tclouds_openstack.securelog import keyfiles
+from tclouds_openstack.securelog import store as storemod
+
+RABBIT = 'rabbit://guest:guest@127.0.0.1:5672/'
+
+
+def _write_conf(tmp_path, topic, extra=''):
+    path = tmp_path / 'tclouds.conf'
+    path.write_text('''[DEFAULT]
+transport_url = %(url)s
+[oslo_messaging_notifications]
+transport_url = %(url)s
+[oslo_messaging_rabbit]
+amqp_durable_queues = true
+rabbit_retry_interval = 1
+[securelog]
+connection = sqlite:///%(tmp)s/log.sqlite
+state_dir = %(tmp)s/logstate
+source_state_dir = %(tmp)s/source
+origin = test.example/securelog
+topic = %(topic)s
+batch_size = 50
+batch_timeout = 0.2
+checkpoint_interval = 1
+epoch_entries = 100
+%(extra)s
+''' % {'url': RABBIT, 'tmp': tmp_path, 'topic': topic, 'extra': extra})
+    return path
+
+
+def _conf(path):
+    conf = cfg.ConfigOpts()
+    tconf.register_opts(conf)
+    conf([], project='tclouds', default_config_files=[str(path)])
+    return conf
+
+
+def _notifier(conf, source_name):
+    conf.set_override('source_name', source_name, group='securelog')
+    transport = oslo_messaging.get_notification_transport(conf, url=RABBIT)
+    return transport, oslo_messaging.Notifier(transport, publisher_id='compute.host1',
+                                              driver='securelog', topics=['notifications'])
+
+
+def _start_ingest(path, env=None):
+    exe = os.path.join(os.path.dirname(sys.executable), 'tclouds-securelog-ingest')
+    return subprocess.Popen([exe, '--config-file', str(path)],
+                            env=dict(os.environ, **(env or {})),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_count(store, n, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.size() >= n:
+            return store.size()
+        time.sleep(0.2)
+    return store.size()
+
+
+def _delete_queue(topic):
+    subprocess.run(['rabbitmqctl', '-q', 'delete_queue', '%s.info' % topic],
+                   capture_output=True, timeout=30)
+
+
+def _rabbit_restart():
+    subprocess.run(['rabbitmqctl', '-q', 'stop_app'], check=True, capture_output=True,
+                   timeout=60)
+    subprocess.run(['rabbitmqctl', '-q', 'start_app'], check=True, capture_output=True,
+                   timeout=60)
+
+
+def _bundle(tmp_path):
+    bundle = keyfiles.AuditorBundle.load(str(tmp_path / 'logstate' / 'auditor'))
+    src = keyfiles.AuditorBundle
+    for f in (tmp_path / 'source' / 'auditor').iterdir():
+        if f.name.startswith('source-'):
+            bundle.source_keys[src and f.name[len('source-'):-3]] = bytes.fromhex(f.read_text())
+    return bundle
+
+
+@pytest.fixture
+def topic():
+    name = 'securelog_test_%s' % uuid.uuid4().hex[:8]
+    yield name
+    _delete_queue(name)
+
+
+def test_broker_restart_and_killed_ingest_lose_and_duplicate_nothing(tmp_path, topic):
+    path = _write_conf(tmp_path, topic)
+    conf = _conf(path)
+    transport, notifier = _notifier(conf, 'nova-compute@host1')
+    store = storemod.SecureLogStore.from_conf(conf)
+    n_total = 600
+    # The ingestion dies right after committing its 3rd batch, before the acknowledgement.
+    proc = _start_ingest(path, {'TCLOUDS_SECURELOG_TEST_CRASH_AFTER_COMMIT': '3'})
+    try:
+        for i in range(200):
+            notifier.info(tcontext.RequestContext(project_id='p1', auth_token='SECRET'),
+                          'compute.instance.update', {'n': i})
+        proc.wait(timeout=60)
+        assert proc.returncode == 137
+        committed_at_crash = store.size()
+        assert 0 < committed_at_crash < 200
+        # Broker restart while notifications keep coming (they wait in the source spool).
+        _rabbit_restart()
+        for i in range(200, 400):
+            notifier.info({'project_id': 'p1'}, 'compute.instance.update', {'n': i})
+        proc = _start_ingest(path)
+        for i in range(400, n_total):
+            notifier.info({'project_id': 'p2'}, 'compute.instance.update', {'n': i})
+        notifier._driver_mgr.map_method('flush')
+        assert _wait_count(store, n_total) == n_total
+    finally:
+        _stop(proc)
+        transport.cleanup()
+    with store.engine.connect() as c:
+        rows = c.exec_driver_sql('SELECT source, seq, data FROM securelog_records').all()
+    assert sorted(r[1] for r in rows) == list(range(n_total))   # none lost, none twice
+    assert all(b'SECRET' not in bytes(r[2]) for r in rows)      # tokens never logged
+    report, problems = storemod.SecureLogStore.from_conf(conf).audit(_bundle(tmp_path))
+    assert report.ok and not problems, report.summary()
+    assert report.size == n_total and report.checkpoints_checked >= 1
+
+
+def test_wired_in_event_kinds_are_logged(tmp_path, topic):
+    """Attestation verdicts, Nova trust reactions and key releases: configuration only."""
+    path = _write_conf(tmp_path, topic)
+    conf = _conf(path)
+    transport, notifier = _notifier(conf, 'tclouds-attestation@ctl')
+    store = storemod.SecureLogStore.from_conf(conf)
+    proc = _start_ingest(path)
+    kinds = [('attestation.host.untrusted', {'host': 'cmp1', 'reasons': ['PCR 7 mismatch']}),
+             ('trust.host.disabled', {'host': 'cmp1', 'action': 'disable-compute-service'}),
+             ('keymgr.key.released', {'key_id': 'k-1', 'host': 'cmp2', 'verdict': 'trusted'}),
+             ('keymgr.key.refused', {'key_id': 'k-1', 'host': 'cmp1', 'verdict': 'untrusted'})]
+    try:
+        for event_type, payload in kinds:
+            ctx = tcontext.RequestContext(project_id='p9', request_id='req-1',
+                                          auth_token='SECRET-TOKEN', roles=['admin'])
+            notifier.info(ctx, event_type, payload)
+        assert _wait_count(store, len(kinds), timeout=30) == len(kinds)
+    finally:
+        _stop(proc)
+        transport.cleanup()
+    rows = store.list(limit=10)
+    assert [r.event_type for r in rows] == [k for k, _p in kinds]
+    from tclouds_openstack.cmd import securelog as cli
+    view = cli.record_view(rows[0])
+    assert view['payload']['payload'] == kinds[0][1]
+    context = view['payload']['context']
+    assert (context['project_id'], context['request_id']) == ('p9', 'req-1')
+    assert 'SECRET-TOKEN' not in json.dumps(view) and 'auth_token' not in context
+    assert view['tenant'] == 'p9'
+    report, _problems = store.audit(_bundle(tmp_path))
+    assert report.ok, report.summary()
