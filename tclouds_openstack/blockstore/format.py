@@ -95,6 +95,15 @@ def file_size(sector_count):
     return data_offset(sector_count - 1) + SECTOR_SIZE
 
 
+def sectors_for_capacity(nbytes):
+    """How many sectors a device of ``nbytes`` holds in this format (0 if too small)."""
+    avail = nbytes - DATA_START
+    if avail < GROUP_META + SECTOR_SIZE:
+        return 0
+    groups, rest = divmod(avail, GROUP_BYTES)
+    return groups * GROUP_SECTORS + max(0, (rest - GROUP_META) // SECTOR_SIZE)
+
+
 def epoch_of(counter):
     return counter >> 32
 
@@ -259,6 +268,9 @@ class Volume:
         _wrap(header, kek, dek)
         storage.truncate(0)
         storage.truncate(file_size(sectors))
+        if getattr(storage, 'is_block', False):
+            for first, count in _group_runs(0, sectors):
+                storage.pwrite(bytes(GROUP_META), record_offset(first))
         raw = header.pack()
         storage.pwrite(raw, 0)
         storage.pwrite(raw, HEADER_SLOT_SIZE)

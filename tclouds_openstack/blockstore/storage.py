@@ -9,6 +9,7 @@ the volume lives on.
 import abc
 import json
 import os
+import stat
 
 from tclouds_openstack.blockstore import errors
 
@@ -23,6 +24,9 @@ class FileStorage:
             self.fd = os.open(path, flags, 0o600)
         except OSError as exc:
             raise errors.BlockstoreError('cannot open volume file %s: %s' % (path, exc))
+        # A block device (an attached Cinder volume) cannot be truncated and is not
+        # zero-filled: the format zeroes its metadata explicitly.
+        self.is_block = stat.S_ISBLK(os.fstat(self.fd).st_mode)
 
     def pread(self, length, offset):
         data = os.pread(self.fd, length, offset)
@@ -42,9 +46,16 @@ class FileStorage:
         os.fdatasync(self.fd)
 
     def truncate(self, length):
+        if self.is_block:
+            if length > self.size():
+                raise errors.BlockstoreError('block device %s holds %d bytes, %d needed'
+                                             % (self.path, self.size(), length))
+            return
         os.ftruncate(self.fd, length)
 
     def size(self):
+        if self.is_block:
+            return os.lseek(self.fd, 0, os.SEEK_END)
         return os.fstat(self.fd).st_size
 
     def close(self):

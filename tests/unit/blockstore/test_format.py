@@ -296,3 +296,10 @@ def test_merkle_off_still_authenticates(vol_env):
     vol = reopen()
     assert not vol.info()['merkle_tree']
     assert [(e.sector, e.check) for e in vol.scrub()] == [(1, 'tag')]
+
+
+@pytest.mark.parametrize('n', [1, 255, 256, 257, 1000])
+def test_capacity_is_the_inverse_of_file_size(n):
+    assert fmt.sectors_for_capacity(fmt.file_size(n)) == n
+    assert fmt.sectors_for_capacity(fmt.file_size(n) - 1) == n - 1
+    assert fmt.sectors_for_capacity(100) == 0
