@@ -190,6 +190,25 @@ def cmd_serve(args):
     os.execve(cmd[0], cmd, plugin_environment())
 
 
+def cmd_key_release_api(args):
+    """Run the key release API (controller side of the tclouds key manager)."""
+    from oslo_config import cfg
+
+    from tclouds_openstack.common import wsgi
+    from tclouds_openstack import conf as tc_conf
+    from tclouds_openstack.keymgr import api
+
+    conf = tc_conf.CONF
+    conf(args=[], project='tclouds', default_config_files=args.config_file or None)
+    try:
+        app = api.build_app(conf)
+    except cfg.Error as exc:
+        raise InputError('configuration: %s' % exc)
+    group = conf.tclouds_key_manager
+    wsgi.serve(app, group.api_host, group.api_port)
+    return EXIT_OK
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog='tclouds-blockstore', description=__doc__.split(
         '\n')[0])
@@ -236,6 +255,12 @@ def build_parser():
     common(p)
     p.add_argument('--new-key-file', required=True)
     p.set_defaults(func=cmd_rotate_key)
+    p = sub.add_parser('key-release-api',
+                       help='run the attestation-gated key release API (controller)')
+    p.add_argument('--config-file', action='append', default=[],
+                   help='tclouds.conf with [tclouds_key_manager], [attestation], [api], '
+                        '[keystone_authtoken], [oslo_messaging_notifications]')
+    p.set_defaults(func=cmd_key_release_api)
     return parser
 
 

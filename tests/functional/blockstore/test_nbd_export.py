@@ -137,3 +137,34 @@ def test_kill9_during_write_stream_leaves_a_checkable_volume(served):
     assert 'recovered volume' in served.server_log()
     out = qemu_io(served.sock, 'read -P 0x99 0 4k', 'read 0 32M')
     assert 'read 33554432/33554432' in out and 'failed' not in out, out
+
+
+def test_key_from_the_key_manager(served, tmp_path):
+    """--key-id: the key comes from castellan ([key_manager] backend = tclouds)."""
+    import os
+
+    from oslo_config import cfg
+
+    from tclouds_openstack.common import context as tc_context
+    from tclouds_openstack.keymgr import driver as km_driver
+    from tests.functional.blockstore.conftest import cli
+
+    master = tmp_path / 'master'
+    master.write_text(os.urandom(32).hex())
+    conf_file = tmp_path / 'tclouds.conf'
+    conf_file.write_text('[key_manager]\nbackend = tclouds\n[tclouds_key_manager]\n'
+                         'local_store_path = %s\nmaster_key_file = %s\n'
+                         % (tmp_path / 'keys.sqlite', master))
+    conf = cfg.ConfigOpts()
+    km_driver.register_opts(conf)
+    conf(args=[], default_config_files=[str(conf_file)])
+    key_id = km_driver.TcloudsKeyManager(conf).create_key(
+        tc_context.RequestContext(user_id='op'), 'AES', 256)
+    args = [served.volume, '--anchor', served.anchor, '--key-id', key_id, '--config-file',
+            str(conf_file)]
+    res = cli('create', *args, '--size', '1M')
+    assert res.returncode == 0, res.stderr
+    assert '"key_ref": "%s"' % key_id in res.stdout
+    assert cli('check', *args).returncode == 0
+    res = cli('check', *args[:3], '--key-id', 'no-such-key', '--config-file', str(conf_file))
+    assert res.returncode == 2 and 'no-such-key' in res.stderr
