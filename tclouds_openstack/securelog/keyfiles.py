@@ -14,11 +14,23 @@ import errno
 import fcntl
 import json
 import os
+import threading
 import time
 import urllib.parse
 
 from tclouds_openstack.securelog import checkpoint as cpmod
 from tclouds_openstack.securelog import sealing
+
+
+# flock() excludes other processes, but blocks a whole process; threads (and eventlet
+# green threads, as in Nova) of one process first queue on this in-process lock per path.
+_PROCESS_LOCKS = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(path):
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(os.path.abspath(path), threading.RLock())
 
 
 class KeyFileError(Exception):
@@ -85,8 +97,14 @@ class SealerFile(object):
 
     def __enter__(self):
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._lock = open(self.path + '.lock', 'a')
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._plock = _process_lock(self.path)
+        self._plock.acquire()
+        try:
+            self._lock = open(self.path + '.lock', 'a')
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+        except BaseException:
+            self._plock.release()
+            raise
         try:
             self.sealer = self._load()
         except BaseException:
@@ -133,6 +151,7 @@ class SealerFile(object):
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
+            self._plock.release()
 
     def __exit__(self, *exc):
         self._unlock()

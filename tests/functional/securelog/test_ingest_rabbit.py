@@ -182,3 +182,52 @@ def test_wired_in_event_kinds_are_logged(tmp_path, topic):
     assert view['tenant'] == 'p9'
     report, _problems = store.audit(_bundle(tmp_path))
     assert report.ok, report.summary()
+
+
+def test_logging_handler_from_a_log_config_file(tmp_path, topic):
+    """The handler as oslo.log's log_config_append would load it (logging.config file)."""
+    import logging
+    import logging.config
+    path = _write_conf(tmp_path, topic, 'source_name = glance-api-log@ctl')
+    ini = tmp_path / 'logging.conf'
+    ini.write_text('''[loggers]
+keys = root
+[handlers]
+keys = securelog
+[formatters]
+keys =
+[logger_root]
+level = INFO
+handlers = securelog
+[handler_securelog]
+class = tclouds_openstack.securelog.handler.SecureLogHandler
+args = ('%s',)
+level = WARNING
+''' % path)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logging.config.fileConfig(str(ini), disable_existing_loggers=False)
+    handler = root.handlers[0]
+    store = storemod.SecureLogStore.from_conf(_conf(path))
+    proc = _start_ingest(path)
+    try:
+        logging.getLogger('glance.api').warning('image %s deleted by %s', 'img-1', 'alice')
+        logging.getLogger('glance.api').info('not sealed: below the handler level')
+        try:
+            raise ValueError('boom')
+        except ValueError:
+            logging.getLogger('glance.store').exception('upload failed')
+        assert _wait_count(store, 2, timeout=30) == 2
+    finally:
+        _stop(proc)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        handler._get_driver().transport.cleanup()
+    from tclouds_openstack.cmd import securelog as cli
+    views = [cli.record_view(r) for r in store.list(limit=10)]
+    assert [v['event_type'] for v in views] == ['log.warning', 'log.error']
+    assert views[0]['payload']['payload']['message'] == 'image img-1 deleted by alice'
+    assert 'ValueError: boom' in views[1]['payload']['payload']['exception']
+    assert views[0]['source'] == 'glance-api-log@ctl'
+    report, _problems = store.audit(_bundle(tmp_path))
+    assert report.ok, report.summary()

@@ -1,0 +1,89 @@
+"""A real Nova (in-process API, conductor, scheduler, Placement, fake-virt compute) whose
+notifiers use the ``securelog`` driver over the real RabbitMQ; the ingestion service
+appends what Nova emits while a server boots, and the audit verifies the result.
+
+Nova sets global oslo.config state: the test runs in a forked process.
+"""
+import os
+import subprocess
+import sys
+import time
+
+import nova.tests.functional  # noqa: F401,I100  (nova's patching first)
+
+from nova import conf as nova_conf
+from nova import rpc
+from nova.tests.functional import integrated_helpers
+import oslo_messaging
+import pytest
+
+from tclouds_openstack.conf import securelog as securelog_conf
+from tclouds_openstack.securelog import keyfiles
+from tclouds_openstack.securelog import store as storemod
+from tests.functional.securelog import test_ingest_rabbit as rabbit
+
+API_PASTE = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
+CONF = nova_conf.CONF
+
+
+@pytest.mark.forked
+class TestNovaNotificationsReachTheLog(integrated_helpers.ProviderUsageBaseTestCase):
+    compute_driver = 'fake.SmallFakeDriver'
+    microversion = 'latest'
+
+    def _clear_attrs(self):
+        pass   # pytest keeps instance attributes nova.test would delete
+
+    def setUp(self):
+        self.flags(api_paste_config=API_PASTE, group='wsgi')
+        self.flags(notification_format='both', group='notifications')
+        super().setUp()
+        import tempfile
+        self.tmp = tempfile.mkdtemp(prefix='securelog-nova-')
+        self.topic = 'securelog_nova_%d' % os.getpid()
+        import pathlib
+        self.conf_path = rabbit._write_conf(pathlib.Path(self.tmp), self.topic)
+        securelog_conf.register_opts(CONF)
+        self.flags(source_name='nova@functional', source_state_dir=self.tmp + '/source',
+                   topic=self.topic, epoch_entries=20, group='securelog')
+        self.transport = oslo_messaging.get_notification_transport(CONF, url=rabbit.RABBIT)
+        self.flags(amqp_durable_queues=True, group='oslo_messaging_rabbit')
+        serializer = rpc.RequestContextSerializer(rpc.JsonPayloadSerializer())
+        # Nova's notifiers, as nova.rpc.init builds them, with the securelog driver.
+        self.stub_out('nova.rpc.LEGACY_NOTIFIER', oslo_messaging.Notifier(
+            self.transport, 'nova', serializer=serializer, driver='securelog',
+            topics=['notifications']))
+        self.stub_out('nova.rpc.NOTIFIER', oslo_messaging.Notifier(
+            self.transport, 'nova', serializer=serializer, driver='securelog',
+            topics=['versioned_notifications']))
+        self.ingest = rabbit._start_ingest(self.conf_path)
+        self.addCleanup(self._cleanup)
+        self._start_compute('host1')
+
+    def _cleanup(self):
+        rabbit._stop(self.ingest)
+        self.transport.cleanup()
+        rabbit._delete_queue(self.topic)
+        subprocess.run(['rm', '-rf', self.tmp])
+
+    def test_boot_notifications_are_sealed_and_verifiable(self):
+        server = self._build_server(networks='none')
+        server = self.api.post_server({'server': server})
+        self._wait_for_state_change(server, 'ACTIVE')
+        store = storemod.SecureLogStore.from_conf(rabbit._conf(self.conf_path))
+        wanted = {'instance.create.end', 'compute.instance.create.end'}
+        deadline = time.monotonic() + 60
+        types = set()
+        while time.monotonic() < deadline and not wanted <= types:
+            time.sleep(0.5)
+            types = {r.event_type for r in store.list(limit=1000)}
+        assert wanted <= types, types
+        assert 'instance.create.start' in types and 'compute.instance.update' in types
+        # Stop the ingestion (it signs a final checkpoint), then audit from genesis.
+        rabbit._stop(self.ingest)
+        bundle = keyfiles.AuditorBundle.load(self.tmp + '/logstate/auditor')
+        bundle.source_keys['nova@functional'] = bytes.fromhex(
+            open(self.tmp + '/source/auditor/source-nova@functional.k0').read())
+        report, problems = store.audit(bundle)
+        assert report.ok and not problems, report.summary()
+        assert report.sources['nova@functional'] == report.size >= 4
