@@ -53,6 +53,9 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         self.state_dir = group.state_dir
         self.start_timeout = group.start_timeout
         self.sync_metadata = group.sync_metadata
+        self.notify_config = group.notification_config_file
+        if self.notify_config and not os.path.exists(self.notify_config):
+            self.notify_config = None
         name = str(self.volume_id)
         self.socket_path = os.path.join(self.state_dir, name + '.sock')
         self.anchor_path = os.path.join(self.state_dir, name + '.anchor')
@@ -103,7 +106,8 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         self._stop_export()
         read_fd = cli.key_pipe(kek)
         cmd = cli.nbdkit_command(self.dev_path, self.anchor_path, self.socket_path, read_fd,
-                                 events=self.events_path, sync_metadata=self.sync_metadata)
+                                 events=self.events_path, sync_metadata=self.sync_metadata,
+                                 notify_config=self.notify_config)
         with open(self.log_path, 'ab') as log:
             proc = subprocess.Popen(cmd, env=cli.plugin_environment(), stdout=log,
                                     stderr=log, pass_fds=(read_fd,), start_new_session=True)

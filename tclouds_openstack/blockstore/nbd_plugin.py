@@ -7,8 +7,10 @@ embedded Debian libpython finds this package and a recent ``cryptography``.
 Parameters: ``volume=PATH`` (required), ``anchor=PATH`` (file anchor), ``keyfd=N`` (read
 the 32-byte key from inherited descriptor N, e.g. a pipe: the key never touches a file)
 or ``keyfile=PATH`` (development), ``events=PATH`` (append one JSON line per integrity
-failure, for the caller to forward as a notification), ``sync_metadata=1`` (fdatasync
-between record and data writes, for power-loss ordering).
+failure), ``notify_config=PATH`` (an oslo.config file whose [DEFAULT] transport_url and
+[oslo_messaging_notifications] say where the ``blockstore.integrity.failed``
+notification goes), ``sync_metadata=1`` (fdatasync between record and data writes, for
+power-loss ordering).
 
 Requests are serialized (THREAD_MODEL_SERIALIZE_ALL_REQUESTS): on 2 cores the GIL makes
 parallel threads ~3x slower, and read-modify-write of partial sectors must not interleave.
@@ -43,7 +45,7 @@ def thread_model():
 
 def config(key, value):
     if key not in ('volume', 'anchor', 'keyfd', 'keyfile', 'events', 'sync_metadata',
-                   'readonly'):
+                   'readonly', 'notify_config'):
         raise RuntimeError('unknown parameter %r' % key)
     _params[key] = value
 
@@ -104,6 +106,30 @@ def _event(exc, operation, offset, count):
     if 'events' in _params:
         with io.open(_params['events'], 'a') as f:
             f.write(json.dumps(event, sort_keys=True) + '\n')
+    if 'notify_config' in _params:
+        try:
+            _notifier().error({}, event['event_type'], event)
+        except Exception as exc:  # the EIO must reach the client whatever the bus does
+            _log('could not send the notification: %s' % exc)
+
+
+_notifier_cache = []
+
+
+def _notifier():
+    """oslo.messaging notifier built on first use (imports stay out of the data path)."""
+    if not _notifier_cache:
+        import socket
+
+        from oslo_config import cfg
+        import oslo_messaging
+
+        conf = cfg.ConfigOpts()
+        conf(args=[], project='tclouds', default_config_files=[_params['notify_config']])
+        transport = oslo_messaging.get_notification_transport(conf)
+        _notifier_cache.append(oslo_messaging.Notifier(
+            transport, publisher_id='blockstore.%s' % socket.gethostname()))
+    return _notifier_cache[0]
 
 
 def _fail(exc, operation, offset, count):

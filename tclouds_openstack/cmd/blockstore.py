@@ -134,7 +134,7 @@ def plugin_environment(env=None):
 
 
 def nbdkit_command(volume, anchor, socket_path, keyfd, events=None, readonly=False,
-                   sync_metadata=False):
+                   sync_metadata=False, notify_config=None):
     nbdkit = shutil.which('nbdkit')
     if nbdkit is None:
         raise InputError('nbdkit is not installed (Debian packages nbdkit and '
@@ -148,6 +148,8 @@ def nbdkit_command(volume, anchor, socket_path, keyfd, events=None, readonly=Fal
         cmd += ['--readonly', 'readonly=1']
     if sync_metadata:
         cmd.append('sync_metadata=1')
+    if notify_config:
+        cmd.append('notify_config=%s' % os.path.abspath(notify_config))
     return cmd
 
 
@@ -186,7 +188,7 @@ def cmd_serve(args):
     _remove_stale_socket(args.socket)
     read_fd = key_pipe(key)
     cmd = nbdkit_command(args.volume, args.anchor, args.socket, read_fd, args.events,
-                         args.readonly, args.sync_metadata)
+                         args.readonly, args.sync_metadata, args.notify_config)
     os.execve(cmd[0], cmd, plugin_environment())
 
 
@@ -236,6 +238,9 @@ def build_parser():
     p.add_argument('--socket', required=True, help='unix socket path for the NBD export')
     p.add_argument('--events', help='append integrity failure events (JSON lines) here')
     p.add_argument('--readonly', action='store_true')
+    p.add_argument('--notify-config',
+                   help='oslo.config file with transport_url and [oslo_messaging_notifications]:'
+                        ' integrity failures are sent as blockstore.integrity.failed')
     p.add_argument('--sync-metadata', action='store_true',
                    help='fdatasync between record and data writes (power-loss ordering)')
     p.set_defaults(func=cmd_serve)

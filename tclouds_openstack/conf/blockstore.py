@@ -22,6 +22,12 @@ blockstore_opts = [
                 help='fdatasync between each sector record write and the data write. Needed '
                      'for crash consistency under power loss on storage that reorders '
                      'writes; costs one flush per write request.'),
+    cfg.StrOpt('notification_config_file',
+               default='/etc/tclouds/tclouds.conf',
+               help='oslo.config file the export reads transport_url and '
+                    '[oslo_messaging_notifications] from, to send a '
+                    '"blockstore.integrity.failed" notification (priority error) for every '
+                    'integrity failure (the guest gets EIO). Empty: log and event file only.'),
 ]
 
 

@@ -50,11 +50,11 @@ class Served:
         out = cli('create', *self.args(), '--size', size, *extra)
         assert out.returncode == 0, out.stderr
 
-    def start(self, key=None):
+    def start(self, key=None, extra=()):
         assert self.proc is None
         self.log = open(str(self.dir / 'server.log'), 'ab')
         self.proc = subprocess.Popen(CLI + ['serve'] + self.args(key) + [
-            '--socket', self.sock, '--events', self.events], stdout=self.log,
+            '--socket', self.sock, '--events', self.events] + list(extra), stdout=self.log,
             stderr=self.log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
