@@ -129,28 +129,11 @@ def cmd_prove_consistency(args, conf):
             'proof': [_b64(p) for p in proof]}
 
 
-def record_view(row):
-    """JSON view of a stored record row (used by the CLI and the REST API)."""
-    from tclouds_openstack.securelog import sealing
-    record = sealing.decode_record(row.data)
-    entry = sealing.decode_entry(record.entry)
-    view = {'index': row.log_index, 'source': entry.source, 'seq': entry.seq,
-            'epoch': entry.epoch, 'log_epoch': record.epoch, 'time_ns': entry.time_ns,
-            'tenant': entry.tenant, 'event_type': row.event_type,
-            'encrypted': bool(entry.flags & sealing.FLAG_ENCRYPTED),
-            'leaf_hash': _b64(bytes(row.leaf_hash)), 'record': _b64(bytes(row.data))}
-    if not view['encrypted']:
-        try:
-            view['payload'] = json.loads(entry.payload)
-        except ValueError:
-            view['payload'] = entry.payload.decode('utf-8', 'replace')
-    return view
-
-
 def cmd_show(args, conf):
     st = _store(conf)
     if args.index is not None:
-        return record_view(st.get(args.index))
+        from tclouds_openstack.securelog import api
+        return api.record_view(st.get(args.index))
     note = st.checkpoint_note()
     return {'size': st.size(), 'checkpoint': note.decode('utf-8')}
 
@@ -273,4 +256,22 @@ def ingest_main(argv=None):
     service = ingest.IngestService(conf, _store(conf), after_commit=after_commit)
     service.start()
     _wait_for_signal(service.stop)
+    return 0
+
+
+def api_main(argv=None):
+    """``tclouds-securelog-api``: the REST API (reads the store; appends go via the bus)."""
+    import oslo_messaging
+    from tclouds_openstack.common import messaging
+    from tclouds_openstack.common import wsgi
+    from tclouds_openstack.securelog import api
+    from tclouds_openstack.securelog import source
+    conf = _service_conf(sys.argv[1:] if argv is None else argv, 'tclouds-securelog-api')
+    if not conf.securelog.source_name:
+        conf.set_override('source_name', source.default_source_name('securelog-api'),
+                          group='securelog')
+    publisher = oslo_messaging.Notifier(messaging.get_notification_transport(conf),
+                                        publisher_id='securelog-api', driver='securelog')
+    app = api.build_app(conf, _store(conf), publisher)
+    wsgi.serve(app, conf.securelog.api_host, conf.securelog.api_port)
     return 0

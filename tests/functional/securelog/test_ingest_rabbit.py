@@ -173,8 +173,8 @@ def test_wired_in_event_kinds_are_logged(tmp_path, topic):
         transport.cleanup()
     rows = store.list(limit=10)
     assert [r.event_type for r in rows] == [k for k, _p in kinds]
-    from tclouds_openstack.cmd import securelog as cli
-    view = cli.record_view(rows[0])
+    from tclouds_openstack.securelog import api
+    view = api.record_view(rows[0])
     assert view['payload']['payload'] == kinds[0][1]
     context = view['payload']['context']
     assert (context['project_id'], context['request_id']) == ('p9', 'req-1')
@@ -223,8 +223,8 @@ level = WARNING
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
         handler._get_driver().transport.cleanup()
-    from tclouds_openstack.cmd import securelog as cli
-    views = [cli.record_view(r) for r in store.list(limit=10)]
+    from tclouds_openstack.securelog import api
+    views = [api.record_view(r) for r in store.list(limit=10)]
     assert [v['event_type'] for v in views] == ['log.warning', 'log.error']
     assert views[0]['payload']['payload']['message'] == 'image img-1 deleted by alice'
     assert 'ValueError: boom' in views[1]['payload']['payload']['exception']

@@ -1,0 +1,200 @@
+"""The secure log REST API (adapter over the store, through common.wsgi).
+
+Routes (JSON): ``GET /v1/checkpoint[?size=N]``, ``GET /v1/records[?marker&limit&source&
+event_type&project_id]``, ``GET /v1/records/{index}``, ``POST /v1/records`` (202: the event
+is sealed by this service as its own source and goes through the bus like any
+notification), ``GET /v1/proofs/inclusion?index=I[&tree_size=N]``, ``GET
+/v1/proofs/consistency?first=M[&second=N]``. Reads come from the database; this process
+never appends, so any number of API workers may run beside the one ingestion service.
+"""
+import base64
+import threading
+
+import sqlalchemy as sa
+
+from tclouds_openstack.common import exception
+from tclouds_openstack.common import policy
+from tclouds_openstack.common import wsgi
+from tclouds_openstack.securelog import merkle
+from tclouds_openstack.securelog import models
+from tclouds_openstack.securelog import policies
+from tclouds_openstack.securelog import sealing
+
+MAX_LIMIT = 1000
+
+
+def _b64(data):
+    return base64.b64encode(bytes(data)).decode('ascii')
+
+
+def _int_param(request, name, required=False, default=None, minimum=0):
+    raw = request.params.get(name)
+    if raw is None or raw == '':
+        if required:
+            raise exception.BadRequest('is required', field=name)
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise exception.BadRequest('must be an integer, got %r' % raw[:40], field=name)
+    if value < minimum:
+        raise exception.BadRequest('must be >= %d' % minimum, field=name)
+    return value
+
+
+def record_view(row):
+    """JSON view of a stored record (the CLI's ``show`` prints the same)."""
+    import json
+    record = sealing.decode_record(row.data)
+    entry = sealing.decode_entry(record.entry)
+    view = {'index': row.log_index, 'source': entry.source, 'seq': entry.seq,
+            'epoch': entry.epoch, 'log_epoch': record.epoch, 'time_ns': entry.time_ns,
+            'tenant': entry.tenant, 'event_type': row.event_type,
+            'encrypted': bool(entry.flags & sealing.FLAG_ENCRYPTED),
+            'leaf_hash': _b64(row.leaf_hash), 'record': _b64(row.data)}
+    if view['encrypted']:
+        view['ciphertext'] = _b64(entry.payload)
+    else:
+        try:
+            view['payload'] = json.loads(entry.payload)
+        except ValueError:
+            view['payload'] = entry.payload.decode('utf-8', 'replace')
+    return view
+
+
+class Controller(object):
+    def __init__(self, store, publisher=None):
+        self.store = store
+        self.publisher = publisher
+        self._tree_lock = threading.Lock()
+        self._tree = merkle.MerkleTree()
+
+    def _current_tree(self):
+        """The tree, extended with records appended by the ingestion since last time."""
+        table = models.Record.__table__
+        with self._tree_lock:
+            tree = self._tree
+            with self.store.engine.connect() as conn:
+                rows = conn.execute(sa.select(table.c.log_index, table.c.leaf_hash)
+                                    .where(table.c.log_index >= tree.size)
+                                    .order_by(table.c.log_index)).all()
+            for index, leaf_hash in rows:
+                if index != tree.size:
+                    raise exception.ServiceUnavailable(
+                        'the store has no record at index %d: it needs an audit' % tree.size)
+                tree.append_hash(bytes(leaf_hash))
+            return tree
+
+    def checkpoint(self, request):
+        policy.authorize(request.context, 'securelog:checkpoint:get', {})
+        size = _int_param(request, 'size')
+        from tclouds_openstack.securelog import store as storemod
+        try:
+            note = self.store.checkpoint_note(size)
+        except storemod.StoreError as exc:
+            raise exception.NotFound(str(exc))
+        lines = note.decode('utf-8').split('\n')
+        return {'checkpoint': note.decode('utf-8'), 'origin': lines[0],
+                'tree_size': int(lines[1]), 'root_hash': lines[2]}
+
+    def _visible_tenant(self, request, project):
+        """None: every project; otherwise the only tenant the caller may read."""
+        ctx = request.context
+        try:
+            policy.authorize(ctx, 'securelog:record:list_all', {})
+            return project
+        except exception.Forbidden:
+            policy.authorize(ctx, 'securelog:record:list', {'project_id': ctx.project_id})
+            if project not in (None, ctx.project_id):
+                raise exception.Forbidden('you may read only the records of project %s'
+                                          % ctx.project_id)
+            return ctx.project_id or ''
+
+    def list_records(self, request):
+        tenant = self._visible_tenant(request, request.params.get('project_id'))
+        limit = min(_int_param(request, 'limit', default=100, minimum=1), MAX_LIMIT)
+        rows = self.store.list(marker=_int_param(request, 'marker', default=0), limit=limit,
+                               source=request.params.get('source'), tenant=tenant,
+                               event_type=request.params.get('event_type'))
+        return {'records': [record_view(r) for r in rows]}
+
+    def show_record(self, request, index):
+        try:
+            index = int(index)
+        except ValueError:
+            raise exception.BadRequest('must be an integer', field='index')
+        tenant = self._visible_tenant(request, None)
+        from tclouds_openstack.securelog import store as storemod
+        try:
+            row = self.store.get(index)
+        except storemod.StoreError:
+            raise exception.NotFound('no record at index %d' % index)
+        if tenant is not None and row.tenant != tenant:
+            # Other projects' records are invisible: never confirm they exist.
+            raise exception.NotFound('no record at index %d' % index)
+        return {'record': record_view(row)}
+
+    def append(self, request):
+        policy.authorize(request.context, 'securelog:record:create', {})
+        body = wsgi.json_body(request)
+        event_type = wsgi.require(body, 'event_type', str)
+        if not event_type or len(event_type) > 255:
+            raise exception.BadRequest('must be 1-255 characters', field='event_type')
+        payload = wsgi.require(body, 'payload', (dict, list, str, int, float), allow_none=True)
+        unknown = set(body) - {'event_type', 'payload'}
+        if unknown:
+            raise exception.BadRequest('unknown field(s): %s' % ', '.join(sorted(unknown)),
+                                       field='body')
+        if self.publisher is None:
+            raise exception.ServiceUnavailable('this API service has no message bus to '
+                                               'publish to ([securelog] topic)')
+        self.publisher.info(request.context, event_type, payload)
+        return 202, {'accepted': True, 'event_type': event_type}
+
+    def inclusion(self, request):
+        policy.authorize(request.context, 'securelog:proof:get', {})
+        tree = self._current_tree()
+        index = _int_param(request, 'index', required=True)
+        size = _int_param(request, 'tree_size', default=tree.size, minimum=1)
+        if size > tree.size:
+            raise exception.BadRequest('is beyond the current tree size %d' % tree.size,
+                                       field='tree_size')
+        if index >= size:
+            raise exception.BadRequest('must be below tree_size %d' % size, field='index')
+        return {'index': index, 'tree_size': size, 'leaf_hash': _b64(tree.leaf_hash(index)),
+                'proof': [_b64(p) for p in tree.inclusion_proof(index, size)],
+                'root_hash': _b64(tree.root(size))}
+
+    def consistency(self, request):
+        policy.authorize(request.context, 'securelog:proof:get', {})
+        tree = self._current_tree()
+        first = _int_param(request, 'first', required=True)
+        second = _int_param(request, 'second', default=tree.size)
+        if second > tree.size:
+            raise exception.BadRequest('is beyond the current tree size %d' % tree.size,
+                                       field='second')
+        if first > second:
+            raise exception.BadRequest('must not exceed second (%d)' % second, field='first')
+        return {'first': first, 'second': second,
+                'proof': [_b64(p) for p in tree.consistency_proof(first, second)],
+                'first_root_hash': _b64(tree.root(first)),
+                'second_root_hash': _b64(tree.root(second))}
+
+
+def build_router(store, publisher=None):
+    policy.register_rules(policies.list_rules())
+    c = Controller(store, publisher)
+    router = wsgi.Router()
+    router.connect('/v1/checkpoint', c.checkpoint, ['GET'])
+    router.connect('/v1/records', c.list_records, ['GET'])
+    router.connect('/v1/records', c.append, ['POST'])
+    router.connect('/v1/records/{index}', c.show_record, ['GET'])
+    router.connect('/v1/proofs/inclusion', c.inclusion, ['GET'])
+    router.connect('/v1/proofs/consistency', c.consistency, ['GET'])
+    return router
+
+
+def build_app(conf, store, publisher=None):
+    router = build_router(store, publisher)
+    policy.get_enforcer(conf)       # bind the process's enforcer to this configuration
+    return wsgi.build_app(conf, router)
