@@ -36,7 +36,11 @@ class FileStorage:
         return data
 
     def pwrite(self, data, offset):
-        view = memoryview(data)
+        done = os.pwrite(self.fd, data, offset)
+        if done == len(data):
+            return
+        view = memoryview(data)[done:]
+        offset += done
         while view:
             done = os.pwrite(self.fd, view, offset)
             view = view[done:]
