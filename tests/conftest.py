@@ -12,6 +12,19 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = pathlib.Path(os.environ.get('TCLOUDS_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Leave out modules needing a process of their own when TCLOUDS_SKIP_ISOLATED=1.
+
+    tools/run-tests.sh runs them separately: see tests/isolation.py.
+    """
+    if (os.environ.get('TCLOUDS_SKIP_ISOLATED') == '1' and collection_path.suffix == '.py'
+            and collection_path.name.startswith('test_')):
+        from tests import isolation
+        if isolation.needs_isolation(collection_path):
+            return True
+    return None
+
+
 @pytest.fixture
 def shared_data():
     if not SHARED_DATA.is_dir():

@@ -1,0 +1,104 @@
+"""Test modules that run OpenStack services in-process get a pytest process of their own.
+
+Nova, Cinder, Placement and Keystone keep process-wide state (oslo.config's global CONF,
+eventlet monkey patching, SQLAlchemy and RPC globals): one module importing them must not
+leak it into the rest of the suite, nor Nova into Cinder. A module needs isolation when it
+imports one of them, directly or through another module of ``tests``.
+
+``tools/run-tests.sh`` runs the suite once with ``TCLOUDS_SKIP_ISOLATED=1`` (the
+conftest then ignores these modules) and then each isolated module in its own process, and
+prints one total from the JUnit reports::
+
+    python -m tests.isolation list                  # the isolated modules, one per line
+    python -m tests.isolation summarize A.xml ...   # total; exit 1 on any failure/error
+"""
+import ast
+import pathlib
+import sys
+import xml.etree.ElementTree as ElementTree
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+IN_PROCESS_SERVICES = frozenset(['nova', 'cinder', 'placement', 'keystone'])
+
+
+def _imported_modules(path):
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (SyntaxError, ValueError, OSError):
+        return []      # the main run reports the broken module itself
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names += ['%s.%s' % (node.module, alias.name) for alias in node.names]
+    return names
+
+
+def _module_file(name):
+    base = REPO.joinpath(*name.split('.'))
+    for candidate in (base.with_suffix('.py'), base / '__init__.py'):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def needs_isolation(path, _seen=None):
+    """True when the module at ``path`` imports an in-process OpenStack service."""
+    seen = _seen if _seen is not None else set()
+    path = pathlib.Path(path).resolve()
+    if path in seen:
+        return False
+    seen.add(path)
+    for name in _imported_modules(path):
+        top = name.split('.')[0]
+        if top in IN_PROCESS_SERVICES:
+            return True
+        if top == 'tests':
+            target = _module_file(name)
+            if target is not None and needs_isolation(target, seen):
+                return True
+    return False
+
+
+def isolated_modules(root=REPO / 'tests'):
+    return sorted(p.relative_to(REPO) for p in pathlib.Path(root).rglob('test_*.py')
+                  if needs_isolation(p))
+
+
+def summarize(reports):
+    """Add up JUnit XML reports: (passed, failed, skipped)."""
+    passed = failed = skipped = 0
+    for report in reports:
+        try:
+            root = ElementTree.parse(report).getroot()
+        except (ElementTree.ParseError, OSError) as e:
+            print('unreadable test report %s: %s' % (report, e), file=sys.stderr)
+            failed += 1
+            continue
+        for suite in root.iter('testsuite'):
+            tests = int(suite.get('tests', 0))
+            bad = int(suite.get('failures', 0)) + int(suite.get('errors', 0))
+            skip = int(suite.get('skipped', 0))
+            passed += tests - bad - skip
+            failed += bad
+            skipped += skip
+    return passed, failed, skipped
+
+
+def main(argv):
+    if argv[:1] == ['list']:
+        for module in isolated_modules():
+            print(module)
+        return 0
+    if argv[:1] == ['summarize']:
+        passed, failed, skipped = summarize(argv[1:])
+        print('total: %d passed, %d failed, %d skipped' % (passed, failed, skipped))
+        return 1 if failed or not passed else 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

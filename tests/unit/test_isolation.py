@@ -1,0 +1,34 @@
+"""The test runner's isolation rule and its total line."""
+from tests import isolation
+
+
+def test_modules_importing_openstack_services_are_isolated(tmp_path):
+    direct = tmp_path / 'test_direct.py'
+    direct.write_text('from nova.tests.functional import integrated_helpers\n')
+    helper = tmp_path / 'helper.py'
+    helper.write_text('import cinder.test\n')
+    plain = tmp_path / 'test_plain.py'
+    plain.write_text('import json\nfrom tclouds_openstack.tpm import quote\n')
+    broken = tmp_path / 'test_broken.py'
+    broken.write_bytes(b'def (:\n')
+    assert isolation.needs_isolation(direct)
+    assert not isolation.needs_isolation(plain)
+    assert not isolation.needs_isolation(broken)
+
+
+def test_indirect_import_through_tests_package_is_isolated():
+    # tests/isolation.py itself imports nothing of OpenStack; this module imports it.
+    assert not isolation.needs_isolation(isolation.REPO / 'tests' / 'unit' / 'test_isolation.py')
+
+
+def test_summarize_adds_up_reports(tmp_path):
+    one = tmp_path / 'a.xml'
+    one.write_text('<testsuites><testsuite tests="5" failures="1" errors="0" skipped="1"/>'
+                   '</testsuites>')
+    two = tmp_path / 'b.xml'
+    two.write_text('<testsuite tests="3" failures="0" errors="1" skipped="0"/>')
+    bad = tmp_path / 'c.xml'
+    bad.write_text('<testsuite')
+    assert isolation.summarize([one, two]) == (5, 2, 1)
+    assert isolation.summarize([bad]) == (0, 1, 0)
+    assert isolation.main(['summarize', str(one)]) == 1
