@@ -1,4 +1,8 @@
 """Options of the attestation service: verdict source, verifier loop, registrar, API, agent."""
+import socket
+import sys
+
+from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 attestation_group = cfg.OptGroup(
@@ -125,12 +129,45 @@ keylime_opts = [
 ]
 
 
+# [DEFAULT] host, as Nova has it: the agent's RPC server name and the worker's identity.
+default_opts = [
+    cfg.HostDomainOpt('host',
+                      default=socket.gethostname(),
+                      sample_default='<current hostname>',
+                      help='Name of this node. For tclouds-attestation-agent it must equal the '
+                           '"host" of the nova-compute service on the same machine (verdicts '
+                           'are keyed by it); for a worker it names the worker in the tooz '
+                           'group and in the verdict history.'),
+]
+
+client_group = cfg.OptGroup(
+    'attestation_client', title='Attestation API client',
+    help='Service credentials (keystoneauth1 options) with which consumers of the "tclouds" '
+         'backend (Nova filters, key manager, trust reactor) read verdicts from the '
+         'attestation API. The user needs the "reader" or "service" role. Without auth_type '
+         'requests go unauthenticated to [attestation] endpoint_override (tests only).')
+
+
 def register_opts(conf):
+    # Inside nova and cinder processes (our scheduler filters and castellan driver load this
+    # package, castellan even while nova.conf is still registering) the service owns
+    # [DEFAULT] host with its own definition: registering ours first would make nova's
+    # fail with DuplicateOptError, registering it second fails here. Theirs means the same.
+    if not any(name in sys.modules for name in ('nova.conf', 'cinder.common.config')):
+        conf.register_opts(default_opts)
     conf.register_group(attestation_group)
     conf.register_opts(attestation_opts, group=attestation_group)
     conf.register_group(keylime_group)
     conf.register_opts(keylime_opts, group=keylime_group)
+    conf.register_group(client_group)
+    ks_loading.register_session_conf_options(conf, client_group.name)
+    ks_loading.register_auth_conf_options(conf, client_group.name)
 
 
 def list_opts():
-    return [(attestation_group, attestation_opts), (keylime_group, keylime_opts)]
+    ks_opts = (ks_loading.get_session_conf_options()
+               + ks_loading.get_auth_common_conf_options()
+               + ks_loading.get_auth_plugin_conf_options('password'))
+    return [('DEFAULT', default_opts), (attestation_group, attestation_opts),
+            (keylime_group, keylime_opts),
+            (client_group, ks_opts)]

@@ -53,9 +53,12 @@ def _guard(fn):
 
 
 class Store(object):
-    def __init__(self, connection):
+    def __init__(self, connection, max_retries=3):
         self.connection = connection
         self.facade = db.make_facade(connection)
+        # fail fast when the database is down: callers answer "unavailable" (503 /
+        # unknown) rather than hang for oslo.db's default of 10 x 10 s
+        self.facade.configure(max_retries=max_retries, retry_interval=1)
 
     def migrate(self):
         db.migrate(self.connection, MIGRATIONS, version_table=VERSION_TABLE)

@@ -40,7 +40,6 @@ OWNER = '77fa9abd-0359-4d32-bd60-28f4e78f784b'
 def make_conf(connection, **attestation):
     conf = cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf.register_opt(cfg.StrOpt('host', default='worker-test'))
     for group, opts in messaging_opts.list_opts():
         conf.register_opts(opts, group=group)
     # oslo.messaging registers its tracing and metrics options on the global CONF only

@@ -1,0 +1,55 @@
+"""The one client of the attestation API (keystoneauth1), used by backends, OSC and tools."""
+from keystoneauth1 import session as ks_session
+
+from tclouds_openstack.common import client
+
+
+class AttestationClient(client.ServiceClient):
+    service_type = 'attestation'
+
+    def list_hosts(self):
+        return self.get('/v1/hosts')['hosts']
+
+    def show_host(self, host):
+        return self.get('/v1/hosts/%s' % host)['host']
+
+    def update_host(self, host, policy):
+        return self.request('PATCH', '/v1/hosts/%s' % host, body={'policy': policy})['host']
+
+    def delete_host(self, host):
+        return self.delete('/v1/hosts/%s' % host)
+
+    def history(self, host, limit=None):
+        params = {'limit': limit} if limit else None
+        return self.get('/v1/hosts/%s/history' % host, params=params)['history']
+
+    def attest(self, host):
+        return self.post('/v1/hosts/%s/attest' % host)
+
+    def verdicts(self, hosts):
+        """{host: verdict dict} for ``hosts`` in one call."""
+        return self.get('/v1/verdicts', params={'hosts': ','.join(hosts)})['verdicts']
+
+    def list_policies(self):
+        return self.get('/v1/policies')['policies']
+
+    def show_policy(self, name):
+        return self.get('/v1/policies/%s' % name)['policy']
+
+    def create_policy(self, name, tpm_policy=None, runtime_policy=None, mb_refstate=None):
+        return self.post('/v1/policies', {'name': name, 'tpm_policy': tpm_policy,
+                                          'runtime_policy': runtime_policy,
+                                          'mb_refstate': mb_refstate})['policy']
+
+    def delete_policy(self, name):
+        return self.delete('/v1/policies/%s' % name)
+
+
+def from_conf(conf):
+    """A client with the ``[attestation_client]`` service credentials."""
+    if conf.attestation_client.auth_type:
+        session = client.session_from_conf(conf, 'attestation_client')
+    else:
+        session = ks_session.Session()
+    return AttestationClient(session, endpoint_override=conf.attestation.endpoint_override,
+                             timeout=conf.attestation.rpc_timeout)

@@ -1,0 +1,217 @@
+"""REST API of the attestation service (``tclouds-attestation-api``, service type
+``attestation``, default port 9610), behind keystonemiddleware ``auth_token``.
+
+::
+
+    GET    /v1/hosts                      list hosts with their verdicts      (reader)
+    GET    /v1/hosts/{host}               one host                             (reader)
+    PATCH  /v1/hosts/{host}               {"policy": name}                     (admin)
+    DELETE /v1/hosts/{host}               forget a registration                (admin)
+    GET    /v1/hosts/{host}/history       verdict history, newest first        (reader)
+    POST   /v1/hosts/{host}/attest        attest now (202)                     (admin)
+    GET    /v1/verdicts?hosts=a,b         batched verdicts for consumers       (reader, service)
+    GET    /v1/policies                   appraisal policies                   (reader)
+    POST   /v1/policies                   {"name", "tpm_policy", "runtime_policy",
+                                           "mb_refstate"} (Keylime formats)    (admin)
+    GET    /v1/policies/{name}            one policy with its documents        (reader)
+    DELETE /v1/policies/{name}                                                 (admin)
+
+A ``trusted`` verdict older than ``[attestation] max_verdict_age`` is shown as ``unknown``
+with the reason, so no reader can mistake a stale verdict for trust. The routes of other
+areas (the trust requirements of the scheduling area) are added to the same router.
+"""
+import datetime
+import importlib
+import json
+
+from tclouds_openstack.attestation.appraisal import policy as policy_mod
+from tclouds_openstack.attestation.backends import base
+from tclouds_openstack.attestation import policies
+from tclouds_openstack.attestation.service import store as store_mod
+from tclouds_openstack.common import exception
+from tclouds_openstack.common import policy
+from tclouds_openstack.common import wsgi
+
+MAX_HOSTS_PER_QUERY = 1000
+
+
+def _iso(value):
+    return store_mod.aware(value).isoformat() if value is not None else None
+
+
+def effective_verdict(host, max_age, now=None):
+    """(status, reasons) as consumers must see them: stale trust is unknown."""
+    reasons = json.loads(host.reasons or '[]')
+    status = host.status
+    if host.registration != 'active':
+        return base.UNKNOWN, ['registration not completed (AK not activated)']
+    if status == base.TRUSTED:
+        now = now or store_mod.utcnow()
+        if host.verified_at is None:
+            return base.UNKNOWN, ['never attested']
+        age = (now - host.verified_at).total_seconds()
+        if age > max_age:
+            return base.UNKNOWN, ['last verdict is %.0f s old (limit %d s)' % (age, max_age)]
+    return status, reasons
+
+
+class AttestationController(object):
+    def __init__(self, conf, store):
+        self.conf = conf
+        self.store = store
+
+    def _host_view(self, host, detail=True):
+        status, reasons = effective_verdict(host, self.conf.attestation.max_verdict_age)
+        view = {'host': host.name, 'status': status, 'reasons': reasons,
+                'verified_at': _iso(host.verified_at), 'policy': host.policy
+                or self.conf.attestation.default_policy, 'registration': host.registration}
+        if detail:
+            view.update({'stored_status': host.status, 'ak_name': host.ak_name,
+                         'reset_count': host.reset_count, 'ima_offset': host.ima_offset,
+                         'last_answer_at': _iso(host.last_answer_at),
+                         'registered_at': _iso(host.registered_at),
+                         'activated_at': _iso(host.activated_at),
+                         'next_attest_at': _iso(host.next_attest_at),
+                         'attested_by': host.attested_by,
+                         'has_ek_certificate': host.ek_certificate is not None})
+        return view
+
+    # ------------------------------------------------------------------ hosts
+    def list_hosts(self, request):
+        policy.authorize(request.context, 'attestation:host:list', {})
+        return {'hosts': [self._host_view(h, detail=False) for h in self.store.list_hosts()]}
+
+    def show_host(self, request, host):
+        policy.authorize(request.context, 'attestation:host:get', {})
+        return {'host': self._host_view(self.store.get_host(host))}
+
+    def update_host(self, request, host):
+        policy.authorize(request.context, 'attestation:host:update', {})
+        body = wsgi.json_body(request)
+        name = wsgi.require(body, 'policy', str, allow_none=True)
+        if name is not None:
+            self.store.get_policy(name)     # 404 for an unknown policy
+        self.store.set_host_policy(host, name)
+        return {'host': self._host_view(self.store.get_host(host))}
+
+    def delete_host(self, request, host):
+        policy.authorize(request.context, 'attestation:host:delete', {})
+        self.store.delete_host(host)
+        return 204, None
+
+    def history(self, request, host):
+        policy.authorize(request.context, 'attestation:host:history', {})
+        limit = request.GET.get('limit', '100')
+        if not limit.isdigit() or not 1 <= int(limit) <= 10000:
+            raise exception.BadRequest('must be an integer 1..10000', field='limit')
+        rows = self.store.history(host, int(limit))
+        return {'history': [{'status': r.status, 'reasons': json.loads(r.reasons),
+                             'verified_at': _iso(r.verified_at), 'reset_count': r.reset_count,
+                             'worker': r.worker} for r in rows]}
+
+    def attest(self, request, host):
+        policy.authorize(request.context, 'attestation:host:attest', {})
+        self.store.request_attestation(host)
+        return 202, {'host': host, 'requested_at': _iso(store_mod.utcnow())}
+
+    def verdicts(self, request):
+        policy.authorize(request.context, 'attestation:verdict:list', {})
+        raw = request.GET.get('hosts')
+        if raw is None:
+            raise exception.BadRequest('is required (comma-separated host names)',
+                                       field='hosts')
+        names = [n for n in raw.split(',') if n]
+        if len(names) > MAX_HOSTS_PER_QUERY:
+            raise exception.BadRequest('at most %d hosts per query' % MAX_HOSTS_PER_QUERY,
+                                       field='hosts')
+        found = {}
+        for host in self.store.list_hosts(names):
+            status, reasons = effective_verdict(host, self.conf.attestation.max_verdict_age)
+            found[host.name] = {'status': status, 'reasons': reasons,
+                                'verified_at': _iso(host.verified_at)}
+        return {'verdicts': found}
+
+    # ------------------------------------------------------------------ policies
+    @staticmethod
+    def _policy_view(row, documents=True):
+        view = {'name': row.name, 'created_at': _iso(row.created_at),
+                'has_tpm_policy': bool(row.tpm_policy),
+                'has_runtime_policy': bool(row.runtime_policy),
+                'has_mb_refstate': bool(row.mb_refstate)}
+        if documents:
+            for key in ('tpm_policy', 'runtime_policy', 'mb_refstate'):
+                value = getattr(row, key)
+                view[key] = json.loads(value) if value else None
+        return view
+
+    def list_policies(self, request):
+        policy.authorize(request.context, 'attestation:policy:list', {})
+        return {'policies': [self._policy_view(p, False) for p in self.store.list_policies()]}
+
+    def show_policy(self, request, name):
+        policy.authorize(request.context, 'attestation:policy:get', {})
+        return {'policy': self._policy_view(self.store.get_policy(name))}
+
+    def create_policy(self, request):
+        policy.authorize(request.context, 'attestation:policy:create', {})
+        body = wsgi.json_body(request)
+        name = wsgi.require(body, 'name', str)
+        if not name or len(name) > 255 or '/' in name:
+            raise exception.BadRequest('must be 1..255 characters without "/"', field='name')
+        documents = {}
+        for key in ('tpm_policy', 'runtime_policy', 'mb_refstate'):
+            value = body.get(key)
+            if value is not None and not isinstance(value, dict):
+                raise exception.BadRequest('must be a JSON object (Keylime format) or null',
+                                           field=key)
+            documents[key] = value
+        try:
+            policy_mod.parse_policy(name, **documents)
+        except policy_mod.PolicyError as e:
+            raise exception.BadRequest(e.reason, field=e.field)
+        self.store.create_policy(name, **{k: json.dumps(v) if v is not None else None
+                                          for k, v in documents.items()})
+        return 201, {'policy': self._policy_view(self.store.get_policy(name), False)}
+
+    def delete_policy(self, request, name):
+        policy.authorize(request.context, 'attestation:policy:delete', {})
+        self.store.delete_policy(name)
+        return 204, None
+
+    def versions(self, request):
+        return {'versions': [{'id': 'v1', 'status': 'CURRENT'}],
+                'time': datetime.datetime.now(datetime.timezone.utc).isoformat()}
+
+
+def build_router(conf, store):
+    controller = AttestationController(conf, store)
+    router = wsgi.Router()
+    c = controller
+    router.connect('/', c.versions, ['GET'])
+    router.connect('/v1/hosts', c.list_hosts, ['GET'])
+    router.connect('/v1/hosts/{host}', c.show_host, ['GET'])
+    router.connect('/v1/hosts/{host}', c.update_host, ['PATCH'])
+    router.connect('/v1/hosts/{host}', c.delete_host, ['DELETE'])
+    router.connect('/v1/hosts/{host}/history', c.history, ['GET'])
+    router.connect('/v1/hosts/{host}/attest', c.attest, ['POST'])
+    router.connect('/v1/verdicts', c.verdicts, ['GET'])
+    router.connect('/v1/policies', c.list_policies, ['GET'])
+    router.connect('/v1/policies', c.create_policy, ['POST'])
+    router.connect('/v1/policies/{name}', c.show_policy, ['GET'])
+    router.connect('/v1/policies/{name}', c.delete_policy, ['DELETE'])
+    # other areas served by the same process (the scheduling area's trust requirements)
+    try:
+        requirements_api = importlib.import_module('tclouds_openstack.requirements.api')
+    except ImportError:
+        requirements_api = None
+    if requirements_api is not None and hasattr(requirements_api, 'add_routes'):
+        requirements_api.add_routes(router, conf)
+    return router
+
+
+def create_app(conf, store=None):
+    """The WSGI application (auth_token, context, policy) over ``store``."""
+    policy.register_rules(policies.list_rules())
+    policy.get_enforcer(conf)       # bind the process's enforcer to this configuration
+    store = store or store_mod.Store(conf.attestation.connection)
+    return wsgi.build_app(conf, build_router(conf, store))

@@ -1,0 +1,1 @@
+"""OpenStackClient v1 commands of tclouds-openstack."""
