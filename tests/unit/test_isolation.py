@@ -16,9 +16,15 @@ def test_modules_importing_openstack_services_are_isolated(tmp_path):
     assert not isolation.needs_isolation(broken)
 
 
-def test_indirect_import_through_tests_package_is_isolated():
-    # tests/isolation.py itself imports nothing of OpenStack; this module imports it.
-    assert not isolation.needs_isolation(isolation.REPO / 'tests' / 'unit' / 'test_isolation.py')
+def test_indirect_import_through_tests_package_is_isolated(monkeypatch, tmp_path):
+    package = tmp_path / 'tests' / 'functional'
+    package.mkdir(parents=True)
+    (package / 'base.py').write_text('from placement.tests.functional import fixtures\n')
+    user = package / 'test_user.py'
+    user.write_text('from tests.functional import base\n')
+    monkeypatch.setattr(isolation, 'REPO', tmp_path)
+    assert isolation.needs_isolation(user)
+    assert isolation.isolated_modules(tmp_path / 'tests') == [user.relative_to(tmp_path)]
 
 
 def test_summarize_adds_up_reports(tmp_path):
