@@ -81,9 +81,11 @@ def _start_luks(work, size):
     return proc, sock
 
 
-def _bench(sock, write, size, depth, count, step):
+def _bench(sock, write, size, depth, count, step, flush_every=0):
     cmd = ['qemu-img', 'bench', '-f', 'raw', '-t', 'none', '-c', str(count), '-s', str(size),
            '-d', str(depth), '-S', str(step)] + (['-w', '--pattern', '0x5c'] if write else [])
+    if flush_every:
+        cmd.append('--flush-interval=%d' % flush_every)
     out = subprocess.run(cmd + ['nbd+unix:///?socket=%s' % sock], capture_output=True,
                          text=True, check=True).stdout
     seconds = float(re.search(r'Run completed in ([0-9.]+) seconds', out).group(1))
@@ -110,13 +112,15 @@ def _cipher_choice(n=20000):
     return t_gcm, t_xts
 
 
-ROWS = [  # name, write, request size, depth, unit
-    ('seq write 1M QD1', True, 1 << 20, 1, 'MB/s'),
-    ('seq read 1M QD1', False, 1 << 20, 1, 'MB/s'),
-    ('4K write QD1', True, 4096, 1, 'IOPS'),
-    ('4K read QD1', False, 4096, 1, 'IOPS'),
-    ('4K write QD16', True, 4096, 16, 'IOPS'),
-    ('4K read QD16', False, 4096, 16, 'IOPS'),
+ROWS = [  # name, write, request size, depth, unit, flush every N requests (0: at the end)
+    ('seq write 1M QD1', True, 1 << 20, 1, 'MB/s', 0),
+    ('seq read 1M QD1', False, 1 << 20, 1, 'MB/s', 0),
+    ('4K write QD1', True, 4096, 1, 'IOPS', 0),
+    ('4K read QD1', False, 4096, 1, 'IOPS', 0),
+    ('4K write QD16', True, 4096, 16, 'IOPS', 0),
+    ('4K read QD16', False, 4096, 16, 'IOPS', 0),
+    # Flushes are where freshness costs: Merkle update, fdatasync, anchor commit.
+    ('4K write QD1 flush/64', True, 4096, 1, 'IOPS', 64),
 ]
 
 
@@ -140,22 +144,25 @@ def run(quick=False):
         servers.append(proc)
         targets.append(sock)
         results = {}
-        for name, write, req, depth, unit in ROWS:
+        for name, write, req, depth, unit, flush_every in ROWS:
             count = (2 * size // req) if req > 4096 else small_ops
+            if flush_every:
+                count //= 4
             step = req if req > 4096 else STRIDE
             rates = {t: [] for t in targets}
             for _ in range(repeats):       # interleaved, so load spikes hit every target
                 for target in targets:
-                    rates[target].append(_bench(target, write, req, depth, count, step))
+                    rates[target].append(_bench(target, write, req, depth, count, step,
+                                                flush_every))
             for target in targets:
                 rate = statistics.median(rates[target])
                 results[name, target] = rate * req / 1e6 if unit == 'MB/s' else rate
-        print('%-18s %14s %14s %14s %9s %9s  goal' % (
+        print('%-22s %14s %14s %14s %9s %9s  goal' % (
             'test', 'tclouds+tree', 'tclouds-tree', 'LUKS1 (qemu)', 'ratio', 'no-tree'))
-        for name, write, req, depth, unit in ROWS:
+        for name, write, req, depth, unit, flush_every in ROWS:
             ours, notree, luks = (results[name, t] for t in targets)
             goal = 2.0 if req > 4096 else 0.75
-            print('%-18s %9.0f %-4s %9.0f %-4s %9.0f %-4s %8.2fx %8.2fx  >=%.2fx %s' % (
+            print('%-22s %9.0f %-4s %9.0f %-4s %9.0f %-4s %8.2fx %8.2fx  >=%.2fx %s' % (
                 name, ours, unit, notree, unit, luks, unit, ours / luks, notree / luks, goal,
                 'met' if ours / luks >= goal else 'MISSED'))
     finally:
