@@ -1,6 +1,7 @@
 """The message-bus contract between host agents and the attestation service.
 
-Two oslo.messaging RPC topics, versioned like Nova's compute RPC API:
+Two oslo.messaging RPC topics (``[attestation] agent_topic`` / ``registrar_topic``),
+versioned like Nova's compute RPC API:
 
 - ``tclouds-attestation-agent`` (server = the Nova compute host name): served by each host
   agent, which opens no listening port; the verifier calls :meth:`AgentAPI.get_quote`.
@@ -45,8 +46,8 @@ def unb64(message, field, optional=False):
 class AgentAPI(object):
     """Verifier side of the agent topic."""
 
-    def __init__(self, transport, timeout=10.0):
-        target = messaging.Target(topic=AGENT_TOPIC, version=VERSION)
+    def __init__(self, transport, timeout=10.0, topic=AGENT_TOPIC):
+        target = messaging.Target(topic=topic, version=VERSION)
         self.client = messaging.get_rpc_client(transport, target, timeout=timeout)
 
     def get_quote(self, host, nonce, selection, ima_offset, timeout=None):
@@ -65,8 +66,8 @@ class AgentAPI(object):
 class RegistrarAPI(object):
     """Agent side of the service topic."""
 
-    def __init__(self, transport, timeout=30.0):
-        target = messaging.Target(topic=SERVICE_TOPIC, version=VERSION)
+    def __init__(self, transport, timeout=30.0, topic=SERVICE_TOPIC):
+        target = messaging.Target(topic=topic, version=VERSION)
         self.client = messaging.get_rpc_client(transport, target, timeout=timeout)
 
     def register(self, host, ek_public, ek_certificate, ak_public):

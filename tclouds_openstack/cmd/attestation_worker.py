@@ -10,7 +10,6 @@ import threading
 from oslo_log import log as logging
 import oslo_messaging as messaging
 
-from tclouds_openstack.attestation import rpcapi
 from tclouds_openstack.attestation.service import registrar as registrar_mod
 from tclouds_openstack.attestation.service import store as store_mod
 from tclouds_openstack.attestation.service import verifier as verifier_mod
@@ -43,7 +42,7 @@ def main(argv=None):
     registrar = registrar_mod.Registrar(store, _ca_bundle(conf), opts.require_ek_certificate,
                                         opts.default_policy)
     server = messaging.get_rpc_server(
-        transport, messaging.Target(topic=rpcapi.SERVICE_TOPIC, server=conf.host),
+        transport, messaging.Target(topic=opts.registrar_topic, server=conf.host),
         [verifier_mod.RegistrarEndpoint(registrar)], executor='threading')
     notifier = common_messaging.get_notifier(conf, 'tclouds-attestation.%s' % conf.host)
     verifier = verifier_mod.Verifier(conf, store, transport, notifier=notifier,

@@ -68,6 +68,14 @@ attestation_opts = [
                 default=True,
                 help='Refuse registrations without an EK certificate chaining to '
                      '[tpm] ek_ca_bundle. Only disable for lab TPMs without certificates.'),
+    cfg.StrOpt('agent_topic',
+               default='tclouds-attestation-agent',
+               help='oslo.messaging RPC topic the host agents serve (server = host name). '
+                    'Must be the same on agents and workers.'),
+    cfg.StrOpt('registrar_topic',
+               default='tclouds-attestation',
+               help='oslo.messaging RPC topic the workers serve registrations on. Must be '
+                    'the same on agents and workers.'),
     # --- API
     cfg.HostAddressOpt('api_host',
                        default='127.0.0.1',

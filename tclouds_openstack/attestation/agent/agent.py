@@ -102,7 +102,8 @@ class Agent(object):
         if self.ak is None:
             self.load_or_create_ak()
         device = self.device()
-        registrar = rpcapi.RegistrarAPI(self.transport)
+        registrar = rpcapi.RegistrarAPI(self.transport,
+                                        topic=self.conf.attestation.registrar_topic)
         id_object, encrypted_secret = registrar.register(
             self.host, device.ek_public(), device.ek_certificate(), self.ak.public)
         secret = device.activate_credential(self.ak, id_object, encrypted_secret)
@@ -114,7 +115,7 @@ class Agent(object):
         """Serve quote requests on the bus (threads); register first if not yet done."""
         if self.ak is None:
             self.load_or_create_ak()
-        target = messaging.Target(topic=rpcapi.AGENT_TOPIC, server=self.host)
+        target = messaging.Target(topic=self.conf.attestation.agent_topic, server=self.host)
         self.server = messaging.get_rpc_server(self.transport, target, [AgentEndpoint(self)],
                                                executor='threading')
         self.server.start()

@@ -102,7 +102,8 @@ class Verifier(object):
         self.store = store
         self.worker = worker or conf.host
         self.notifier = notifier
-        self.agents = agent_api or rpcapi.AgentAPI(transport, conf.attestation.rpc_timeout)
+        self.agents = agent_api or rpcapi.AgentAPI(transport, conf.attestation.rpc_timeout,
+                                                   topic=conf.attestation.agent_topic)
         self.policies = PolicyCache(store)
         self.partitioner = None
         self.coordinator = None

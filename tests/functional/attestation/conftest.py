@@ -23,7 +23,6 @@ from tclouds_openstack.attestation.agent import simulated_boot
 from tclouds_openstack.attestation.agent import swtpm as swtpm_mod
 from tclouds_openstack.attestation.appraisal import measured_boot
 from tclouds_openstack.attestation.appraisal import policy as pol
-from tclouds_openstack.attestation import rpcapi
 from tclouds_openstack.attestation.service import registrar as registrar_mod
 from tclouds_openstack.attestation.service import store as store_mod
 from tclouds_openstack.attestation.service import verifier as verifier_mod
@@ -47,7 +46,16 @@ def make_conf(connection, **attestation):
     conf.register_opts(messaging_metrics.oslo_messaging_metrics, group='oslo_messaging_metrics')
     conf([], project='tclouds-test', default_config_files=[])
     conf.set_override('transport_url', RABBIT)
-    conf.set_override('control_exchange', 'tclouds-test-%s' % uuid.uuid4().hex[:12])
+    # RabbitMQ queues are named by topic, whatever the exchange: every test gets its own
+    # topics so concurrent runs on the same broker never consume each other's messages
+    unique = uuid.uuid4().hex[:12]
+    conf.set_override('control_exchange', 'tclouds-test-%s' % unique)
+    conf.set_override('agent_topic', 'tclouds-attestation-agent-%s' % unique,
+                      group='attestation')
+    conf.set_override('registrar_topic', 'tclouds-attestation-%s' % unique,
+                      group='attestation')
+    conf.set_override('topics', ['notifications-%s' % unique],
+                      group='oslo_messaging_notifications')
     conf.set_override('connection', connection, group='attestation')
     conf.set_override('require_ek_certificate', True, group='attestation')
     for key, value in attestation.items():
@@ -139,7 +147,8 @@ class Fleet(object):
 
     def start_registrar(self, bundle):
         registrar = registrar_mod.Registrar(self.store, bundle, True, 'default')
-        target = messaging.Target(topic=rpcapi.SERVICE_TOPIC, server='registrar')
+        target = messaging.Target(topic=self.conf.attestation.registrar_topic,
+                                  server='registrar')
         server = messaging.get_rpc_server(self.transport,
                                           target, [verifier_mod.RegistrarEndpoint(registrar)],
                                           executor='threading')
@@ -156,7 +165,9 @@ class Fleet(object):
 
         ntransport = common_messaging.get_notification_transport(self.conf)
         self.listener = messaging.get_notification_listener(
-            ntransport, [messaging.Target(topic='notifications')], [Endpoint()],
+            ntransport,
+            [messaging.Target(topic=self.conf.oslo_messaging_notifications.topics[0])],
+            [Endpoint()],
             executor='threading')
         self.listener.start()
 

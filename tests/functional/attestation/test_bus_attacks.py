@@ -1,0 +1,119 @@
+"""A bus that replays or forges agent answers gains nothing (real RabbitMQ, real swtpm).
+
+A rogue RPC server takes the place of a host's agent on its topic and answers the
+verifier's quote requests with: an old answer of that host (replay), another host's fresh
+quote for the very nonce of the request (relay), the host's own fresh quote with an altered
+IMA log, and garbage. Every one must leave the host untrusted with the reason.
+"""
+import base64
+import json
+
+import oslo_messaging as messaging
+import pytest
+
+from tclouds_openstack.attestation import rpcapi
+from tclouds_openstack.attestation.service import verifier as verifier_mod
+from tests.functional.attestation import conftest as fx
+
+
+class RogueEndpoint(object):
+    target = messaging.Target(version=rpcapi.VERSION)
+
+    def __init__(self):
+        self.answer_with = None
+
+    def get_quote(self, ctxt, nonce, selection, ima_offset):
+        return self.answer_with(nonce, selection, ima_offset)
+
+
+@pytest.fixture
+def fleet(tmp_path, local_ca):  # noqa: F811
+    conf = fx.make_conf('sqlite:///%s' % (tmp_path / 'a.sqlite'), rpc_timeout=3.0)
+    fleet = fx.Fleet(conf, str(tmp_path), local_ca)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+
+
+def test_replayed_relayed_and_forged_answers_rejected(fleet, local_ca):
+    a = fleet.add_host('compute-a', register=False, serve=False)
+    fleet.start_registrar(local_ca.ca_bundle_pem())
+    a.agent.register()
+    a.agent.start()
+    b = fleet.add_host('compute-b')
+    fleet.store.create_policy('default', **{k: json.dumps(v) for k, v in
+                                            fx.golden_policy_documents().items()})
+    # no loop: the test drives explicit rounds
+    verifier = verifier_mod.Verifier(fleet.conf, fleet.store, fleet.transport, worker='w')
+    fleet.verifiers.append(verifier)
+
+    # record a genuine answer of compute-a, then attest normally
+    recorded = []
+    real_answer = a.agent.answer
+
+    def recording(nonce, selection, offset):
+        out = real_answer(nonce, selection, offset)
+        recorded.append(out)
+        return out
+    a.agent.answer = recording
+    assert verifier.attest('compute-a') == 'trusted'
+    assert verifier.attest('compute-b') == 'trusted'
+    a.agent.answer = real_answer
+
+    # the rogue takes over compute-a's topic (the real agent is gone from the bus)
+    a.agent.server.stop()
+    a.agent.server.wait()
+    a.agent.server = None
+    rogue = RogueEndpoint()
+    server = messaging.get_rpc_server(
+        fleet.transport, messaging.Target(topic=fleet.conf.attestation.agent_topic,
+                                          server='compute-a'),
+        [rogue], executor='threading')
+    server.start()
+    fleet.servers.append(server)
+
+    def reasons():
+        return fleet.store.get_host('compute-a').reasons
+
+    # 1. replay of the recorded answer
+    rogue.answer_with = lambda nonce, selection, offset: recorded[0]
+    assert verifier.attest('compute-a') == 'untrusted'
+    assert 'quote_validation' in reasons() and 'nonce' in reasons()
+
+    # 2. relay: compute-b's fresh quote over this very nonce
+    rogue.answer_with = lambda nonce, selection, offset: b.agent.answer(nonce, selection, 0)
+    assert verifier.attest('compute-a') == 'untrusted'
+    assert 'quote_validation' in reasons() and 'signature' in reasons()
+
+    # 3. compute-a's own fresh quote, with an IMA entry hidden from the log
+    def hidden(nonce, selection, offset):
+        out = real_answer(nonce, selection, offset)
+        lines = base64.b64decode(out['ima_log']).splitlines(keepends=True)
+        out['ima_log'] = base64.b64encode(b''.join(lines[:-1])).decode()
+        return out
+    a.run_file('/usr/bin/evil', b'evil')        # the TPM measured it
+    fleet.store.save_verdict('compute-a', 'trusted', [], fx.store_mod.utcnow(), 'w')
+    rogue.answer_with = hidden
+    assert verifier.attest('compute-a') == 'untrusted'
+    assert 'ima.pcr_mismatch' in reasons()
+
+    # 4. a PCR value altered in the answer
+    def altered(nonce, selection, offset):
+        out = real_answer(nonce, selection, offset)
+        out['pcr_values']['sha256']['7'] = '00' * 32
+        return out
+    rogue.answer_with = altered
+    assert verifier.attest('compute-a') == 'untrusted'
+    assert 'pcr_digest' in reasons()
+
+    # 5. garbage
+    rogue.answer_with = lambda nonce, selection, offset: {'attest': '!!', 'pcr_values': {}}
+    assert verifier.attest('compute-a') == 'untrusted'
+    assert 'agent answer rejected' in reasons()
+
+    # and the genuine agent back on the bus is believed again (with the evil file: untrusted
+    # for the right reason)
+    rogue.answer_with = lambda nonce, selection, offset: real_answer(nonce, selection, offset)
+    assert verifier.attest('compute-a') == 'untrusted'
+    assert 'not_in_allowlist' in reasons() and '/usr/bin/evil' in reasons()
