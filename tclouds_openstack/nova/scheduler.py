@@ -132,8 +132,18 @@ def _summarise(reasons):
     return '; '.join(shown) + (' (and %d more)' % more if more > 0 else '')
 
 
+# trait -> monotonic time it was last seen on a provider. Only "yes" is cached: it only
+# decides whether a boot fails early with a precise reason or goes to Placement (which
+# then returns no candidate anyway), so a stale "yes" never lets anything through.
+_TRAITS_SEEN = {}
+_TRAIT_SEEN_TTL = 30.0
+
+
 def _trait_in_use(ctxt, trait):
     """Does any resource provider carry ``trait``? (one cheap Placement call)."""
+    seen = _TRAITS_SEEN.get(trait)
+    if seen is not None and time.monotonic() - seen < _TRAIT_SEEN_TTL:
+        return True
     try:
         resp = report.report_client_singleton().get(
             '/traits?associated=true&name=in:%s' % trait, version='1.6',
@@ -143,7 +153,10 @@ def _trait_in_use(ctxt, trait):
         return True  # let the allocation-candidate query decide
     if resp is None or resp.status_code != 200:
         return True
-    return trait in resp.json().get('traits', [])
+    if trait in resp.json().get('traits', []):
+        _TRAITS_SEEN[trait] = time.monotonic()
+        return True
+    return False
 
 
 @request_filter.trace_request_filter
