@@ -7,30 +7,22 @@ import json
 import os
 
 from os_brick import encryptors
-from oslo_config import cfg
 import pytest
 
 from tclouds_openstack.blockstore import encryptor
 from tclouds_openstack.blockstore import format as fmt
 from tclouds_openstack.blockstore import storage
 from tclouds_openstack.common import context as tc_context
-from tclouds_openstack.conf import blockstore as conf_blockstore
 from tclouds_openstack.keymgr import driver as km_driver
 from tests.functional.blockstore.conftest import qemu_io
+from tests.unit.keymgr import helpers
 
 PROVIDER = 'tclouds_openstack.blockstore.encryptor.TcloudsEncryptor'
 
 
 @pytest.fixture
 def env(tmp_path):
-    conf = cfg.ConfigOpts()
-    conf_blockstore.register_opts(conf)
-    km_driver.register_opts(conf)
-    conf([], project='tclouds')
-    (tmp_path / 'master').write_text(os.urandom(32).hex())
-    conf.set_override('state_dir', str(tmp_path / 'state'), 'blockstore')
-    conf.set_override('local_store_path', str(tmp_path / 'k.sqlite'), 'tclouds_key_manager')
-    conf.set_override('master_key_file', str(tmp_path / 'master'), 'tclouds_key_manager')
+    conf = helpers.keymgr_conf(tmp_path, **{'blockstore.state_dir': str(tmp_path / 'state')})
     keymgr = km_driver.TcloudsKeyManager(conf)
     ctx = tc_context.RequestContext(user_id='u', project_id='p')
     device = tmp_path / 'device'

@@ -9,9 +9,6 @@ import threading
 
 from castellan.common import exception as castellan_exc
 from keystoneauth1 import session as ks_session
-from oslo_config import cfg
-import oslo_messaging
-from oslo_messaging.notify import _impl_test
 import pytest
 
 from tclouds_openstack.attestation.backends import base
@@ -20,11 +17,11 @@ from tclouds_openstack.blockstore import format as fmt
 from tclouds_openstack.blockstore import storage
 from tclouds_openstack.common import context as tc_context
 from tclouds_openstack.common import wsgi
-from tclouds_openstack.conf import api as conf_api
 from tclouds_openstack.keymgr import api
 from tclouds_openstack.keymgr import client
 from tclouds_openstack.keymgr import driver
 from tclouds_openstack.keymgr import release
+from tests.unit.keymgr import helpers
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -38,19 +35,8 @@ class Backend(base.AttestationBackend):
 
 @pytest.fixture
 def service(tmp_path):
-    conf = cfg.ConfigOpts()
-    driver.register_opts(conf)
-    conf_api.register_opts(conf)
-    conf([], project='tclouds')
-    master = tmp_path / 'master.key'
-    master.write_text(os.urandom(32).hex())
-    conf.set_override('local_store_path', str(tmp_path / 'keys.sqlite'), 'tclouds_key_manager')
-    conf.set_override('master_key_file', str(master), 'tclouds_key_manager')
-    conf.set_override('auth_strategy', 'noauth', 'api')
-    transport = oslo_messaging.get_notification_transport(conf, url='fake:/')
-    notifier = oslo_messaging.Notifier(transport, driver='test', publisher_id='keymgr')
-    _impl_test.reset()
-    gate = release.Gate(conf, backend=Backend(conf), notifier=notifier)
+    conf = helpers.keymgr_conf(tmp_path, **{'api.auth_strategy': 'noauth'})
+    gate = release.Gate(conf, backend=Backend(conf), notifier=helpers.memory_notifier(conf))
     server = wsgi.make_server(api.build_app(conf, gate=gate), '127.0.0.1', 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -68,27 +54,26 @@ def host_client(url, user):
     return client.KeyReleaseClient(sess, endpoint_override=url, timeout=10)
 
 
-def compute_manager(conf, url, user):
-    compute_conf = cfg.ConfigOpts()
-    driver.register_opts(compute_conf)
-    compute_conf([], project='tclouds')
-    compute_conf.set_override('role', 'compute', 'tclouds_key_manager')
-    km = driver.TcloudsKeyManager(compute_conf)
+def compute_manager(tmp_path, url, user):
+    """The driver as nova-compute runs it (role compute), with its own configuration."""
+    compute_dir = tmp_path / 'compute'
+    compute_dir.mkdir(exist_ok=True)
+    km = driver.TcloudsKeyManager(helpers.keymgr_conf(
+        compute_dir, **{'tclouds_key_manager.role': 'compute'}))
     km._client = host_client(url, user)
     return km
 
 
-def test_attested_host_gets_the_key_cinder_created(service):
+def test_attested_host_gets_the_key_cinder_created(service, tmp_path):
     conf, url = service
     owner = tc_context.RequestContext(user_id='alice', project_id='p-alice')
     controller = driver.TcloudsKeyManager(conf)
     key_id = controller.create_key(owner, 'AES', 256)
     expected = controller.get(owner, key_id).get_encoded()
     ctx = tc_context.RequestContext(user_id='alice', project_id='p-alice')
-    key = compute_manager(conf, url, 'tclouds-host-node1').get(ctx, key_id)
+    key = compute_manager(tmp_path, url, 'tclouds-host-node1').get(ctx, key_id)
     assert key.get_encoded() == expected and key.bit_length == 256
-    events = [m['event_type'] for _, m, _, _ in _impl_test.NOTIFICATIONS]
-    assert events == [release.RELEASED]
+    assert [n[0] for n in helpers.notifications()] == [release.RELEASED]
 
 
 @pytest.mark.parametrize('user,reason', [
@@ -96,21 +81,21 @@ def test_attested_host_gets_the_key_cinder_created(service):
     ('tclouds-host-node7', 'unknown: never attested'),
     ('alice', 'not a compute host credential'),
 ])
-def test_refused_hosts_get_403_with_reason(service, user, reason):
+def test_refused_hosts_get_403_with_reason(service, tmp_path, user, reason):
     conf, url = service
     owner = tc_context.RequestContext(user_id='alice', project_id='p-alice')
     key_id = driver.TcloudsKeyManager(conf).create_key(owner, 'AES', 256)
     with pytest.raises(castellan_exc.Forbidden) as exc:
-        compute_manager(conf, url, user).get(owner, key_id)
+        compute_manager(tmp_path, url, user).get(owner, key_id)
     assert reason in str(exc.value)
-    ((_, note, _, _),) = _impl_test.NOTIFICATIONS
-    assert note['event_type'] == release.REFUSED and reason in note['payload']['reason']
+    ((event_type, _, payload),) = helpers.notifications()
+    assert event_type == release.REFUSED and reason in payload['reason']
 
 
-def test_unknown_key_is_not_found(service):
+def test_unknown_key_is_not_found(service, tmp_path):
     conf, url = service
     with pytest.raises(castellan_exc.ManagedObjectNotFoundError):
-        compute_manager(conf, url, 'tclouds-host-node1').get(
+        compute_manager(tmp_path, url, 'tclouds-host-node1').get(
             tc_context.RequestContext(user_id='x'), 'no-such-key')
 
 

@@ -4,9 +4,6 @@ import os
 
 from castellan.common import exception as castellan_exc
 from castellan.common.objects import passphrase
-from oslo_config import cfg
-import oslo_messaging
-from oslo_messaging.notify import _impl_test
 import pytest
 from stevedore import driver as sd_driver
 from stevedore import extension
@@ -16,6 +13,7 @@ from tclouds_openstack.common import context as tc_context
 from tclouds_openstack.keymgr import driver
 from tclouds_openstack.keymgr import release
 from tclouds_openstack.keymgr import store
+from tests.unit.keymgr import helpers
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -34,15 +32,7 @@ class FakeBackend(base.AttestationBackend):
 
 @pytest.fixture
 def conf(tmp_path):
-    c = cfg.ConfigOpts()
-    driver.register_opts(c)
-    c([], project='tclouds')
-    master = tmp_path / 'master.key'
-    master.write_text(os.urandom(32).hex())
-    c.set_override('local_store_path', str(tmp_path / 'keys.sqlite'), 'tclouds_key_manager')
-    c.set_override('master_key_file', str(master), 'tclouds_key_manager')
-    c.set_override('max_verdict_age', 60, 'tclouds_key_manager')
-    return c
+    return helpers.keymgr_conf(tmp_path, **{'tclouds_key_manager.max_verdict_age': 60})
 
 
 @pytest.fixture
@@ -56,10 +46,7 @@ def gate(conf):
     # Loaded the way get_backend loads one, through stevedore's test helper.
     mgr = sd_driver.DriverManager.make_test_instance(
         extension.Extension('fake', None, backend_cls, backend_cls(conf)))
-    transport = oslo_messaging.get_notification_transport(conf, url='fake:/')
-    notifier = oslo_messaging.Notifier(transport, driver='test', publisher_id='keymgr')
-    _impl_test.reset()
-    return release.Gate(conf, backend=mgr.driver, notifier=notifier)
+    return release.Gate(conf, backend=mgr.driver, notifier=helpers.memory_notifier(conf))
 
 
 def host_ctx(name):
@@ -69,9 +56,9 @@ def host_ctx(name):
 
 def test_trusted_host_released_and_notified(gate):
     assert gate.authorize(host_ctx('tclouds-host-node1'), 'key-1') == 'node1'
-    ((_, note, _, _),) = _impl_test.NOTIFICATIONS
-    assert note['event_type'] == release.RELEASED and note['priority'] == 'INFO'
-    assert note['payload']['host'] == 'node1' and note['payload']['subject'] == 'key-1'
+    ((event_type, priority, payload),) = helpers.notifications()
+    assert (event_type, priority) == (release.RELEASED, 'INFO')
+    assert payload['host'] == 'node1' and payload['subject'] == 'key-1'
 
 
 @pytest.mark.parametrize('user,reason', [
@@ -85,9 +72,9 @@ def test_refusals_carry_the_reason(gate, user, reason):
     with pytest.raises(release.Refused) as exc:
         gate.authorize(host_ctx(user), 'key-1')
     assert reason in exc.value.reason
-    ((_, note, _, _),) = _impl_test.NOTIFICATIONS
-    assert note['event_type'] == release.REFUSED and note['priority'] == 'WARN'
-    assert reason in note['payload']['reason']
+    ((event_type, priority, payload),) = helpers.notifications()
+    assert (event_type, priority) == (release.REFUSED, 'WARN')
+    assert reason in payload['reason']
 
 
 def test_backend_down_fails_closed(gate):
