@@ -4,7 +4,9 @@ Loaded by nbdkit's embedded interpreter (``nbdkit python nbd_plugin.py volume=..
 normally through ``tclouds-blockstore serve``, which sets PYTHONPATH so that the
 embedded Debian libpython finds this package and a recent ``cryptography``.
 
-Parameters: ``volume=PATH`` (required), ``anchor=PATH`` (file anchor), ``keyfd=N`` (read
+Parameters: ``volume=PATH`` (required), ``anchor=PATH`` (file anchor, or ``key-service``
+with ``config=FILE[,FILE]`` naming the oslo.config files of the key release API client),
+``keyfd=N`` (read
 the 32-byte key from inherited descriptor N, e.g. a pipe: the key never touches a file)
 or ``keyfile=PATH`` (development), ``events=PATH`` (append one JSON line per integrity
 failure), ``notify_config=PATH`` (an oslo.config file whose [DEFAULT] transport_url and
@@ -45,7 +47,7 @@ def thread_model():
 
 def config(key, value):
     if key not in ('volume', 'anchor', 'keyfd', 'keyfile', 'events', 'sync_metadata',
-                   'readonly', 'notify_config'):
+                   'readonly', 'notify_config', 'config'):
         raise RuntimeError('unknown parameter %r' % key)
     _params[key] = value
 
@@ -79,7 +81,7 @@ def config_complete():
     kek = _read_key()
     st = storage.FileStorage(_params['volume'], readonly=readonly)
     try:
-        _volume = fmt.Volume.open(st, kek, storage.FileAnchor(_params['anchor']),
+        _volume = fmt.Volume.open(st, kek, _anchor(),
                                   readonly=readonly,
                                   sync_metadata=_params.get('sync_metadata') == '1')
     except errors.BlockstoreError as exc:
@@ -91,6 +93,13 @@ def config_complete():
     _log('serving volume %s (%d bytes, Merkle tree %s, python %s, cryptography %s)'
          % (_volume.uuid, _volume.size, 'on' if _volume.header.merkle else 'off',
             sys.version.split()[0], cryptography.__version__))
+
+
+def _anchor():
+    if _params['anchor'] == 'key-service':
+        from tclouds_openstack.keymgr import client
+        return client.anchor_from_config(_params.get('config', '').split(','))
+    return storage.FileAnchor(_params['anchor'])
 
 
 def _log(message):

@@ -2,8 +2,10 @@
 
 Keys come from a file (``--key-file``, development) or the key manager (``--key-id``,
 through castellan as configured by ``--config-file``); the freshness anchor from a file
-(``--anchor``). ``serve`` replaces itself with nbdkit (its PID is the server's) and hands
-the key over an inherited pipe, never a file. Exit codes: 0 fine, 1 an integrity check
+(``--anchor PATH``) or the key service (``--anchor key-service``: the key release API,
+reached with the ``[tclouds_key_manager]`` credentials of ``--config-file``). ``serve``
+replaces itself with nbdkit (its PID is the server's) and hands the key over an inherited
+pipe, never a file. Exit codes: 0 fine, 1 an integrity check
 failed (``check`` names the first bad sector), 2 unusable input (wrong key, bad header,
 missing anchor, bad arguments). Errors are one line on stderr, never a traceback.
 """
@@ -55,17 +57,27 @@ def get_key(args):
     raise InputError('give --key-file or --key-id')
 
 
+ANCHOR_SERVICE = 'key-service'
+
+
+def get_anchor(args):
+    """The freshness anchor: a file, or the key service (``--anchor key-service``)."""
+    if args.anchor == ANCHOR_SERVICE:
+        from tclouds_openstack.keymgr import client
+        return client.anchor_from_config(args.config_file)
+    return storage.FileAnchor(args.anchor)
+
+
 def _open(args, readonly=True):
     st = storage.FileStorage(args.volume, readonly=readonly)
-    return fmt.Volume.open(st, get_key(args), storage.FileAnchor(args.anchor),
-                           readonly=readonly)
+    return fmt.Volume.open(st, get_key(args), get_anchor(args), readonly=readonly)
 
 
 def cmd_create(args):
     if os.path.exists(args.volume) and not args.force:
         raise InputError('%s exists (use --force to overwrite)' % args.volume)
     st = storage.FileStorage(args.volume)
-    vol = fmt.Volume.create(st, get_key(args), storage.FileAnchor(args.anchor),
+    vol = fmt.Volume.create(st, get_key(args), get_anchor(args),
                             parse_size(args.size), merkle_tree=not args.no_merkle,
                             key_ref=args.key_id or '')
     print(json.dumps(vol.info(), indent=2, sort_keys=True))
@@ -134,14 +146,17 @@ def plugin_environment(env=None):
 
 
 def nbdkit_command(volume, anchor, socket_path, keyfd, events=None, readonly=False,
-                   sync_metadata=False, notify_config=None):
+                   sync_metadata=False, notify_config=None, config_files=()):
     nbdkit = shutil.which('nbdkit')
     if nbdkit is None:
         raise InputError('nbdkit is not installed (Debian packages nbdkit and '
                          'nbdkit-plugin-python)')
+    if anchor != ANCHOR_SERVICE:
+        anchor = os.path.abspath(anchor)
     cmd = [nbdkit, '--foreground', '--unix', socket_path, 'python', PLUGIN,
-           'volume=%s' % os.path.abspath(volume), 'anchor=%s' % os.path.abspath(anchor),
-           'keyfd=%d' % keyfd]
+           'volume=%s' % os.path.abspath(volume), 'anchor=%s' % anchor, 'keyfd=%d' % keyfd]
+    if config_files:
+        cmd.append('config=%s' % ','.join(os.path.abspath(f) for f in config_files))
     if events:
         cmd.append('events=%s' % os.path.abspath(events))
     if readonly:
@@ -188,7 +203,8 @@ def cmd_serve(args):
     _remove_stale_socket(args.socket)
     read_fd = key_pipe(key)
     cmd = nbdkit_command(args.volume, args.anchor, args.socket, read_fd, args.events,
-                         args.readonly, args.sync_metadata, args.notify_config)
+                         args.readonly, args.sync_metadata, args.notify_config,
+                         args.config_file)
     os.execve(cmd[0], cmd, plugin_environment())
 
 
@@ -220,7 +236,8 @@ def build_parser():
         p.add_argument('volume', help='volume file')
         if anchor:
             p.add_argument('--anchor', required=True,
-                           help='freshness anchor file (on trusted local storage)')
+                           help='freshness anchor file (on trusted local storage), or '
+                                '"key-service" for the key release API')
         p.add_argument('--key-file', help='file with the 32-byte key (raw or 64 hex chars)')
         p.add_argument('--key-id', help='key manager (castellan) id of the key')
         p.add_argument('--config-file', action='append', default=[],

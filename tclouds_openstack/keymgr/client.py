@@ -65,6 +65,18 @@ class KeyServiceAnchor(bs_storage.Anchor):
             raise bs_errors.AnchorError(str(exc))
 
 
+def anchor_from_config(config_files):
+    """KeyServiceAnchor configured by ``config_files`` ([tclouds_key_manager] credentials)."""
+    from oslo_config import cfg
+    conf = cfg.ConfigOpts()
+    driver.register_opts(conf)
+    try:
+        conf(args=[], project='tclouds', default_config_files=[f for f in config_files if f])
+        return KeyServiceAnchor(from_conf(conf))
+    except cfg.Error as exc:
+        raise bs_errors.AnchorError('key service anchor: configuration: %s' % exc)
+
+
 def from_conf(conf):
     common_client.register_auth_opts(conf, GROUP)
     group = getattr(conf, GROUP)

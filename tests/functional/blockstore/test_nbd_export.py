@@ -168,3 +168,16 @@ def test_key_from_the_key_manager(served, tmp_path):
     assert cli('check', *args).returncode == 0
     res = cli('check', *args[:3], '--key-id', 'no-such-key', '--config-file', str(conf_file))
     assert res.returncode == 2 and 'no-such-key' in res.stderr
+
+
+def test_key_service_anchor_fails_closed_when_unreachable(served, tmp_path):
+    """--anchor key-service: no answer from the key release API means no volume."""
+    from tests.functional.blockstore.conftest import cli
+
+    conf_file = tmp_path / 'tclouds.conf'
+    conf_file.write_text('[tclouds_key_manager]\nrelease_endpoint_override = '
+                         'http://127.0.0.1:9\nrelease_timeout = 2\n')
+    res = cli('create', served.volume, '--anchor', 'key-service', '--key-file', served.key,
+              '--config-file', str(conf_file), '--size', '1M')
+    assert res.returncode == 2
+    assert 'key-release service unreachable' in res.stderr
