@@ -75,16 +75,41 @@ class AuditReport(object):
         return 'DAMAGED: first bad index %d (%s): %s' % (d.index, d.kind, d.detail)
 
 
+_RECORD_MAGIC = sealing.RECORD_MAGIC
+_ENTRY_MAGIC = sealing.ENTRY_MAGIC
+_FLAGS = sealing._KNOWN_FLAGS
+# Offset of the source name in a record: record header, then entry header.
+_SRC = sealing._RECORD_HEAD.size + sealing._ENTRY_HEAD.size
+# Both headers, tenant and payload lengths, two tags.
+_MIN_RECORD = _SRC + 6 + 2 * sealing.TAG_SIZE
+
+
 class _Stream(object):
     """Ordering state of one sealed stream (the log itself, or one source)."""
 
-    __slots__ = ('chain', 'last_epoch', 'last_index', 'next_seq')
+    __slots__ = ('chain', 'last_epoch', 'last_index', 'next_seq', 'hmacs')
 
     def __init__(self, chain):
         self.chain = chain
         self.last_epoch = 0
         self.last_index = None
         self.next_seq = 0
+        self.hmacs = {}
+
+
+class _FastSources(dict):
+    """Source streams by encoded name (the fast path's key), mirrored into ``by_name``."""
+
+    def __init__(self, by_name):
+        super().__init__()
+        self.by_name = by_name
+
+    def stream(self, name):
+        return self.by_name.get(name)
+
+    def add(self, name, stream):
+        self.by_name[name] = stream
+        self[name.encode('utf-8')] = stream
 
 
 def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=None,
@@ -114,83 +139,101 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
     bounds = [(size, epoch) for size, epoch in bounds if epoch is not None]
     bound_pos = 0
     bound = bounds[0] if bounds else None
+    bound_size, bound_epoch = bound if bound else (None, None)
     next_cp = 0
+    next_cp_size = cp_sizes[0] if cp_sizes else -1
     last_good_cp = 0
 
     log = _Stream(sealing.KeyChain(log_key))
     sources = {}
+    fast_sources = _FastSources(sources)
     source_chains = {name: sealing.KeyChain(k) for name, k in source_keys.items()}
     compact = merkle.CompactRange()
-    sha256 = merkle._sha256
-    compare = hmac.compare_digest
-    digest = sealing._digest
-    decode_record = sealing.decode_record
-    decode_entry = sealing.decode_entry
-    log_key_for = log.chain.key
-    log_forged_flagged = set()
-    gaps = {}
+    nodes = compact._nodes
+    slow = _SlowPath(log, fast_sources, source_chains, damage, damages)
 
+    sha256 = merkle._sha256
+    rhead = sealing._RECORD_HEAD.unpack_from
+    ehead = sealing._ENTRY_HEAD.unpack_from
+    u16 = sealing._U16.unpack_from
+    u32 = sealing._U32.unpack_from
+    log_hmacs = {}
+    max_jump = sealing.MAX_EPOCH_JUMP
+    log_last_epoch = 0
     index = -1
     for index, data in enumerate(records):
-        # Checkpoints of size == index cover exactly the records seen so far.
-        while next_cp < len(cp_sizes) and cp_sizes[next_cp] == index:
-            _check_roots(report, damage, by_size[cp_sizes[next_cp]], compact, last_good_cp)
+        if index == next_cp_size:
+            # Checkpoints of size == index cover exactly the records seen so far.
+            compact.size = index
+            _check_roots(report, damage, by_size[next_cp_size], compact, last_good_cp)
             last_good_cp = index
             next_cp += 1
-        while bound is not None and bound[0] <= index:
-            bound_pos += 1
-            bound = bounds[bound_pos] if bound_pos < len(bounds) else None
+            next_cp_size = cp_sizes[next_cp] if next_cp < len(cp_sizes) else -1
+        if bound is not None and bound_size <= index:
+            while bound is not None and bound[0] <= index:
+                bound_pos += 1
+                bound = bounds[bound_pos] if bound_pos < len(bounds) else None
+            bound_size, bound_epoch = bound if bound else (None, None)
 
-        data = bytes(data)
-        compact.append(sha256(b'\x00' + data).digest())
-        try:
-            record = decode_record(data)
-        except sealing.SealError as exc:
-            damage(index, 'malformed', 'record does not parse: %s' % exc)
-            continue
-        try:
-            key = log_key_for(record.epoch)
-        except sealing.SealError as exc:
-            damage(index, 'forged', 'record %s' % exc.reason)
-            continue
-        if not compare(digest(key, data[:-sealing.TAG_SIZE], 'sha256'), record.tag):
-            damage(index, 'modified', 'log seal does not verify: record bytes changed, or '
-                   'written by someone without the epoch %d key' % record.epoch)
-            continue
-        # Only two neighbours both at their sealed positions must be in epoch order; a moved
-        # record explains a regression by itself (it is reported as moved).
-        if (record.epoch < log.last_epoch and record.index == index
-                and log.next_seq == index and log.last_index not in log_forged_flagged):
-            log_forged_flagged.add(log.last_index)
-            damage(log.last_index, 'forged',
-                   'record sealed in log epoch %d is followed at index %d by a genuine record '
-                   'of earlier epoch %d: it was sealed with a key that did not exist yet'
-                   % (log.last_epoch, index, record.epoch))
-        if bound is not None and record.epoch > bound[1]:
-            damage(index, 'forged', 'record sealed in log epoch %d, but the checkpoint at '
-                   'size %d that covers it was signed in epoch %d'
-                   % (record.epoch, bound[0], bound[1]))
-        if record.index != index:
-            if record.index > index:
-                gaps[index] = len(damages)
-                damage(index, 'missing', 'record sealed for index %d found at index %d: '
-                       'records deleted or reordered' % (record.index, index))
-            else:
-                where = gaps.pop(record.index, None)
-                if where is not None and where < len(damages):
-                    # The record missing at its own index turned up later: a move, not a loss.
-                    damages[where] = Damage(record.index, 'moved', 'record sealed for index %d '
-                                            'found at index %d and vice versa: records swapped '
-                                            'or reordered' % (index, record.index))
-                damage(index, 'moved', 'record sealed for index %d found at index %d: '
-                       'records inserted, duplicated or reordered' % (record.index, index))
-        log.last_epoch = record.epoch
-        log.last_index = index
-        # next_seq here: the position after the last record that sat at its sealed index.
-        log.next_seq = index + 1 if record.index == index else -1
+        if type(data) is not bytes:
+            data = bytes(data)
+        # Merkle leaf into the compact range (inlined CompactRange.append: hot loop).
+        nodes.append(sha256(b'\x00' + data).digest())
+        width = index
+        while width & 1:
+            right = nodes.pop()
+            nodes[-1] = sha256(b'\x01' + nodes[-1] + right).digest()
+            width >>= 1
 
-        _check_entry(index, record.entry, sources, source_chains, damage, decode_entry)
+        # Fast path: a well-formed record at its sealed position, in epoch order, whose two
+        # seals verify and whose source continues its sequence. Anything else takes the
+        # slow path, which re-parses strictly and names the damage.
+        n = len(data)
+        if n >= _MIN_RECORD and data[:4] == _RECORD_MAGIC:
+            _m, ridx, repoch, elen = rhead(data, 0)
+            if (ridx == index and elen + 56 == n and repoch >= log_last_epoch
+                    and (bound is None or repoch <= bound_epoch)):
+                lkey = log_hmacs.get(repoch)
+                if lkey is None and repoch - log_last_epoch < max_jump:
+                    h = log.chain.hmac_key(repoch)
+                    lkey = log_hmacs[repoch] = (h._inner, h._outer)
+                if lkey is not None:
+                    inner = lkey[0].copy()
+                    inner.update(data[:n - 32])
+                    outer = lkey[1].copy()
+                    outer.update(inner.digest())
+                    if outer.digest() == data[n - 32:]:
+                        em, flags, eepoch, seq, _t, slen = ehead(data, 24)
+                        stream = fast_sources.get(data[_SRC:_SRC + slen])
+                        if (em == _ENTRY_MAGIC and stream is not None
+                                and seq == stream.next_seq and eepoch >= stream.last_epoch
+                                and not flags & ~_FLAGS):
+                            off = _SRC + slen
+                            off += 2 + u16(data, off)[0]
+                            end = off + 4 + u32(data, off)[0] if off + 4 <= n else -1
+                            ekey = stream.hmacs.get(eepoch)
+                            if ekey is None and eepoch - stream.last_epoch < max_jump:
+                                h = stream.chain.hmac_key(eepoch)
+                                ekey = stream.hmacs[eepoch] = (h._inner, h._outer)
+                            if end + 64 == n and ekey is not None:
+                                inner = ekey[0].copy()
+                                inner.update(data[24:end])
+                                outer = ekey[1].copy()
+                                outer.update(inner.digest())
+                                if outer.digest() == data[end:end + 32]:
+                                    log_last_epoch = repoch
+                                    stream.last_epoch = eepoch
+                                    stream.last_index = index
+                                    stream.next_seq = seq + 1
+                                    continue
+        # Slow path: sync the log stream's state, check strictly, read it back.
+        log.last_epoch = log_last_epoch
+        log.last_index = index - 1
+        log.next_seq = index if slow.last_moved != index - 1 else -1
+        slow.check(index, data, bound)
+        log_last_epoch = log.last_epoch
     size = index + 1
+    compact.size = size
     report.size = size
     report.root = compact.root()
     while next_cp < len(cp_sizes) and cp_sizes[next_cp] == size:
@@ -210,6 +253,68 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
     return report
 
 
+class _SlowPath(object):
+    """Strict checks of one record, naming every damage (any record off the fast path)."""
+
+    def __init__(self, log, sources, source_chains, damage, damages):
+        self.log = log
+        self.sources = sources
+        self.source_chains = source_chains
+        self.damage = damage
+        self.damages = damages
+        self.forged_flagged = set()
+        self.gaps = {}
+        self.last_moved = None
+
+    def check(self, index, data, bound):
+        log, damage, damages = self.log, self.damage, self.damages
+        try:
+            record = sealing.decode_record(data)
+        except sealing.SealError as exc:
+            damage(index, 'malformed', 'record does not parse: %s' % exc)
+            return
+        try:
+            key = log.chain.hmac_key(record.epoch)
+        except sealing.SealError as exc:
+            damage(index, 'forged', 'record %s' % exc.reason)
+            return
+        if not hmac.compare_digest(key.tag(data[:-sealing.TAG_SIZE]), record.tag):
+            damage(index, 'modified', 'log seal does not verify: record bytes changed, or '
+                   'written by someone without the epoch %d key' % record.epoch)
+            return
+        # Only two neighbours both at their sealed positions must be in epoch order; a moved
+        # record explains a regression by itself (it is reported as moved).
+        if (record.epoch < log.last_epoch and record.index == index
+                and log.next_seq == index and log.last_index not in self.forged_flagged):
+            self.forged_flagged.add(log.last_index)
+            damage(log.last_index, 'forged',
+                   'record sealed in log epoch %d is followed at index %d by a genuine record '
+                   'of earlier epoch %d: it was sealed with a key that did not exist yet'
+                   % (log.last_epoch, index, record.epoch))
+        if bound is not None and record.epoch > bound[1]:
+            damage(index, 'forged', 'record sealed in log epoch %d, but the checkpoint at '
+                   'size %d that covers it was signed in epoch %d'
+                   % (record.epoch, bound[0], bound[1]))
+        if record.index != index:
+            self.last_moved = index
+            if record.index > index:
+                self.gaps[index] = len(damages)
+                damage(index, 'missing', 'record sealed for index %d found at index %d: '
+                       'records deleted or reordered' % (record.index, index))
+            else:
+                where = self.gaps.pop(record.index, None)
+                if where is not None and where < len(damages):
+                    # The record missing at its own index turned up later: a move, not a loss.
+                    damages[where] = Damage(record.index, 'moved', 'record sealed for index %d '
+                                            'found at index %d and vice versa: records swapped '
+                                            'or reordered' % (index, record.index))
+                damage(index, 'moved', 'record sealed for index %d found at index %d: '
+                       'records inserted, duplicated or reordered' % (record.index, index))
+        log.last_epoch = record.epoch
+        log.last_index = index
+        _check_entry(index, record.entry, self.sources, self.source_chains, damage)
+
+
 def _check_roots(report, damage, checkpoints, compact, last_good):
     root = compact.root()
     for cp in checkpoints:
@@ -221,20 +326,21 @@ def _check_roots(report, damage, checkpoints, compact, last_good):
                    % (cp.size - 1, cp.root.hex(), cp.size, root.hex(), last_good), cp.size)
 
 
-def _check_entry(index, entry_bytes, sources, source_chains, damage, decode_entry):
+def _check_entry(index, entry_bytes, sources, source_chains, damage):
     try:
-        entry = decode_entry(entry_bytes)
+        entry = sealing.decode_entry(entry_bytes)
     except sealing.SealError as exc:
         damage(index, 'malformed', 'entry does not parse: %s' % exc)
         return
     name = entry.source
-    stream = sources.get(name)
+    stream = sources.stream(name)
     if stream is None:
         chain = source_chains.get(name)
         if chain is None:
             damage(index, 'unverifiable', 'no verification key for source %r' % name)
             return
-        stream = sources[name] = _Stream(chain)
+        stream = _Stream(chain)
+        sources.add(name, stream)
     try:
         ok = stream.chain.check(entry.epoch, entry_bytes)
     except sealing.SealError as exc:

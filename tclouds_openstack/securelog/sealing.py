@@ -78,6 +78,28 @@ def mac(key, data):
     return _digest(key, data, 'sha256')
 
 
+class HmacKey(object):
+    """HMAC-SHA256 (RFC 2104) with the padded-key states hashed once per key.
+
+    Equal to ``hmac.digest(key, data, 'sha256')`` but about twice as fast for short
+    messages: the auditor checks two tags per record.
+    """
+
+    __slots__ = ('_inner', '_outer')
+
+    def __init__(self, key):
+        padded = bytes(key).ljust(64, b'\x00')
+        self._inner = _sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = _sha256(bytes(b ^ 0x5C for b in padded))
+
+    def tag(self, data):
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 Entry = collections.namedtuple(
     'Entry', 'flags epoch seq time_ns source tenant payload tag')
 
@@ -174,6 +196,7 @@ class Sealer(object):
             raise ValueError('sealing key must be %d bytes' % KEY_SIZE)
         self.name = name
         self._key = bytearray(key)
+        self._hmac = HmacKey(self._key)
         self.epoch = epoch
         self.next_seq = next_seq
         self.epoch_started_ns = epoch_started_ns
@@ -194,6 +217,7 @@ class Sealer(object):
         for i in range(len(self._key)):
             self._key[i] = 0
         self._key[:] = new
+        self._hmac = HmacKey(new)
         self.epoch += 1
         self.epoch_started_ns = now_ns
         self.entries_in_epoch = 0
@@ -205,7 +229,7 @@ class Sealer(object):
 
     def _sealed(self, body):
         self.entries_in_epoch += 1
-        return body + mac(bytes(self._key), body)
+        return body + self._hmac.tag(body)
 
     def seal_entry(self, payload, now_ns, tenant='', flags=0):
         """Seal one source event; returns the encoded :class:`Entry`."""
@@ -247,6 +271,7 @@ class KeyChain(object):
         if len(k0) != KEY_SIZE:
             raise ValueError('verification key must be %d bytes' % KEY_SIZE)
         self._keys = [bytes(k0)]
+        self._hmacs = {}
 
     def key(self, epoch):
         keys = self._keys
@@ -257,7 +282,14 @@ class KeyChain(object):
             keys.append(evolve(keys[-1]))
         return keys[epoch]
 
+    def hmac_key(self, epoch):
+        """The :class:`HmacKey` of an epoch (raises SealError for implausible epochs)."""
+        h = self._hmacs.get(epoch)
+        if h is None:
+            h = self._hmacs[epoch] = HmacKey(self.key(epoch))
+        return h
+
     def check(self, epoch, data):
         """True when the last TAG_SIZE bytes of ``data`` are the epoch's tag over the rest."""
-        return hmac.compare_digest(_digest(self.key(epoch), data[:-TAG_SIZE], 'sha256'),
+        return hmac.compare_digest(self.hmac_key(epoch).tag(data[:-TAG_SIZE]),
                                    data[-TAG_SIZE:])

@@ -72,8 +72,8 @@ def test_store_on_each_database(db_url, tmp_path):
     assert [r.tenant for r in again.list(marker=10, limit=3)] == ['p3', 'p4', 'p5']
     with pytest.raises(storemod.BadEntry, match='entry 1 of the batch: entry.magic'):
         again.append([entries[0], b'XXXX' + entries[1][4:]])
-    again.engine.dispose()
-    st.engine.dispose()
+    again.close()
+    st.close()
 
 
 @pytest.fixture(scope='module')
@@ -89,13 +89,13 @@ def big_log(tmp_path_factory):
     for start in range(0, 8000, 1000):
         st.append(src.seal(events(start, 1000), now_ns=10 ** 18 + start))
     st.checkpoint()
-    st.engine.dispose()
+    st.close()
     shutil.copy(base / 'log.sqlite', base / 'at-8000.sqlite')
     st = make_store(url, base / 'state', base / 'checkpoints')
     for start in range(8000, N, 1000):
         st.append(src.seal(events(start, 1000), now_ns=10 ** 18 + start))
     st.checkpoint()
-    st.engine.dispose()
+    st.close()
     return base
 
 
