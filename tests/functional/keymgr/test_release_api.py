@@ -29,7 +29,9 @@ NOW = datetime.datetime.now(datetime.timezone.utc)
 class Backend(base.AttestationBackend):
     def get_verdicts(self, hosts):
         known = {'node1': base.Verdict('node1', base.TRUSTED, (), NOW),
-                 'node2': base.Verdict('node2', base.UNTRUSTED, ('IMA: /usr/bin/evil',), NOW)}
+                 'node2': base.Verdict('node2', base.UNTRUSTED, ('IMA: /usr/bin/evil',), NOW),
+                 'node3': base.Verdict('node3', base.TRUSTED, (),
+                                       NOW - datetime.timedelta(hours=1))}
         return {h: known.get(h, base.unknown(h, 'never attested')) for h in hosts}
 
 
@@ -79,6 +81,7 @@ def test_attested_host_gets_the_key_cinder_created(service, tmp_path):
 @pytest.mark.parametrize('user,reason', [
     ('tclouds-host-node2', 'untrusted: IMA: /usr/bin/evil'),
     ('tclouds-host-node7', 'unknown: never attested'),
+    ('tclouds-host-node3', 'verdict of host node3 is stale'),
     ('alice', 'not a compute host credential'),
 ])
 def test_refused_hosts_get_403_with_reason(service, tmp_path, user, reason):
