@@ -146,7 +146,8 @@ def _fail(exc, operation, offset, count):
         _event(exc, operation, offset, count)
     else:
         _log('%s at %d+%d failed: %s' % (operation, offset, count, exc))
-    nbdkit.set_error(errno.EIO)
+    # Storage errors keep their errno (ENOSPC, ...); everything else is EIO.
+    nbdkit.set_error(getattr(exc, 'errno', None) or errno.EIO)
     raise exc
 
 
@@ -186,7 +187,7 @@ def can_multi_conn(h):
 def pread(h, buf, offset, flags):
     try:
         buf[:] = _volume.read(offset, len(buf))
-    except errors.BlockstoreError as exc:
+    except (errors.BlockstoreError, OSError) as exc:
         _fail(exc, 'read', offset, len(buf))
 
 
@@ -195,12 +196,12 @@ def pwrite(h, buf, offset, flags):
         _volume.write(offset, buf)
         if flags & nbdkit.FLAG_FUA:
             _volume.flush()
-    except errors.BlockstoreError as exc:
+    except (errors.BlockstoreError, OSError) as exc:
         _fail(exc, 'write', offset, len(buf))
 
 
 def flush(h, flags):
     try:
         _volume.flush()
-    except errors.BlockstoreError as exc:
+    except (errors.BlockstoreError, OSError) as exc:
         _fail(exc, 'flush', 0, 0)
