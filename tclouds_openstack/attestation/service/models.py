@@ -11,6 +11,9 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy import orm
 
 Base = orm.declarative_base()
+# microseconds on MySQL/MariaDB too (DATETIME defaults to whole seconds there, which
+# would bend the schedule and the claim comparisons)
+DateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql')
 
 # Registration states: waiting for the AK activation proof, then active.
 PENDING = 'pending'
@@ -29,18 +32,18 @@ class Host(Base):
     # SHA-256 of the MakeCredential secret while pending (never the secret itself).
     challenge_digest = sa.Column(sa.String(64), nullable=True)
     policy = sa.Column(sa.String(255), nullable=True)
-    registered_at = sa.Column(sa.DateTime, nullable=False)
-    activated_at = sa.Column(sa.DateTime, nullable=True)
+    registered_at = sa.Column(DateTime, nullable=False)
+    activated_at = sa.Column(DateTime, nullable=True)
     # current verdict
     status = sa.Column(sa.String(16), nullable=False, default='unknown')
     reasons = sa.Column(sa.Text, nullable=False, default='[]')
-    verified_at = sa.Column(sa.DateTime, nullable=True)
-    last_answer_at = sa.Column(sa.DateTime, nullable=True)
+    verified_at = sa.Column(DateTime, nullable=True)
+    last_answer_at = sa.Column(DateTime, nullable=True)
     reset_count = sa.Column(sa.BigInteger, nullable=True)
     ima_offset = sa.Column(sa.BigInteger, nullable=False, default=0)
     ima_pcr = sa.Column(sa.String(128), nullable=True)
     # scheduling: the worker that wins the conditional update on next_attest_at attests
-    next_attest_at = sa.Column(sa.DateTime, nullable=False, index=True)
+    next_attest_at = sa.Column(DateTime, nullable=False, index=True)
     attested_by = sa.Column(sa.String(255), nullable=True)
 
 
@@ -54,7 +57,7 @@ class VerdictHistory(Base):
                      nullable=False, index=True)
     status = sa.Column(sa.String(16), nullable=False)
     reasons = sa.Column(sa.Text, nullable=False)
-    verified_at = sa.Column(sa.DateTime, nullable=False)
+    verified_at = sa.Column(DateTime, nullable=False)
     reset_count = sa.Column(sa.BigInteger, nullable=True)
     worker = sa.Column(sa.String(255), nullable=True)
 
@@ -68,4 +71,4 @@ class Policy(Base):
                                nullable=True)
     mb_refstate = sa.Column(sa.Text().with_variant(mysql.LONGTEXT(), 'mysql'),
                             nullable=True)
-    created_at = sa.Column(sa.DateTime, nullable=False)
+    created_at = sa.Column(DateTime, nullable=False)

@@ -10,6 +10,8 @@ a round.
 import datetime
 import json
 import os
+import random
+import time
 
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
@@ -39,14 +41,22 @@ class DatabaseUnavailable(exception.ServiceUnavailable):
     pass
 
 
+_LOCKED_RETRIES = 100
+
+
 def _guard(fn):
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (db_exc.DBConnectionError, sa.exc.OperationalError,
-                sa.exc.InterfaceError) as e:
-            raise DatabaseUnavailable('attestation database unavailable: %s'
-                                      % str(e).splitlines()[0][:200])
+        for attempt in range(_LOCKED_RETRIES):
+            try:
+                return fn(*args, **kwargs)
+            except (db_exc.DBConnectionError, sa.exc.OperationalError,
+                    sa.exc.InterfaceError) as e:
+                # sqlite shared by processes: a stale read snapshot cannot write; redo
+                if 'database is locked' in str(e) and attempt + 1 < _LOCKED_RETRIES:
+                    time.sleep(0.02 + random.random() * 0.05)
+                    continue
+                raise DatabaseUnavailable('attestation database unavailable: %s'
+                                          % str(e).splitlines()[0][:200])
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper
@@ -59,6 +69,26 @@ class Store(object):
         # fail fast when the database is down: callers answer "unavailable" (503 /
         # unknown) rather than hang for oslo.db's default of 10 x 10 s
         self.facade.configure(max_retries=max_retries, retry_interval=1)
+        if connection.startswith('sqlite'):
+            self._tune_sqlite()
+
+    def _tune_sqlite(self):
+        """WAL and a busy timeout: the API, a worker and tools may share the sqlite file.
+
+        A transaction that read before another process wrote still fails at once with
+        "database is locked" when it then writes; :func:`_guard` retries those.
+        """
+        def on_connect(dbapi_connection, record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute('PRAGMA busy_timeout = 30000')
+            cursor.execute('PRAGMA journal_mode = WAL')
+            cursor.close()
+        try:
+            engine = self.facade.writer.get_engine()
+        except (db_exc.DBConnectionError, sa.exc.OperationalError):
+            return
+        sa.event.listen(engine, 'connect', on_connect)
+        engine.dispose()    # connections opened before the listener get replaced
 
     def migrate(self):
         db.migrate(self.connection, MIGRATIONS, version_table=VERSION_TABLE)

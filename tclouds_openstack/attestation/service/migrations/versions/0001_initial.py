@@ -13,6 +13,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql')
 _LONG = sa.Text().with_variant(mysql.LONGTEXT(), 'mysql')
 
 
@@ -27,16 +28,16 @@ def upgrade():
         sa.Column('ak_name', sa.String(140), nullable=False),
         sa.Column('challenge_digest', sa.String(64), nullable=True),
         sa.Column('policy', sa.String(255), nullable=True),
-        sa.Column('registered_at', sa.DateTime, nullable=False),
-        sa.Column('activated_at', sa.DateTime, nullable=True),
+        sa.Column('registered_at', _DATETIME, nullable=False),
+        sa.Column('activated_at', _DATETIME, nullable=True),
         sa.Column('status', sa.String(16), nullable=False),
         sa.Column('reasons', sa.Text, nullable=False),
-        sa.Column('verified_at', sa.DateTime, nullable=True),
-        sa.Column('last_answer_at', sa.DateTime, nullable=True),
+        sa.Column('verified_at', _DATETIME, nullable=True),
+        sa.Column('last_answer_at', _DATETIME, nullable=True),
         sa.Column('reset_count', sa.BigInteger, nullable=True),
         sa.Column('ima_offset', sa.BigInteger, nullable=False),
         sa.Column('ima_pcr', sa.String(128), nullable=True),
-        sa.Column('next_attest_at', sa.DateTime, nullable=False),
+        sa.Column('next_attest_at', _DATETIME, nullable=False),
         sa.Column('attested_by', sa.String(255), nullable=True),
         mysql_engine='InnoDB', mysql_charset='utf8mb4')
     op.create_index('ix_attestation_hosts_next_attest_at', 'attestation_hosts',
@@ -49,7 +50,7 @@ def upgrade():
                   sa.ForeignKey('attestation_hosts.name', ondelete='CASCADE'), nullable=False),
         sa.Column('status', sa.String(16), nullable=False),
         sa.Column('reasons', sa.Text, nullable=False),
-        sa.Column('verified_at', sa.DateTime, nullable=False),
+        sa.Column('verified_at', _DATETIME, nullable=False),
         sa.Column('reset_count', sa.BigInteger, nullable=True),
         sa.Column('worker', sa.String(255), nullable=True),
         mysql_engine='InnoDB', mysql_charset='utf8mb4')
@@ -60,5 +61,5 @@ def upgrade():
         sa.Column('tpm_policy', sa.Text, nullable=True),
         sa.Column('runtime_policy', _LONG, nullable=True),
         sa.Column('mb_refstate', _LONG, nullable=True),
-        sa.Column('created_at', sa.DateTime, nullable=False),
+        sa.Column('created_at', _DATETIME, nullable=False),
         mysql_engine='InnoDB', mysql_charset='utf8mb4')
