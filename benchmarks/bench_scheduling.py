@@ -129,6 +129,7 @@ def _child(hosts, max_results, reps):
     from tclouds_openstack.attestation.service import store as att_store
     from tclouds_openstack import conf as tconf
     from tclouds_openstack.nova import scheduler as trust_scheduler
+    from tclouds_openstack.nova import verdicts as trust_verdicts
     from tclouds_openstack.requirements import client as req_client
     from tclouds_openstack.requirements import model
 
@@ -214,7 +215,7 @@ def _child(hosts, max_results, reps):
     session = ks_session.Session(additional_headers=service_headers)
     backend = tclouds_backend.TCloudsBackend(
         aconf, client=att_client.AttestationClient(session, endpoint_override=url))
-    verdicts = trust_scheduler.VerdictCache(lambda: backend)
+    verdicts = trust_verdicts.VerdictCache(lambda: backend)
     trust_scheduler.VERDICTS = verdicts
     trust_scheduler.PROJECTS = req_client.ProjectRequirements(
         tconf.CONF, req_client.RequirementsClient(session, endpoint_override=url))

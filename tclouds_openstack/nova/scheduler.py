@@ -22,7 +22,6 @@ Every refusal is logged with its reason; when a filter leaves no host it raises
 NoValidHost with the reasons, which Nova records as the instance fault.
 """
 import logging
-import threading
 import time
 
 from nova import exception
@@ -33,6 +32,7 @@ from nova.scheduler import request_filter
 from tclouds_openstack.attestation import backends
 from tclouds_openstack.attestation.backends import base
 from tclouds_openstack import conf as tclouds_conf
+from tclouds_openstack.nova import verdicts
 from tclouds_openstack.requirements import client as req_client
 from tclouds_openstack.requirements import model
 
@@ -43,46 +43,7 @@ CONF = tclouds_conf.CONF
 _MAX_REASONS = 5
 
 
-class VerdictCache(object):
-    """One batched ``get_verdicts`` per scheduling request, reused for ``verdict_cache_ttl``."""
-
-    def __init__(self, backend_factory=None):
-        self._backend_factory = backend_factory or (lambda: backends.get_backend(CONF))
-        self._backend = None
-        self._lock = threading.Lock()
-        self._fetched_at = 0.0
-        self._verdicts = {}
-        self.calls = 0
-
-    def lookup(self, hosts):
-        """{host: Verdict} for ``hosts``; BackendUnavailable when the backend cannot answer."""
-        hosts = set(hosts)
-        ttl = CONF.trust_scheduling.verdict_cache_ttl
-        with self._lock:
-            if (ttl and time.monotonic() - self._fetched_at < ttl
-                    and hosts.issubset(self._verdicts)):
-                return {h: self._verdicts[h] for h in hosts}
-            if self._backend is None:
-                self._backend = self._backend_factory()
-            self.calls += 1
-            try:
-                verdicts = self._backend.get_verdicts(sorted(hosts))
-            except base.BackendUnavailable:
-                raise
-            except Exception as e:
-                # A backend bug must not turn into "trusted": treat as unavailable.
-                raise base.BackendUnavailable('%s: %s' % (type(e).__name__, e))
-            self._verdicts = dict(verdicts)
-            self._fetched_at = time.monotonic()
-            return {h: self._verdicts.get(h) for h in hosts}
-
-    def clear(self):
-        with self._lock:
-            self._verdicts = {}
-            self._fetched_at = 0.0
-
-
-VERDICTS = VerdictCache()
+VERDICTS = verdicts.VerdictCache(lambda: backends.get_backend(CONF))
 PROJECTS = req_client.ProjectRequirements(CONF)
 
 
@@ -243,7 +204,7 @@ class TrustedHostFilter(_TrustFilterBase):
 
     def check_hosts(self, hosts, req, spec_obj):
         try:
-            verdicts = VERDICTS.lookup(h.host for h in hosts)
+            found = VERDICTS.lookup(h.host for h in hosts)
         except base.BackendUnavailable as e:
             LOG.error('attestation backend unavailable, refusing %d candidate host(s) for '
                       'instance %s: %s', len(hosts), spec_obj.instance_uuid, e)
@@ -253,7 +214,7 @@ class TrustedHostFilter(_TrustFilterBase):
         max_age = CONF.attestation.max_verdict_age
         passed, reasons = [], []
         for host in hosts:
-            ok, why = base.check_trusted(verdicts.get(host.host), max_age)
+            ok, why = base.check_trusted(found.get(host.host), max_age)
             if ok:
                 passed.append(host)
             else:

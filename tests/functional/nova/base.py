@@ -20,6 +20,7 @@ from nova.tests.functional import integrated_helpers
 from tclouds_openstack.attestation.backends import base as backend_base
 from tclouds_openstack.nova import placement as trust_placement
 from tclouds_openstack.nova import scheduler as trust_scheduler
+from tclouds_openstack.nova import verdicts as trust_verdicts
 from tclouds_openstack.requirements import model
 
 API_PASTE = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
@@ -77,7 +78,7 @@ class TrustTestBase(integrated_helpers.ProviderUsageBaseTestCase):
         super().setUp()
         self.backend = self.make_backend()
         self.useFixture(fixtures.MockPatchObject(
-            trust_scheduler, 'VERDICTS', trust_scheduler.VerdictCache(lambda: self.backend)))
+            trust_scheduler, 'VERDICTS', trust_verdicts.VerdictCache(lambda: self.backend)))
         for host in self.hosts:
             self._start_compute(host)
         self.ctxt = nova_context.get_admin_context()

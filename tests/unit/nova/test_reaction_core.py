@@ -1,0 +1,43 @@
+"""Pure parts of the Nova adapters: notification parsing, disabled reason, trait set."""
+import pytest
+
+from tclouds_openstack.nova import placement
+from tclouds_openstack.nova import reaction
+
+
+def test_parse_event_accepts_the_attestation_contract():
+    host, status, reasons = reaction.parse_event('attestation.host.untrusted', {
+        'host': 'c1', 'status': 'untrusted', 'previous_status': 'trusted',
+        'reasons': ['PCR 10 mismatch'], 'verified_at': '2026-11-28T03:00:00+00:00',
+        'reset_count': 3, 'ak_name': '000b'})
+    assert (host, status, reasons) == ('c1', 'untrusted', ('PCR 10 mismatch',))
+
+
+@pytest.mark.parametrize('event, payload, field', [
+    ('attestation.host.rebooted', {'host': 'c1'}, 'event_type'),
+    ('attestation.host.trusted', ['c1'], 'payload'),
+    ('attestation.host.trusted', {'host': ''}, 'payload.host'),
+    ('attestation.host.trusted', {'host': 'c1', 'status': 'untrusted'}, 'payload.status'),
+    ('attestation.host.untrusted', {'host': 'c1', 'reasons': 'x'}, 'payload.reasons'),
+    ('attestation.host.untrusted', {'host': 'c1', 'reasons': [1]}, 'payload.reasons'),
+])
+def test_parse_event_names_the_bad_field(event, payload, field):
+    with pytest.raises(reaction.InvalidNotification) as err:
+        reaction.parse_event(event, payload)
+    assert str(err.value).startswith(field + ':')
+
+
+def test_disabled_reason_is_prefixed_and_fits_nova_column():
+    assert reaction.disabled_reason('unknown', []) == \
+        'tclouds: host attestation unknown: no reason given'
+    long = reaction.disabled_reason('untrusted', ['x' * 300])
+    assert len(long) == 255 and long.endswith('...') and long.startswith('tclouds: ')
+
+
+def test_desired_traits_touch_only_ours():
+    current = {'COMPUTE_NODE', 'OWNER_NOVA', 'CUSTOM_TCLOUDS_TRUSTED',
+               'CUSTOM_JURISDICTION_US', 'CUSTOM_GPU'}
+    assert placement.desired_traits(current, False, 'DE') == {
+        'COMPUTE_NODE', 'OWNER_NOVA', 'CUSTOM_GPU', 'CUSTOM_JURISDICTION_DE'}
+    assert placement.desired_traits(current, True, None) == {
+        'COMPUTE_NODE', 'OWNER_NOVA', 'CUSTOM_GPU', 'CUSTOM_TCLOUDS_TRUSTED'}
