@@ -15,6 +15,7 @@ import oslo_messaging
 import pytest
 
 from tclouds_openstack.common import context as tcontext
+from tclouds_openstack.common import messaging as common_messaging
 from tclouds_openstack import conf as tconf
 from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import store as storemod
@@ -153,9 +154,16 @@ def test_broker_restart_and_killed_ingest_lose_and_duplicate_nothing(tmp_path, t
 
 def test_wired_in_event_kinds_are_logged(tmp_path, topic):
     """Attestation verdicts, Nova trust reactions and key releases: configuration only."""
-    path = _write_conf(tmp_path, topic)
+    # The services emit through common.messaging.get_notifier; the only change is the
+    # driver list in their configuration.
+    path = _write_conf(tmp_path, topic, 'source_name = tclouds-attestation@ctl')
+    with open(path) as f:
+        text = f.read().replace('[oslo_messaging_notifications]\n',
+                                '[oslo_messaging_notifications]\ndriver = securelog\n')
+    path.write_text(text)
     conf = _conf(path)
-    transport, notifier = _notifier(conf, 'tclouds-attestation@ctl')
+    notifier = common_messaging.get_notifier(conf, 'tclouds-attestation.ctl')
+    transport = notifier.transport
     store = storemod.SecureLogStore.from_conf(conf)
     proc = _start_ingest(path)
     kinds = [('attestation.host.untrusted', {'host': 'cmp1', 'reasons': ['PCR 7 mismatch']}),
