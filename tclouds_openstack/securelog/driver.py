@@ -91,14 +91,16 @@ class Spool(object):
 class SecureLogDriver(notifier.Driver):
     """The ``securelog`` notification driver (entry point oslo.messaging.notify.drivers)."""
 
-    def __init__(self, conf, topics, transport, flush_interval=2.0, publish_retry=2):
+    def __init__(self, conf, topics, transport, flush_interval=2.0, publish_retry=2,
+                 encryptor=None):
         super().__init__(conf, topics, transport)
         securelog_conf.register_opts(conf)
         opts = conf.securelog
         name = opts.source_name or srcmod.default_source_name(
             os.path.basename(sys.argv[0] or 'python') or 'python')
         self.source = srcmod.Source(name, opts.source_state_dir, opts.epoch_seconds,
-                                    opts.epoch_entries, encryptor=_encryptor(conf))
+                                    opts.epoch_entries,
+                                    encryptor=encryptor or _encryptor(conf))
         self.spool = Spool(os.path.join(opts.source_state_dir, 'spool-%s' % urllib.parse.quote(
             name, safe='@.-_:')))
         self.target = oslo_messaging.Target(topic='%s.info' % opts.topic)

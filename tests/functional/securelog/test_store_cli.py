@@ -242,3 +242,44 @@ def test_console_script_round_trip(tmp_path):
     assert json.loads(res.stdout)['appended'] == 50
     res = subprocess.run(base + ['verify'], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+WRITER = '''
+import sys
+from tclouds_openstack.securelog import source, store
+st = store.SecureLogStore(sys.argv[1], sys.argv[2], origin='test.example/securelog',
+                          epoch_entries=300, checkpoint_interval=0.2)
+src = source.Source(sys.argv[3], sys.argv[2], epoch_entries=300)
+i = 0
+while True:
+    st.append(src.seal([({'event_type': 'crash.test', 'n': i + k}, '') for k in range(200)]))
+    i += 200
+    print(i, flush=True)
+'''
+
+
+def test_killed_writer_leaves_no_half_written_batch(tmp_path):
+    url = 'sqlite:///%s' % (tmp_path / 'crash.sqlite')
+    state = str(tmp_path / 'state')
+    proc = subprocess.Popen([sys.executable, '-c', WRITER, url, state, 'writer-1@host'],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(15):              # let it commit a few batches, then kill it mid-way
+            proc.stdout.readline()
+    finally:
+        proc.kill()
+        proc.wait()
+    st = storemod.SecureLogStore(url, state, origin='test.example/securelog',
+                                 epoch_entries=300)
+    size = st.size()
+    assert size >= 15 * 200 and size % 200 == 0     # whole batches only
+    # The store is usable as it is: a new writer appends and the audit passes.
+    src = srcmod.Source('writer-2@host', state, epoch_entries=300)
+    st.append(src.seal([({'event_type': 'after.crash'}, '')]))
+    st.checkpoint()
+    (tmp_path / 'c.conf').write_text('[securelog]\norigin = test.example/securelog\n')
+    code, out, err = run_cli(['--db-url', url, '--state-dir', state, '--config-file',
+                              str(tmp_path / 'c.conf'), 'verify'])
+    assert code == 0, (out, err)
+    assert out['size'] == size + 1
+    st.close()
