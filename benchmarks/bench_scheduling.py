@@ -284,6 +284,13 @@ def _child(hosts, max_results, reps):
     for _ in range(reps):
         for variant in setups:
             timings[variant].append(one(variant))
+    if os.environ.get('TCLOUDS_BENCH_PROFILE'):
+        # where the time goes in one request of the named variant (stderr)
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
+        prof.runcall(one, os.environ['TCLOUDS_BENCH_PROFILE'])
+        pstats.Stats(prof, stream=sys.stderr).sort_stats('cumulative').print_stats(40)
     for variant in setups:
         candidates[variant] = (len(trusted) if variant in ('enabled/trust', 'stock/trait')
                                else hosts)

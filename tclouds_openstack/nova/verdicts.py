@@ -8,6 +8,11 @@ import time
 from tclouds_openstack.attestation.backends import base
 from tclouds_openstack import conf as tclouds_conf
 
+# Largest batch per backend call: the attestation API answers at most 1,000 hosts per
+# GET /v1/verdicts (attestation.service.api.MAX_HOSTS_PER_QUERY). Placement rarely returns
+# more candidates ([scheduler] max_placement_results defaults to 1,000).
+MAX_BATCH = 1000
+
 
 class VerdictCache(object):
     """One batched ``get_verdicts`` per scheduling request, reused for ``verdict_cache_ttl``."""
@@ -31,9 +36,12 @@ class VerdictCache(object):
                 return {h: self._verdicts[h] for h in hosts}
             if self._backend is None:
                 self._backend = self._backend_factory()
-            self.calls += 1
+            names = sorted(hosts)
+            verdicts = {}
             try:
-                verdicts = self._backend.get_verdicts(sorted(hosts))
+                for start in range(0, len(names), MAX_BATCH):
+                    self.calls += 1
+                    verdicts.update(self._backend.get_verdicts(names[start:start + MAX_BATCH]))
             except base.BackendUnavailable:
                 raise
             except Exception as e:

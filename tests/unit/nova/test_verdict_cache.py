@@ -47,3 +47,11 @@ def test_backend_bug_is_unavailable_not_trusted(scheduler):
     cache = scheduler.VerdictCache(lambda: Backend(error=KeyError('boom')))
     with pytest.raises(base.BackendUnavailable, match='KeyError'):
         cache.lookup(['a'])
+
+
+def test_large_candidate_lists_are_split_at_the_api_limit(scheduler):
+    backend = Backend()
+    cache = scheduler.VerdictCache(lambda: backend)
+    hosts = ['h%04d' % i for i in range(2500)]
+    assert len(cache.lookup(hosts)) == 2500
+    assert [len(c) for c in backend.calls] == [1000, 1000, 500]
