@@ -50,3 +50,10 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/pip" install -q --no-deps -e .
     echo "$want" > "$STAMP"
 fi
+
+# Keylime (test reference) imports gpg, which only Debian's python3-gpg provides for 3.11.
+GPG=/usr/lib/python3/dist-packages/gpg
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ -d "$GPG" ] && [ ! -e "$SITE/gpg" ]; then
+    ln -s "$GPG" "$SITE/gpg"
+fi

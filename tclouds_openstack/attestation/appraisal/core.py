@@ -200,8 +200,9 @@ def _appraise_uefi(data, refstate, pcrs, hash_alg):
             failures.append(Failure('measured_boot.invalid_pcr_%d' % index,
                                     'PCR %d replayed from the event log is %s, the quote says %s'
                                     % (index, bank[index].hex(), pcrs[index].hex())))
-    # A log that does not reproduce the quoted PCRs proves nothing about the boot.
-    if refstate is not None and not failures:
+    # Every failed check is listed (as Keylime does): the reference state is also checked
+    # when the log does not reproduce the PCRs, though such a log proves nothing anyway.
+    if refstate is not None:
         failures.extend(Failure(check, message)
                         for check, message in measured_boot.appraise(log, refstate))
     return failures
