@@ -17,6 +17,7 @@ measured-boot`` writes, on the log as parsed by :mod:`tclouds_openstack.tpm.even
 Pure; returns a list of (check, message) and never raises on log content (the log was
 already parsed; event data decoding failures are reported as failures).
 """
+import functools
 import re
 import struct
 import uuid
@@ -28,10 +29,12 @@ CHECK = 'measured_boot.policy'
 _SIGNATURE_VARIABLES = ('PK', 'KEK', 'db', 'dbx')
 
 
+@functools.lru_cache(maxsize=256)
 def parse_signature_lists(data, field):
     """EFI_SIGNATURE_LIST array (UEFI 2.x, 32.4.1) -> set of (owner GUID, data hex).
 
-    Raises ValueError naming the field and offset.
+    Raises ValueError naming the field and offset. Cached: a fleet shares a few db/dbx
+    contents, and a dbx holds hundreds of entries.
     """
     out = set()
     pos = 0

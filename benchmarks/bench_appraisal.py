@@ -1,0 +1,102 @@
+"""Full appraisal (quote + UEFI log + IMA log vs policy) per second vs Keylime's check_quote.
+
+Identical inputs for both: an swtpm with an ECC P-256 attestation key replays a real UEFI
+event log (Keylime's SecureBoot test log from ../shared/data/eventlogs, 98 events) and an
+IMA list (boot_aggregate + N files), then quotes PCRs 0-15 with an ASCII nonce. Policies:
+Keylime's measured-boot reference state for that log (``example`` engine) and a runtime
+policy covering the IMA list. This project: :func:`appraisal.appraise` with the policy
+parsed once (as the worker caches it). Baseline: Keylime 7.14.3
+``Tpm().check_quote`` (which re-reads the policy and runs ``tpm2_eventlog`` per call).
+Both must reach the same verdict (trusted) before timing. Prints checks per second, the
+ratio, and the cost per check.
+"""
+import hashlib
+import json
+import os
+import pathlib
+import secrets
+import string
+import tempfile
+import time
+
+from tclouds_openstack.attestation.agent import simulated_boot
+from tclouds_openstack.attestation.agent import swtpm
+from tclouds_openstack.attestation.agent import tpm_device
+from tclouds_openstack.attestation import appraisal
+from tclouds_openstack.attestation.appraisal import policy as pol
+from tclouds_openstack.attestation import keylime_oracle
+from tclouds_openstack.tpm import eventlog
+from tclouds_openstack.tpm import ima
+
+SHARED = pathlib.Path(os.environ.get('TCLOUDS_SHARED_DATA',
+                                     pathlib.Path(__file__).resolve().parents[2]
+                                     / 'shared' / 'data'))
+SELECTION = {'sha256': list(range(16))}
+
+
+def _evidence(device, ak, log, entries):
+    nonce = ''.join(secrets.choice(string.ascii_letters) for _ in range(20)).encode()
+    attest, signature, values = device.quote(ak, nonce, SELECTION)
+    return nonce, appraisal.Evidence(ak_public=ak.public, attest=attest, signature=signature,
+                                     pcr_values=values, uefi_log=log,
+                                     ima_log=ima.marshal(entries))
+
+
+def _rate(fn, seconds):
+    count, start = 0, time.perf_counter()
+    while True:
+        fn()
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return count / elapsed
+
+
+def run(quick=False):
+    data = SHARED / 'eventlogs'
+    if not data.is_dir():
+        print('skipped: %s not present (real event logs needed)' % data)
+        return
+    log = (data / 'binary_bios_measurements-secureboot').read_bytes()
+    refstate = json.loads((data / 'example_mb_refstate.json').read_text())
+    parsed = eventlog.parse_eventlog(log)
+    files = {'/usr/bin/tool%d' % i: b'binary %d' % i for i in range(50 if quick else 200)}
+    measured = simulated_boot.ima_measurements(eventlog.replay(parsed), files=files)
+    runtime = pol.create_runtime_policy(measured.entries)
+    seconds = 1.0 if quick else 5.0
+    with tempfile.TemporaryDirectory() as tmp, swtpm.Swtpm(os.path.join(tmp, 'tpm')) as tpm:
+        with tpm_device.TPMDevice(tpm.tcti) as device:
+            for event in parsed.events[1:]:
+                if event.event_type != eventlog.EV_NO_ACTION:
+                    device.pcr_extend(event.pcr_index, event.digests)
+            for pcr, digests in measured.extends:
+                device.pcr_extend(pcr, {b: d for b, d in digests.items() if b == 'sha256'})
+            ak = device.create_ak('ecc')
+            nonce, evidence = _evidence(device, ak, log, measured.entries)
+        policy = pol.parse_policy('bench', runtime_policy=runtime, mb_refstate=refstate)
+        ours = appraisal.appraise(evidence, policy, nonce)
+        assert ours.trusted, ours.reasons
+        ours_rate = _rate(lambda: appraisal.appraise(evidence, policy, nonce), seconds)
+        parse_rate = _rate(lambda: appraisal.appraise(evidence, pol.parse_policy(
+            'bench', runtime_policy=runtime, mb_refstate=refstate), nonce), seconds)
+        print('inputs: %d UEFI events, %d IMA entries, ECC P-256 AK quote over 16 PCRs'
+              % (len(parsed.events), len(measured.entries)))
+        print('tclouds appraise (policy parsed once)      : %9.1f checks/s  (%.2f ms)'
+              % (ours_rate, 1000 / ours_rate))
+        print('tclouds appraise (policy parsed every time): %9.1f checks/s  (%.2f ms)'
+              % (parse_rate, 1000 / parse_rate))
+        try:
+            keylime_oracle.setup(str(SHARED / 'keylime-conf'), os.path.join(tmp, 'keylime'))
+        except keylime_oracle.KeylimeUnavailable as e:
+            print('baseline skipped: %s' % e)
+            return
+        passed, ids = keylime_oracle.check(evidence, nonce, {}, runtime, refstate)
+        assert passed, ids
+        theirs = _rate(lambda: keylime_oracle.check(evidence, nonce, {}, runtime, refstate),
+                       seconds)
+        print('keylime 7.14.3 check_quote (baseline)      : %9.1f checks/s  (%.2f ms)'
+              % (theirs, 1000 / theirs))
+        print('ratio tclouds/keylime: %.1fx (policy parsed once), %.1fx (parsed every time)'
+              % (ours_rate / theirs, parse_rate / theirs))
+        digest = hashlib.sha256(json.dumps(runtime).encode()).hexdigest()[:12]
+        print('(same evidence and policies for both; runtime policy %s)' % digest)
