@@ -19,17 +19,19 @@ crash guarantees and most SSDs do). Counter 0 means never written: the sector re
 zeros, authenticated because its leaf (with counter 0) is under the Merkle root.
 
 Nonces are deterministic and never repeat under one data key: nonce = sector (u32) ||
-counter (u64), counter = epoch << 32 | sequence. The epoch is the anchor version recorded
-*before* the first write after a flush, and the anchor is monotonic and lives outside the
-volume, so a rolled-back volume can never make us reuse a counter.
+counter (u64), counter = epoch << 32 | sequence. Writes after anchor version V use epoch
+V + 1 and the next commit is V + 2, so every epoch lies strictly between two anchor
+versions; the anchor is monotonic and lives outside the volume, so a rolled-back volume can
+never make us reuse a counter. (No anchor write is needed before writing: one commit per
+flush.)
 
-Freshness: the anchor stores (version, Merkle root, dirty flag). ``flush`` commits the root
-of all current entries as a new clean version. A volume or sector rolled back behind the
-anchor no longer hashes to the anchored root: reads fail. The hint leaves (written at flush)
-locate the stale sectors when they still hash to the anchored root; otherwise the whole
-volume is refused. Writes between flushes (a dirty epoch) carry no freshness guarantee
-after a crash, exactly like their durability: recovery accepts for each sector any entry
-not older than the anchored one that verifies.
+Freshness: the anchor stores (version, Merkle root). ``flush`` commits the root of all
+current entries as a new version. A volume or sector rolled back behind the anchor no longer
+hashes to the anchored root: reads fail. The hint leaves (written at flush) locate the stale
+sectors when they still hash to the anchored root; otherwise the whole volume is refused.
+Writes after the last flush (entries of epoch V + 1 found at open: a crash) carry no
+freshness guarantee, exactly like their durability: recovery accepts for each sector the
+newest such entry that verifies, else the anchored one, and anchors the result.
 """
 import dataclasses
 import hashlib
@@ -216,8 +218,8 @@ def unwrap_key(header, kek):
 
 def _anchor_mac(dek, state):
     mac_key = hmac.new(dek, b'tclouds-blockstore anchor key', hashlib.sha256).digest()
-    msg = '%s|%d|%s|%d|%d' % (state['uuid'], state['version'], state['root'],
-                              int(state['dirty']), state['sector_count'])
+    msg = '%s|%d|%s|%d' % (state['uuid'], state['version'], state['root'],
+                           state['sector_count'])
     return hmac.new(mac_key, msg.encode(), hashlib.sha256).hexdigest()
 
 
@@ -251,6 +253,7 @@ class Volume:
         self._tree = None
         self._dirty = set()
         self._state = None
+        self._pending = False
         self.recovered = False
 
     # ------------------------------------------------------------------ create/open
@@ -278,7 +281,7 @@ class Volume:
         vol._tree = vol._build_tree(vol._current_leaf)
         vol._write_all_hints()
         storage.sync()
-        vol._commit(version=1, dirty=False, expected=None)
+        vol._commit(version=1, expected=None)
         return vol
 
     @classmethod
@@ -339,9 +342,9 @@ class Volume:
                                      'written for another key' % self.uuid)
         return state
 
-    def _commit(self, version, dirty, expected):
+    def _commit(self, version, expected):
         root = self._tree.root().hex() if self._tree is not None else ''
-        state = {'uuid': self.uuid, 'version': version, 'root': root, 'dirty': dirty,
+        state = {'uuid': self.uuid, 'version': version, 'root': root,
                  'sector_count': self.header.sector_count}
         state['mac'] = _anchor_mac(self._dek, state)
         self.anchor.commit(self.uuid, state, expected)
@@ -380,8 +383,8 @@ class Volume:
     def _load_records(self, state):
         """Select each sector's anchored and current entry; verify against the anchor."""
         n = self.header.sector_count
-        dirty = state['dirty']
-        # Entries of the epoch still open at the anchor (dirty) are not covered by its root.
+        # Entries of epochs below the anchored version are covered by its root; entries of
+        # the epoch after it were written after the last flush (a crash).
         limit = state['version']
         records, hints = self._read_disk_records()
         anchored = []
@@ -393,24 +396,23 @@ class Volume:
             if tree.root().hex() != state['root']:
                 self._locate_rollback(tree, anchored, hints, state)
         current = list(anchored)
-        if dirty:
-            # Crash recovery of the open epoch: accept, per sector, the newest entry of that
-            # epoch whose data verifies, else the anchored one.
-            for sector, entries in enumerate(records):
-                if sector in self._bad:
-                    continue
-                newer = sorted((e for e in entries if epoch_of(e[0]) == limit), reverse=True)
-                if not newer:
-                    continue
-                data = self.storage.pread(SECTOR_SIZE, data_offset(sector))
-                for candidate in newer + [anchored[sector]]:
-                    if self._verifies(sector, candidate, data):
-                        current[sector] = candidate
-                        break
-                else:
-                    self._bad[sector] = errors.IntegrityError(
-                        sector, 'tag', 'no record entry authenticates the data after a crash')
+        # Crash recovery of the epoch after the anchor: accept, per sector, the newest entry
+        # of that epoch whose data verifies, else the anchored one.
+        for sector, entries in enumerate(records):
+            if sector in self._bad:
+                continue
+            newer = sorted((e for e in entries if epoch_of(e[0]) == limit + 1), reverse=True)
+            if not newer:
+                continue
             self.recovered = True
+            data = self.storage.pread(SECTOR_SIZE, data_offset(sector))
+            for candidate in newer + [anchored[sector]]:
+                if self._verifies(sector, candidate, data):
+                    current[sector] = candidate
+                    break
+            else:
+                self._bad[sector] = errors.IntegrityError(
+                    sector, 'tag', 'no record entry authenticates the data after a crash')
         for sector in range(n):
             a, c = anchored[sector], current[sector]
             _ENTRIES.pack_into(self._entries, sector * ENTRY_BYTES,
@@ -421,10 +423,10 @@ class Volume:
                 # Keep the anchored leaves of bad sectors so the root stays what the
                 # anchor says; those sectors fail reads until rewritten in full.
                 self._tree.update({s: self._anchored_hint(s, hints) for s in self._bad})
-        if dirty and not self.readonly and not self._volume_bad:
+        if self.recovered and not self.readonly and not self._volume_bad:
             self._write_all_hints()
             self.storage.sync()
-            self._commit(state['version'] + 1, False, state['version'])
+            self._commit(state['version'] + 2, state['version'])
 
     def _anchored_hint(self, sector, hints):
         return bytes(hints[sector * HINT_SIZE:(sector + 1) * HINT_SIZE])
@@ -649,19 +651,15 @@ class Volume:
             self.storage.pwrite(cview[:run * SECTOR_SIZE], data_offset(start))
 
     def _open_epoch(self):
-        """Open a write epoch: before the first write after a flush, anchor a dirty version.
-
-        Its number is the epoch of every counter written until the next flush.
-        """
-        if not self._state['dirty']:
-            self._commit(self._state['version'] + 1, True, self._state['version'])
-        return self._state['version']
+        """The epoch of counters written now: the anchored version + 1 (see the module)."""
+        self._pending = True
+        return self._state['version'] + 1
 
     def flush(self):
         """Make writes durable and fresh: hints, fsync, then anchor a new clean root."""
         if self.readonly:
             return
-        if not self._state['dirty']:
+        if not self._pending:
             self.storage.sync()
             return
         if self._tree is not None:
@@ -671,7 +669,8 @@ class Volume:
                 self.storage.pwrite(leaf, hint_offset(sector))
         self._dirty.clear()
         self.storage.sync()
-        self._commit(self._state['version'] + 1, False, self._state['version'])
+        self._commit(self._state['version'] + 2, self._state['version'])
+        self._pending = False
 
     close = flush
 
@@ -741,7 +740,7 @@ class Volume:
         if sectors < old:
             self.storage.truncate(file_size(sectors))
         self.storage.sync()
-        self._commit(self._state['version'] + 1, False, self._state['version'])
+        self._commit(self._state['version'] + 2, self._state['version'])
 
     def info(self):
         return {
@@ -750,6 +749,6 @@ class Volume:
             'sector_count': self.header.sector_count, 'size_bytes': self.size,
             'merkle_tree': self.header.merkle, 'header_generation': self.header.generation,
             'key_ref': self.header.key_ref, 'anchor_version': self._state['version'],
-            'anchor_dirty': self._state['dirty'], 'anchor_root': self._state['root'],
+            'anchor_root': self._state['root'],
             'recovered_from_crash': self.recovered,
         }

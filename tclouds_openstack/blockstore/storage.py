@@ -1,6 +1,6 @@
 """Adapters the pure format runs on: a file as block storage, and freshness anchors.
 
-An anchor stores one small JSON state per volume (version, Merkle root, dirty flag; MAC'd
+An anchor stores one small JSON state per volume (version, Merkle root, size; MAC'd
 by the volume itself) and enforces that versions only grow (compare-and-set). The file
 anchor is for a trusted local directory (the compute host, a test); the key service anchor
 (``tclouds_openstack.keymgr``) keeps the state beside the volume key, outside the storage
