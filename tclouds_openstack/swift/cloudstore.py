@@ -242,7 +242,7 @@ class CloudStoreMiddleware:
             return error
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if 'Etag' in req.headers and \
-                request_helpers.normalize_etag(req.headers['Etag']) != etag:
+                swob.normalize_etag(req.headers['Etag']) != etag:
             return swob.HTTPUnprocessableEntity(request=req)
         version = utils.Timestamp.now().raw
         data_unit = (old[SYSMETA_DATA_UNIT] if old is not None
@@ -266,7 +266,7 @@ class CloudStoreMiddleware:
                 req.headers[override] = value
         resp = req.get_response(self.app)
         if resp.is_success:
-            resp.headers['Etag'] = '"%s"' % etag
+            resp.headers['Etag'] = etag
             if old is not None and int(old[SYSMETA_VERSION]) != version:
                 self.depsky.discard_version(old[SYSMETA_DATA_UNIT], int(old[SYSMETA_VERSION]))
         else:
@@ -275,7 +275,7 @@ class CloudStoreMiddleware:
         return resp
 
     def _fix_headers(self, resp):
-        resp.headers['Etag'] = '"%s"' % resp.headers[SYSMETA_ETAG]
+        resp.headers['Etag'] = resp.headers[SYSMETA_ETAG]
         resp.headers['Content-Length'] = resp.headers[SYSMETA_SIZE]
 
     def _handle_head(self, req, info, obj):
@@ -292,7 +292,7 @@ class CloudStoreMiddleware:
                 return req.get_response(self.app)
             return stub
         if not stub.is_success:
-            stub.headers['Etag'] = '"%s"' % stub.headers[SYSMETA_ETAG]
+            stub.headers['Etag'] = stub.headers[SYSMETA_ETAG]
             return stub
         if req.method == 'HEAD':
             self._fix_headers(stub)
@@ -309,7 +309,7 @@ class CloudStoreMiddleware:
             return self._unavailable(req, 'read', exc)
         headers = dict(stub.headers)
         headers.pop('Content-Length', None)
-        headers['Etag'] = '"%s"' % stub.headers[SYSMETA_ETAG]
+        headers['Etag'] = stub.headers[SYSMETA_ETAG]
         request_helpers.resolve_ignore_range_header(req, stub.headers)
         return swob.Response(
             request=req, body=result.data, headers=headers, status=200,

@@ -1,7 +1,9 @@
 """A cloud reached through the OpenStack Swift API (python-swiftclient).
 
-Options: ``auth_url``, ``user``, ``key`` (TempAuth / v1 auth), ``container`` (default
-``cloudstore``), ``timeout`` in seconds (default 10). swiftclient connections are not
+Options: ``auth_url``, ``user``, ``key``, ``container`` (default ``cloudstore``),
+``timeout`` in seconds (default 10), ``auth_version`` (``1`` for TempAuth/v1, the
+default, or ``3`` for Keystone with ``project_name``, ``user_domain_name`` and
+``project_domain_name``). swiftclient connections are not
 thread-safe, so each call borrows one from a small pool.
 """
 import queue
@@ -15,8 +17,11 @@ from tclouds_openstack.cloudstore import errors
 
 class SwiftBackend(base.Backend):
 
-    def __init__(self, name, auth_url, user, key, container='cloudstore', timeout=10.0):
+    def __init__(self, name, auth_url, user, key, container='cloudstore', timeout=10.0,
+                 auth_version='1', os_options=None):
         super().__init__(name)
+        self.auth_version = auth_version
+        self.os_options = os_options or {}
         self.auth_url = auth_url
         self.user = user
         self.key = key
@@ -30,14 +35,19 @@ class SwiftBackend(base.Backend):
                    base.required_option(name, options, 'user'),
                    base.required_option(name, options, 'key'),
                    options.get('container') or 'cloudstore',
-                   base.timeout_option(name, options))
+                   base.timeout_option(name, options),
+                   options.get('auth_version') or '1',
+                   {key: options[key] for key in ('project_name', 'user_domain_name',
+                                                  'project_domain_name') if key in options})
 
     def _connection(self):
         try:
             return self._pool.get_nowait()
         except queue.Empty:
             return swift_client.Connection(self.auth_url, self.user, self.key, retries=0,
-                                           starting_backoff=0.01, timeout=self.timeout)
+                                           starting_backoff=0.01, timeout=self.timeout,
+                                           auth_version=self.auth_version,
+                                           os_options=self.os_options)
 
     def _call(self, operation, fn, *args, **kwargs):
         conn = self._connection()

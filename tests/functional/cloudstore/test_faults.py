@@ -1,0 +1,200 @@
+"""Cloud-of-clouds behaviour against real clusters: quorum, faults, confidentiality, repair.
+
+Four independent Swift clusters (cloud3 reached through s3api with boto3) behind a front
+proxy running the cloudstore middleware; faults are real: SIGKILLed processes, bytes
+changed on a provider, an old version replayed by a provider.
+"""
+import concurrent.futures
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+from cryptography.hazmat.primitives import serialization
+import pytest
+import swiftclient
+
+from tclouds_openstack.cloudstore import coding
+from tclouds_openstack.cloudstore import errors
+from tclouds_openstack.cloudstore import metadata
+from tclouds_openstack.cloudstore import protocol
+
+
+def _faults(front_proxy):
+    if not front_proxy.fault_log.exists():
+        return []
+    return [json.loads(line) for line in front_proxy.fault_log.read_text().splitlines()]
+
+
+def _unit_of(clouds, before):
+    # The data unit a PUT created: the one new name on cloud0 (the stub's system
+    # metadata naming it is internal to the front proxy).
+    after = set(clouds[0].backend().list(''))
+    new = {key.split('/')[0] for key in after - before}
+    assert len(new) == 1, new
+    return new.pop()
+
+
+@pytest.fixture
+def container(swift):
+    name = 'c%s' % os.urandom(4).hex()
+    swift.put_container(name)
+    return name
+
+
+@pytest.fixture
+def reader(clouds, writer_key_file):
+    """The protocol in this process over the same clouds (to inspect what they hold)."""
+    key = serialization.load_pem_private_key(writer_key_file.read_bytes(), None)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        yield protocol.DepSkyCA([item.backend() for item in clouds], 1, key.public_key(),
+                                executor=pool, timeout=5)
+
+
+def test_objects_go_to_all_four_clouds_one_of_them_over_s3(swift, container, clouds, reader):
+    before = set(clouds[0].backend().list(''))
+    data = os.urandom(300 * 1024)
+    swift.put_object(container, 'obj', data, headers={'X-Object-Meta-Color': 'blue'})
+    unit = _unit_of(clouds, before)
+    for item in clouds:
+        keys = item.backend().list(unit + '/')
+        assert len(keys) == 2 and keys[0].startswith(unit + '/v') and keys[1].endswith('/meta')
+    assert type(reader.clouds[3]).__name__ == 'S3Backend'
+    assert reader.read(unit).data == data
+    headers, body = swift.get_object(container, 'obj')
+    assert body == data and headers['x-object-meta-color'] == 'blue'
+    assert headers['etag'] == hashlib.md5(data).hexdigest()
+    _, body = swift.get_object(container, 'obj', headers={'Range': 'bytes=100-199'})
+    assert body == data[100:200]
+    listing = swift.get_container(container)[1]
+    assert [(o['name'], o['bytes']) for o in listing] == [('obj', len(data))]
+    swift.delete_object(container, 'obj')
+    with pytest.raises(swiftclient.ClientException) as info:
+        swift.get_object(container, 'obj')
+    assert info.value.http_status == 404
+
+
+def test_one_cloud_stopped_reads_and_writes_succeed(swift, container, clouds):
+    swift.put_object(container, 'before', b'written with four clouds')
+    clouds[1].stop()
+    swift.put_object(container, 'during', b'written with three clouds')
+    assert swift.get_object(container, 'before')[1] == b'written with four clouds'
+    assert swift.get_object(container, 'during')[1] == b'written with three clouds'
+
+
+def test_one_s3_cloud_stopped(swift, container, clouds):
+    clouds[3].stop()
+    swift.put_object(container, 'obj', b'no s3 today')
+    assert swift.get_object(container, 'obj')[1] == b'no s3 today'
+
+
+def test_corrupted_fragment_is_detected_and_reported(swift, container, clouds, reader,
+                                                     front_proxy):
+    before = set(clouds[0].backend().list(''))
+    data = os.urandom(100 * 1024)
+    swift.put_object(container, 'obj', data)
+    unit = _unit_of(clouds, before)
+    # Flip one byte of the value object on cloud0, which readers ask first.
+    backend = clouds[0].backend()
+    key = [k for k in backend.list(unit + '/') if '/v' in k][0]
+    value = bytearray(backend.get(key))
+    value[len(value) // 2] ^= 0xFF
+    backend.put(key, bytes(value))
+    assert swift.get_object(container, 'obj')[1] == data
+    reported = [f for f in _faults(front_proxy) if f['data_unit'] == unit]
+    assert reported and reported[-1]['cloud'] == 'cloud0'
+    assert reported[-1]['kind'] == 'faulty'
+    assert 'does not match the signed metadata' in reported[-1]['reason']
+    result = reader.read(unit)
+    assert result.data == data and result.faults['cloud0'].kind == protocol.FAULTY
+
+
+def test_stale_cloud_is_detected_and_latest_data_returned(swift, container, clouds,
+                                                          front_proxy):
+    before = set(clouds[0].backend().list(''))
+    swift.put_object(container, 'obj', b'version 1')
+    unit = _unit_of(clouds, before)
+    backend = clouds[0].backend()
+    old = {key: backend.get(key) for key in backend.list(unit + '/')}
+    swift.put_object(container, 'obj', b'version 2')
+    # cloud0 rolls back: it serves the old metadata and the old value object again.
+    for key in backend.list(unit + '/'):
+        backend.delete(key)
+    for key, value in old.items():
+        backend.put(key, value)
+    assert swift.get_object(container, 'obj')[1] == b'version 2'
+    reported = [f for f in _faults(front_proxy) if f['data_unit'] == unit]
+    assert any(f['cloud'] == 'cloud0' and f['kind'] == 'faulty'
+               and 'stale metadata' in f['reason'] for f in reported), reported
+
+
+def test_two_clouds_down_writes_fail_cleanly(swift, container, clouds, reader):
+    swift.put_object(container, 'existing', b'old contents')
+    before = [set(item.backend().list('')) for item in clouds]
+    clouds[1].stop()
+    clouds[2].stop()
+    with pytest.raises(swiftclient.ClientException) as info:
+        swift.put_object(container, 'new', b'must not appear')
+    assert info.value.http_status == 503
+    assert b'needs 3 correct clouds' in info.value.http_response_content
+    with pytest.raises(swiftclient.ClientException) as info:
+        swift.put_object(container, 'existing', b'must not replace')
+    assert info.value.http_status == 503
+    clouds[1].start()
+    clouds[2].start()
+    # Nothing half-committed: no stub, no listing entry, the old object intact, and the
+    # clouds that took the aborted value objects were told to drop them.
+    with pytest.raises(swiftclient.ClientException) as info:
+        swift.get_object(container, 'new')
+    assert info.value.http_status == 404
+    assert [o['name'] for o in swift.get_container(container)[1]] == ['existing']
+    assert swift.get_object(container, 'existing')[1] == b'old contents'
+    for index in (0, 3):
+        assert set(clouds[index].backend().list('')) == before[index]
+
+
+def test_no_cloud_alone_holds_the_plaintext(swift, container, clouds, reader):
+    plaintext = (b'Patient 4711: diagnosis confidential. ' * 2000)[:64 * 1024]
+    before = set(clouds[0].backend().list(''))
+    swift.put_object(container, 'record', plaintext)
+    unit = _unit_of(clouds, before)
+    meta = reader.read_metadata(unit)
+    for index, item in enumerate(clouds):
+        # What the provider has on its disks, every file of its object device.
+        stored = b''.join(path.read_bytes() for path in item.stored_files())
+        assert b'Patient 4711' not in stored and b'diagnosis' not in stored
+        for offset in range(0, len(plaintext) - 16, 997):
+            assert plaintext[offset:offset + 16] not in stored
+        value = item.backend().get(protocol.value_key(unit, meta.version))
+        with pytest.raises(errors.FragmentError):
+            coding.decode({index: value}, 1, meta)
+
+
+def test_repair_command_restores_lost_and_corrupted_objects(swift, container, clouds, reader,
+                                                            front_proxy):
+    before = set(clouds[0].backend().list(''))
+    data = os.urandom(50 * 1024)
+    swift.put_object(container, 'obj', data)
+    unit = _unit_of(clouds, before)
+    meta = reader.read_metadata(unit)
+    key = protocol.value_key(unit, meta.version)
+    original = clouds[1].backend().get(key)
+    clouds[1].backend().delete(key)
+    clouds[2].backend().put(protocol.metadata_key(unit), b'{"not": "signed"}')
+    result = subprocess.run(
+        [sys.executable, '-m', 'tclouds_openstack.cmd.cloudstore', 'repair',
+         '--proxy-conf', str(front_proxy.dir / 'proxy-server.conf'), '--data-unit', unit],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report['repaired']['cloud1'].startswith('value object')
+    assert 'metadata' in report['repaired']['cloud2']
+    assert clouds[1].backend().get(key) == original
+    metadata.parse(clouds[2].backend().get(protocol.metadata_key(unit)), reader.public_key,
+                   unit)
+    check = subprocess.run(
+        [sys.executable, '-m', 'tclouds_openstack.cmd.cloudstore', 'check',
+         '--proxy-conf', str(front_proxy.dir / 'proxy-server.conf'), '--data-unit', unit],
+        capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0 and json.loads(check.stdout)['faults'] == {}
