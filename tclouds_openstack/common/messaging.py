@@ -23,3 +23,18 @@ def get_notifier(conf, publisher_id, transport=None):
     """
     transport = transport or get_notification_transport(conf)
     return messaging.Notifier(transport, publisher_id=publisher_id)
+
+
+def register_opts(conf):
+    """Register every oslo.messaging option on a private ConfigOpts (tests, benchmarks).
+
+    oslo.messaging registers its tracing and metrics options on the global CONF only, and
+    the transport options lazily; a private configuration needs them up front.
+    """
+    from oslo_messaging._metrics import client as metrics
+    from oslo_messaging._tracing import client as tracing
+    from oslo_messaging import opts
+    for group, group_opts in opts.list_opts():
+        conf.register_opts(group_opts, group=group)
+    conf.register_opts(tracing.oslo_messaging_tracing, group='oslo_messaging_tracing')
+    conf.register_opts(metrics.oslo_messaging_metrics, group='oslo_messaging_metrics')

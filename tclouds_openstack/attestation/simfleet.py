@@ -1,0 +1,206 @@
+"""A simulated fleet of compute hosts for tests, benchmarks and demos (not for production).
+
+- :func:`make_conf`: a private ConfigOpts with every tclouds and oslo.messaging option,
+  RabbitMQ on 127.0.0.1 and unique topics and exchange, so concurrent runs on one broker
+  never consume each other's messages (RabbitMQ names queues by topic, whatever the
+  exchange).
+- :class:`SimHost`: one swtpm (manufactured by a local CA, or bare) with the simulated
+  measured boot and IMA list of :mod:`.agent.simulated_boot` applied, and its agent.
+- :class:`Fleet`: a store, registrar and verifier workers over one database, plus hosts.
+"""
+import concurrent.futures
+import hashlib
+import os
+import uuid
+
+from oslo_config import cfg
+import oslo_messaging as messaging
+
+from tclouds_openstack.attestation.agent import agent as agent_mod
+from tclouds_openstack.attestation.agent import simulated_boot
+from tclouds_openstack.attestation.agent import swtpm as swtpm_mod
+from tclouds_openstack.attestation.appraisal import measured_boot
+from tclouds_openstack.attestation.appraisal import policy as pol
+from tclouds_openstack.attestation.service import registrar as registrar_mod
+from tclouds_openstack.attestation.service import store as store_mod
+from tclouds_openstack.attestation.service import verifier as verifier_mod
+from tclouds_openstack.common import messaging as common_messaging
+from tclouds_openstack import conf as tconf
+from tclouds_openstack.tpm import eventlog
+from tclouds_openstack.tpm import ima
+
+RABBIT = 'rabbit://guest:guest@127.0.0.1:5672/'
+OWNER = '77fa9abd-0359-4d32-bd60-28f4e78f784b'
+
+
+def make_conf(connection, **attestation):
+    conf = cfg.ConfigOpts()
+    tconf.register_opts(conf)
+    common_messaging.register_opts(conf)
+    conf([], project='tclouds-test', default_config_files=[])
+    conf.set_override('transport_url', RABBIT)
+    # RabbitMQ queues are named by topic, whatever the exchange: every test gets its own
+    # topics so concurrent runs on the same broker never consume each other's messages
+    unique = uuid.uuid4().hex[:12]
+    conf.set_override('control_exchange', 'tclouds-test-%s' % unique)
+    conf.set_override('agent_topic', 'tclouds-attestation-agent-%s' % unique,
+                      group='attestation')
+    conf.set_override('registrar_topic', 'tclouds-attestation-%s' % unique,
+                      group='attestation')
+    conf.set_override('topics', ['notifications-%s' % unique],
+                      group='oslo_messaging_notifications')
+    conf.set_override('connection', connection, group='attestation')
+    conf.set_override('require_ek_certificate', True, group='attestation')
+    for key, value in attestation.items():
+        conf.set_override(key, value, group='attestation')
+    return conf
+
+
+def transport(conf):
+    return common_messaging.get_transport(conf)
+
+
+def signature_list(*certs):
+    return measured_boot.signature_list([(OWNER, c) for c in certs])
+
+
+def simulated(**overrides):
+    kwargs = dict(pk=signature_list(b'P' * 40), kek=signature_list(b'K' * 40),
+                  db=signature_list(b'D' * 40), dbx=signature_list(b'X' * 32))
+    kwargs.update(overrides)
+    return simulated_boot.measured_boot(**kwargs)
+
+
+def golden_policy_documents():
+    mb = simulated()
+    measured = simulated_boot.ima_measurements(mb.pcrs)
+    refstate = measured_boot.create_refstate(eventlog.parse_eventlog(mb.log))
+    runtime = pol.create_runtime_policy(measured.entries, excludes=['/var/log/.*'])
+    return {'tpm_policy': {}, 'runtime_policy': runtime, 'mb_refstate': refstate}
+
+
+class SimHost(object):
+    """A simulated compute host: swtpm + its boot measurements + an agent."""
+
+    def __init__(self, name, conf, trans, ca, workdir):
+        self.name = name
+        self.conf = conf
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.tpm = swtpm_mod.Swtpm(os.path.join(self.dir, 'tpm'), ca=ca).start()
+        self.uefi = os.path.join(self.dir, 'binary_bios_measurements')
+        self.ima = os.path.join(self.dir, 'ascii_runtime_measurements')
+        self.agent = agent_mod.Agent(conf, trans, host=name, tcti=self.tpm.tcti,
+                                     state_dir=os.path.join(self.dir, 'agent'),
+                                     uefi_eventlog=self.uefi, ima_log=self.ima)
+        self.boot()
+
+    def boot(self, **overrides):
+        mb = simulated(**overrides)
+        measured = simulated_boot.ima_measurements(mb.pcrs)
+        with open(self.uefi, 'wb') as f:
+            f.write(mb.log)
+        with open(self.ima, 'w') as f:
+            f.write(measured.text)
+        device = self.agent.device()
+        for pcr, digests in mb.extends + measured.extends:
+            device.pcr_extend(pcr, digests)
+
+    def reboot(self, **overrides):
+        self.agent.disconnect()
+        self.tpm.reboot()
+        self.boot(**overrides)
+
+    def run_file(self, path, contents):
+        """The kernel measures a file: IMA entry appended, PCR 10 extended."""
+        entry = ima.make_entry(path, hashlib.sha256(contents).digest())
+        with open(self.ima, 'a') as f:
+            f.write(ima.format_entry(entry) + '\n')
+        self.agent.device().pcr_extend(entry.pcr, ima.template_hashes(entry))
+
+    def stop(self):
+        self.agent.stop()
+        self.tpm.stop(keep_state=True)
+
+
+class Fleet(object):
+    def __init__(self, conf, workdir, ca):
+        self.conf = conf
+        self.workdir = workdir
+        self.ca = ca
+        self.transport = transport(conf)
+        self.store = store_mod.Store(conf.attestation.connection)
+        self.store.migrate()
+        self.hosts = {}
+        self.servers = []
+        self.verifiers = []
+        self.events = []
+        self.listener = None
+
+    def start_registrar(self, bundle, require_ek_certificate=True):
+        registrar = registrar_mod.Registrar(self.store, bundle, require_ek_certificate,
+                                            'default')
+        target = messaging.Target(topic=self.conf.attestation.registrar_topic,
+                                  server='registrar')
+        server = messaging.get_rpc_server(self.transport,
+                                          target, [verifier_mod.RegistrarEndpoint(registrar)],
+                                          executor='threading')
+        server.start()
+        self.servers.append(server)
+        return registrar
+
+    def listen_notifications(self):
+        fleet = self
+
+        class Endpoint(object):
+            def info(self, ctxt, publisher_id, event_type, payload, metadata):
+                fleet.events.append((publisher_id, event_type, payload))
+
+        ntransport = common_messaging.get_notification_transport(self.conf)
+        self.listener = messaging.get_notification_listener(
+            ntransport,
+            [messaging.Target(topic=self.conf.oslo_messaging_notifications.topics[0])],
+            [Endpoint()],
+            executor='threading')
+        self.listener.start()
+
+    def add_host(self, name, ca=None, register=True, serve=True):
+        host = SimHost(name, self.conf, self.transport, ca or self.ca, self.workdir)
+        self.hosts[name] = host
+        if register:
+            host.agent.register()
+        if serve:
+            host.agent.start()
+        return host
+
+    def start_verifier(self, worker='worker-1', conf=None):
+        conf = conf or self.conf
+        notifier = common_messaging.get_notifier(
+            conf, 'tclouds-attestation.%s' % worker,
+            transport=common_messaging.get_notification_transport(conf))
+        verifier = verifier_mod.Verifier(conf, self.store, self.transport, notifier=notifier,
+                                         worker=worker)
+        self.verifiers.append(verifier)
+        return verifier.start(tick=0.1)
+
+    def status(self, name):
+        return self.store.get_host(name).status
+
+    def close(self):
+        for verifier in self.verifiers:
+            verifier._stop.set()
+        # stopping an oslo.messaging server takes a poll period: stop them all at once
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            jobs = [pool.submit(v.stop) for v in self.verifiers]
+            jobs += [pool.submit(h.stop) for h in self.hosts.values()]
+            jobs += [pool.submit(lambda s=s: (s.stop(), s.wait())) for s in self.servers]
+            if self.listener is not None:
+                jobs.append(pool.submit(lambda: (self.listener.stop(), self.listener.wait())))
+            for job in jobs:
+                try:
+                    job.result()
+                except Exception:  # teardown must stop every swtpm even if one agent fails
+                    pass
+        for host in self.hosts.values():
+            host.tpm.stop(keep_state=True)
+        self.transport.cleanup()
