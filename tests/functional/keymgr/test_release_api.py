@@ -1,7 +1,8 @@
 """The key release API over real HTTP: compute-role castellan driver and key-service anchor.
 
 Authentication runs with ``[api] auth_strategy = noauth`` here (identity from X-User-*
-headers, standing in for keystonemiddleware's validated token: no Keystone in this test).
+headers, standing in for keystonemiddleware's validated token); test_release_keystone.py
+runs the same path with a real Keystone and keystonemiddleware.
 """
 import datetime
 import os
