@@ -71,10 +71,15 @@ def simulated(**overrides):
     return simulated_boot.measured_boot(**kwargs)
 
 
-def golden_policy_documents():
-    mb = simulated()
-    measured = simulated_boot.ima_measurements(mb.pcrs)
-    refstate = measured_boot.create_refstate(eventlog.parse_eventlog(mb.log))
+def golden_policy_documents(uefi_log=None, refstate=None):
+    """Policies a freshly booted SimHost passes (simulated boot, or ``uefi_log``)."""
+    if uefi_log is None:
+        mb = simulated()
+        log, pcrs = mb.log, mb.pcrs
+    else:
+        log, pcrs = uefi_log, eventlog.replay(eventlog.parse_eventlog(uefi_log))
+    measured = simulated_boot.ima_measurements(pcrs)
+    refstate = refstate or measured_boot.create_refstate(eventlog.parse_eventlog(log))
     runtime = pol.create_runtime_policy(measured.entries, excludes=['/var/log/.*'])
     return {'tpm_policy': {}, 'runtime_policy': runtime, 'mb_refstate': refstate}
 
@@ -82,7 +87,7 @@ def golden_policy_documents():
 class SimHost(object):
     """A simulated compute host: swtpm + its boot measurements + an agent."""
 
-    def __init__(self, name, conf, trans, ca, workdir):
+    def __init__(self, name, conf, trans, ca, workdir, uefi_log=None):
         self.name = name
         self.conf = conf
         self.dir = os.path.join(workdir, name)
@@ -93,17 +98,25 @@ class SimHost(object):
         self.agent = agent_mod.Agent(conf, trans, host=name, tcti=self.tpm.tcti,
                                      state_dir=os.path.join(self.dir, 'agent'),
                                      uefi_eventlog=self.uefi, ima_log=self.ima)
-        self.boot()
+        self.boot(uefi_log)
 
-    def boot(self, **overrides):
-        mb = simulated(**overrides)
-        measured = simulated_boot.ima_measurements(mb.pcrs)
+    def boot(self, uefi_log=None, **overrides):
+        """Measure a boot: the simulated one, or the recorded ``uefi_log`` replayed."""
+        if uefi_log is None:
+            mb = simulated(**overrides)
+            log, extends, pcrs = mb.log, mb.extends, mb.pcrs
+        else:
+            parsed = eventlog.parse_eventlog(uefi_log)
+            log, pcrs = uefi_log, eventlog.replay(parsed)
+            extends = [(e.pcr_index, dict(e.digests)) for e in parsed.events[1:]
+                       if e.event_type != eventlog.EV_NO_ACTION]
+        measured = simulated_boot.ima_measurements(pcrs)
         with open(self.uefi, 'wb') as f:
-            f.write(mb.log)
+            f.write(log)
         with open(self.ima, 'w') as f:
             f.write(measured.text)
         device = self.agent.device()
-        for pcr, digests in mb.extends + measured.extends:
+        for pcr, digests in extends + measured.extends:
             device.pcr_extend(pcr, digests)
 
     def reboot(self, **overrides):

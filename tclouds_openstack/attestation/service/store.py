@@ -296,6 +296,17 @@ class Store(object):
             return policy
 
     @_guard
+    def policy_version(self, name):
+        """(created_at, sizes) of policy ``name`` without reading its documents, or None."""
+        with self._reader() as session:
+            row = (session.query(models.Policy.created_at,
+                                 sa.func.length(models.Policy.runtime_policy),
+                                 sa.func.length(models.Policy.mb_refstate),
+                                 sa.func.length(models.Policy.tpm_policy))
+                   .filter(models.Policy.name == name).first())
+            return tuple(row) if row is not None else None
+
+    @_guard
     def list_policies(self):
         with self._reader() as session:
             rows = session.query(models.Policy).order_by(models.Policy.name).all()

@@ -47,23 +47,29 @@ def _iso(value):
 
 
 class PolicyCache(object):
-    """Parsed policies by name, re-parsed when the stored row changes."""
+    """Parsed policies by name, re-read only when the stored version changes.
+
+    One small query per round instead of reading the whole documents.
+    """
 
     def __init__(self, store):
         self.store = store
         self._cache = {}
 
     def get(self, name):
-        row = self.store.find_policy(name)
-        if row is None:
+        version = self.store.policy_version(name)
+        if version is None:
+            self._cache.pop(name, None)
             return None
-        key = (row.created_at, len(row.runtime_policy or ''), len(row.mb_refstate or ''))
         cached = self._cache.get(name)
-        if cached is None or cached[0] != key:
+        if cached is None or cached[0] != version:
+            row = self.store.find_policy(name)
+            if row is None:
+                return None
             parsed = policy_mod.parse_policy(
                 name, tpm_policy=row.tpm_policy,
                 runtime_policy=row.runtime_policy, mb_refstate=row.mb_refstate)
-            cached = (key, parsed)
+            cached = (version, parsed)
             self._cache[name] = cached
         return cached[1]
 
