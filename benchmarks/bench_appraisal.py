@@ -7,8 +7,10 @@ Keylime's measured-boot reference state for that log (``example`` engine) and a 
 policy covering the IMA list. This project: :func:`appraisal.appraise` with the policy
 parsed once (as the worker caches it). Baseline: Keylime 7.14.3
 ``Tpm().check_quote`` (which re-reads the policy and runs ``tpm2_eventlog`` per call).
-Both must reach the same verdict (trusted) before timing. Prints checks per second, the
-ratio, and the cost per check.
+Both must reach the same verdict (trusted) before timing. Ours is timed cold (the
+measured-boot result cache cleared every call: a log never seen before), with the policy
+parsed every time, and in steady state (the host's boot log unchanged since the last round,
+what a worker sees between reboots). Prints checks per second, the ratios, cost per check.
 """
 import hashlib
 import json
@@ -23,6 +25,7 @@ from tclouds_openstack.attestation.agent import simulated_boot
 from tclouds_openstack.attestation.agent import swtpm
 from tclouds_openstack.attestation.agent import tpm_device
 from tclouds_openstack.attestation import appraisal
+from tclouds_openstack.attestation.appraisal import core
 from tclouds_openstack.attestation.appraisal import policy as pol
 from tclouds_openstack.attestation import keylime_oracle
 from tclouds_openstack.tpm import eventlog
@@ -99,9 +102,19 @@ def run(quick=False):
         policy = pol.parse_policy('bench', runtime_policy=runtime, mb_refstate=refstate)
         ours = appraisal.appraise(evidence, policy, nonce)
         assert ours.trusted, ours.reasons
-        ours_rate = _rate(lambda: appraisal.appraise(evidence, policy, nonce), seconds)
-        parse_rate = _rate(lambda: appraisal.appraise(evidence, pol.parse_policy(
-            'bench', runtime_policy=runtime, mb_refstate=refstate), nonce), seconds)
+        cache = core._appraise_uefi_cached
+
+        def cold():
+            cache.cache_clear()     # a boot log never seen before: full parse and replay
+            return appraisal.appraise(evidence, policy, nonce)
+
+        def cold_parse():
+            cache.cache_clear()
+            return appraisal.appraise(evidence, pol.parse_policy(
+                'bench', runtime_policy=runtime, mb_refstate=refstate), nonce)
+        ours_rate = _rate(cold, seconds)
+        parse_rate = _rate(cold_parse, seconds)
+        steady = _rate(lambda: appraisal.appraise(evidence, policy, nonce), seconds)
         events = len(eventlog.parse_eventlog(evidence.uefi_log).events)
         print('inputs: %d UEFI events, %d IMA entries, ECC P-256 AK quote over 16 PCRs'
               % (events, len(files) + 1))
@@ -109,13 +122,15 @@ def run(quick=False):
               % (ours_rate, 1000 / ours_rate))
         print('tclouds appraise (policy parsed every time): %9.1f checks/s  (%.2f ms)'
               % (parse_rate, 1000 / parse_rate))
+        print('tclouds appraise (boot log seen last round) : %9.1f checks/s  (%.2f ms)'
+              % (steady, 1000 / steady))
         theirs, why = keylime_rate(tmp, nonce, evidence, runtime, refstate, seconds)
         if theirs is None:
             print('baseline skipped: %s' % why)
             return
         print('keylime 7.14.3 check_quote (baseline)      : %9.1f checks/s  (%.2f ms)'
               % (theirs, 1000 / theirs))
-        print('ratio tclouds/keylime: %.1fx (policy parsed once), %.1fx (parsed every time)'
-              % (ours_rate / theirs, parse_rate / theirs))
+        print('ratio tclouds/keylime: %.1fx (policy parsed once), %.1fx (parsed every time), '
+              '%.1fx (steady state)' % (ours_rate / theirs, parse_rate / theirs, steady / theirs))
         digest = hashlib.sha256(json.dumps(runtime).encode()).hexdigest()[:12]
         print('(same evidence and policies for both; runtime policy %s)' % digest)

@@ -25,6 +25,7 @@ Failure identifiers follow Keylime's event ids (``quote_validation``,
 differential test can compare them.
 """
 import dataclasses
+import functools
 import hashlib
 
 from tclouds_openstack.attestation.appraisal import measured_boot
@@ -157,9 +158,11 @@ def appraise(evidence, policy, nonce, hash_alg='sha256', base_pcrs=(), previous=
             failures.append(Failure('pcr_validation.invalid_pcr_%d' % index,
                                     'PCR %d = %s is not in the allowlist' % (index, value.hex())))
 
-    # 4. measured boot
+    # 4. measured boot (cached: a host sends the same log every round until it reboots)
     if policy.mb_refstate is not None or evidence.uefi_log:
-        failures.extend(_appraise_uefi(evidence.uefi_log, policy.mb_refstate, pcrs, hash_alg))
+        failures.extend(_appraise_uefi_cached(
+            bytes(evidence.uefi_log or b''), policy.mb_refstate,
+            tuple(sorted((i, v) for i, v in pcrs.items() if i != IMA_PCR)), hash_alg))
 
     # 5. IMA
     state = HostState(reset_count=clock.reset_count, ima_offset=start_offset,
@@ -180,6 +183,12 @@ def _limit(failures):
     return failures[:MAX_LISTED_FAILURES] + [Failure(
         'more', '%d further failures (%s)' % (len(rest), ', '.join(sorted({f.check
                                                                           for f in rest}))))]
+
+
+@functools.lru_cache(maxsize=1024)
+def _appraise_uefi_cached(data, refstate, pcr_items, hash_alg):
+    """_appraise_uefi on hashable arguments; the result depends on nothing else."""
+    return tuple(_appraise_uefi(data, refstate, dict(pcr_items), hash_alg))
 
 
 def _appraise_uefi(data, refstate, pcrs, hash_alg):
