@@ -41,4 +41,10 @@ def build_option_parser(parser):
         default=utils.env('OS_TCLOUDS_API_VERSION', default=DEFAULT_API_VERSION),
         help='tclouds API version, default=%s (Env: OS_TCLOUDS_API_VERSION)'
              % DEFAULT_API_VERSION)
+    parser.add_argument(
+        '--os-attestation-endpoint',
+        metavar='<url>',
+        default=utils.env('OS_ATTESTATION_ENDPOINT'),
+        help='Attestation API URL, bypassing the Keystone catalog (Env: '
+             'OS_ATTESTATION_ENDPOINT)')
     return parser
