@@ -12,19 +12,28 @@ from tclouds_openstack.keymgr import driver
 
 
 def keymgr_conf(tmp_path, **overrides):
-    """ConfigOpts with our groups; ``overrides`` maps 'group.option' to a value."""
+    """ConfigOpts with our groups; ``overrides`` maps 'group.option' to a value.
+
+    Values go through a config file, not set_override: oslo.config keeps overrides in the
+    OptGroup object, which modules like conf/api.py share between ConfigOpts instances.
+    """
+    master = tmp_path / 'master.key'
+    master.write_text(os.urandom(32).hex())
+    values = {'tclouds_key_manager.local_store_path': tmp_path / 'keys.sqlite',
+              'tclouds_key_manager.master_key_file': master}
+    values.update(overrides)
+    sections = {}
+    for name, value in values.items():
+        group, option = name.split('.')
+        sections.setdefault(group, []).append('%s = %s' % (option, value))
+    conf_file = tmp_path / 'tclouds-test.conf'
+    conf_file.write_text(''.join('[%s]\n%s\n' % (group, '\n'.join(lines))
+                                 for group, lines in sections.items()))
     conf = cfg.ConfigOpts()
     driver.register_opts(conf)
     conf_api.register_opts(conf)
     conf_blockstore.register_opts(conf)
-    conf([], project='tclouds')
-    master = tmp_path / 'master.key'
-    master.write_text(os.urandom(32).hex())
-    conf.set_override('local_store_path', str(tmp_path / 'keys.sqlite'), 'tclouds_key_manager')
-    conf.set_override('master_key_file', str(master), 'tclouds_key_manager')
-    for name, value in overrides.items():
-        group, option = name.split('.')
-        conf.set_override(option, value, group)
+    conf([], project='tclouds', default_config_files=[str(conf_file)])
     return conf
 
 
