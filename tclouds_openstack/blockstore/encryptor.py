@@ -170,6 +170,8 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         elif os.path.exists(self.pid_path):
             with open(self.pid_path) as f:
                 pid = int(f.read().strip() or 0) or None
+            if pid is not None and not self._is_our_export(pid):
+                pid = None           # stale pid file: never signal an unrelated process
         if pid is not None:
             try:
                 os.kill(pid, signal.SIGTERM)    # nbdkit flushes and anchors on exit
@@ -189,6 +191,15 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         for path in (self.pid_path, self.socket_path):
             if os.path.exists(path):
                 os.unlink(path)
+
+    def _is_our_export(self, pid):
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                argv = f.read().split(b'\0')
+        except OSError:
+            return False
+        return (any(a.endswith(b'nbdkit') for a in argv[:1])
+                and self.socket_path.encode() in argv)
 
     def _wait_gone(self, pid):
         deadline = time.monotonic() + self.start_timeout

@@ -83,3 +83,23 @@ def test_wrong_key_refused_and_integrity_failure_is_eio(env):
     enc.detach_volume()
     (event,) = [json.loads(line) for line in open(enc.events_path)]
     assert event['sector'] == 3 and event['check'] == 'tag'
+
+
+def test_detach_after_restart_stops_only_our_export(env):
+    """After a nova-compute restart the export is found by its pid file, nothing else.
+
+    A stale pid file naming another process must not make detach signal that process.
+    """
+    make, key_id, keymgr, ctx, device = env
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    pid = enc._proc.pid
+    later = make(key_id)
+    later.detach_volume()
+    enc._proc.wait(timeout=30)
+    assert not os.path.exists(later.socket_path)
+    with open(later.pid_path, 'w') as f:
+        f.write(str(os.getpid()))                # stale pid file naming this test process
+    later.detach_volume()                        # must not signal us
+    assert not os.path.exists(later.pid_path)
+    assert pid != os.getpid()
