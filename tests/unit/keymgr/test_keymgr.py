@@ -150,3 +150,15 @@ def test_castellan_loads_the_driver_by_name(conf):
     from castellan import options
     options.set_defaults(conf, backend='tclouds')
     assert isinstance(key_manager.API(conf), driver.TcloudsKeyManager)
+
+
+def test_driver_module_imports_stay_light():
+    """castellan instantiates every driver while nova.conf imports: no oslo.messaging."""
+    import subprocess
+    import sys
+    code = ('import sys, tclouds_openstack.keymgr.driver; '
+            'print([m for m in ("oslo_messaging", "sqlite3", "tclouds_openstack.keymgr.release")'
+            ' if m in sys.modules])')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == '[]'
