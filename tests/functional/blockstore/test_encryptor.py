@@ -103,3 +103,23 @@ def test_detach_after_restart_stops_only_our_export(env):
     later.detach_volume()                        # must not signal us
     assert not os.path.exists(later.pid_path)
     assert pid != os.getpid()
+
+
+def test_extend_while_detached(env):
+    make, key_id, keymgr, ctx, device = env
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    qemu_io(enc.socket_path, 'write -P 0x5e 0 64k')
+    with pytest.raises(encryptor.EncryptorError) as exc:
+        enc.extend_volume(ctx)
+    assert 'while detached' in str(exc.value)
+    enc.detach_volume()
+    with open(device, 'r+b') as f:
+        f.truncate(32 << 20)                       # Cinder extended the volume
+    new_size = make(key_id).extend_volume(ctx)
+    assert new_size == fmt.sectors_for_capacity(32 << 20) * fmt.SECTOR_SIZE
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    out = qemu_io(enc.socket_path, 'read -P 0x5e 0 64k', 'read -P 0 %d 4k' % (new_size - 4096))
+    assert out.count('read ') == 2 and 'failed' not in out, out
+    enc.detach_volume()
