@@ -86,6 +86,8 @@ def cmd_create(args):
 
 def cmd_info(args):
     if args.key_file or args.key_id:
+        if not args.anchor:
+            raise InputError('info with a key needs --anchor (the anchor state is shown)')
         print(json.dumps(_open(args).info(), indent=2, sort_keys=True))
         return EXIT_OK
     header, _ = fmt.Volume.read_header(storage.FileStorage(args.volume, readonly=True))
@@ -296,6 +298,10 @@ def main(argv=None):
     except (errors.BlockstoreError, InputError) as exc:
         print('tclouds-blockstore: %s' % exc, file=sys.stderr)
         return EXIT_INPUT
+    except BrokenPipeError:
+        # stdout closed early (| head): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == '__main__':
