@@ -128,3 +128,30 @@ def test_identity_headers_from_the_caller_are_ignored(keystone, release_api):
     with pytest.raises(castellan_exc.Forbidden) as exc:
         anonymous.release(key_id)
     assert '401' in str(exc.value) or 'authentication' in str(exc.value).lower()
+
+
+def test_volume_anchored_in_the_key_service_end_to_end(keystone, release_api, tmp_path):
+    """tclouds-blockstore create/serve/check with --anchor key-service as host node1."""
+    from tests.functional.blockstore import conftest as bs
+
+    url, _, _ = release_api
+    served = bs.Served(tmp_path)
+    for host in HOSTS:
+        (tmp_path / ('%s.conf' % host)).write_text(
+            '[tclouds_key_manager]\nrelease_endpoint_override = %s\n%s'
+            % (url, _auth_section(keystone.url, 'tclouds-host-' + host, HOSTS[host])))
+    node1 = ['--anchor', 'key-service', '--config-file', str(tmp_path / 'node1.conf')]
+    served.args = lambda key=None: [served.volume, '--key-file', key or served.key] + node1
+    try:
+        res = bs.cli('create', *served.args(), '--size', '2M')
+        assert res.returncode == 0, res.stderr
+        assert served.start() is None, served.server_log()
+        assert 'wrote' in bs.qemu_io(served.sock, 'write -P 0x4b 0 64k')
+        served.stop()
+        assert bs.cli('check', *served.args()).returncode == 0
+        assert not os.path.exists(str(tmp_path / 'anchor.json'))   # nothing local
+        res = bs.cli('check', served.volume, '--key-file', served.key, '--anchor',
+                     'key-service', '--config-file', str(tmp_path / 'node2.conf'))
+        assert res.returncode == 2 and 'untrusted' in res.stderr
+    finally:
+        served.stop()
