@@ -194,23 +194,29 @@ class CloudStoreMiddleware:
         return handler(req, info, obj)(env, start_response)
 
     def _read_body(self, req):
+        """Read the body as the proxy does: until EOF of ``wsgi.input``.
+
+        The WSGI server's input already stops at Content-Length or the last chunk;
+        internal requests (object versioning) may carry a stale Content-Length over a
+        longer input, which the proxy also reads to the end.
+        """
         limit = constraints.MAX_FILE_SIZE
         chunks = []
         total = 0
         reader = req.environ['wsgi.input']
-        remaining = req.content_length
-        while remaining is None or remaining > 0:
-            chunk = reader.read(_READ_CHUNK if remaining is None
-                                else min(_READ_CHUNK, remaining))
+        while True:
+            chunk = reader.read(_READ_CHUNK)
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
-            if remaining is not None:
-                remaining -= len(chunk)
             if total > limit:
                 raise swob.HTTPRequestEntityTooLarge(request=req)
-        if remaining:
+        try:
+            expected = req.message_length()
+        except ValueError as exc:
+            raise swob.HTTPBadRequest(request=req, body=str(exc).encode('utf-8'))
+        if expected is not None and total < expected:
             raise swob.HTTPClientDisconnect(request=req)
         return b''.join(chunks)
 
@@ -310,9 +316,12 @@ class CloudStoreMiddleware:
         headers = dict(stub.headers)
         headers.pop('Content-Length', None)
         headers['Etag'] = stub.headers[SYSMETA_ETAG]
-        request_helpers.resolve_ignore_range_header(req, stub.headers)
+        # Ranges are applied here, on a copy: middlewares to the left share ``env`` and
+        # must still see the client's Range (DLO, SLO and symlink re-read it).
+        range_req = swob.Request(dict(req.environ))
+        request_helpers.resolve_ignore_range_header(range_req, stub.headers)
         return swob.Response(
-            request=req, body=result.data, headers=headers, status=200,
+            request=range_req, body=result.data, headers=headers, status=200,
             conditional_response=True,
             conditional_etag=request_helpers.resolve_etag_is_at_header(req, stub.headers))
 

@@ -46,6 +46,8 @@ class S3Backend(base.Backend):
             code = str(exc.response.get('Error', {}).get('Code', ''))
             if code in _NOT_FOUND and operation == 'get':
                 raise errors.BackendNotFound(self.name, key)
+            if code == 'NoSuchBucket' and operation == 'list':
+                return []   # a bucket not created yet holds nothing
             raise errors.BackendError(self.name, operation, '%s: %s' % (key, exc))
         except Exception as exc:  # botocore connection/read errors, urllib3 errors
             raise errors.BackendError(self.name, operation, '%s: %s: %s'

@@ -57,7 +57,8 @@ class SwiftBackend(base.Backend):
             conn.close()
             if exc.http_status == 404 and operation == 'get':
                 raise errors.BackendNotFound(self.name, args[1])
-            if exc.http_status == 404 and operation == 'delete':
+            if exc.http_status == 404 and operation in ('delete', 'list'):
+                # Absent key, or a container not created yet: nothing stored.
                 return None
             raise errors.BackendError(self.name, operation, '%s' % exc)
         except Exception as exc:  # requests/urllib3/socket errors: connection lost, timeout
@@ -83,9 +84,9 @@ class SwiftBackend(base.Backend):
         self._call('delete', 'delete_object', self.container, key)
 
     def list(self, prefix=''):
-        _, listing = self._call('list', 'get_container', self.container, prefix=prefix,
-                                full_listing=True)
-        return sorted(item['name'] for item in listing)
+        result = self._call('list', 'get_container', self.container, prefix=prefix,
+                            full_listing=True)
+        return sorted(item['name'] for item in result[1]) if result else []
 
     def ensure_container(self):
         self._call('put', 'put_container', self.container)

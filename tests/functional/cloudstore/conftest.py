@@ -4,6 +4,7 @@ Session-scoped: starting the five processes takes about two seconds. Tests that 
 corrupt a cluster restore it before they finish (``clouds`` re-starts any cluster that
 is down at teardown).
 """
+import os
 import pathlib
 import shutil
 
@@ -15,6 +16,8 @@ import swiftclient
 from tests.functional.cloudstore import cluster as cluster_mod
 
 N_CLOUDS = 4
+# First port slot (10 ports each from 21000); set another to run two sessions at once.
+FIRST_SLOT = int(os.environ.get('TCLOUDS_CLOUDSTORE_FIRST_SLOT', '0'))
 
 
 @pytest.fixture(scope='session')
@@ -36,7 +39,7 @@ def writer_key_file(cloud_root):
 
 @pytest.fixture(scope='session')
 def backend_clusters(cloud_root):
-    clusters = [cluster_mod.Cluster('cloud%d' % index, index, cloud_root,
+    clusters = [cluster_mod.Cluster('cloud%d' % index, FIRST_SLOT + index, cloud_root,
                                     s3api=(index == N_CLOUDS - 1))
                 for index in range(N_CLOUDS)]
     try:
@@ -53,7 +56,7 @@ def front_proxy(cloud_root, backend_clusters, writer_key_file):
     fault_log = pathlib.Path(cloud_root) / 'faults.jsonl'
     section = cluster_mod.cloudstore_section(backend_clusters, writer_key_file,
                                              fault_log=fault_log)
-    front = cluster_mod.Cluster('front', N_CLOUDS, cloud_root, cloudstore=section,
+    front = cluster_mod.Cluster('front', FIRST_SLOT + N_CLOUDS, cloud_root, cloudstore=section,
                                 log_level='INFO')
     front.fault_log = fault_log
     try:

@@ -59,7 +59,7 @@ def test_objects_go_to_all_four_clouds_one_of_them_over_s3(swift, container, clo
     unit = _unit_of(clouds, before)
     for item in clouds:
         keys = item.backend().list(unit + '/')
-        assert len(keys) == 2 and keys[0].startswith(unit + '/v') and keys[1].endswith('/meta')
+        assert keys[0] == unit + '/meta' and keys[1].startswith(unit + '/v') and len(keys) == 2
     assert type(reader.clouds[3]).__name__ == 'S3Backend'
     assert reader.read(unit).data == data
     headers, body = swift.get_object(container, 'obj')

@@ -107,9 +107,10 @@ def test_swift_functional_suite_passes_through_cloudstore(tmp_path_factory, back
     # TCLOUDS_SWIFT_FTESTS narrows the run while debugging (pytest node ids, space separated).
     selection = os.environ.get('TCLOUDS_SWIFT_FTESTS', 'test/functional').split()
     result = subprocess.run(
-        [sys.executable, '-m', 'pytest'] + selection + ['--ignore=test/functional/s3api',
-         '-p', 'no:cacheprovider', '-p', 'no:requests_mock', '-q', '-o', 'addopts=',
-         '--timeout=300', '--junitxml=%s' % junit],
+        [sys.executable, '-m', 'pytest'] + selection + [
+            '--ignore=test/functional/s3api', '-p', 'no:cacheprovider', '-p',
+            'no:requests_mock', '-q', '-o', 'addopts=', '--timeout=300',
+            '--junitxml=%s' % junit],
         cwd=str(run_dir), env=env, capture_output=True, text=True, timeout=900)
     if os.environ.get('TCLOUDS_SWIFT_FTESTS_OUTPUT'):
         pathlib.Path(os.environ['TCLOUDS_SWIFT_FTESTS_OUTPUT']).write_text(
