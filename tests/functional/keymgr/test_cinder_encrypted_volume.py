@@ -4,6 +4,7 @@ deleting encrypted volumes through the ``tclouds`` castellan driver: unchanged b
 The volume type names this project's os-brick encryptor by class path (front-end).
 """
 import os
+import shutil
 import sys
 import tempfile
 
@@ -60,6 +61,7 @@ class TestEncryptedVolumeThroughTcloudsKeyManager(functional_helpers._Functional
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix='tclouds-cinder-')
+        self.addCleanup(shutil.rmtree, self.tmp, True)
         self.master = os.path.join(self.tmp, 'master.key')
         with open(self.master, 'w') as f:
             f.write(os.urandom(32).hex())
