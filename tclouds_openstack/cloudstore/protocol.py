@@ -88,7 +88,7 @@ class DepSkyCA:
     """The protocol over ``clouds`` (backends in a fixed order: cloud i gets value i)."""
 
     def __init__(self, clouds, f, public_key, private_key=None, executor=None,
-                 fault_listener=None, timeout=60.0):
+                 fault_listener=None, timeout=60.0, straggler_grace=0.05):
         if f < 0 or len(clouds) < 3 * f + 1:
             raise errors.CloudStoreError('need n >= 3f + 1 clouds: n=%d, f=%d'
                                          % (len(clouds), f))
@@ -106,6 +106,7 @@ class DepSkyCA:
         self.executor = executor or InlineExecutor()
         self.fault_listener = fault_listener
         self.timeout = timeout
+        self.straggler_grace = straggler_grace
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -118,11 +119,12 @@ class DepSkyCA:
         # A backend broke its contract (a raw library exception): still fail closed.
         return errors.BackendError(self.clouds[index].name, operation, repr(exc))
 
-    def _collect(self, futures, operation, enough):
+    def _collect(self, futures, operation, enough, grace=0.0):
         """Wait until ``enough(results)`` or every future finished (or the timeout).
 
-        ``results`` maps cloud index to ``(ok, value_or_exception)``. Futures still running
-        afterwards are left to finish in the background.
+        ``results`` maps cloud index to ``(ok, value_or_exception)``. Once enough answered,
+        the others get ``grace`` seconds more; futures still running afterwards are left
+        to finish in the background.
         """
         results = {}
         pending = set(futures)
@@ -131,6 +133,10 @@ class DepSkyCA:
                 pending, timeout=self.timeout, return_when=concurrent.futures.FIRST_COMPLETED)
             if not done:
                 break
+            for future in done:
+                self._harvest(futures, future, operation, results)
+        if pending and grace and enough(results):
+            done, pending = concurrent.futures.wait(pending, timeout=grace)
             for future in done:
                 self._harvest(futures, future, operation, results)
         for future in [future for future in pending if future.done()]:
@@ -242,7 +248,10 @@ class DepSkyCA:
                            if ok or isinstance(value, errors.MetadataError))
             return answered >= (self.n if wait_all else quorum)
 
-        results = self._collect(self._submit(get_metadata, range(self.n)), 'get', enough)
+        # A quorum suffices (Algorithm 2); a short grace lets the remaining clouds answer
+        # too, so that a stale or corrupting cloud is more often noticed and reported.
+        results = self._collect(self._submit(get_metadata, range(self.n)), 'get', enough,
+                                grace=self.straggler_grace)
         faults = {}
         answers = {}
         for index, (ok, value) in results.items():
