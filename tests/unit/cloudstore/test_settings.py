@@ -1,0 +1,85 @@
+"""Start-up validation of the middleware options and the backend loader."""
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives import serialization
+import pytest
+
+from tclouds_openstack.cloudstore import backends
+from tclouds_openstack.cloudstore.backends import s3
+from tclouds_openstack.cloudstore.backends import swift
+from tclouds_openstack.cloudstore import errors
+from tclouds_openstack.swift import cloudstore as middleware
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    path = tmp_path / 'writer.pem'
+    path.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return path
+
+
+def _conf(key_file, **changes):
+    conf = {'clouds': 'a, b, c, d', 'writer_key_file': str(key_file)}
+    for name in 'abc':
+        conf.update({'cloud_%s_type' % name: 'swift', 'cloud_%s_auth_url' % name: 'http://x',
+                     'cloud_%s_user' % name: 'u', 'cloud_%s_key' % name: 'k'})
+    conf.update({'cloud_d_type': 's3', 'cloud_d_endpoint_url': 'http://y',
+                 'cloud_d_access_key': 'a', 'cloud_d_secret_key': 's'})
+    conf.update(changes)
+    return conf
+
+
+def test_valid_configuration_builds_both_backend_types(key_file):
+    settings = middleware.Settings(_conf(key_file))
+    clouds = settings.build_clouds()
+    assert [type(cloud) for cloud in clouds] == [swift.SwiftBackend] * 3 + [s3.S3Backend]
+    assert settings.f == 1 and settings.policies == ['cloudofclouds']
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'clouds': 'a, b, c'}, 'f=1 needs at least 4'),
+    ({'f': 'one'}, 'must be numbers'),
+    ({'timeout': '0'}, 'timeout > 0'),
+    ({'writer_key_file': '/nonexistent/key.pem'}, 'cannot read the writer key'),
+])
+def test_bad_options_stop_the_proxy_with_a_reason(key_file, changes, message):
+    with pytest.raises(ValueError, match=message):
+        middleware.Settings(_conf(key_file, **changes))
+
+
+def test_missing_key_option_names_it(key_file):
+    conf = _conf(key_file)
+    del conf['writer_key_file']
+    with pytest.raises(ValueError, match='writer_key_file'):
+        middleware.Settings(conf)
+
+
+def test_not_an_ed25519_key(tmp_path, key_file):
+    bad = tmp_path / 'bad.pem'
+    bad.write_bytes(b'-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')
+    with pytest.raises(ValueError, match='writer key'):
+        middleware.Settings(_conf(key_file, writer_key_file=str(bad)))
+
+
+@pytest.mark.parametrize('options,message', [
+    ({'type': 'ftp'}, "type 'ftp' is not one of swift, s3"),
+    ({'type': 'swift', 'auth_url': 'http://x', 'user': 'u'}, "option 'key' is required"),
+    ({'type': 's3', 'endpoint_url': 'http://x', 'access_key': 'a', 'secret_key': 's',
+      'timeout': '-1'}, 'not a positive number'),
+])
+def test_backend_loader_errors(options, message):
+    with pytest.raises(errors.CloudStoreError, match=message):
+        backends.load('cloudX', options)
+
+
+def test_unreachable_cloud_raises_backend_error():
+    cloud = backends.load('nowhere', {'type': 'swift', 'auth_url': 'http://127.0.0.1:9/auth',
+                                      'user': 'u', 'key': 'k', 'timeout': '1'})
+    with pytest.raises(errors.BackendError, match='cloud nowhere: get failed'):
+        cloud.get('x')
+    s3cloud = backends.load('nowhere-s3', {'type': 's3', 'endpoint_url': 'http://127.0.0.1:9',
+                                           'access_key': 'a', 'secret_key': 's',
+                                           'timeout': '1'})
+    with pytest.raises(errors.BackendError, match='cloud nowhere-s3: put failed'):
+        s3cloud.put('x', b'y')
