@@ -26,6 +26,8 @@ import random
 import threading
 import time
 
+import oslo_messaging as messaging
+
 from tclouds_openstack.attestation import appraisal
 from tclouds_openstack.attestation.appraisal import policy as policy_mod
 from tclouds_openstack.attestation.backends import base
@@ -306,10 +308,11 @@ class RegistrarEndpoint(object):
     """The registrar's RPC methods (topic ``tclouds-attestation``)."""
 
     def __init__(self, registrar):
-        import oslo_messaging as messaging
         self.target = messaging.Target(version=rpcapi.VERSION)
         self.registrar = registrar
 
+    # refusals are answers, not server faults: no traceback in the worker log
+    @messaging.expected_exceptions(exception.TCloudsException)
     def register(self, ctxt, host, ek_public, ek_certificate, ak_public):
         message = {'ek_public': ek_public, 'ek_certificate': ek_certificate,
                    'ak_public': ak_public}
@@ -322,6 +325,7 @@ class RegistrarEndpoint(object):
             raise exception.BadRequest(str(e))
         return {'id_object': rpcapi.b64(id_object), 'encrypted_secret': rpcapi.b64(secret)}
 
+    @messaging.expected_exceptions(exception.TCloudsException, rpcapi.BadMessage)
     def activate(self, ctxt, host, ak_name, secret):
         secret = rpcapi.unb64({'secret': secret}, 'secret')
         self.registrar.activate(host, ak_name, secret)
