@@ -37,7 +37,8 @@ def build(conf):
 
 def run(conf, stop_event):
     reactor, sync = build(conf)
-    listener = reaction.get_listener(messaging.get_notification_transport(conf), reactor)
+    listener = reaction.get_listener(messaging.get_notification_transport(conf), reactor,
+                                     topics=conf.oslo_messaging_notifications.topics)
     listener.start()
     LOG.info('listening for attestation.host.* notifications')
     try:

@@ -185,13 +185,14 @@ class NotificationEndpoint(object):
         return messaging.NotificationResult.HANDLED
 
 
-def get_listener(transport, reactor, topic='notifications'):
-    """A notification listener on ``topic`` with the threading executor.
+def get_listener(transport, reactor, topics=('notifications',), pool='tclouds-trust-reactor'):
+    """A notification listener on ``topics`` with the threading executor.
 
+    ``topics`` are the attestation service's ``[oslo_messaging_notifications] topics``.
     Pool ``tclouds-trust-reactor``: several reactors share the work, and other consumers
     of the topic (the secure log) still get their own copy.
     """
-    targets = [messaging.Target(topic=topic)]
+    targets = [messaging.Target(topic=topic) for topic in topics]
     return messaging.get_notification_listener(
         transport, targets, [NotificationEndpoint(reactor)], executor='threading',
-        pool='tclouds-trust-reactor')
+        pool=pool)

@@ -33,6 +33,19 @@ SERVICE = {'X-Roles': 'service', 'X-User-Id': 'nova', 'X-Project-Id': 'service'}
 INTERVAL = 1.0
 
 
+class RecordingBackend(tclouds_backend.TCloudsBackend):
+    """The real ``tclouds`` backend, remembering which hosts each batch asked for."""
+
+    calls = None
+
+    def get_verdicts(self, hosts):
+        hosts = list(hosts)
+        if self.calls is None:
+            self.calls = []
+        self.calls.append(hosts)
+        return super().get_verdicts(hosts)
+
+
 @pytest.mark.forked
 @pytest.mark.timeout(300)
 class TestAttestedFleet(base.TrustTestBase):
@@ -73,7 +86,7 @@ class TestAttestedFleet(base.TrustTestBase):
             [(h, self.fleet.store.get_host(h).reasons) for h in self.fleet.hosts]
         client = att_client.AttestationClient(
             ks_session.Session(additional_headers=SERVICE), endpoint_override=url)
-        return tclouds_backend.TCloudsBackend(conf, client=client)
+        return RecordingBackend(conf, client=client)
 
     def _stop_api(self):
         if self.api_server is not None:
@@ -90,8 +103,11 @@ class TestAttestedFleet(base.TrustTestBase):
         notifier = common_messaging.get_notifier(self.aconf, 'trust-reactor.test')
         self.reactor = reaction.TrustReactor(self.aconf, self.nova_client(), self.sync,
                                              notifier)
+        # this run's private topics and pool (concurrent runs share the broker)
         self.listener = reaction.get_listener(
-            common_messaging.get_notification_transport(self.aconf), self.reactor)
+            common_messaging.get_notification_transport(self.aconf), self.reactor,
+            topics=self.aconf.oslo_messaging_notifications.topics,
+            pool='tclouds-trust-reactor-%s' % self.aconf.control_exchange)
         self.listener.start()
         self.addCleanup(lambda: (self.listener.stop(), self.listener.wait()))
 
@@ -116,8 +132,11 @@ class TestAttestedFleet(base.TrustTestBase):
         self.assertTrue(wait_for(lambda: self.events('trust.host.disabled', 'host1'), 10))
         self.assertTrue(self.events('trust.host.trait_removed', 'host1'))
 
-        # new boots avoid it (trust-requiring and plain alike: the service is disabled)
+        # new boots avoid it (trust-requiring and plain alike: the service is disabled);
+        # Placement no longer offers host1: it never reaches the filter as a candidate
+        del self.backend.calls[:]
         self.assertEqual('host2', self.host_of(self.boot(self.secure)))
+        self.assertEqual([['host2', 'host3']], [sorted(c) for c in self.backend.calls])
         self.assertEqual('host2', self.host_of(self.boot()))
 
         # recovery: a clean reboot -> trusted -> re-enabled, trait back
