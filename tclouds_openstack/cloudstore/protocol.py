@@ -119,7 +119,7 @@ class DepSkyCA:
         # A backend broke its contract (a raw library exception): still fail closed.
         return errors.BackendError(self.clouds[index].name, operation, repr(exc))
 
-    def _collect(self, futures, operation, enough, grace=0.0):
+    def _collect(self, futures, operation, enough, grace=0.0, leftover=None):
         """Wait until ``enough(results)`` or every future finished (or the timeout).
 
         ``results`` maps cloud index to ``(ok, value_or_exception)``. Once enough answered,
@@ -139,6 +139,9 @@ class DepSkyCA:
             done, pending = concurrent.futures.wait(pending, timeout=grace)
             for future in done:
                 self._harvest(futures, future, operation, results)
+        if leftover is not None:
+            leftover.update({future: futures[future] for future in pending
+                             if not future.done()})
         for future in [future for future in pending if future.done()]:
             self._harvest(futures, future, operation, results)
         if not enough(results):
@@ -232,26 +235,42 @@ class DepSkyCA:
 
     # -- read -----------------------------------------------------------------------------
 
-    def _read_metadata(self, data_unit, wait_all=False):
-        """Return ``(best, answers, faults)``: the highest valid metadata (or None)."""
+    def _get_metadata(self, data_unit, index):
+        try:
+            raw = self.clouds[index].get(metadata_key(data_unit))
+        except errors.BackendNotFound:
+            return None
+        return metadata_mod.parse(raw, self.public_key, data_unit), raw
+
+    def _judge_metadata(self, data_unit, index, answer, best_version, faults, wait_all):
+        """Report a cloud whose metadata answer is missing or older than the newest."""
+        if answer is None:
+            self._fault(faults, index, UNAVAILABLE if wait_all else FAULTY,
+                        'missing metadata of version %d' % best_version, data_unit)
+        elif isinstance(answer, tuple) and answer[0].version < best_version:
+            self._fault(faults, index, FAULTY, 'stale metadata: version %d, newest is %d'
+                        % (answer[0].version, best_version), data_unit)
+
+    def _read_metadata(self, data_unit, wait_all=False, late=None):
+        """Return ``(best, answers, faults)``: the highest valid metadata (or None).
+
+        With ``late`` (a dict), the clouds that had not answered when the quorum was
+        reached are left running and put there, for the caller to judge afterwards.
+        """
         quorum = self.n - self.f
 
         def get_metadata(index):
-            try:
-                raw = self.clouds[index].get(metadata_key(data_unit))
-            except errors.BackendNotFound:
-                return None
-            return metadata_mod.parse(raw, self.public_key, data_unit), raw
+            return self._get_metadata(data_unit, index)
 
         def enough(results):
             answered = sum(1 for ok, value in results.values()
                            if ok or isinstance(value, errors.MetadataError))
             return answered >= (self.n if wait_all else quorum)
 
-        # A quorum suffices (Algorithm 2); a short grace lets the remaining clouds answer
-        # too, so that a stale or corrupting cloud is more often noticed and reported.
+        # A quorum suffices (Algorithm 2); the rest are judged later (``late``) so that
+        # a stale or corrupting cloud is still noticed and reported.
         results = self._collect(self._submit(get_metadata, range(self.n)), 'get', enough,
-                                grace=self.straggler_grace)
+                                leftover=late)
         faults = {}
         answers = {}
         for index, (ok, value) in results.items():
@@ -269,14 +288,8 @@ class DepSkyCA:
         best = max(valid, key=lambda pair: pair[0].version, default=None)
         if best is not None:
             for index, value in answers.items():
-                if value is None:
-                    self._fault(faults, index, FAULTY if not wait_all else UNAVAILABLE,
-                                'missing metadata of version %d' % best[0].version,
-                                data_unit)
-                elif isinstance(value, tuple) and value[0].version < best[0].version:
-                    self._fault(faults, index, FAULTY, 'stale metadata: version %d, '
-                                'newest is %d' % (value[0].version, best[0].version),
-                                data_unit)
+                self._judge_metadata(data_unit, index, value, best[0].version, faults,
+                                     wait_all)
         return best, answers, faults
 
     def _fetch_values(self, meta, order, faults, needed):
@@ -328,7 +341,8 @@ class DepSkyCA:
         ``min_version``, :class:`~.errors.QuorumError` when too few clouds answer or too
         few value objects verify.
         """
-        best, answers, faults = self._read_metadata(data_unit)
+        late = {}
+        best, answers, faults = self._read_metadata(data_unit, late=late)
         if best is None:
             if min_version is not None:
                 raise errors.StaleError(data_unit, None, min_version)
@@ -345,6 +359,17 @@ class DepSkyCA:
             raise errors.QuorumError('read', data_unit, self.f + 1,
                                      {fault.cloud: fault.reason for fault in faults.values()})
         data = coding.decode(verified, self.f, meta)
+        # Clouds slower than the quorum have usually answered by now; judge them too.
+        done, _ = concurrent.futures.wait(list(late), timeout=self.straggler_grace)
+        for future in done:
+            try:
+                answer = future.result()
+            except errors.MetadataError as exc:
+                self._fault(faults, late[future], FAULTY, 'bad metadata: %s' % exc, data_unit)
+                continue
+            except Exception:  # unreachable clouds are not judged on a successful read
+                continue
+            self._judge_metadata(data_unit, late[future], answer, meta.version, faults, False)
         return ReadResult(data=data, metadata=meta, faults=faults)
 
     def read_metadata(self, data_unit):
