@@ -173,9 +173,16 @@ class CloudStoreMiddleware:
 
     def _unavailable(self, req, what, exc):
         self.logger.error('cloudstore: %s %s: %s', what, req.path, exc)
+        if isinstance(exc, errors.QuorumError):
+            # Clients learn which clouds failed, not their endpoints or errors (those
+            # are in the proxy log under the same transaction id).
+            detail = '%s needs %d correct clouds; failed: %s' % (
+                exc.operation, exc.needed, ', '.join(sorted(exc.reasons)) or 'all')
+        else:
+            detail = str(exc)
         return swob.HTTPServiceUnavailable(
             request=req, content_type='text/plain',
-            body=('cloud-of-clouds %s failed: %s' % (what, exc)).encode('utf-8'))
+            body=('cloud-of-clouds %s failed: %s' % (what, detail)).encode('utf-8'))
 
     # -- requests -------------------------------------------------------------------------
 

@@ -137,7 +137,9 @@ def test_two_clouds_down_writes_fail_cleanly(swift, container, clouds, reader):
     with pytest.raises(swiftclient.ClientException) as info:
         swift.put_object(container, 'new', b'must not appear')
     assert info.value.http_status == 503
-    assert b'needs 3 correct clouds' in info.value.http_response_content
+    body = info.value.http_response_content
+    assert b'needs 3 correct clouds; failed: cloud1, cloud2' in body, body
+    assert b'127.0.0.1' not in body    # endpoints and raw errors stay in the proxy log
     with pytest.raises(swiftclient.ClientException) as info:
         swift.put_object(container, 'existing', b'must not replace')
     assert info.value.http_status == 503
