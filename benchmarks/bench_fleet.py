@@ -152,8 +152,8 @@ def run(quick=False):
             cpu0, wall0, rounds0 = _cpu(), time.monotonic(), len(rounds)
             while time.monotonic() - wall0 < window:
                 now = store_mod.utcnow()
-                ages.extend((now - h.verified_at).total_seconds()
-                            for h in fleet.store.list_hosts())
+                ages.extend((now - verified).total_seconds()
+                            for _, _, verified in fleet.store.verdict_times())
                 time.sleep(0.5)
             cpu = _cpu() - cpu0
             wall = time.monotonic() - wall0

@@ -220,7 +220,21 @@ class Store(object):
         ``state`` (appraisal HostState) is stored only when given (a successful appraisal).
         A history row is added when the status or the reasons change.
         """
+        reasons_json = json.dumps(list(reasons))
+        values = {'verified_at': verified_at}
+        if answered:
+            values['last_answer_at'] = verified_at
+        if state is not None:
+            values.update(reset_count=state.reset_count, ima_offset=state.ima_offset,
+                          ima_pcr=state.ima_pcr.hex() if state.ima_pcr is not None else None)
         with self._writer() as session:
+            # the common case, nothing changed: one UPDATE, no read, no history row
+            same = (session.query(models.Host)
+                    .filter(models.Host.name == name, models.Host.status == status,
+                            models.Host.reasons == reasons_json)
+                    .update(values, synchronize_session=False))
+            if same:
+                return status
             host = session.get(models.Host, name)
             if host is None:
                 return None
@@ -294,6 +308,13 @@ class Store(object):
             if policy is not None:
                 session.expunge(policy)
             return policy
+
+    @_guard
+    def verdict_times(self):
+        """[(name, status, verified_at)] of every host: a light read for monitoring."""
+        with self._reader() as session:
+            return [tuple(r) for r in session.query(models.Host.name, models.Host.status,
+                                                    models.Host.verified_at)]
 
     @_guard
     def policy_version(self, name):

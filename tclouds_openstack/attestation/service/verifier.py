@@ -54,16 +54,25 @@ class PolicyCache(object):
     One small query per round instead of reading the whole documents.
     """
 
+    # a changed policy is noticed within this many seconds (creating one also makes its
+    # hosts due at once)
+    TTL = 1.0
+
     def __init__(self, store):
         self.store = store
         self._cache = {}
+        self._checked = {}
 
     def get(self, name):
+        now = time.monotonic()
+        cached = self._cache.get(name)
+        if cached is not None and now - self._checked.get(name, 0) < self.TTL:
+            return cached[1]
+        self._checked[name] = now
         version = self.store.policy_version(name)
         if version is None:
             self._cache.pop(name, None)
             return None
-        cached = self._cache.get(name)
         if cached is None or cached[0] != version:
             row = self.store.find_policy(name)
             if row is None:
