@@ -6,6 +6,7 @@ software TPM that replayed those logs. Verdicts and failure identifiers must agr
 in the cases where Keylime is wrong, each asserted here and listed in
 doc/source/attestation.rst ("Where this project and Keylime 7.14 differ").
 """
+import base64
 import dataclasses
 import hashlib
 import json
@@ -172,3 +173,47 @@ def test_keylime_misreplays_startup_locality_we_do_not(real):
                         refstate=refstate)
     assert ours == (True, [])
     assert theirs[0] is False and 'measured_boot.invalid_pcr_0' in theirs[1]
+
+
+def test_keylime_ignores_pcr_selection_mismatch_we_reject(real):
+    """Keylime wrong #2: the PCR file's selection is never compared with the quote's.
+
+    Keylime only checks that the digest of the file's values equals the quote's pcrDigest.
+    A file that drops quoted PCR 15 and claims an unquoted PCR 16 with PCR 15's value has
+    the same digest, so Keylime believes PCR 16 holds a value the TPM never reported for it.
+    """
+    host, _ = real
+    n = nonce()
+    evidence = host.evidence(n)
+    relabelled = {bank: {**{i: v for i, v in values.items() if i != 15}, 16: values[15]}
+                  for bank, values in evidence.pcr_values.items()}
+    claimed = {'16': [evidence.pcr_values['sha256'][15].hex()]}
+    ours, theirs = both(dataclasses.replace(evidence, pcr_values=relabelled), n,
+                        tpm_policy=claimed, runtime=host.runtime)
+    assert theirs == (True, [])
+    assert ours == (False, ['quote_validation'])
+    appraisal = core.appraise(dataclasses.replace(evidence, pcr_values=relabelled),
+                              pol.parse_policy('p', tpm_policy=claimed), n)
+    assert appraisal.failures[0].message.startswith('pcr_selection'), appraisal.failures
+    # a quoted PCR merely missing from the file changes the digest: both reject it
+    missing = {bank: {i: v for i, v in values.items() if i != 15}
+               for bank, values in evidence.pcr_values.items()}
+    ours, theirs = both(dataclasses.replace(evidence, pcr_values=missing), n)
+    assert ours[0] is False and theirs[0] is False
+    assert ours[1] == normalize(theirs[1]) == ['quote_validation']
+
+
+def test_keylime_accepts_base64_decoded_nonce_we_reject(real):
+    """Keylime wrong #3: a quote over the base64 decoding of the nonce text passes.
+
+    Keylime also tries the nonce text as base64: a 20-letter nonce is valid base64 for 15
+    other bytes.
+    """
+    host, refstate = real
+    n = nonce()
+    evidence = host.evidence(base64.b64decode(n))
+    ours, theirs = both(evidence, n, runtime=host.runtime, refstate=refstate)
+    assert theirs == (True, [])
+    assert ours == (False, ['quote_validation'])
+    appraisal = core.appraise(evidence, pol.parse_policy('p'), n)
+    assert appraisal.failures[0].message.startswith('nonce'), appraisal.failures
