@@ -56,6 +56,8 @@ class Agent(object):
         self._device = None
         self.ak = None
         self.server = None
+        # (file identity, (first entry, [byte position of that entry, the next, ...]))
+        self._ima_index = (None, (None, None))
 
     # ------------------------------------------------------------------ TPM
     def device(self):
@@ -182,11 +184,43 @@ class Agent(object):
             return None
 
     def _ima_since(self, offset):
-        """IMA lines from ``offset``; from 0 when the list is shorter (the host rebooted)."""
-        data = self._read(self.ima_log)
-        if data is None:
+        """IMA lines from entry ``offset``: (bytes, start entry); from 0 after a reboot.
+
+        The list only grows during a boot, so the agent remembers the byte position of
+        every entry it last answered and seeks there instead of re-reading the whole list
+        each round (the verifier asks from the last entry it accepted, which may lie
+        anywhere in the last answer when the quote covered only a prefix). A last line
+        without its newline is being written by the kernel: it is left for the next round.
+        A list that is shorter than the remembered position, a different file, or an
+        offset outside the last answer is read again from the start.
+        """
+        try:
+            f = open(self.ima_log, 'rb')
+        except OSError:
             return None, offset
-        lines = data.splitlines(keepends=True)
-        if offset > len(lines):
-            offset = 0
-        return b''.join(lines[offset:]), offset
+        with f:
+            st = os.fstat(f.fileno())
+            key = (st.st_dev, st.st_ino)
+            base, starts = self._ima_index[1] if self._ima_index[0] == key else (None, None)
+            if (starts is None or not base <= offset < base + len(starts)
+                    or st.st_size < starts[-1]):
+                # no usable position: count entries from the start of the list
+                base, starts = 0, [0]
+                position = 0
+                for line in f:
+                    if not line.endswith(b'\n'):
+                        break
+                    position += len(line)
+                    starts.append(position)
+                if offset >= len(starts):
+                    offset = 0      # a shorter list than the verifier's offset: rebooted
+            f.seek(starts[offset - base])
+            data = f.read()
+        complete = data[:data.rfind(b'\n') + 1]
+        position = starts[offset - base]
+        index = [position]
+        for line in complete.splitlines(keepends=True):
+            position += len(line)
+            index.append(position)
+        self._ima_index = (key, (offset, index))
+        return complete, offset

@@ -1,5 +1,6 @@
 """Host agent request validation and incremental IMA reads (no TPM needed for these paths)."""
 import base64
+import os
 
 from oslo_config import cfg
 import pytest
@@ -42,3 +43,48 @@ def test_ima_entries_since_offset(agent):
     lines, start = agent._ima_since(50)
     assert start == 0 and lines.count(b'\n') == 5
     assert agent._read(agent.uefi_eventlog) is None
+
+
+def _line(i):
+    return b'10 %040x ima-ng sha256:%064x /f%d\n' % (i, i, i)
+
+
+def test_ima_reads_resume_at_the_byte_position_of_the_last_answer(agent):
+    path = agent.ima_log
+    lines, start = agent._ima_since(0)
+    assert start == 0 and lines == b''.join(_line(i) for i in range(5))
+    # overwrite the already answered entries in place (same size): a reader that starts
+    # from the beginning again would count different entries; ours seeks past them
+    with open(path, 'r+b') as f:
+        f.write(b'x' * len(lines))
+        f.seek(0, 2)
+        f.write(_line(5) + _line(6))
+    lines, start = agent._ima_since(5)
+    assert (lines, start) == (_line(5) + _line(6), 5)
+    # the verifier may accept only a prefix of the last answer: resume inside it
+    lines, start = agent._ima_since(6)
+    assert (lines, start) == (_line(6), 6)
+
+
+def test_ima_half_written_last_line_waits_until_complete(agent):
+    with open(agent.ima_log, 'ab') as f:
+        f.write(_line(5)[:30])
+    lines, start = agent._ima_since(0)
+    assert start == 0 and lines.count(b'\n') == 5 and lines.endswith(_line(4))
+    lines, start = agent._ima_since(5)
+    assert (lines, start) == (b'', 5)
+    with open(agent.ima_log, 'ab') as f:
+        f.write(_line(5)[30:])
+    assert agent._ima_since(5) == (_line(5), 5)
+
+
+def test_ima_list_replaced_or_shorter_is_read_from_the_start(agent):
+    agent._ima_since(0)
+    with open(agent.ima_log + '.new', 'wb') as f:
+        f.write(_line(0) + _line(1))
+    os.replace(agent.ima_log + '.new', agent.ima_log)
+    # the host rebooted: a new list shorter than the verifier's offset, sent from entry 0
+    assert agent._ima_since(5) == (_line(0) + _line(1), 0)
+    with open(agent.ima_log, 'r+b') as f:
+        f.truncate(len(_line(0)))
+    assert agent._ima_since(2) == (_line(0), 0)
