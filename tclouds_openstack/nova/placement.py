@@ -15,6 +15,7 @@ from novaclient import client as nova_client
 
 from tclouds_openstack.attestation.backends import base
 from tclouds_openstack.common import client
+from tclouds_openstack.nova import verdicts as trust_verdicts
 from tclouds_openstack.requirements import model
 
 LOG = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ PLACEMENT_MICROVERSION = '1.18'
 # Nova 2.53: hypervisor ids are compute node UUIDs (= resource provider UUIDs).
 NOVA_MICROVERSION = '2.53'
 _RETRIES = 4
+_HYPERVISOR_PAGE = 500
 
 
 class PlacementClient(client.ServiceClient):
@@ -88,9 +90,16 @@ class TraitSync(object):
     def compute_nodes(self):
         """{service host: [resource provider uuid]} for every compute node."""
         nodes = {}
-        for hyp in self.nova.hypervisors.list(detailed=True):
-            nodes.setdefault(hyp.service['host'], []).append(hyp.id)
-        return nodes
+        marker = None
+        while True:
+            # Nova pages hypervisors ([api] max_limit, 1,000 by default): follow the marker
+            page = self.nova.hypervisors.list(detailed=True, marker=marker,
+                                              limit=_HYPERVISOR_PAGE)
+            for hyp in page:
+                nodes.setdefault(hyp.service['host'], []).append(hyp.id)
+            if not page:
+                return nodes
+            marker = page[-1].id
 
     def jurisdictions(self):
         """{host: country} from aggregate metadata.
@@ -161,8 +170,12 @@ class TraitSync(object):
         """
         nodes = self.compute_nodes()
         countries = self.jurisdictions()
+        names = sorted(nodes)
+        verdicts = {}
         try:
-            verdicts = self.backend.get_verdicts(sorted(nodes))
+            for start in range(0, len(names), trust_verdicts.MAX_BATCH):
+                verdicts.update(self.backend.get_verdicts(
+                    names[start:start + trust_verdicts.MAX_BATCH]))
         except base.BackendUnavailable as e:
             LOG.error('attestation backend unavailable, removing %s from every host: %s',
                       model.TRAIT_TRUSTED, e)

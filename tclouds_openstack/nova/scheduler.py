@@ -25,6 +25,7 @@ import logging
 import time
 
 from nova import exception
+from nova import objects
 from nova.scheduler.client import report
 from nova.scheduler import filters
 from nova.scheduler import request_filter
@@ -155,10 +156,30 @@ def trust_request_filter(ctxt, request_spec):
     for trait, why in wanted:
         if not _trait_in_use(ctxt, trait):
             raise exception.RequestFilterFailed(reason=why)
-        request_spec.root_required.add(trait)
-    LOG.debug('trust requirement %s -> root_required %s', req.describe(),
-              sorted(request_spec.root_required))
+        _require_trait(request_spec, trait)
+    LOG.debug('trust requirement %s -> required traits %s', req.describe(),
+              [t for t, _ in wanted])
     return True
+
+
+def _require_trait(request_spec, trait):
+    """Require ``trait`` in the unnumbered request group (``required=`` in Placement).
+
+    Added as an image-required trait of this scheduling copy of the request spec (Nova
+    puts image traits in the unnumbered group): Placement then filters in its SQL
+    query. ``root_required`` would work too for compute nodes, but Placement applies it
+    only after building every candidate, which costs as much as not filtering at all.
+    The conductor's copy of the spec is not changed.
+    """
+    image = request_spec.image if request_spec.obj_attr_is_set('image') else None
+    if image is None:
+        request_spec.root_required.add(trait)
+        return
+    if not image.obj_attr_is_set('properties') or image.properties is None:
+        image.properties = objects.ImageMetaProps()
+    traits = list(image.properties.get('traits_required', None) or [])
+    if trait not in traits:
+        image.properties.traits_required = traits + [trait]
 
 
 def _register_request_filter():

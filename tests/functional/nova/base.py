@@ -98,6 +98,11 @@ class TrustTestBase(integrated_helpers.ProviderUsageBaseTestCase):
         # nova's cleanup deletes instance attributes pytest still needs.
         pass
 
+    def _wait_for_server_parameter(self, server, expected_params, max_retries=10, **kw):
+        # nova waits 10 x 0.5 s; on a loaded 2-core CI machine a boot can take longer.
+        return super()._wait_for_server_parameter(server, expected_params,
+                                                  max(max_retries, 60), **kw)
+
     def make_backend(self):
         return ControlledBackend()
 

@@ -3,9 +3,19 @@
 host1 (preferred) and host3 are labelled DE, host2 (second preference) US: every move
 that would naturally pick host2 must pick host3 instead.
 """
+import os
+
+import nova.tests.functional  # noqa: F401,I100  (nova's patching first)
+import nova.conf  # noqa: F401,H306,I100  (nova's [DEFAULT] host before tclouds_openstack.conf)
+
+import fixtures
 import pytest
 
+from tclouds_openstack.attestation.backends import base as backend_base
+from tclouds_openstack.nova import scheduler as trust_scheduler
+from tclouds_openstack.requirements import client as req_client
 from tclouds_openstack.requirements import model
+from tests.functional.cinder import requirements_server
 from tests.functional.nova import base
 
 
@@ -81,3 +91,35 @@ class TestJurisdiction(base.TrustTestBase):
 
     def _service_id(self, host):
         return self.admin_api.get_services(host=host, binary='nova-compute')[0]['id']
+
+
+@pytest.mark.forked
+class TestProjectRequirement(base.TrustTestBase):
+    """The project's stored requirement (real requirements API over HTTP) drives Nova."""
+    labels = {'host1': 'DE', 'host2': 'US', 'host3': 'DE'}
+
+    def setUp(self):
+        super().setUp()
+        self.reqs = requirements_server.RequirementsServer(
+            os.path.join(self.useFixture(fixtures.TempDir()).path, 'req.sqlite')).start()
+        self.addCleanup(self.reqs.stop)
+        self.flags(project_requirements=True, group='trust_scheduling')
+        self.useFixture(fixtures.MockPatchObject(
+            trust_scheduler, 'PROJECTS',
+            req_client.ProjectRequirements(self.flags_conf(), self.reqs.client())))
+        self.reqs.client(requirements_server.ADMIN_HEADERS).set(
+            self.api.project_id, trusted_host='required', jurisdictions=['DE'])
+        self.backend.set('host1', backend_base.UNTRUSTED, 'PCR 4 changed')
+        self.trust_all('host2', 'host3')
+        self.sync.full_sync()
+
+    def test_plain_flavor_follows_project_requirement(self):
+        # host1 (preferred) is untrusted, host2 is in the US: only host3 qualifies
+        del self.backend.calls[:]
+        self.assertEqual('host3', self.host_of(self.boot()))
+        self.assertEqual([['host3']], self.candidates())
+
+    def test_requirements_api_down_fails_closed(self):
+        self.reqs.stop()
+        server = self.boot(expected='ERROR')
+        self.assertIn('cannot read the trust requirements of project', server['fault']['message'])
