@@ -18,7 +18,12 @@ def main(argv=None):
          prog='tclouds-attestation-api')
     logging.setup(conf, 'tclouds-attestation-api')
     store = store_mod.Store(conf.attestation.connection)
-    store.migrate()
+    try:
+        store.check_schema()
+    except (store_mod.SchemaError, store_mod.DatabaseUnavailable) as e:
+        LOG.error('not starting: %s', e)
+        print('tclouds-attestation-api: not starting: %s' % e, file=sys.stderr)
+        return 1
     app = api.create_app(conf, store)
     wsgi.serve(app, conf.attestation.api_host, conf.attestation.api_port)
 

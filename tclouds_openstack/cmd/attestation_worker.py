@@ -37,7 +37,12 @@ def main(argv=None):
     logging.setup(conf, 'tclouds-attestation-worker')
     opts = conf.attestation
     store = store_mod.Store(opts.connection)
-    store.migrate()
+    try:
+        store.check_schema()
+    except (store_mod.SchemaError, store_mod.DatabaseUnavailable) as e:
+        LOG.error('not starting: %s', e)
+        print('tclouds-attestation-worker: not starting: %s' % e, file=sys.stderr)
+        return 1
     transport = common_messaging.get_transport(conf)
     registrar = registrar_mod.Registrar(store, _ca_bundle(conf), opts.require_ek_certificate,
                                         opts.default_policy)

@@ -30,6 +30,25 @@ def migrate(connection, script_location, version_table='alembic_version'):
     alembic.command.upgrade(config, 'head')
 
 
+def revisions(connection, script_location, version_table='alembic_version'):
+    """(current, head) alembic revisions of one service's schema; current None if empty."""
+    import alembic.runtime.migration
+    import alembic.script
+    import sqlalchemy
+
+    config = alembic.config.Config()
+    config.set_main_option('script_location', script_location)
+    head = alembic.script.ScriptDirectory.from_config(config).get_current_head()
+    engine = sqlalchemy.create_engine(connection, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = alembic.runtime.migration.MigrationContext.configure(
+                conn, opts={'version_table': version_table})
+            return context.get_current_revision(), head
+    finally:
+        engine.dispose()
+
+
 def run_env_migrations(target_metadata):
     """The body of every service's alembic ``env.py``, so it is written once::
 

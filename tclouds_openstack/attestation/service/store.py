@@ -22,6 +22,7 @@ from tclouds_openstack.common import exception
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'migrations')
 VERSION_TABLE = 'attestation_alembic_version'
+MIGRATION_LOCK = 'tclouds_attestation_migrate'
 
 
 def utcnow():
@@ -39,6 +40,10 @@ class _Context(object):
 
 class DatabaseUnavailable(exception.ServiceUnavailable):
     pass
+
+
+class SchemaError(Exception):
+    """The database schema is not the one this code needs (the message says what to run)."""
 
 
 _LOCKED_RETRIES = 100
@@ -91,7 +96,61 @@ class Store(object):
         engine.dispose()    # connections opened before the listener get replaced
 
     def migrate(self):
-        db.migrate(self.connection, MIGRATIONS, version_table=VERSION_TABLE)
+        """Upgrade the schema to this code's head (``tclouds-attestation-manage db sync``).
+
+        Serialised by a database lock on MariaDB/MySQL (``GET_LOCK``) and PostgreSQL
+        (advisory lock), so two ``db sync`` runs started together (two controllers
+        deploying at once) do not both try to create the tables: the second waits and
+        then finds nothing to do.
+        """
+        engine = sa.create_engine(self.connection, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                dialect = engine.dialect.name
+                if dialect == 'mysql':
+                    got = conn.execute(sa.text('SELECT GET_LOCK(:n, :t)'),
+                                       {'n': MIGRATION_LOCK, 't': 300}).scalar()
+                    if got != 1:
+                        raise SchemaError('timed out after 300 s waiting for the migration '
+                                          'lock %s held by another db sync' % MIGRATION_LOCK)
+                elif dialect == 'postgresql':
+                    conn.execute(sa.text('SELECT pg_advisory_lock(hashtext(:n))'),
+                                 {'n': MIGRATION_LOCK})
+                try:
+                    db.migrate(self.connection, MIGRATIONS, version_table=VERSION_TABLE)
+                finally:
+                    if dialect == 'mysql':
+                        conn.execute(sa.text('SELECT RELEASE_LOCK(:n)'), {'n': MIGRATION_LOCK})
+                    elif dialect == 'postgresql':
+                        conn.execute(sa.text('SELECT pg_advisory_unlock(hashtext(:n))'),
+                                     {'n': MIGRATION_LOCK})
+        finally:
+            engine.dispose()
+
+    def schema_revisions(self):
+        """(current, head) revisions of the attestation schema."""
+        try:
+            return db.revisions(self.connection, MIGRATIONS, version_table=VERSION_TABLE)
+        except (db_exc.DBError, sa.exc.SQLAlchemyError) as e:
+            raise DatabaseUnavailable('attestation database unavailable: %s'
+                                      % str(e).splitlines()[0][:200])
+
+    def check_schema(self):
+        """Raise :class:`SchemaError` unless the schema is exactly this code's head.
+
+        The services call this at start instead of migrating themselves: an API and a
+        worker started together on a fresh database would otherwise race to create it.
+        """
+        current, head = self.schema_revisions()
+        if current == head:
+            return head
+        if current is None:
+            problem = 'has no attestation schema'
+        else:
+            problem = 'is at schema revision %s, this code needs %s' % (current, head)
+        raise SchemaError('the attestation database %s: run "tclouds-attestation-manage '
+                          '--config-file <tclouds.conf> db sync" before starting the services'
+                          % problem)
 
     def _writer(self):
         return self.facade.writer.using(_Context())

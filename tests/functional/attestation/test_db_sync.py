@@ -1,0 +1,94 @@
+"""``tclouds-attestation-manage db sync`` on a fresh MariaDB, and services that refuse an
+outdated schema instead of racing to create it."""
+import subprocess
+import sys
+import time
+
+import pymysql
+import pytest
+
+from tclouds_openstack.attestation.service import store as store_mod
+from tests.functional.attestation import conftest as fx
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    name, url = fx.mariadb_url()
+    path = tmp_path / 'tclouds.conf'
+    path.write_text('[attestation]\nconnection = %s\n' % url)
+    try:
+        yield name, url, str(path)
+    finally:
+        fx.drop_mariadb(name)
+
+
+def run(module, path, *args):
+    return subprocess.run([sys.executable, '-m', 'tclouds_openstack.cmd.%s' % module,
+                           '--config-file', path] + list(args),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_services_refuse_an_unsynced_database_until_db_sync(fresh):
+    name, url, path = fresh
+    for service in ('attestation_api', 'attestation_worker'):
+        result = run(service, path)
+        assert result.returncode == 1, (service, result.stderr)
+        assert 'has no attestation schema' in result.stderr
+        assert 'tclouds-attestation-manage --config-file <tclouds.conf> db sync' in result.stderr
+        assert 'Traceback' not in result.stderr
+    store = store_mod.Store(url)
+    assert store.schema_revisions()[0] is None     # nobody created tables behind our back
+    version = run('attestation_manage', path, 'db', 'version')
+    assert version.returncode == 1 and 'current (none)' in version.stdout
+    sync = run('attestation_manage', path, 'db', 'sync')
+    assert sync.returncode == 0, sync.stderr
+    current, head = store.schema_revisions()
+    assert current == head and head in sync.stdout
+    assert store.check_schema() == head
+    # running it again (every upgrade does) is a no-op
+    assert run('attestation_manage', path, 'db', 'sync').returncode == 0
+    assert run('attestation_manage', path, 'db', 'version').returncode == 0
+
+
+def _waiting_on_lock(db_name):
+    conn = pymysql.connect(host='127.0.0.1', user='root', password='')
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.processlist "
+                        "WHERE db = %s AND state = 'User lock'", (db_name,))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_concurrent_db_syncs_are_serialised_by_a_database_lock(fresh):
+    name, url, path = fresh
+    holder = pymysql.connect(host='127.0.0.1', user='root', password='', database=name)
+    procs = []
+    try:
+        with holder.cursor() as cur:
+            cur.execute('SELECT GET_LOCK(%s, 0)', (store_mod.MIGRATION_LOCK,))
+            assert cur.fetchone()[0] == 1
+        cmd = [sys.executable, '-m', 'tclouds_openstack.cmd.attestation_manage',
+               '--config-file', path, 'db', 'sync']
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        deadline = time.monotonic() + 60
+        while _waiting_on_lock(name) < 2:
+            assert time.monotonic() < deadline, 'db sync never waited for the lock'
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.1)
+        # both wait: neither has touched the schema while the lock is held
+        assert store_mod.Store(url).schema_revisions()[0] is None
+        with holder.cursor() as cur:
+            cur.execute('SELECT RELEASE_LOCK(%s)', (store_mod.MIGRATION_LOCK,))
+        results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+        assert all(rc == 0 for _, _, rc in results), results
+        current, head = store_mod.Store(url).schema_revisions()
+        assert current == head
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        holder.close()
