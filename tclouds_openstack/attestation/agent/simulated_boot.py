@@ -11,16 +11,19 @@ What is recorded follows the TCG PC Client Platform Firmware Profile (PFP) 3.1 s
 3.3.4 PCR usage and grub 2's TPM conventions:
 
 - PCR 0: (StartupLocality), S-CRTM version, the platform firmware blob;
-- PCR 1: BootOrder and Boot0000 variables;
-- PCR 7: SecureBoot, PK, KEK, db, dbx, and with Secure Boot the db authority that verified
-  the boot loader;
+- PCR 1: BootOrder and Boot0000 (an EFI_LOAD_OPTION, UEFI 2.x 3.1.3) variables;
+- PCR 7: SecureBoot, then PK, KEK, db (EFI_SIGNATURE_LISTs of X.509 entries, one list per
+  certificate) and dbx (one list of SHA-256 entries), UEFI 2.x 32.4.1; with Secure Boot
+  also the authority that verified the boot loader: the one db EFI_SIGNATURE_DATA, not the
+  whole db (PFP 10.4.3);
 - PCR 4: "Calling EFI Application from Boot Option", then shim, grub and kernel images;
 - PCR 0-7: EV_SEPARATOR;
 - PCR 8: grub's commands and the kernel command line as EV_IPL, hashed *without* the
   ``grub_cmd: ``/``kernel_cmdline: `` prefix and NUL (what grub extends);
 - PCR 9: the kernel and initrd files grub read, as EV_IPL.
 
-Image digests are plain hashes of the bytes given (a real firmware hashes the PE
+Certificates are opaque bytes (a simulation does not sign anything); image digests are
+plain hashes of the bytes given (a real firmware hashes the PE
 Authenticode image); a simulation only needs them to be deterministic and sensitive to
 change. The IMA list starts with ``boot_aggregate``: SHA-256 over PCR 0-9 of the SHA-256
 bank (ima-ng, Linux >= 5.8), then one entry per file.
@@ -28,7 +31,9 @@ bank (ima-ng, Linux >= 5.8), then one entry per file.
 import dataclasses
 import hashlib
 import struct
+import uuid
 
+from tclouds_openstack.attestation.appraisal import measured_boot as mb
 from tclouds_openstack.tpm import eventlog
 from tclouds_openstack.tpm import ima
 
@@ -47,6 +52,10 @@ DEFAULT_FILES = {
     '/usr/lib/x86_64-linux-gnu/libvirt.so.0': b'\x7fELF libvirt',
     '/etc/nova/nova.conf': b'[DEFAULT]\ncompute_driver = libvirt.LibvirtDriver\n',
 }
+
+# SignatureOwner of the simulated keys (any GUID; real ones name the vendor)
+SIGNATURE_OWNER = '6f1e2b0c-7d4a-4c1e-9e53-7463c6f0e0a1'
+EFI_CERT_SHA256_GUID = uuid.UUID('c1c41626-504c-4092-aca9-41f936934328')
 
 _SEPARATOR = b'\x00\x00\x00\x00'
 _CALLING_BOOT_OPTION = b'Calling EFI Application from Boot Option'
@@ -89,26 +98,64 @@ def _device_path(file_path):
     return struct.pack('<BBH', 0x04, 0x04, 4 + len(path)) + path + b'\x7f\xff\x04\x00'
 
 
+def _load_option(description, file_path, active=True):
+    """EFI_LOAD_OPTION (UEFI 2.x 3.1.3): Attributes, FilePathListLength, Description, path."""
+    device_path = _device_path(file_path)
+    return (struct.pack('<IH', 1 if active else 0, len(device_path))
+            + (description + '\0').encode('utf-16-le') + device_path)
+
+
+def x509_lists(*certificates):
+    """PK/KEK/db contents: one EFI_SIGNATURE_LIST per certificate (their sizes differ)."""
+    return b''.join(mb.signature_list([(SIGNATURE_OWNER, c)]) for c in certificates)
+
+
+def sha256_list(*digests):
+    """dbx contents: one EFI_SIGNATURE_LIST of SHA-256 image digests."""
+    return mb.signature_list([(SIGNATURE_OWNER, d) for d in digests], EFI_CERT_SHA256_GUID)
+
+
+def _first_signature(signature_lists):
+    """The first EFI_SIGNATURE_DATA (owner GUID + data) of an EFI_SIGNATURE_LIST array."""
+    if len(signature_lists) < 28:
+        raise ValueError('db: %d bytes hold no EFI_SIGNATURE_LIST (UEFI 2.x 32.4.1)'
+                         % len(signature_lists))
+    list_size, header_size, size = struct.unpack_from('<III', signature_lists, 16)
+    start = 28 + header_size
+    if size < 16 or start + size > min(list_size, len(signature_lists)):
+        raise ValueError('db: the first EFI_SIGNATURE_LIST holds no signature')
+    return signature_lists[start:start + size]
+
+
 def _image_load_event(location, image, file_path):
     """UEFI_IMAGE_LOAD_EVENT (PFP 10.4.2) for an image loaded at ``location``."""
     device_path = _device_path(file_path)
     return struct.pack('<QQQQ', location, len(image), 0, len(device_path)) + device_path
 
 
+# valid EFI_SIGNATURE_LIST contents, so tpm2_eventlog and Keylime decode them
+DEFAULT_PK = x509_lists(b'simulated PK certificate')
+DEFAULT_KEK = x509_lists(b'simulated KEK certificate')
+DEFAULT_DB = x509_lists(b'simulated db certificate (signs shim)', b'simulated db certificate 2')
+DEFAULT_DBX = sha256_list(hashlib.sha256(b'simulated revoked boot loader').digest())
+
+
 def measured_boot(kernel=DEFAULT_KERNEL, initrd=DEFAULT_INITRD, cmdline=DEFAULT_CMDLINE,
                   firmware=DEFAULT_FIRMWARE, grub=DEFAULT_GRUB, shim=DEFAULT_SHIM,
-                  secure_boot=True, pk=b'simulated PK', kek=b'simulated KEK',
-                  db=b'simulated db', dbx=b'', banks=DEFAULT_BANKS, startup_locality=None,
+                  secure_boot=True, pk=DEFAULT_PK, kek=DEFAULT_KEK,
+                  db=DEFAULT_DB, dbx=DEFAULT_DBX, banks=DEFAULT_BANKS, startup_locality=None,
                   crtm_version='1.0'):
     """The UEFI event log and PCR extends of one measured boot.
 
     ``startup_locality`` None omits the StartupLocality event; 0 or 3 records it (3 means
-    the TPM must be started from locality 3 for its PCR 0 to match ``pcrs``).
+    the TPM must be started from locality 3 for its PCR 0 to match ``pcrs``). ``pk``,
+    ``kek``, ``db`` and ``dbx`` are the variables' contents, EFI_SIGNATURE_LIST arrays (see
+    :func:`x509_lists`, :func:`sha256_list`); with Secure Boot the first db entry is the
+    one that verified the boot loader.
     """
     new = eventlog.new_event
     efi_db = eventlog.EFI_IMAGE_SECURITY_DATABASE
-    # EFI_LOAD_OPTION (UEFI 2.x 3.1.3): attributes LOAD_OPTION_ACTIVE, then the file path
-    boot_option = b'\x01\x00\x00\x00' + _device_path('\\EFI\\debian\\shimx64.efi')
+    boot_option = _load_option('debian', '\\EFI\\debian\\shimx64.efi')
     events = []
     if startup_locality is not None:
         events.append(eventlog.startup_locality_event(startup_locality, banks))
@@ -128,9 +175,10 @@ def measured_boot(kernel=DEFAULT_KERNEL, initrd=DEFAULT_INITRD, cmdline=DEFAULT_
     ]
     events += [new(pcr, eventlog.EV_SEPARATOR, _SEPARATOR, banks) for pcr in range(8)]
     if secure_boot:
-        # the db entry that verified the first boot application (PFP 10.4.3, PCR 7)
+        # the db entry that verified the first boot application: one EFI_SIGNATURE_DATA
+        # (owner GUID + certificate), PFP 10.4.3, PCR 7
         events.append(new(7, eventlog.EV_EFI_VARIABLE_AUTHORITY,
-                          _efi_variable('db', db, efi_db), banks))
+                          _efi_variable('db', _first_signature(db), efi_db), banks))
     location = 0x7E000000
     if shim is not None:
         events.append(new(4, eventlog.EV_EFI_BOOT_SERVICES_APPLICATION,

@@ -147,7 +147,7 @@ def appraise(log, refstate):
             if name not in ('db', 'vendor_db'):
                 continue
             try:
-                # some firmware (and tclouds' simulated boot) log the whole list
+                # some firmware logs the whole db list instead of the one entry
                 found = parse_signature_lists(data, name)
             except ValueError:
                 found = {_signature_data(data)}

@@ -217,3 +217,68 @@ def test_keylime_accepts_base64_decoded_nonce_we_reject(real):
     assert ours == (False, ['quote_validation'])
     appraisal = core.appraise(evidence, pol.parse_policy('p'), n)
     assert appraisal.failures[0].message.startswith('nonce'), appraisal.failures
+
+
+# Generated logs (attestation/agent/simulated_boot.py) against Keylime's ``example`` policy,
+# with a Secure Boot reference state made from the good boot. Without Secure Boot the
+# simulation still logs the kernel as a PCR 4 boot application, while Keylime's example
+# policy then expects only shim and grub there (and a vmlinuz digest in PCR 9), so a
+# non-Secure-Boot boot is only used as a tampered case here.
+GENERATED_CASES = {
+    'good': {},
+    'kernel replaced': {'kernel': b'rootkit kernel'},
+    'initrd replaced': {'initrd': b'evil initrd'},
+    'kernel command line changed': {'cmdline': 'root=/dev/vda1 init=/bin/sh'},
+    'grub patched': {'grub': b'patched grub'},
+    'firmware downgraded': {'firmware': b'old firmware'},
+    'secure boot off': {'secure_boot': False},
+    'db key added': {'db': simulated_boot.x509_lists(b'simulated db certificate (signs shim)',
+                                                     b'attacker db certificate')},
+    'pk replaced': {'pk': simulated_boot.x509_lists(b'attacker PK certificate')},
+    'dbx emptied': {'dbx': b''},
+}
+
+
+@pytest.fixture(scope='module')
+def generated_refstate(keylime):
+    from tclouds_openstack.attestation.appraisal import measured_boot
+    return measured_boot.create_refstate(
+        el.parse_eventlog(simulated_boot.measured_boot().log))
+
+
+def test_keylime_tooling_parses_generated_logs(keylime):
+    """tpm2_eventlog's YAML loads and Keylime's enrichment decodes every variable."""
+    from keylime.mba.elparsing import tpm2_tools_elparser
+    for kwargs in ({}, {'secure_boot': False}, {'startup_locality': 3},
+                   {'banks': ('sha256',)}):
+        failure, parsed = tpm2_tools_elparser.parse_binary_bootlog(
+            simulated_boot.measured_boot(**kwargs).log)
+        assert not failure and parsed, (kwargs, failure.get_event_ids() if failure else None)
+        events = {(e['EventType'], e['Event'].get('UnicodeName')): e['Event']
+                  for e in parsed['events'] if isinstance(e.get('Event'), dict)}
+        option = events[('EV_EFI_VARIABLE_BOOT', 'Boot0000')]['VariableData']
+        assert option['Enabled'] == 'Yes' and option['Description'] == 'debian'
+        assert 'shimx64.efi'.encode('utf-16-le') in bytes.fromhex(option['DevicePath'])
+        db = events[('EV_EFI_VARIABLE_DRIVER_CONFIG', 'db')]['VariableData']
+        assert [len(sig_list['Keys']) for sig_list in db] == [1, 1]
+        if kwargs.get('secure_boot', True):
+            [authority] = events[('EV_EFI_VARIABLE_AUTHORITY', 'db')]['VariableData']
+            assert authority == db[0]['Keys'][0]
+
+
+@pytest.mark.parametrize('label', sorted(GENERATED_CASES))
+def test_same_verdicts_on_generated_logs(generated_refstate, label):
+    host = Host(simulated_boot.measured_boot(**GENERATED_CASES[label]).log)
+    n = nonce()
+    ours, theirs = both(host.evidence(n), n, runtime=host.runtime, refstate=generated_refstate)
+    assert ours[0] == theirs[0] and ours[1] == normalize(theirs[1]), (label, ours, theirs)
+    assert ours == ((True, []) if label == 'good' else (False, ['measured_boot.policy']))
+
+
+def test_keylime_misreplays_generated_startup_locality_3_boot(generated_refstate):
+    """Keylime wrong #5 on a generated log too."""
+    host = Host(simulated_boot.measured_boot(startup_locality=3).log, startup_locality=3)
+    n = nonce()
+    ours, theirs = both(host.evidence(n), n, runtime=host.runtime, refstate=generated_refstate)
+    assert ours == (True, [])
+    assert theirs[0] is False and 'measured_boot.invalid_pcr_0' in theirs[1]

@@ -1,8 +1,11 @@
 """Simulated measured boot (attestation/agent/simulated_boot.py): logs that replay to the
 extends it reports, and tampering that shows in the PCRs it should and only those."""
 import hashlib
+import struct
+import uuid
 
 from tclouds_openstack.attestation.agent import simulated_boot
+from tclouds_openstack.attestation.appraisal import measured_boot
 from tclouds_openstack.tpm import eventlog
 from tclouds_openstack.tpm import ima
 
@@ -106,3 +109,30 @@ def test_boot_aggregate_of_a_fresh_tpm_is_hash_of_zeros():
     boot = simulated_boot.measured_boot()
     assert ima.boot_aggregate(boot.pcrs, 'sha1') == hashlib.sha1(
         b''.join(boot.pcrs['sha1'][i] for i in range(10))).digest()
+
+
+def test_boot_option_and_secure_boot_variables_are_well_formed_uefi_structures():
+    boot = simulated_boot.measured_boot()
+    variables = {}
+    for event in boot.events[1:]:
+        if event.event_type in (eventlog.EV_EFI_VARIABLE_BOOT,
+                                eventlog.EV_EFI_VARIABLE_DRIVER_CONFIG,
+                                eventlog.EV_EFI_VARIABLE_AUTHORITY):
+            var = eventlog.decode_efi_variable(event)
+            variables[(event.event_type, var.unicode_name)] = var.variable_data
+    # EFI_LOAD_OPTION: Attributes, FilePathListLength, Description, FilePathList (UEFI 3.1.3)
+    option = variables[(eventlog.EV_EFI_VARIABLE_BOOT, 'Boot0000')]
+    attributes, path_length = struct.unpack_from('<IH', option)
+    description = 'debian\0'.encode('utf-16-le')
+    assert attributes == 1 and option[6:6 + len(description)] == description
+    assert len(option) == 6 + len(description) + path_length
+    assert option.endswith(b'\x7f\xff\x04\x00')
+    # PK/KEK/db/dbx are EFI_SIGNATURE_LIST arrays; the authority is one db entry
+    config = eventlog.EV_EFI_VARIABLE_DRIVER_CONFIG
+    for name in ('PK', 'KEK', 'db', 'dbx'):
+        assert measured_boot.parse_signature_lists(variables[(config, name)], name)
+    db = measured_boot.parse_signature_lists(variables[(config, 'db')], 'db')
+    authority = variables[(eventlog.EV_EFI_VARIABLE_AUTHORITY, 'db')]
+    owner = str(uuid.UUID(bytes_le=authority[:16]))
+    assert len(db) == 2 and (owner, authority[16:].hex()) in db
+    assert authority[16:] == b'simulated db certificate (signs shim)'
