@@ -55,7 +55,8 @@ def run(quick=False):
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     clouds = [cluster_mod.Cluster('cloud%d' % index, FIRST_SLOT + index, root,
-                                  s3api=(index == 3)) for index in range(4)]
+                                  s3api=(index == 3), backend_only=True)
+              for index in range(4)]
     front = cluster_mod.Cluster('front', FIRST_SLOT + 4, root, cloudstore=(
         cluster_mod.cloudstore_section(clouds, key_file, timeout=30)))
     plain = cluster_mod.Cluster('plain', FIRST_SLOT + 5, root)

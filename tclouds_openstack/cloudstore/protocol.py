@@ -381,10 +381,12 @@ class DepSkyCA:
 
     # -- delete ---------------------------------------------------------------------------
 
-    def delete(self, data_unit):
-        """Remove every object of ``data_unit`` from every cloud; n - f must succeed.
+    def delete(self, data_unit, versions=None):
+        """Remove ``data_unit`` from every cloud; n - f must succeed.
 
-        Returns the faults; raises :class:`~.errors.QuorumError` otherwise.
+        With ``versions`` only those versions' value objects are deleted (the caller
+        knows them; older leftovers are ``repair``'s job), otherwise every object listed
+        under the data unit. Returns the faults; raises :class:`~.errors.QuorumError`.
         """
         quorum = self.n - self.f
         prefix = data_unit + '/'
@@ -393,7 +395,11 @@ class DepSkyCA:
             cloud = self.clouds[index]
             # Metadata first: once it is gone no reader picks this unit's values.
             cloud.delete(metadata_key(data_unit))
-            for key in cloud.list(prefix):
+            if versions is None:
+                keys = cloud.list(prefix)
+            else:
+                keys = [value_key(data_unit, version) for version in versions]
+            for key in keys:
                 cloud.delete(key)
 
         results = self._collect(self._submit(delete_all, range(self.n)), 'delete',

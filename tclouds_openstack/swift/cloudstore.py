@@ -336,13 +336,14 @@ class CloudStoreMiddleware:
         old = self._stub_headers(req)
         resp = req.get_response(self.app)
         if resp.is_success and old is not None:
-            def delete_data_unit(data_unit):
+            def delete_data_unit(data_unit, version):
                 try:
-                    self.depsky.delete(data_unit)
+                    self.depsky.delete(data_unit, versions=[version])
                 except errors.CloudStoreError as exc:
                     self.logger.warning('cloudstore: delete of data unit %s: %s (repair '
                                         'removes the rest)', data_unit, exc)
-            self.executor.submit(delete_data_unit, old[SYSMETA_DATA_UNIT])
+            self.executor.submit(delete_data_unit, old[SYSMETA_DATA_UNIT],
+                                 int(old[SYSMETA_VERSION]))
         return resp
 
 

@@ -40,7 +40,7 @@ def writer_key_file(cloud_root):
 @pytest.fixture(scope='session')
 def backend_clusters(cloud_root):
     clusters = [cluster_mod.Cluster('cloud%d' % index, FIRST_SLOT + index, cloud_root,
-                                    s3api=(index == N_CLOUDS - 1))
+                                    s3api=(index == N_CLOUDS - 1), backend_only=True)
                 for index in range(N_CLOUDS)]
     try:
         for item in clusters:

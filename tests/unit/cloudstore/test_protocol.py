@@ -155,6 +155,12 @@ def test_repair_rebuilds_missing_and_bad_objects(depsky, clouds):
     assert depsky.read('unit').data == DATA
 
 
+def test_delete_of_known_versions(depsky, clouds):
+    depsky.write('unit', DATA, 1)
+    depsky.delete('unit', versions=[1])
+    assert all(not cloud.objects for cloud in clouds)
+
+
 def test_delete_removes_everything(depsky, clouds):
     depsky.write('unit', DATA, 1)
     depsky.write('other', b'x', 1)
