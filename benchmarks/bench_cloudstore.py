@@ -1,6 +1,6 @@
 """Cloud-of-clouds PUT/GET (DepSky-CA, n=4, f=1) via the Swift middleware vs. plain Swift.
 
-Starts, as separate processes on loopback (ports 21100-21159, devices on tmpfs): four
+Starts, as separate processes on loopback (free ports in 21000-21999, devices on tmpfs): four
 backend Swift clusters (one reached through s3api with boto3), a front proxy with the
 cloudstore middleware, and a plain single-replica cluster as the baseline. Measures the
 median throughput of 16 MiB PUTs and GETs with python-swiftclient against the front proxy
@@ -48,18 +48,19 @@ def _measure(conn, container, data, repeats):
 
 def run(quick=False):
     repeats = 2 if quick else 5
+    first_slot = cluster_mod.free_slots(6, FIRST_SLOT)
     root = cluster_mod.make_root('tclouds-cloudstore-bench')
     key = ed25519.Ed25519PrivateKey.generate()
     key_file = pathlib.Path(root) / 'writer.pem'
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    clouds = [cluster_mod.Cluster('cloud%d' % index, FIRST_SLOT + index, root,
+    clouds = [cluster_mod.Cluster('cloud%d' % index, first_slot + index, root,
                                   s3api=(index == 3), backend_only=True)
               for index in range(4)]
-    front = cluster_mod.Cluster('front', FIRST_SLOT + 4, root, cloudstore=(
+    front = cluster_mod.Cluster('front', first_slot + 4, root, cloudstore=(
         cluster_mod.cloudstore_section(clouds, key_file, timeout=30)))
-    plain = cluster_mod.Cluster('plain', FIRST_SLOT + 5, root)
+    plain = cluster_mod.Cluster('plain', first_slot + 5, root)
     everything = clouds + [front, plain]
     try:
         for item in everything:

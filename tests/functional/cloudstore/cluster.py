@@ -98,6 +98,20 @@ def slot_port(slot):
     return PORT_BASE + PORTS_PER_SLOT * slot
 
 
+def free_slots(count, first=0):
+    """First run of ``count`` consecutive slots whose ports are all free.
+
+    This area's range holds 100 slots; another checkout running the same tests at the
+    same time may hold some of them.
+    """
+    for base in range(first, 100 - count + 1, count):
+        if all(_port_free(slot_port(slot) + offset)
+               for slot in range(base, base + count) for offset in range(4)):
+            return base
+    raise RuntimeError('no %d free port slots left in %d-%d' % (
+        count, PORT_BASE, PORT_BASE + 100 * PORTS_PER_SLOT - 1))
+
+
 def cloudstore_section(clouds, writer_key_file, f=1, fault_log=None, timeout=5):
     """``[filter:cloudstore]`` for a front proxy over ``clouds`` (a list of Cluster)."""
     lines = ['[filter:cloudstore]', 'use = egg:tclouds-openstack#cloudstore',

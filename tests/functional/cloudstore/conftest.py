@@ -16,8 +16,11 @@ import swiftclient
 from tests.functional.cloudstore import cluster as cluster_mod
 
 N_CLOUDS = 4
-# First port slot (10 ports each from 21000); set another to run two sessions at once.
-FIRST_SLOT = int(os.environ.get('TCLOUDS_CLOUDSTORE_FIRST_SLOT', '0'))
+# First port slot (10 ports each from 21000): the first free run of five, or forced.
+if os.environ.get('TCLOUDS_CLOUDSTORE_FIRST_SLOT'):
+    FIRST_SLOT = int(os.environ['TCLOUDS_CLOUDSTORE_FIRST_SLOT'])
+else:
+    FIRST_SLOT = cluster_mod.free_slots(N_CLOUDS + 1)
 
 
 @pytest.fixture(scope='session')
