@@ -23,6 +23,8 @@ containers). Options (paste section, validated at start-up):
                         proxy read-only
 ``timeout``             seconds to wait for a cloud before counting it unavailable (10)
 ``workers``             parallel cloud calls per proxy worker (32)
+``max_object_size``     largest object body in bytes (1 GiB); a PUT is encoded in memory,
+                        so bigger objects must be uploaded as SLO/DLO segments
 ``fault_log``           optional file; every cloud fault found is appended as a JSON line
 """
 import concurrent.futures
@@ -67,10 +69,11 @@ class Settings:
             self.f = int(conf.get('f', 1))
             self.timeout = float(conf.get('timeout', 10))
             self.workers = int(conf.get('workers', 32))
+            self.max_object_size = int(conf.get('max_object_size', 2 ** 30))
         except ValueError as exc:
-            fail('f, timeout and workers must be numbers: %s' % exc)
-        if self.f < 0 or self.timeout <= 0 or self.workers < 1:
-            fail('need f >= 0, timeout > 0 and workers >= 1')
+            fail('f, timeout, workers and max_object_size must be numbers: %s' % exc)
+        if self.f < 0 or self.timeout <= 0 or self.workers < 1 or self.max_object_size < 1:
+            fail('need f >= 0, timeout > 0, workers >= 1 and max_object_size >= 1')
         names = utils.list_from_csv(conf.get('clouds', ''))
         if len(names) < 3 * self.f + 1:
             fail('clouds lists %d cloud(s); f=%d needs at least %d (n >= 3f + 1)'
@@ -207,7 +210,13 @@ class CloudStoreMiddleware:
         internal requests (object versioning) may carry a stale Content-Length over a
         longer input, which the proxy also reads to the end.
         """
-        limit = constraints.MAX_FILE_SIZE
+        limit = min(constraints.MAX_FILE_SIZE, self.settings.max_object_size)
+        too_large = swob.HTTPRequestEntityTooLarge(
+            request=req, content_type='text/plain',
+            body=b'Objects of this storage policy are limited to %d bytes; upload larger '
+                 b'ones as segments (SLO or DLO).' % limit)
+        if (req.content_length or 0) > limit:
+            raise too_large
         chunks = []
         total = 0
         reader = req.environ['wsgi.input']
@@ -218,7 +227,7 @@ class CloudStoreMiddleware:
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
-                raise swob.HTTPRequestEntityTooLarge(request=req)
+                raise too_large
         try:
             expected = req.message_length()
         except ValueError as exc:

@@ -41,6 +41,8 @@ def test_valid_configuration_builds_both_backend_types(key_file):
     ({'clouds': 'a, b, c'}, 'f=1 needs at least 4'),
     ({'f': 'one'}, 'must be numbers'),
     ({'timeout': '0'}, 'timeout > 0'),
+    ({'max_object_size': '1G'}, 'must be numbers'),
+    ({'max_object_size': '0'}, 'max_object_size >= 1'),
     ({'writer_key_file': '/nonexistent/key.pem'}, 'cannot read the writer key'),
 ])
 def test_bad_options_stop_the_proxy_with_a_reason(key_file, changes, message):
