@@ -249,7 +249,6 @@ def _child(hosts, max_results, reps):
     flavors = {'plain': flavor('plain', {}),
                'trust': flavor('trust', {model.SPEC_TRUSTED_HOST: 'required'}),
                'trait': flavor('trait', {'trait:%s' % model.TRAIT_TRUSTED: 'required'})}
-    image = objects.ImageMeta.from_dict({'properties': {}, 'disk_format': 'raw'})
     setups = {
         'stock': (stock_filters, False, 'plain', 0.0),
         'enabled/none': (enabled_filters, True, 'plain', 0.0),
@@ -273,6 +272,8 @@ def _child(hosts, max_results, reps):
                 request_filter.ALL_REQUEST_FILTERS:
             request_filter.ALL_REQUEST_FILTERS.remove(trust_scheduler.trust_request_filter)
         uuid = uuidutils.generate_uuid()
+        # a fresh image per request, as each request arrives deserialized from RPC
+        image = objects.ImageMeta.from_dict({'properties': {}, 'disk_format': 'raw'})
         spec = objects.RequestSpec.from_components(
             ctxt, uuid, image, flavors[flavor_name], None, None, {}, None, None,
             project_id=project_id, user_id='u')

@@ -175,6 +175,10 @@ def _require_trait(request_spec, trait):
     if image is None:
         request_spec.root_required.add(trait)
         return
+    if not getattr(request_spec, '_tclouds_own_image', False):
+        # never change an ImageMeta another request might share: work on a copy
+        image = request_spec.image = image.obj_clone()
+        object.__setattr__(request_spec, '_tclouds_own_image', True)
     if not image.obj_attr_is_set('properties') or image.properties is None:
         image.properties = objects.ImageMetaProps()
     traits = list(image.properties.get('traits_required', None) or [])
