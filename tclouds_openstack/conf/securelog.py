@@ -91,8 +91,13 @@ securelog_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(securelog_group)
-    conf.register_opts(securelog_opts, group=securelog_group)
+    # A fresh OptGroup per ConfigOpts: oslo.config keeps overrides and defaults in the
+    # group object, so a shared one would leak set_override() between configurations
+    # (the driver, the log handler and the CLI may each build their own in one process).
+    group = cfg.OptGroup(securelog_group.name, title=securelog_group.title,
+                         help=securelog_group.help)
+    conf.register_group(group)
+    conf.register_opts(securelog_opts, group=group)
 
 
 def list_opts():

@@ -17,6 +17,12 @@ def _register_nova_host_first():
     spec = importlib.util.spec_from_file_location('_nova_netconf_early', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    nova_host = [o for o in module.netconf_opts if o.name == 'host'][0]
+    existing = getattr(cfg.CONF, '_opts', {}).get('host')
+    if existing is not None and existing['opt'] != nova_host:
+        # Another package's [DEFAULT] host came first (collection imported it): Nova's own
+        # definition must win inside this forked Nova test.
+        cfg.CONF.unregister_opt(existing['opt'])
     try:
         module.register_opts(cfg.CONF)
     except cfg.DuplicateOptError:
