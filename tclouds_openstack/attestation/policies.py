@@ -2,8 +2,8 @@
 
 Admins manage hosts and policies; readers and auditors read verdicts and history; the
 ``service`` role (Nova filters, key manager, trust reactor) reads verdicts in batches.
-Tenants read trust status through the requirements API of the scheduling area, which
-only shows what concerns their own project.
+Tenants (project members) read the trust of the hosts running their own project's servers
+through ``/v1/trust/servers`` (host names hidden); another project's server is a 404.
 """
 from oslo_policy import policy
 
@@ -42,4 +42,11 @@ def list_rules():
               '/v1/policies', 'POST'),
         _rule('attestation:policy:delete', base.ADMIN, 'Delete an appraisal policy.',
               '/v1/policies/{name}', 'DELETE'),
+        _rule('attestation:trust:server:list', base.PROJECT_READER,
+              'Trust status of the hosts running the caller\'s project\'s servers (host '
+              'names hidden).', '/v1/trust/servers', 'GET'),
+        _rule('attestation:trust:server:get', base.PROJECT_READER,
+              'Trust status of the host running one server of the caller\'s project (checked '
+              'against the server\'s project; other projects\' servers are a 404).',
+              '/v1/trust/servers/{server_id}', 'GET'),
     ]

@@ -155,6 +155,25 @@ client_group = cfg.OptGroup(
          'attestation API. The user needs the "reader" or "service" role. Without auth_type '
          'requests go unauthenticated to [attestation] endpoint_override (tests only).')
 
+compute_group = cfg.OptGroup(
+    'attestation_compute', title='Nova, as seen by the attestation API',
+    help='Service credentials (keystoneauth1 options) with which tclouds-attestation-api '
+         'looks up the compute host of a tenant\'s server for GET /v1/trust/servers. The '
+         'user needs Nova\'s "admin" role (only admins see a server\'s host). '
+         'endpoint_override and region_name select the compute endpoint; without them it '
+         'comes from the Keystone catalog; timeout (seconds) bounds each request. Without '
+         'auth_type the tenant view answers 503.')
+
+compute_opts = [
+    cfg.StrOpt('endpoint_override',
+               help='Compute API URL to use instead of the catalog\'s (e.g. '
+                    'http://controller:8774/v2.1).'),
+    cfg.StrOpt('region_name', help='Region of the compute endpoint in the catalog.'),
+    cfg.StrOpt('interface', default='internal',
+               choices=['public', 'internal', 'admin'],
+               help='Catalog interface of the compute endpoint.'),
+]
+
 
 def register_opts(conf):
     # Inside nova and cinder processes (our scheduler filters and castellan driver load this
@@ -170,6 +189,10 @@ def register_opts(conf):
     conf.register_group(client_group)
     ks_loading.register_session_conf_options(conf, client_group.name)
     ks_loading.register_auth_conf_options(conf, client_group.name)
+    conf.register_group(compute_group)
+    conf.register_opts(compute_opts, group=compute_group)
+    ks_loading.register_session_conf_options(conf, compute_group.name)
+    ks_loading.register_auth_conf_options(conf, compute_group.name)
 
 
 def list_opts():
@@ -178,4 +201,4 @@ def list_opts():
                + ks_loading.get_auth_plugin_conf_options('password'))
     return [('DEFAULT', default_opts), (attestation_group, attestation_opts),
             (keylime_group, keylime_opts),
-            (client_group, ks_opts)]
+            (client_group, ks_opts), (compute_group, compute_opts + ks_opts)]

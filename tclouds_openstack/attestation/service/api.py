@@ -15,6 +15,16 @@
                                            "mb_refstate"} (Keylime formats)    (admin)
     GET    /v1/policies/{name}            one policy with its documents        (reader)
     DELETE /v1/policies/{name}                                                 (admin)
+    GET    /v1/trust/servers              trust of the hosts running the caller's
+                                          project's servers                    (project)
+    GET    /v1/trust/servers/{server_id}  trust of the host running one server (project)
+
+The tenant view (``/v1/trust/servers``) never names a host: it answers per server with the
+host's status, the time of its verdict and Nova's opaque per-project ``hostId``, and a
+generic reason instead of the appraisal's (which describes the operator's software).
+Another project's server is a 404, exactly like a server that does not exist, so neither
+host names nor server ids of other tenants leak. Nova is asked with the
+``[attestation_compute]`` credentials (only Nova admins see a server's host).
 
 A ``trusted`` verdict older than ``[attestation] max_verdict_age`` is shown as ``unknown``
 with the reason, so no reader can mistake a stale verdict for trust. The routes of other
@@ -26,8 +36,10 @@ import json
 
 from tclouds_openstack.attestation.appraisal import policy as policy_mod
 from tclouds_openstack.attestation.backends import base
+from tclouds_openstack.attestation import compute as compute_mod
 from tclouds_openstack.attestation import policies
 from tclouds_openstack.attestation.service import store as store_mod
+from tclouds_openstack.common import client as common_client
 from tclouds_openstack.common import exception
 from tclouds_openstack.common import policy
 from tclouds_openstack.common import wsgi
@@ -55,10 +67,19 @@ def effective_verdict(host, max_age, now=None):
     return status, reasons
 
 
+# what a tenant is told instead of the appraisal's reasons (which name the operator's files)
+TENANT_REASONS = {
+    base.TRUSTED: [],
+    base.UNTRUSTED: ['the compute host running this server failed attestation'],
+    base.UNKNOWN: ['the trust of the compute host running this server is not known now'],
+}
+
+
 class AttestationController(object):
-    def __init__(self, conf, store):
+    def __init__(self, conf, store, compute=None):
         self.conf = conf
         self.store = store
+        self.compute = compute
 
     def _host_view(self, host, detail=True):
         status, reasons = effective_verdict(host, self.conf.attestation.max_verdict_age)
@@ -131,6 +152,50 @@ class AttestationController(object):
                                 'verified_at': _iso(host.verified_at)}
         return {'verdicts': found}
 
+    # ------------------------------------------------------------------ tenant view
+    def _nova(self, method, *args):
+        if self.compute is None:
+            raise exception.ServiceUnavailable(
+                'the tenant trust view is not configured: set [attestation_compute] '
+                'credentials so the attestation API can ask Nova which host runs a server')
+        try:
+            return getattr(self.compute, method)(*args)
+        except (common_client.ClientError, common_client.ServiceUnavailable) as e:
+            raise exception.ServiceUnavailable('Nova did not answer: %s' % e)
+
+    def _server_trust(self, server_id, host, host_id):
+        status, verified_at = base.UNKNOWN, None
+        if host:
+            rows = self.store.list_hosts([host])
+            if rows:
+                status, _ = effective_verdict(rows[0], self.conf.attestation.max_verdict_age)
+                verified_at = _iso(rows[0].verified_at)
+        return {'server': server_id, 'status': status, 'reasons': TENANT_REASONS[status],
+                'verified_at': verified_at, 'host_id': host_id}
+
+    def server_trust(self, request, server_id):
+        policy.authorize(request.context, 'attestation:trust:server:get')
+        found = self._nova('server', server_id)
+        missing = exception.NotFound('no server %s in your project' % server_id)
+        if found is None:
+            raise missing
+        project_id, host, host_id = found
+        try:
+            policy.authorize(request.context, 'attestation:trust:server:get',
+                             {'project_id': project_id})
+        except exception.Forbidden:
+            raise missing       # another project's server: as if it did not exist
+        return {'server': self._server_trust(server_id, host, host_id)}
+
+    def list_server_trust(self, request):
+        policy.authorize(request.context, 'attestation:trust:server:list')
+        project_id = request.context.project_id
+        if not project_id:
+            raise exception.BadRequest('the token is not scoped to a project', field='token')
+        servers = self._nova('project_servers', project_id)
+        return {'servers': [dict(self._server_trust(server_id, host, host_id), name=name)
+                            for server_id, name, host, host_id in servers]}
+
     # ------------------------------------------------------------------ policies
     @staticmethod
     def _policy_view(row, documents=True):
@@ -183,8 +248,8 @@ class AttestationController(object):
                 'time': datetime.datetime.now(datetime.timezone.utc).isoformat()}
 
 
-def build_router(conf, store):
-    controller = AttestationController(conf, store)
+def build_router(conf, store, compute=None):
+    controller = AttestationController(conf, store, compute)
     router = wsgi.Router()
     c = controller
     router.connect('/', c.versions, ['GET'])
@@ -199,6 +264,8 @@ def build_router(conf, store):
     router.connect('/v1/policies', c.create_policy, ['POST'])
     router.connect('/v1/policies/{name}', c.show_policy, ['GET'])
     router.connect('/v1/policies/{name}', c.delete_policy, ['DELETE'])
+    router.connect('/v1/trust/servers', c.list_server_trust, ['GET'])
+    router.connect('/v1/trust/servers/{server_id}', c.server_trust, ['GET'])
     # other areas served by the same process (the scheduling area's trust requirements)
     try:
         requirements_api = importlib.import_module('tclouds_openstack.requirements.api')
@@ -209,9 +276,13 @@ def build_router(conf, store):
     return router
 
 
-def create_app(conf, store=None):
-    """The WSGI application (auth_token, context, policy) over ``store``."""
+def create_app(conf, store=None, compute=None):
+    """The WSGI application (auth_token, context, policy) over ``store``.
+
+    ``compute``: the Nova client of the tenant view (default: from ``[attestation_compute]``).
+    """
     policy.register_rules(policies.list_rules())
     policy.get_enforcer(conf)       # bind the process's enforcer to this configuration
     store = store or store_mod.Store(conf.attestation.connection)
-    return wsgi.build_app(conf, build_router(conf, store))
+    compute = compute or compute_mod.from_conf(conf)
+    return wsgi.build_app(conf, build_router(conf, store, compute))

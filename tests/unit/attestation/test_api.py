@@ -180,3 +180,14 @@ def test_database_down_is_503_not_trust(tmp_path):
     app = api.create_app(conf, store)
     status, body = call(app, 'GET', '/v1/verdicts?hosts=a', SERVICE)
     assert status == 503
+
+
+def test_tenant_view_without_nova_credentials_is_503_naming_the_options(env):
+    _, _, app = env
+    for path in ('/v1/trust/servers', '/v1/trust/servers/0f0e'):
+        status, body = call(app, 'GET', path, MEMBER)
+        assert status == 503
+        assert '[attestation_compute]' in body['error']['message']
+    # a caller without a role in its project is refused before Nova is asked
+    status, _ = call(app, 'GET', '/v1/trust/servers', dict(MEMBER, **{'X-Roles': 'observer'}))
+    assert status == 403
