@@ -7,6 +7,7 @@ that was not acknowledged, never leave half of one, and never make the sealer go
 older key). Appends are idempotent by ``(source, seq)``: a redelivered entry is skipped.
 Readers (proofs, audits, the REST API) may be any number of processes.
 """
+import contextlib
 import json
 import logging
 import os
@@ -75,9 +76,10 @@ class SecureLogStore(object):
         self._keepalive = None
         if self.engine.dialect.name == 'sqlite':
             sa.event.listen(self.engine, 'connect', _sqlite_wal)
-            # oslo.db gives file sqlite a NullPool; the last connection to close would
-            # checkpoint the WAL into the database (more fsyncs) after every batch.
-            self._keepalive = self.engine.raw_connection()
+            # oslo.db gives file sqlite a NullPool: every batch would open and close a
+            # connection, and the last close checkpoints the WAL (more fsyncs). The writer
+            # keeps one connection for its appends instead.
+            self._keepalive = self.engine.connect()
         self._sealer_args = dict(epoch_seconds=epoch_seconds, epoch_entries=epoch_entries)
         self._signer = None
         self._tree = None
@@ -154,7 +156,7 @@ class SecureLogStore(object):
         now_ns = now_ns if now_ns is not None else time.time_ns()
         with self._lock:
             tree = self.tree()
-            with self.engine.begin() as conn:
+            with self._write_transaction() as conn:
                 known = self._existing_keys(conn, decoded)
                 fresh, result, position = [], [], {}
                 for data, entry in decoded:
@@ -197,6 +199,15 @@ class SecureLogStore(object):
                 time.monotonic() - self._last_checkpoint >= self.checkpoint_interval):
             self.checkpoint()
         return out
+
+    @contextlib.contextmanager
+    def _write_transaction(self):
+        if self._keepalive is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._keepalive.begin():
+            yield self._keepalive
 
     @property
     def _insert_sql(self):
