@@ -183,6 +183,14 @@ class Agent(object):
         except OSError:
             return None
 
+    @staticmethod
+    def _ends_a_line(f, position):
+        """Whether ``position`` follows a newline (a list rewritten in place fails this)."""
+        if position == 0:
+            return True
+        f.seek(position - 1)
+        return f.read(1) == b'\n'
+
     def _ima_since(self, offset):
         """IMA lines from entry ``offset``: (bytes, start entry); from 0 after a reboot.
 
@@ -191,8 +199,9 @@ class Agent(object):
         each round (the verifier asks from the last entry it accepted, which may lie
         anywhere in the last answer when the quote covered only a prefix). A last line
         without its newline is being written by the kernel: it is left for the next round.
-        A list that is shorter than the remembered position, a different file, or an
-        offset outside the last answer is read again from the start.
+        A list that is shorter than the remembered position, a different file, a position
+        that no longer follows a newline, or an offset outside the last answer is read
+        again from the start.
         """
         try:
             f = open(self.ima_log, 'rb')
@@ -203,10 +212,12 @@ class Agent(object):
             key = (st.st_dev, st.st_ino)
             base, starts = self._ima_index[1] if self._ima_index[0] == key else (None, None)
             if (starts is None or not base <= offset < base + len(starts)
-                    or st.st_size < starts[-1]):
+                    or st.st_size < starts[-1]
+                    or not self._ends_a_line(f, starts[offset - base])):
                 # no usable position: count entries from the start of the list
                 base, starts = 0, [0]
                 position = 0
+                f.seek(0)
                 for line in f:
                     if not line.endswith(b'\n'):
                         break

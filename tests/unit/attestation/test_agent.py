@@ -53,10 +53,11 @@ def test_ima_reads_resume_at_the_byte_position_of_the_last_answer(agent):
     path = agent.ima_log
     lines, start = agent._ima_since(0)
     assert start == 0 and lines == b''.join(_line(i) for i in range(5))
-    # overwrite the already answered entries in place (same size): a reader that starts
-    # from the beginning again would count different entries; ours seeks past them
+    # overwrite the already answered entries in place with one line of the same size: a
+    # reader that starts from the beginning again would count 3 entries, not 7; ours
+    # seeks past them
     with open(path, 'r+b') as f:
-        f.write(b'x' * len(lines))
+        f.write(b'x' * (len(lines) - 1) + b'\n')
         f.seek(0, 2)
         f.write(_line(5) + _line(6))
     lines, start = agent._ima_since(5)
@@ -88,3 +89,9 @@ def test_ima_list_replaced_or_shorter_is_read_from_the_start(agent):
     with open(agent.ima_log, 'r+b') as f:
         f.truncate(len(_line(0)))
     assert agent._ima_since(2) == (_line(0), 0)
+    # rewritten in place, longer than before (a simulated reboot): the remembered position
+    # no longer follows a newline, so the list is counted again
+    agent._ima_since(0)
+    with open(agent.ima_log, 'wb') as f:
+        f.write(b'10 short\n' + _line(1) + _line(2))
+    assert agent._ima_since(1) == (_line(1) + _line(2), 1)
