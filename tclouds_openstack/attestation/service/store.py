@@ -105,27 +105,34 @@ class Store(object):
         """
         engine = sa.create_engine(self.connection, poolclass=sa.pool.NullPool)
         try:
-            with engine.connect() as conn:
-                dialect = engine.dialect.name
-                if dialect == 'mysql':
-                    got = conn.execute(sa.text('SELECT GET_LOCK(:n, :t)'),
-                                       {'n': MIGRATION_LOCK, 't': 300}).scalar()
-                    if got != 1:
-                        raise SchemaError('timed out after 300 s waiting for the migration '
-                                          'lock %s held by another db sync' % MIGRATION_LOCK)
-                elif dialect == 'postgresql':
-                    conn.execute(sa.text('SELECT pg_advisory_lock(hashtext(:n))'),
-                                 {'n': MIGRATION_LOCK})
-                try:
-                    db.migrate(self.connection, MIGRATIONS, version_table=VERSION_TABLE)
-                finally:
-                    if dialect == 'mysql':
-                        conn.execute(sa.text('SELECT RELEASE_LOCK(:n)'), {'n': MIGRATION_LOCK})
-                    elif dialect == 'postgresql':
-                        conn.execute(sa.text('SELECT pg_advisory_unlock(hashtext(:n))'),
-                                     {'n': MIGRATION_LOCK})
+            self._migrate_locked(engine)
+        except (db_exc.DBError, sa.exc.SQLAlchemyError) as e:
+            raise DatabaseUnavailable('attestation database unavailable: %s'
+                                      % str(e).splitlines()[0][:200])
         finally:
             engine.dispose()
+
+    def _migrate_locked(self, engine):
+        """Run the upgrade while holding the migration lock (MySQL/PostgreSQL)."""
+        with engine.connect() as conn:
+            dialect = engine.dialect.name
+            if dialect == 'mysql':
+                got = conn.execute(sa.text('SELECT GET_LOCK(:n, :t)'),
+                                   {'n': MIGRATION_LOCK, 't': 300}).scalar()
+                if got != 1:
+                    raise SchemaError('timed out after 300 s waiting for the migration '
+                                      'lock %s held by another db sync' % MIGRATION_LOCK)
+            elif dialect == 'postgresql':
+                conn.execute(sa.text('SELECT pg_advisory_lock(hashtext(:n))'),
+                             {'n': MIGRATION_LOCK})
+            try:
+                db.migrate(self.connection, MIGRATIONS, version_table=VERSION_TABLE)
+            finally:
+                if dialect == 'mysql':
+                    conn.execute(sa.text('SELECT RELEASE_LOCK(:n)'), {'n': MIGRATION_LOCK})
+                elif dialect == 'postgresql':
+                    conn.execute(sa.text('SELECT pg_advisory_unlock(hashtext(:n))'),
+                                 {'n': MIGRATION_LOCK})
 
     def schema_revisions(self):
         """(current, head) revisions of the attestation schema."""

@@ -92,3 +92,13 @@ def test_concurrent_db_syncs_are_serialised_by_a_database_lock(fresh):
                 p.kill()
                 p.wait()
         holder.close()
+
+
+def test_db_sync_against_an_unreachable_database_says_so(tmp_path):
+    path = tmp_path / 'tclouds.conf'
+    # port 1 on localhost: nothing listens there
+    path.write_text('[attestation]\nconnection = mysql+pymysql://root:@127.0.0.1:1/none\n')
+    result = run('attestation_manage', str(path), 'db', 'sync')
+    assert result.returncode == 2
+    assert 'attestation database unavailable' in result.stderr
+    assert 'Traceback' not in result.stderr
