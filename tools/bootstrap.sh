@@ -57,3 +57,15 @@ SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 if [ -d "$GPG" ] && [ ! -e "$SITE/gpg" ]; then
     ln -s "$GPG" "$SITE/gpg"
 fi
+
+# Swift's own functional suite ships only in its sdist (test/functional): the cloud-of-clouds
+# tests run it against the middleware. Fetch it once, for the pinned Swift version.
+if [ "$PROFILE" = test ]; then
+    SWIFT_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("swift"))')
+    SDIST_DIR=${TCLOUDS_SWIFT_SDIST_DIR:-$HOME/.cache/tclouds-openstack/swift-sdist}
+    if [ ! -f "$SDIST_DIR/swift-$SWIFT_VERSION.tar.gz" ]; then
+        echo "bootstrap: fetching the Swift $SWIFT_VERSION sdist (its functional test suite)"
+        mkdir -p "$SDIST_DIR"
+        "$VENV/bin/pip" download -q --no-deps --no-binary :all: "swift==$SWIFT_VERSION" -d "$SDIST_DIR"
+    fi
+fi
