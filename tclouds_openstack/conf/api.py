@@ -1,6 +1,8 @@
 """Options shared by the REST APIs of the tclouds services."""
 from oslo_config import cfg
 
+from tclouds_openstack.conf import base
+
 api_group = cfg.OptGroup('api', title='REST API', help='Options of every tclouds REST API.')
 
 api_opts = [
@@ -19,8 +21,7 @@ api_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(api_group)
-    conf.register_opts(api_opts, group=api_group)
+    base.register(conf, api_group, api_opts)
 
 
 def list_opts():

@@ -5,6 +5,8 @@ import sys
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
+from tclouds_openstack.conf import base
+
 attestation_group = cfg.OptGroup(
     'attestation', title='Remote attestation',
     help='Where verdicts come from (consumers) and how the attestation service, its '
@@ -182,15 +184,12 @@ def register_opts(conf):
     # fail with DuplicateOptError, registering it second fails here. Theirs means the same.
     if not any(name in sys.modules for name in ('nova.conf', 'cinder.common.config')):
         conf.register_opts(default_opts)
-    conf.register_group(attestation_group)
-    conf.register_opts(attestation_opts, group=attestation_group)
-    conf.register_group(keylime_group)
-    conf.register_opts(keylime_opts, group=keylime_group)
-    conf.register_group(client_group)
+    base.register(conf, attestation_group, attestation_opts)
+    base.register(conf, keylime_group, keylime_opts)
+    base.register(conf, client_group, [])
     ks_loading.register_session_conf_options(conf, client_group.name)
     ks_loading.register_auth_conf_options(conf, client_group.name)
-    conf.register_group(compute_group)
-    conf.register_opts(compute_opts, group=compute_group)
+    base.register(conf, compute_group, compute_opts)
     ks_loading.register_session_conf_options(conf, compute_group.name)
     ks_loading.register_auth_conf_options(conf, compute_group.name)
 

@@ -1,6 +1,8 @@
 """Options of protected block devices: the NBD export the os-brick encryptor starts."""
 from oslo_config import cfg
 
+from tclouds_openstack.conf import base
+
 blockstore_group = cfg.OptGroup(
     'blockstore', title='Protected block devices',
     help='Where the os-brick encryptor (provider '
@@ -32,12 +34,7 @@ blockstore_opts = [
 
 
 def register_opts(conf):
-    # A fresh OptGroup per ConfigOpts: oslo.config keeps overrides in the group object,
-    # and the key manager is loaded into several ConfigOpts (nova, cinder, tests).
-    group = cfg.OptGroup(blockstore_group.name, title=blockstore_group.title,
-                         help=blockstore_group.help)
-    conf.register_group(group)
-    conf.register_opts(blockstore_opts, group=group)
+    base.register(conf, blockstore_group, blockstore_opts)
 
 
 def list_opts():

@@ -1,6 +1,8 @@
 """Options of the attestation-gated key manager (castellan driver ``tclouds``)."""
 from oslo_config import cfg
 
+from tclouds_openstack.conf import base
+
 keymgr_group = cfg.OptGroup(
     'tclouds_key_manager', title='Attestation-gated key manager',
     help='The castellan driver selected by [key_manager] backend = tclouds. Controllers '
@@ -56,11 +58,7 @@ keymgr_opts = [
 
 
 def register_opts(conf):
-    # A fresh OptGroup per ConfigOpts: oslo.config keeps overrides in the group object,
-    # and the key manager is loaded into several ConfigOpts (nova, cinder, tests).
-    group = cfg.OptGroup(keymgr_group.name, title=keymgr_group.title, help=keymgr_group.help)
-    conf.register_group(group)
-    conf.register_opts(keymgr_opts, group=group)
+    base.register(conf, keymgr_group, keymgr_opts)
 
 
 def list_opts():

@@ -5,6 +5,8 @@ Verdict freshness is ``[attestation] max_verdict_age`` (one bound for every cons
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
+from tclouds_openstack.conf import base
+
 scheduling_group = cfg.OptGroup(
     'trust_scheduling', title='Attestation-based scheduling',
     help='How the Nova and Cinder scheduler plugins of tclouds-openstack decide which hosts '
@@ -96,14 +98,11 @@ cinder_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(scheduling_group)
-    conf.register_opts(scheduling_opts, group=scheduling_group)
-    conf.register_group(reactor_group)
-    conf.register_opts(reactor_opts, group=reactor_group)
+    base.register(conf, scheduling_group, scheduling_opts)
+    base.register(conf, reactor_group, reactor_opts)
     ks_loading.register_session_conf_options(conf, scheduling_group.name)
     ks_loading.register_auth_conf_options(conf, scheduling_group.name)
-    conf.register_group(cinder_group)
-    conf.register_opts(cinder_opts, group=cinder_group)
+    base.register(conf, cinder_group, cinder_opts)
 
 
 def list_opts():

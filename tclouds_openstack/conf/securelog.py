@@ -1,6 +1,8 @@
 """Options of the secure log: store, sealing, checkpoints and their exporters, ingestion."""
 from oslo_config import cfg
 
+from tclouds_openstack.conf import base
+
 securelog_group = cfg.OptGroup(
     'securelog', title='Secure log',
     help='Tamper-evident, forward-secure event log (RFC 9162 Merkle tree, C2SP checkpoints).')
@@ -91,13 +93,7 @@ securelog_opts = [
 
 
 def register_opts(conf):
-    # A fresh OptGroup per ConfigOpts: oslo.config keeps overrides and defaults in the
-    # group object, so a shared one would leak set_override() between configurations
-    # (the driver, the log handler and the CLI may each build their own in one process).
-    group = cfg.OptGroup(securelog_group.name, title=securelog_group.title,
-                         help=securelog_group.help)
-    conf.register_group(group)
-    conf.register_opts(securelog_opts, group=group)
+    base.register(conf, securelog_group, securelog_opts)
 
 
 def list_opts():

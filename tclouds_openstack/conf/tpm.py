@@ -1,6 +1,8 @@
 """Options for talking to a TPM 2.0 and for trusting its endorsement key."""
 from oslo_config import cfg
 
+from tclouds_openstack.conf import base
+
 tpm_group = cfg.OptGroup(
     'tpm', title='TPM 2.0 access',
     help='How a host agent reaches its TPM and how a registrar trusts endorsement keys.')
@@ -31,8 +33,7 @@ tpm_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(tpm_group)
-    conf.register_opts(tpm_opts, group=tpm_group)
+    base.register(conf, tpm_group, tpm_opts)
 
 
 def list_opts():
