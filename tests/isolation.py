@@ -10,6 +10,7 @@ conftest then ignores these modules) and then each isolated module in its own pr
 prints one total from the JUnit reports::
 
     python -m tests.isolation list                  # the isolated modules, one per line
+    python -m tests.isolation plan                  # the pytest processes of the suite
     python -m tests.isolation summarize A.xml ...   # total; exit 1 on any failure/error
 """
 import ast
@@ -67,6 +68,29 @@ def isolated_modules(root=REPO / 'tests'):
                   if needs_isolation(p))
 
 
+def plan(root=REPO / 'tests'):
+    """The pytest runs of the whole suite, one list of paths per process.
+
+    One run per area directory (``tests/unit/<area>``, ``tests/functional/<area>``) and one
+    for the loose modules of each suite, leaving out the isolated modules (the conftest
+    skips them when TCLOUDS_SKIP_ISOLATED=1); then one run per isolated module.
+    """
+    shared, isolated = [], []
+    for suite in sorted(p for p in pathlib.Path(root).iterdir() if p.is_dir()):
+        groups = [[m] for m in sorted(suite.glob('test_*.py'))]
+        groups = [sum(groups, [])] if groups else []
+        groups += [[area] for area in sorted(suite.iterdir())
+                   if area.is_dir() and area.name != '__pycache__']
+        for group in groups:
+            modules = [m for path in group
+                       for m in ([path] if path.is_file() else sorted(path.rglob('test_*.py')))]
+            if any(not needs_isolation(m) for m in modules):
+                shared.append(group)
+            isolated += [m for m in modules if needs_isolation(m)]
+    rel = [[str(p.relative_to(REPO)) for p in group] for group in shared]
+    return rel, [str(m.relative_to(REPO)) for m in sorted(isolated)]
+
+
 def summarize(reports):
     """Add up JUnit XML reports: (passed, failed, skipped)."""
     passed = failed = skipped = 0
@@ -91,6 +115,13 @@ def main(argv):
     if argv[:1] == ['list']:
         for module in isolated_modules():
             print(module)
+        return 0
+    if argv[:1] == ['plan']:
+        shared, isolated = plan()
+        for group in shared:
+            print('shared ' + ' '.join(group))
+        for module in isolated:
+            print('isolated ' + module)
         return 0
     if argv[:1] == ['summarize']:
         passed, failed, skipped = summarize(argv[1:])

@@ -38,3 +38,17 @@ def test_summarize_adds_up_reports(tmp_path):
     assert isolation.summarize([one, two]) == (5, 2, 1)
     assert isolation.summarize([bad]) == (0, 1, 0)
     assert isolation.main(['summarize', str(one)]) == 1
+
+
+def test_plan_gives_areas_shared_runs_and_isolated_modules_their_own(monkeypatch, tmp_path):
+    unit = tmp_path / 'tests' / 'unit'
+    (unit / 'tpm').mkdir(parents=True)
+    (unit / 'tpm' / 'test_quote.py').write_text('import json\n')
+    (unit / 'test_loose.py').write_text('import json\n')
+    nova = tmp_path / 'tests' / 'functional' / 'nova'
+    nova.mkdir(parents=True)
+    (nova / 'test_boot.py').write_text('import nova.test\n')
+    monkeypatch.setattr(isolation, 'REPO', tmp_path)
+    shared, isolated = isolation.plan(tmp_path / 'tests')
+    assert shared == [['tests/unit/test_loose.py'], ['tests/unit/tpm']]
+    assert isolated == ['tests/functional/nova/test_boot.py']
