@@ -8,6 +8,7 @@ import pytest
 import webob
 
 from tclouds_openstack.common import policy
+from tclouds_openstack.common import wsgi
 from tclouds_openstack import conf as tconf
 from tclouds_openstack.securelog import api
 from tclouds_openstack.securelog import checkpoint as cpmod
@@ -122,33 +123,20 @@ def test_append_goes_to_the_bus_and_validates(env):
 
 
 def test_osc_commands_against_the_api(env, tmp_path, monkeypatch):
-    """The OSC commands through keystoneauth1 and requests against the WSGI app.
-
-    requests-mock hands each HTTP request to the app in-process: no server thread or
-    socket, which would deadlock once a Nova test module has eventlet-patched the process.
-    """
+    """The OSC commands through keystoneauth1 and requests against the API over HTTP."""
+    import threading
     import types
 
     from keystoneauth1 import session as ks_session
     from osc_lib import exceptions as osc_exc
-    import requests_mock
 
     from tclouds_openstack.osc.v1 import securelog as osc
 
     app, _store, publisher, _tmp = env
 
-    def wsgi_answer(request, context):
-        req = webob.Request.blank(request.path_url, method=request.method,
-                                  headers=dict(request.headers))
-        if request.body:
-            req.body = request.body if isinstance(request.body, bytes) else \
-                request.body.encode()
-        resp = req.get_response(app)
-        context.status_code = resp.status_int
-        context.headers['Content-Type'] = resp.content_type or 'application/json'
-        return resp.body
-
-    monkeypatch.setenv('OS_SECURE_LOG_ENDPOINT', 'http://securelog.test')
+    server = wsgi.make_server(app, '127.0.0.1', 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv('OS_SECURE_LOG_ENDPOINT', 'http://127.0.0.1:%d' % server.server_port)
     session = ks_session.Session(additional_headers=AUDITOR)
     fake_app = types.SimpleNamespace(client_manager=types.SimpleNamespace(
         session=session, interface=None, region_name=None))
@@ -158,8 +146,7 @@ def test_osc_commands_against_the_api(env, tmp_path, monkeypatch):
         cmd = cls(fake_app, None)
         return cmd.take_action(cmd.get_parser('openstack').parse_args(argv))
 
-    with requests_mock.Mocker() as mock:
-        mock.register_uri(requests_mock.ANY, requests_mock.ANY, content=wsgi_answer)
+    try:
         cols, data = run(osc.ProveInclusion, ['12', '--vkey', vkey])
         assert dict(zip(cols, data))['verified'] is True
         cols, data = run(osc.ProveConsistency, ['3', '--vkey', vkey])
@@ -175,3 +162,6 @@ def test_osc_commands_against_the_api(env, tmp_path, monkeypatch):
             run(osc.AppendEvent, ['audit.note', '--payload', '{"a": 1}'])
         with pytest.raises(osc_exc.CommandError, match='--payload is not JSON'):
             run(osc.AppendEvent, ['audit.note', '--payload', '{'])
+    finally:
+        server.shutdown()
+        server.server_close()
