@@ -1,40 +1,22 @@
 """Real Cinder (API, scheduler, three volume services, fake RPC) with JurisdictionFilter:
 a project restricted to DE never gets a volume on the US backend."""
 import os
-import sys
 
-from cinder.tests.functional import functional_helpers
+# Cinder first: it owns [DEFAULT] host, which our options define only outside Cinder.
+from cinder.tests.functional import functional_helpers  # noqa: F401
 import fixtures
 import pytest
 
 from tclouds_openstack.cinder import scheduler as trust_cinder
 from tests.functional.cinder import requirements_server
+from tests.functional import cinder_harness
 
-ETC = os.path.join(sys.prefix, 'etc', 'cinder')
 DE_PROJECT = 'a0e0c3a9a3bb4b8c9bde0de0de0de0de'
 US_PROJECT = 'b0e0c3a9a3bb4b8c9bde0de0de0de0df'
 
 
 @pytest.mark.forked
-class TestCinderJurisdiction(functional_helpers._FunctionalTestBase):
-    _vol_type_name = 'functional_test_type'
-
-    def _common_cleanup(self):
-        # cinder deletes public instance attributes pytest still needs.
-        keep = {k: v for k, v in self.__dict__.items() if k.startswith('test')}
-        super()._common_cleanup()
-        self.__dict__.update(keep)
-
-    def _start_api_service(self):
-        self.override_config('resource_query_filters_file',
-                             os.path.join(ETC, 'resource_filters.json'))
-        from cinder import service
-        # as the base class does, with the wheel's <prefix>/etc path
-        functional_helpers.CONF.api_paste_config = os.path.join(ETC, 'api-paste.ini')
-        self.osapi = service.WSGIService('osapi_volume')
-        self.osapi.start()
-        major = self._osapi_version.split('.')[0]
-        self.auth_url = 'http://%s:%s/v%s' % (self.osapi.host, self.osapi.port, major)
+class TestCinderJurisdiction(cinder_harness.CinderFunctionalTest):
 
     def _get_flags(self):
         # registers the scheduler options (needs cinder.objects registered first)

@@ -5,17 +5,16 @@ The volume type names this project's os-brick encryptor by class path (front-end
 """
 import os
 import shutil
-import sys
 import tempfile
 
 from cinder.tests import fake_driver
-from cinder.tests.functional import functional_helpers
 from cinder.volume import configuration
 from oslo_config import cfg
 import pytest
 
 from tclouds_openstack.keymgr import driver as km_driver
 from tclouds_openstack.keymgr import store
+from tests.functional import cinder_harness
 
 CREATED = []
 ENCRYPTOR = 'tclouds_openstack.blockstore.encryptor.TcloudsEncryptor'
@@ -28,25 +27,7 @@ class RecordingDriver(fake_driver.FakeLoggingVolumeDriver):
 
 
 @pytest.mark.forked
-class TestEncryptedVolumeThroughTcloudsKeyManager(functional_helpers._FunctionalTestBase):
-    _vol_type_name = 'functional_test_type'
-
-    def _common_cleanup(self):
-        # cinder deletes every public attribute, including the bound test method that
-        # pytest's unittest runner deletes afterwards: keep those.
-        keep = {k: v for k, v in self.__dict__.items() if k.startswith('test')}
-        super()._common_cleanup()
-        self.__dict__.update(keep)
-
-    def _start_api_service(self):
-        # The wheel installs api-paste.ini under <venv>/etc/cinder, not site-packages.
-        from cinder import service
-        cfg.CONF.api_paste_config = os.path.join(sys.prefix, 'etc', 'cinder',
-                                                 'api-paste.ini')
-        self.osapi = service.WSGIService('osapi_volume')
-        self.osapi.start()
-        self.auth_url = 'http://%s:%s/v%s' % (self.osapi.host, self.osapi.port,
-                                              self._osapi_version.split('.')[0])
+class TestEncryptedVolumeThroughTcloudsKeyManager(cinder_harness.CinderFunctionalTest):
 
     def _get_flags(self):
         f = super()._get_flags()
