@@ -162,6 +162,10 @@ def close(h):
 def unload():
     if _volume is not None:
         _volume.flush()
+    # The notifier's AMQP connection runs non-daemon threads (heartbeat, pool): without a
+    # cleanup the interpreter, and so nbdkit, would not exit after SIGTERM.
+    while _notifier_cache:
+        _notifier_cache.pop().transport.cleanup()
 
 
 def get_size(h):
