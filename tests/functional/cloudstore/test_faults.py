@@ -106,8 +106,11 @@ def test_corrupted_fragment_is_detected_and_reported(swift, container, clouds, r
     assert reported and reported[-1]['cloud'] == 'cloud0'
     assert reported[-1]['kind'] == 'faulty'
     assert 'does not match the signed metadata' in reported[-1]['reason']
+    # A direct read stops once f + 1 fragments verify; cloud0 is asked first but its answer
+    # may come after others', so it is reported only when it was judged.
     result = reader.read(unit)
-    assert result.data == data and result.faults['cloud0'].kind == protocol.FAULTY
+    assert result.data == data
+    assert 'cloud0' not in result.faults or result.faults['cloud0'].kind == protocol.FAULTY
 
 
 def test_stale_cloud_is_detected_and_latest_data_returned(swift, container, clouds,

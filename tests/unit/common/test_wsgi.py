@@ -72,10 +72,13 @@ def test_noauth_requires_an_identity():
     assert _call(app, '/v1/things/a', headers={'X-Roles': 'admin'}).status_int == 200
 
 
-def test_keystone_strategy_rejects_missing_token():
+def test_keystone_strategy_rejects_missing_token(tmp_path):
+    # auth_token names where to get a token in its 401 answer (WWW-Authenticate).
+    conf_file = tmp_path / 'tclouds.conf'
+    conf_file.write_text('[keystone_authtoken]\nwww_authenticate_uri = http://127.0.0.1:5000/v3\n')
     conf = tconf.cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds')
+    conf([], project='tclouds', default_config_files=[str(conf_file)])
     app = wsgi.build_app(conf, _router())
     # auth_token with no token and no identity answers 401 before reaching the router.
     assert _call(app, '/v1/things/a').status_int == 401
