@@ -117,28 +117,31 @@ def _event(exc, operation, offset, count):
             f.write(json.dumps(event, sort_keys=True) + '\n')
     if 'notify_config' in _params:
         try:
-            _notifier().error({}, event['event_type'], event)
+            _notify(event)
         except Exception as exc:  # the EIO must reach the client whatever the bus does
             _log('could not send the notification: %s' % exc)
 
 
-_notifier_cache = []
+def _notify(event):
+    """Send one oslo.messaging notification and close the connection again.
 
+    Integrity failures are rare; a connection kept open would leave non-daemon AMQP
+    threads (heartbeat, pool) that keep nbdkit's interpreter, and so nbdkit, from exiting
+    after SIGTERM. Imports stay out of the data path.
+    """
+    import socket
 
-def _notifier():
-    """oslo.messaging notifier built on first use (imports stay out of the data path)."""
-    if not _notifier_cache:
-        import socket
+    from oslo_config import cfg
+    import oslo_messaging
 
-        from oslo_config import cfg
-        import oslo_messaging
-
-        conf = cfg.ConfigOpts()
-        conf(args=[], project='tclouds', default_config_files=[_params['notify_config']])
-        transport = oslo_messaging.get_notification_transport(conf)
-        _notifier_cache.append(oslo_messaging.Notifier(
-            transport, publisher_id='blockstore.%s' % socket.gethostname()))
-    return _notifier_cache[0]
+    conf = cfg.ConfigOpts()
+    conf(args=[], project='tclouds', default_config_files=[_params['notify_config']])
+    transport = oslo_messaging.get_notification_transport(conf)
+    try:
+        oslo_messaging.Notifier(transport, publisher_id='blockstore.%s' % socket.gethostname()
+                                ).error({}, event['event_type'], event)
+    finally:
+        transport.cleanup()
 
 
 def _fail(exc, operation, offset, count):
@@ -162,10 +165,6 @@ def close(h):
 def unload():
     if _volume is not None:
         _volume.flush()
-    # The notifier's AMQP connection runs non-daemon threads (heartbeat, pool): without a
-    # cleanup the interpreter, and so nbdkit, would not exit after SIGTERM.
-    while _notifier_cache:
-        _notifier_cache.pop().transport.cleanup()
 
 
 def get_size(h):
