@@ -1,4 +1,5 @@
 """An integrity failure is EIO to the client and a notification on the real RabbitMQ."""
+import signal
 import threading
 import uuid
 
@@ -49,7 +50,10 @@ def test_integrity_failure_is_notified(served, tmp_path):
         assert publisher.startswith('blockstore.')
         assert payload['sector'] == 1 and payload['check'] == 'tag'
     finally:
-        served.stop()
+        # Known issue (see doc/source/blockstore.rst): when the venv's bin is first on PATH,
+        # nbdkit's embedded interpreter does not exit on SIGTERM after sending a
+        # notification; this test is about the notification, so end the server with SIGKILL.
+        served.stop(sig=signal.SIGKILL)
         listener.stop()
         listener.wait()
         transport.cleanup()
