@@ -144,13 +144,6 @@ def plugin_environment(env=None):
     if env.get('PYTHONPATH'):
         paths.append(env['PYTHONPATH'])
     env['PYTHONPATH'] = os.pathsep.join(dict.fromkeys(paths))
-    # With a virtualenv's bin first on PATH the embedded interpreter adopts that venv as
-    # its prefix, and then does not exit after an oslo.messaging notification was sent
-    # (nbdkit hangs on SIGTERM): keep PATH free of it; PYTHONPATH above is enough.
-    venv_bin = os.path.join(sys.prefix, 'bin')
-    if sys.prefix != sys.base_prefix and env.get('PATH'):
-        env['PATH'] = os.pathsep.join(p for p in env['PATH'].split(os.pathsep)
-                                      if os.path.abspath(p) != venv_bin)
     return env
 
 
