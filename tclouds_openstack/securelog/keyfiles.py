@@ -1,10 +1,17 @@
 """Local key state of sealers and the log signer, and the auditor bundle (adapter: files).
 
 Sealer state lives in a small JSON file per sealer, replaced atomically (write, fsync,
-rename, fsync directory) after every change, and guarded by an exclusive ``flock`` so the
-worker processes of one service on one host share one sequence. When a sealer is created,
-its K0 goes to the **auditor bundle** directory and nowhere else: the operator moves that
-directory to the auditors (off the host), exactly like journald's verification key.
+rename, fsync directory), and guarded by an exclusive ``flock`` so the worker processes of
+one service on one host share one sequence. A source that hands its entries out (the
+notification driver, :meth:`.Source.seal`) saves after every batch; a source whose entries
+go straight into the store (:meth:`.SecureLogStore.append_events`) keeps its sequence in the
+store's database instead (``"sequence": "store"`` in the file, which only changes when the
+epoch key does), and the log sealer's sequence is the log index itself. The key never
+leaves this file: see :meth:`SealerFile.save` for why it is not kept in the database.
+
+When a sealer is created, its K0 goes to the **auditor bundle** directory and nowhere else:
+the operator moves that directory to the auditors (off the host), exactly like journald's
+verification key.
 
 Auditor bundle layout: ``log.k0`` (hex K0 of the log sealer), ``log.vkey`` (C2SP verifier
 key of the checkpoint signer), ``source-<name>.k0`` (hex K0 of each source, name
@@ -82,18 +89,30 @@ class SealerFile(object):
         with SealerFile(path, 'nova@host1', auditor_dir) as sealer:
             entry = sealer.seal_entry(payload, now_ns)
             ...   # then call .save() before the sealed data leaves the process
+
+    ``sequence_in_store``: the sealer's sequence numbers are kept by the secure log store
+    (in the same transaction as the entries they number), so the file is only rewritten
+    when the epoch key changes; a file marked so refuses to be used without the store
+    (that would hand out numbers the store already holds). A :class:`SealerFile` object
+    used again keeps its sealer in memory between batches while the file on disk is the
+    one it loaded or saved last (checked under the lock), so the within-epoch counters
+    that are not saved every batch keep counting.
     """
 
     def __init__(self, path, name, auditor_dir, k0_filename=None, epoch_seconds=60.0,
-                 epoch_entries=100000, now_ns=None):
+                 epoch_entries=100000, now_ns=None, sequence_in_store=False):
         self.path = path
         self.name = name
         self.auditor_dir = auditor_dir
         self.k0_filename = k0_filename or source_key_filename(name)
         self.kwargs = {'epoch_seconds': epoch_seconds, 'epoch_entries': epoch_entries}
         self.now_ns = now_ns
+        self.sequence_in_store = sequence_in_store
         self.sealer = None
         self._lock = None
+        self._identity = None
+        self._loaded = False
+        self._epoch_start = None
 
     def __enter__(self):
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
@@ -106,11 +125,30 @@ class SealerFile(object):
             self._plock.release()
             raise
         try:
-            self.sealer = self._load()
+            if self.sealer is None or self._identity != _identity(self.path):
+                self.sealer = None
+                self.sealer = self._load()
+                self._loaded = True
         except BaseException:
             self._unlock()
             raise
         return self.sealer
+
+    def invalidate(self):
+        """Forget the sealer held in memory: the next batch reloads the file."""
+        self.sealer = None
+        self._identity = None
+
+    def resume(self, position):
+        """Right after a load, count the epoch's entries up to ``position``.
+
+        ``position``: the next sequence number (or log index) the store holds. Files saved
+        with ``epoch_start`` (where the current epoch began) make ``epoch_entries`` exact
+        across restarts; otherwise the count resumes from the one saved with the key.
+        """
+        if self._loaded and self._epoch_start is not None:
+            self.sealer.entries_in_epoch = max(0, position - self._epoch_start)
+        self._loaded = False
 
     def _load(self):
         if os.path.exists(self.path):
@@ -123,6 +161,20 @@ class SealerFile(object):
             if sealer.name != self.name:
                 raise KeyFileError('sealer state %s belongs to %r, not %r'
                                    % (self.path, sealer.name, self.name))
+            in_store = state.get('sequence') == 'store'
+            if in_store and not self.sequence_in_store:
+                raise KeyFileError(
+                    'the sequence numbers of source %r are kept in the secure log store '
+                    '(%s is marked "sequence": "store"): seal its events with the store '
+                    '(SecureLogStore.append_events), or use another source name'
+                    % (self.name, self.path))
+            self._identity = _identity(self.path)
+            start = state.get('epoch_start')
+            self._epoch_start = start if isinstance(start, int) else None
+            if self.sequence_in_store and not in_store:
+                # Taken over from a source that saved every batch: mark the file first, so
+                # that it can no longer hand out numbers behind the store's back.
+                self._save(sealer)
             return sealer
         now = self.now_ns if self.now_ns is not None else time.time_ns()
         sealer, k0 = sealing.Sealer.create(self.name, now, **self.kwargs)
@@ -140,11 +192,42 @@ class SealerFile(object):
         self._save(sealer)
         return sealer
 
-    def _save(self, sealer):
-        _atomic_write(self.path, json.dumps(sealer.to_state()).encode())
+    def _save(self, sealer, next_seq=None, epoch_start=None):
+        state = sealer.to_state()
+        if next_seq is not None:
+            state['next_seq'] = next_seq
+        if epoch_start is not None:
+            state['epoch_start'] = epoch_start
+        self._epoch_start = epoch_start
+        if self.sequence_in_store:
+            state['sequence'] = 'store'
+        _atomic_write(self.path, json.dumps(state).encode())
+        self._identity = _identity(self.path)
 
-    def save(self):
-        self._save(self.sealer)
+    def save(self, next_seq=None, epoch_start=None):
+        """Replace the file with the sealer's state (the old key is gone once this returns).
+
+        ``next_seq`` overrides the sequence number saved: a store-backed source saves the
+        first number of the batch, which is what it resumes from if the batch never commits.
+        ``epoch_start``: the sequence number or log index of the epoch's first entry (see
+        :meth:`resume`).
+
+        Why the key is not kept in the store's database, next to the sequence numbers and
+        updated in the batch's transaction (one durable point instead of two at an epoch
+        change): forward security needs the old key unrecoverable once the new one is
+        durable. Databases keep old row images: sqlite's rollback journal copies the old
+        page out before changing it and WAL mode leaves every older frame of the page in
+        the -wal file until a checkpoint has copied and a TRUNCATE/RESTART checkpoint has
+        reset it (which concurrent readers hold off); ``secure_delete`` only zeroes freed
+        cells and pages of the database file, not the journal or the WAL. PostgreSQL keeps
+        dead tuples until VACUUM plus WAL segments, MariaDB its undo and redo logs and
+        binlog. A file replaced by rename leaves nothing readable through the filesystem
+        (the freed blocks are as recoverable as any unlinked file's, the same limit as
+        journald's sealing). Key changes happen once per epoch, so they cost nothing
+        measurable; the sequence numbers, which change every batch, are what the store
+        keeps.
+        """
+        self._save(self.sealer, next_seq, epoch_start)
 
     def _unlock(self):
         if self._lock is not None:
@@ -156,6 +239,15 @@ class SealerFile(object):
     def __exit__(self, *exc):
         self._unlock()
         return False
+
+
+def _identity(path):
+    """What tells the state file we saved or loaded from a newer one (replaced by rename)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def load_or_create_signer(path, name, auditor_dir):

@@ -1,9 +1,10 @@
 """The log operator's state machine, pure: seal records, grow the tree, sign checkpoints.
 
 A store adapter feeds it the entries it has accepted and persists what it returns; it
-never touches a record after it was sealed. The log sealer's state must be persisted with
-the records of the same batch (one transaction), so that a crash leaves either both or
-neither.
+never touches a record after it was sealed. An evolved log sealer key must be saved (and
+the old one erased) before the records sealed with it are committed; within an epoch the
+sealer's position is the log index, which the records themselves carry, so a crash leaves
+a consistent pair either way.
 """
 from tclouds_openstack.securelog import audit
 from tclouds_openstack.securelog import checkpoint as cpmod

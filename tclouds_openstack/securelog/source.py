@@ -7,12 +7,16 @@ import time
 import urllib.parse
 
 from tclouds_openstack.securelog import keyfiles
+from tclouds_openstack.securelog import sealing
+
+# json.dumps builds an encoder per call when given options; one shared encoder is stateless.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(',', ':'), default=str,
+                              ensure_ascii=False).encode
 
 
 def canonical_json(obj):
     """One byte string per event: sorted keys, no spaces, non-JSON values as strings."""
-    return json.dumps(obj, sort_keys=True, separators=(',', ':'), default=str,
-                      ensure_ascii=False).encode('utf-8')
+    return _CANONICAL(obj).encode('utf-8')
 
 
 def default_source_name(component):
@@ -32,11 +36,22 @@ class Source(object):
         self.state_dir = state_dir
         self.encryptor = encryptor
         self._file_args = dict(epoch_seconds=epoch_seconds, epoch_entries=epoch_entries)
+        self._store_file = None
 
-    def _file(self):
+    def _file(self, **kwargs):
         fname = 'sealer-%s.json' % urllib.parse.quote(self.name, safe='@.-_:')
         return keyfiles.SealerFile(os.path.join(self.state_dir, fname), self.name,
-                                   os.path.join(self.state_dir, 'auditor'), **self._file_args)
+                                   os.path.join(self.state_dir, 'auditor'),
+                                   **self._file_args, **kwargs)
+
+    def store_file(self):
+        """The sealer file as :meth:`.SecureLogStore.append_events` uses it (kept open).
+
+        Its sequence numbers live in the store; the file changes only with the epoch key.
+        """
+        if self._store_file is None:
+            self._store_file = self._file(sequence_in_store=True)
+        return self._store_file
 
     def open(self):
         """The locked sealer file (context manager yielding the sealer; call .save())."""
@@ -44,7 +59,6 @@ class Source(object):
 
     def seal_one(self, sealer, event, tenant, now_ns=None):
         """Seal one event with ``sealer`` (held open by the caller)."""
-        from tclouds_openstack.securelog import sealing
         payload = canonical_json(event)
         flags = 0
         if self.encryptor is not None and tenant:

@@ -6,10 +6,18 @@ transaction, after the log sealer's evolved state was saved (so a crash can lose
 that was not acknowledged, never leave half of one, and never make the sealer go back to an
 older key). Appends are idempotent by ``(source, seq)``: a redelivered entry is skipped.
 Readers (proofs, audits, the REST API) may be any number of processes.
+
+Durable points per batch: the commit, and the sealers' key files only when a key evolves
+(once an epoch). Within an epoch nothing else needs saving: the log sealer's sequence is
+the log index, and :meth:`SecureLogStore.append_events` (a source living with the store)
+takes its source's next sequence number from the records committed so far, in the same
+transaction. A source that hands its entries out (:meth:`.Source.seal`, the driver) must
+save its state before they leave it: that is a second durable point, on the source's host.
 """
 import contextlib
 import json
 import logging
+import operator
 import os
 import threading
 import time
@@ -31,6 +39,7 @@ LOG = logging.getLogger(__name__)
 MIGRATIONS = os.path.join(os.path.dirname(__file__), 'migrations')
 VERSION_TABLE = 'securelog_alembic_version'
 _records = models.Record.__table__
+_first = operator.itemgetter(0)
 _checkpoints = models.Checkpoint.__table__
 
 
@@ -59,6 +68,19 @@ def _event_type(entry):
     return ''
 
 
+def _event_type_of(event, entry):
+    """:func:`_event_type` of an entry sealed from ``event`` without parsing it back."""
+    if entry[4] & sealing.FLAG_ENCRYPTED:
+        return ''
+    if isinstance(event, dict):
+        value = event.get('event_type') or event.get('action') or ''
+        if isinstance(value, str):
+            return value[:255]
+        # Anything else: exactly what the sealed JSON says (json may change its type).
+        return _event_type(sealing.decode_entry(entry))
+    return ''
+
+
 class SecureLogStore(object):
     def __init__(self, connection, state_dir, auditor_dir=None, origin='tclouds-securelog',
                  epoch_seconds=60.0, epoch_entries=100000, exporters=(), cosigners=(),
@@ -82,6 +104,7 @@ class SecureLogStore(object):
             self._keepalive = self.engine.connect()
         self._sealer_args = dict(epoch_seconds=epoch_seconds, epoch_entries=epoch_entries)
         self._signer = None
+        self._log_file = None
         self._tree = None
         self._lock = threading.RLock()
         self._last_checkpoint = 0.0
@@ -108,9 +131,13 @@ class SecureLogStore(object):
     # ---- writer side ----
 
     def _sealer_file(self):
-        return keyfiles.SealerFile(os.path.join(self.state_dir, 'log-sealer.json'), 'log',
-                                   self.auditor_dir, k0_filename='log.k0',
-                                   **self._sealer_args)
+        # One object for the store's life: it keeps the sealer (and its count of records
+        # in the epoch, which is not saved every batch) between batches.
+        if self._log_file is None:
+            self._log_file = keyfiles.SealerFile(
+                os.path.join(self.state_dir, 'log-sealer.json'), 'log', self.auditor_dir,
+                k0_filename='log.k0', **self._sealer_args)
+        return self._log_file
 
     @property
     def signer(self):
@@ -166,39 +193,111 @@ class SecureLogStore(object):
                         continue
                     position[key] = len(fresh)
                     result.append(key)
-                    fresh.append((data, entry))
+                    fresh.append((data, entry.source, entry.seq, entry.tenant[:255],
+                                  _event_type(entry), entry.time_ns))
                 if not fresh:
                     return [None] * len(result)
-                sealer_file = self._sealer_file()
-                with sealer_file as sealer:
-                    epoch_before = sealer.epoch
-                    writer = logmod.LogWriter(self.origin, sealer, self.signer, tree)
-                    records = writer.seal([d for d, _e in fresh], now_ns)
-                    # An evolved key must be on disk (and the old one gone) before records
-                    # sealed with it exist. Within an epoch nothing that matters changes:
-                    # after a crash the epoch merely runs a little longer (the log's index
-                    # comes from the database, not from the sealer): no fsyncs then.
-                    if sealer.epoch != epoch_before:
-                        sealer_file.save()
-                leaf_hashes = [merkle.hash_leaf(rec) for _i, rec in records]
-                rows = [(index, e.source, e.seq, e.tenant[:255], _event_type(e), e.time_ns,
-                         leaf, rec)
-                        for (index, rec), (_d, e), leaf in zip(records, fresh, leaf_hashes)]
-                try:
-                    conn.exec_driver_sql(self._insert_sql, rows)
-                except sa_exc.IntegrityError as exc:
-                    # Another writer appended meanwhile: reload and let the caller retry.
-                    self._tree = None
-                    raise StoreError('concurrent append detected (%s); only one writer per '
-                                     'log is supported, retry' % exc.orig)
-            for leaf in leaf_hashes:
-                tree.append_hash(leaf)
-            first = records[0][0]
+                first, leaf_hashes = self._seal_and_insert(conn, tree, fresh, now_ns)
+            self._grown(tree, leaf_hashes)
             out = [None if key is None else first + position[key] for key in result]
+        self._maybe_checkpoint()
+        return out
+
+    def append_events(self, source, events, now_ns=None):
+        """Seal [(event object, tenant)] as ``source`` and append them: one transaction.
+
+        For a source that lives with the store (the CLI, a co-located service). Its
+        sequence numbers are the ones committed in the store: the next batch continues from
+        the largest stored one, read in the same transaction, so a batch is durable at one
+        point, its commit, and a crash before it loses the batch and its numbers together
+        (nothing sealed left the process). Its key file (``source.state_dir``) is replaced
+        before the commit whenever the key evolved, exactly as for the log sealer: the old
+        key is gone before anything sealed with the new one exists. Such a source's file
+        is marked and refuses :meth:`.Source.seal` afterwards. Returns the log indexes.
+        """
+        if not events:
+            return []
+        now_ns = now_ns if now_ns is not None else time.time_ns()
+        sfile = source.store_file()
+        with self._lock:
+            tree = self.tree()
+            with sfile as sealer:
+                try:
+                    with self._write_transaction() as conn:
+                        sealer.next_seq = first_seq = max(
+                            sealer.next_seq, self._next_seq(conn, source.name))
+                        sfile.resume(first_seq)
+                        epoch = sealer.epoch
+                        name = source.name
+                        fresh = []
+                        for event, tenant in events:
+                            tenant = tenant or ''
+                            data = source.seal_one(sealer, event, tenant, now_ns)
+                            fresh.append((data, name, sealer.next_seq - 1, tenant[:255],
+                                          _event_type_of(event, data), now_ns))
+                        if sealer.epoch != epoch:
+                            sfile.save(next_seq=first_seq, epoch_start=(
+                                sealer.next_seq - sealer.entries_in_epoch))
+                        first, leaf_hashes = self._seal_and_insert(conn, tree, fresh, now_ns)
+                except BaseException:
+                    sfile.invalidate()
+                    raise
+            self._grown(tree, leaf_hashes)
+        self._maybe_checkpoint()
+        return list(range(first, first + len(fresh)))
+
+    def _seal_and_insert(self, conn, tree, fresh, now_ns):
+        """Log-seal and insert rows in ``conn``'s transaction; the tree is untouched.
+
+        ``fresh``: [(entry, source, seq, tenant, event type, time)]. Returns (first index,
+        leaf hashes).
+        """
+        sealer_file = self._sealer_file()
+        try:
+            with sealer_file as sealer:
+                sealer_file.resume(tree.size)
+                epoch_before = sealer.epoch
+                writer = logmod.LogWriter(self.origin, sealer, self.signer, tree)
+                records = writer.seal([row[0] for row in fresh], now_ns)
+                # An evolved key must be on disk (and the old one gone) before records
+                # sealed with it exist. Within an epoch nothing else needs saving: the
+                # log's index comes from the database, and so does the count of records
+                # in the epoch after a restart (from epoch_start): no fsyncs then.
+                if sealer.epoch != epoch_before:
+                    sealer_file.save(epoch_start=(
+                        tree.size + len(records) - sealer.entries_in_epoch))
+        except BaseException:
+            sealer_file.invalidate()
+            raise
+        hash_leaf = merkle.hash_leaf
+        leaf_hashes = [hash_leaf(rec) for _i, rec in records]
+        rows = [(index, row[1], row[2], row[3], row[4], row[5], leaf, rec)
+                for (index, rec), row, leaf in zip(records, fresh, leaf_hashes)]
+        try:
+            conn.exec_driver_sql(self._insert_sql, rows)
+        except sa_exc.IntegrityError as exc:
+            # Another writer appended meanwhile: reload and let the caller retry.
+            self._tree = None
+            raise StoreError('concurrent append detected (%s); only one writer per '
+                             'log is supported, retry' % exc.orig)
+        return records[0][0], leaf_hashes
+
+    @staticmethod
+    def _grown(tree, leaf_hashes):
+        for leaf in leaf_hashes:
+            tree.append_hash(leaf)
+
+    def _maybe_checkpoint(self):
         if self.checkpoint_interval == 0 or (
                 time.monotonic() - self._last_checkpoint >= self.checkpoint_interval):
             self.checkpoint()
-        return out
+
+    @staticmethod
+    def _next_seq(conn, source):
+        """One past the largest sequence number of ``source`` in the store (0 if none)."""
+        last = conn.execute(sa.select(sa.func.max(_records.c.seq)).where(
+            _records.c.source == source)).scalar()
+        return 0 if last is None else last + 1
 
     @contextlib.contextmanager
     def _write_transaction(self):
@@ -264,17 +363,15 @@ class SecureLogStore(object):
     def iter_records(self, batch=20000):
         """Record bytes in log order, in constant memory on any database."""
         if self.engine.dialect.name == 'sqlite':
-            # sqlite streams a plain cursor; skipping SQLAlchemy rows triples audit speed.
+            # sqlite streams a plain cursor; skipping SQLAlchemy rows triples audit speed,
+            # and iterating it in C (map over the cursor, no Python loop per row) saves
+            # another 0.15 us per record.
             with self.engine.connect() as conn:
                 cursor = conn.connection.dbapi_connection.cursor()
                 try:
                     cursor.execute('SELECT data FROM securelog_records ORDER BY log_index')
-                    while True:
-                        rows = cursor.fetchmany(batch)
-                        if not rows:
-                            return
-                        for (data,) in rows:
-                            yield data
+                    yield from map(_first, cursor)
+                    return
                 finally:
                     cursor.close()
         # Elsewhere keyset pagination: client-side cursors would buffer the whole log.
