@@ -71,8 +71,8 @@ def cmd_append(args, conf):
                         conf.securelog.epoch_seconds, conf.securelog.epoch_entries)
     indexes = []
     for i in range(0, len(events), conf.securelog.batch_size):
-        entries = src.seal(events[i:i + conf.securelog.batch_size])
-        indexes.extend(st.append(entries))
+        # Sealed and appended in one transaction: one durable point per batch.
+        indexes.extend(st.append_events(src, events[i:i + conf.securelog.batch_size]))
     st.checkpoint()
     fresh = [i for i in indexes if i is not None]
     return {'appended': len(fresh), 'first_index': fresh[0] if fresh else None,
