@@ -23,7 +23,8 @@ counter (u64), counter = epoch << 32 | sequence. Writes after anchor version V u
 V + 1 and the next commit is V + 2, so every epoch lies strictly between two anchor
 versions; the anchor is monotonic and lives outside the volume, so a rolled-back volume can
 never make us reuse a counter. (No anchor write is needed before writing: one commit per
-flush.)
+flush.) Should the anchor go back anyway (an older copy restored), records carrying an
+epoch beyond anchored version + 1 give it away and open refuses the volume.
 
 Freshness: the anchor stores (version, Merkle root). ``flush`` commits the root of all
 current entries as a new version. A volume or sector rolled back behind the anchor no longer
@@ -387,6 +388,15 @@ class Volume:
         # the epoch after it were written after the last flush (a crash).
         limit = state['version']
         records, hints = self._read_disk_records()
+        for sector, entries in enumerate(records):
+            epoch = max(epoch_of(c) for c, _ in entries)
+            if epoch > limit + 1:
+                # Only writes after a later anchor version make such counters: the anchor
+                # went back (an older copy, a lost commit). Writing on would reuse nonces.
+                raise errors.AnchorError(
+                    'sector %d of volume %s was written in epoch %d, after anchor version '
+                    '%d: the anchor was rolled back or lost commits; refusing to open'
+                    % (sector, self.uuid, epoch, limit))
         anchored = []
         for sector, entries in enumerate(records):
             older = [e for e in entries if epoch_of(e[0]) < limit]

@@ -16,16 +16,21 @@ power-loss ordering).
 
 Requests are serialized (THREAD_MODEL_SERIALIZE_ALL_REQUESTS): on 2 cores the GIL makes
 parallel threads ~3x slower, and read-modify-write of partial sectors must not interleave.
+nbdkit then runs every request of a connection on that connection's thread; the plugin
+keeps that thread's Python thread state alive between requests (see
+:func:`_keep_thread_state`), which halves the per-request cost.
 An integrity failure is EIO to the client plus a log line and an event.
 
 nbdkit calls module-level functions by name; ``open`` shadows the builtin here, so
 files are opened with ``io.open``.
 """
+import ctypes
 import errno
 import io
 import json
 import os
 import sys
+import threading
 import time
 
 import nbdkit
@@ -43,6 +48,37 @@ _volume = None
 
 def thread_model():
     return nbdkit.THREAD_MODEL_SERIALIZE_ALL_REQUESTS
+
+
+# nbdkit wraps every callback in PyGILState_Ensure/Release. On a thread Python did not
+# create, Release drops the thread state when its count returns to zero, so each request
+# builds and tears down a PyThreadState (with an mmap'ed 16 KiB frame stack): measured,
+# that is half the cost of a 4 KiB request at queue depth 16. In the serialized thread
+# model nbdkit calls open, every request and close of a connection on that connection's
+# thread: open() takes one extra Ensure, keeping the count above zero, and close() gives
+# it back on the same thread, so the state is freed when the connection ends. Only the
+# Python-level state is kept: the GIL is still released after every callback.
+_thread = threading.local()
+try:
+    _gil_ensure = ctypes.pythonapi.PyGILState_Ensure
+    _gil_ensure.argtypes = ()
+    _gil_ensure.restype = ctypes.c_int
+    _gil_release = ctypes.pythonapi.PyGILState_Release
+    _gil_release.argtypes = (ctypes.c_int,)
+    _gil_release.restype = None
+except AttributeError:  # not an embedded CPython: nothing to keep
+    _gil_ensure = _gil_release = None
+
+
+def _keep_thread_state():
+    if _gil_ensure is not None and 'state' not in _thread.__dict__:
+        _thread.state = _gil_ensure()
+
+
+def _drop_thread_state():
+    state = _thread.__dict__.pop('state', None)
+    if state is not None:
+        _gil_release(state)
 
 
 def config(key, value):
@@ -155,11 +191,15 @@ def _fail(exc, operation, offset, count):
 
 
 def open(readonly):
+    _keep_thread_state()
     return {}
 
 
 def close(h):
-    _volume.flush()
+    try:
+        _volume.flush()
+    finally:
+        _drop_thread_state()
 
 
 def unload():

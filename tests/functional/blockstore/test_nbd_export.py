@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from tclouds_openstack.blockstore import format as fmt
+from tclouds_openstack.blockstore import storage
 from tests.functional.blockstore.conftest import qemu_io
 from tests.functional.blockstore.conftest import uri
 
@@ -116,7 +117,7 @@ def test_wrong_key_refused_at_open(served, tmp_path):
 def test_kill9_during_write_stream_leaves_a_checkable_volume(served):
     served.create('32M')
     assert served.start() is None
-    version = json.load(open(served.anchor)).popitem()[1]['version']
+    version = storage.FileAnchor(served.anchor).states().popitem()[1]['version']
     blocks = os.stat(served.volume).st_blocks
     writer = subprocess.Popen(['qemu-img', 'bench', '-w', '-f', 'raw', '-t', 'none', '-c',
                                '200000', '-s', '4k', '-S', '12288', '-d', '16', '--pattern',
@@ -132,7 +133,7 @@ def test_kill9_during_write_stream_leaves_a_checkable_volume(served):
     finally:
         writer.kill()
         writer.wait()
-    state = json.load(open(served.anchor)).popitem()[1]
+    state = storage.FileAnchor(served.anchor).states().popitem()[1]
     assert state['version'] == version, 'the server was killed before any flush'
     res = served.check()
     assert res.returncode == 0, res.stderr
@@ -182,3 +183,28 @@ def test_key_service_anchor_fails_closed_when_unreachable(served, tmp_path):
               '--config-file', str(conf_file), '--size', '1M')
     assert res.returncode == 2
     assert 'key-release service unreachable' in res.stderr
+
+
+def test_thread_state_kept_per_connection_and_released(served):
+    """The plugin keeps a connection thread's Python state and frees it at close.
+
+    QD16 writes with flushes, many connections, then a clean exit.
+    """
+    served.create('8M')
+    assert served.start() is None
+    subprocess.run(['qemu-img', 'bench', '-w', '-f', 'raw', '-t', 'none', '-c', '4000',
+                    '-s', '4k', '-S', str(257 * S), '-o', str(64 * S), '-d', '16',
+                    '--pattern', '0x77', '--flush-interval=100', uri(served.sock)],
+                   check=True, stdout=subprocess.DEVNULL, timeout=120)
+    for i in range(8):
+        out = qemu_io(served.sock, 'write -P 0x%02x %d 4k' % (0x40 + i, i * S),
+                      'read -P 0x%02x %d 4k' % (0x40 + i, i * S))
+        assert 'error' not in out.lower() and 'failed' not in out, out
+    out = qemu_io(served.sock, 'read -P 0x40 0 4k', 'read -P 0x47 %d 4k' % (7 * S),
+                  'read -P 0x77 %d 4k' % (64 * S), 'read -P 0x77 %d 4k' % ((64 + 257) * S))
+    assert 'failed' not in out and EIO not in out, out
+    proc = served.proc
+    served.stop()
+    assert proc.returncode == 0, served.server_log()
+    res = served.check()
+    assert res.returncode == 0, res.stderr

@@ -253,6 +253,73 @@ def test_anchor_is_monotonic_and_authenticated(vol_env):
     assert 'MAC' in str(exc.value)
 
 
+def test_anchor_file_slots_torn_write_and_old_json(tmp_path):
+    path = str(tmp_path / 'anchor')
+    state = {'uuid': 'u', 'version': 1, 'root': 'ab', 'sector_count': 1, 'mac': 'm'}
+    # A file of the earlier format (one JSON object) is read, then converted by a commit.
+    with open(path, 'w') as f:
+        f.write('{"u": {"uuid": "u", "version": 1, "root": "ab", "sector_count": 1, '
+                '"mac": "m"}}')
+    anchor = storage.FileAnchor(path)
+    assert anchor.load('u') == state
+    anchor.commit('u', dict(state, version=3), 1)
+    raw = read_raw(path, 0, 2 * storage.ANCHOR_SLOT)
+    assert raw.startswith(storage.ANCHOR_MAGIC) and len(raw) == 2 * storage.ANCHOR_SLOT
+    ino = os.stat(path).st_ino
+    anchor.commit('u', dict(state, version=5), 3)      # in place from now on
+    anchor.commit('u', dict(state, version=7), 5)
+    assert os.stat(path).st_ino == ino
+    assert anchor.load('u')['version'] == 7
+    # A commit torn by a crash: the file reads as the state before it.
+    slot = storage.ANCHOR_SLOT
+    newest = 0 if read_raw(path, 0, slot)[8:16] > read_raw(path, slot, slot)[8:16] else 1
+    before = read_raw(path, 0, 2 * slot)
+    anchor.commit('u', dict(state, version=9), 7)
+    patch(path, (1 - newest) * slot + 100, b'\xff' * 8)
+    assert anchor.load('u')['version'] == 7
+    with pytest.raises(errors.AnchorError):
+        anchor.commit('u', dict(state, version=9), 9)   # CAS against what the file says
+    anchor.commit('u', dict(state, version=9), 7)
+    assert anchor.load('u')['version'] == 9
+    # Both slots damaged: refused, never an empty anchor.
+    patch(path, 0, before[:20] + b'x' + before[21:slot + 20] + b'x')
+    with pytest.raises(errors.AnchorError) as exc:
+        anchor.load('u')
+    assert 'both slots' in str(exc.value)
+
+
+def test_anchor_file_grows_its_slots(tmp_path):
+    anchor = storage.FileAnchor(str(tmp_path / 'anchor'))
+    for i in range(40):            # ~40 states do not fit in 4 KiB slots
+        anchor.commit('volume-%02d' % i, {'version': 1, 'pad': 'x' * 64}, None)
+    assert os.path.getsize(anchor.path) > 2 * storage.ANCHOR_SLOT
+    anchor.commit('volume-07', {'version': 3, 'pad': 'y'}, 1)
+    states = anchor.states()
+    assert len(states) == 40 and states['volume-07']['version'] == 3
+    assert states['volume-39']['version'] == 1
+
+
+def test_anchor_rolled_back_behind_the_records_is_refused(vol_env, tmp_path):
+    """Counters of an epoch after the anchored version: the anchor went back.
+
+    Open refuses (writing on would reuse nonces of that epoch).
+    """
+    make, reopen, path, _, anchor = vol_env
+    vol = make()
+    vol.write(0, pattern(0))
+    vol.flush()
+    saved = str(tmp_path / 'anchor.saved')
+    shutil.copy(anchor.path, saved)
+    vol.write(SECTOR, pattern(1))
+    vol.flush()
+    vol.write(2 * SECTOR, pattern(2))      # epoch after the second flush
+    vol.flush()
+    shutil.copy(saved, anchor.path)
+    with pytest.raises(errors.AnchorError) as exc:
+        reopen()
+    assert 'rolled back' in str(exc.value)
+
+
 def test_rotate_kek_rewrites_only_the_header(vol_env):
     make, reopen, path, kek, _ = vol_env
     vol = make()
