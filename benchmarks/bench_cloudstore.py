@@ -2,11 +2,17 @@
 
 Starts, as separate processes on loopback (free ports in 21000-21999, devices on tmpfs): four
 backend Swift clusters (one reached through s3api with boto3), a front proxy with the
-cloudstore middleware, and a plain single-replica cluster as the baseline. Measures the
-median throughput of 16 MiB PUTs and GETs with python-swiftclient against the front proxy
-and the baseline in the same run, prints both and the ratio (goal >= 0.5x), and the
-storage overhead: bytes on all four clouds' object devices for one object divided by its
-size (goal 2.0x for n=4, f=1; one replica of the baseline is 1.0x).
+cloudstore middleware, and a plain single-replica cluster as the baseline. Measures 16 MiB
+PUTs and GETs with python-swiftclient, alternating between the front proxy and the baseline
+(so that both see the same background load), and prints the median throughput of each and
+the ratio (goal >= 0.5x), and the storage overhead: bytes on all four clouds' object devices
+for one object divided by its size (goal 2.0x for n=4, f=1; one replica of the baseline is
+1.0x).
+
+It also prints the CPU time each process spent per request. Every process shares this
+machine's cores, so a request cannot finish faster than all the CPU it needs divided by the
+number of cores: that bound, against the baseline's measured time, is the best ratio this
+machine allows, whatever the middleware does.
 """
 import os
 import pathlib
@@ -29,21 +35,54 @@ def _connection(cluster):
                                   retries=0, timeout=120)
 
 
-def _measure(conn, container, data, repeats):
-    conn.put_container(container)
-    conn.put_object(container, 'warmup', data)
-    puts = []
-    gets = []
+def _cpu_seconds(pid):
+    with open('/proc/%d/stat' % pid) as stream:
+        fields = stream.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+class _Target:
+    """One Swift endpoint under test and the processes whose CPU its requests use."""
+
+    def __init__(self, name, cluster, processes):
+        self.name = name
+        self.conn = _connection(cluster)
+        self.processes = processes
+        self.seconds = {'put': [], 'get': []}
+        self.cpu = {'put': {}, 'get': {}}
+
+    def timed(self, operation, fn, *args):
+        pids = {item.name: item.process.pid for item in self.processes}
+        before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        client = time.process_time()
+        start = time.perf_counter()
+        result = fn(*args)
+        self.seconds[operation].append(time.perf_counter() - start)
+        spent = self.cpu[operation]
+        spent['client'] = spent.get('client', 0.0) + time.process_time() - client
+        for name, pid in pids.items():
+            spent[name] = spent.get(name, 0.0) + _cpu_seconds(pid) - before[name]
+        return result
+
+    def mbps(self, operation):
+        return SIZE / statistics.median(self.seconds[operation]) / 1e6
+
+    def cpu_ms(self, operation):
+        """Mean CPU milliseconds per request, by process."""
+        count = len(self.seconds[operation])
+        return {name: 1000 * value / count for name, value in self.cpu[operation].items()}
+
+
+def _measure(targets, data, repeats):
+    for target in targets:
+        target.conn.put_container('bench')
+        target.conn.put_object('bench', 'warmup', data)
     for index in range(repeats):
-        start = time.perf_counter()
-        conn.put_object(container, 'obj%d' % index, data)
-        puts.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        _, body = conn.get_object(container, 'obj%d' % index)
-        gets.append(time.perf_counter() - start)
-        assert body == data, 'GET returned different bytes'
-    mbps = lambda seconds: SIZE / statistics.median(seconds) / 1e6  # noqa: E731
-    return mbps(puts), mbps(gets)
+        for target in targets:
+            target.timed('put', target.conn.put_object, 'bench', 'obj%d' % index, data)
+        for target in targets:
+            _, body = target.timed('get', target.conn.get_object, 'bench', 'obj%d' % index)
+            assert body == data, 'GET returned different bytes'
 
 
 def run(quick=False):
@@ -66,14 +105,15 @@ def run(quick=False):
         for item in everything:
             item.start()
         data = os.urandom(SIZE)
-        base_put, base_get = _measure(_connection(plain), 'bench', data, repeats)
-        cs_put, cs_get = _measure(_connection(front), 'bench', data, repeats)
+        base = _Target('baseline', plain, [plain])
+        ours = _Target('cloudstore', front, [front] + clouds)
+        _measure([base, ours], data, repeats)
         # Storage: one more object, bytes added on the clouds' devices (value objects +
         # metadata) and on the baseline's device.
         before = sum(item.stored_bytes() for item in clouds)
         plain_before = plain.stored_bytes()
-        _connection(front).put_object('bench', 'storage', data)
-        _connection(plain).put_object('bench', 'storage', data)
+        ours.conn.put_object('bench', 'storage', data)
+        base.conn.put_object('bench', 'storage', data)
         time.sleep(0.5)   # overwritten versions are collected in the background
         cloud_bytes = sum(item.stored_bytes() for item in clouds) - before
         plain_bytes = plain.stored_bytes() - plain_before
@@ -81,11 +121,29 @@ def run(quick=False):
         for item in everything:
             item.stop()
         shutil.rmtree(root, ignore_errors=True)
+    cores = os.cpu_count()
     print('%-44s %10s %10s' % ('16 MiB objects, median of %d' % repeats, 'PUT MB/s', 'GET MB/s'))
-    print('%-44s %10.1f %10.1f' % ('baseline: one plain Swift cluster', base_put, base_get))
-    print('%-44s %10.1f %10.1f' % ('cloudstore middleware, n=4 f=1 (1 via S3)', cs_put, cs_get))
-    print('%-44s %9.2fx %9.2fx' % ('ratio (goal >= 0.5x)', cs_put / base_put, cs_get / base_get))
+    print('%-44s %10.1f %10.1f' % ('baseline: one plain Swift cluster', base.mbps('put'),
+                                   base.mbps('get')))
+    print('%-44s %10.1f %10.1f' % ('cloudstore middleware, n=4 f=1 (1 via S3)', ours.mbps('put'),
+                                   ours.mbps('get')))
+    print('%-44s %9.2fx %9.2fx' % ('ratio (goal >= 0.5x)', ours.mbps('put') / base.mbps('put'),
+                                   ours.mbps('get') / base.mbps('get')))
+    bounds = {}
+    for operation in ('put', 'get'):
+        spent = ours.cpu_ms(operation)
+        total = sum(spent.values())
+        base_total = sum(base.cpu_ms(operation).values())
+        base_ms = 1000 * statistics.median(base.seconds[operation])
+        bounds[operation] = base_ms / max(total / cores, base_ms)
+        print('CPU per %s: cloudstore %.0f ms (%s), baseline %.0f ms; on %d cores at best '
+              '%.0f ms, ratio <= %.2fx' % (
+                  operation.upper(), total,
+                  ', '.join('%s %.0f' % item for item in sorted(spent.items())), base_total,
+                  cores, total / cores, bounds[operation]))
     print('storage per object: clouds %.2fx of the object size (goal 2.0x), baseline %.2fx'
           % (cloud_bytes / SIZE, plain_bytes / SIZE))
-    return [('put', base_put, cs_put), ('get', base_get, cs_get),
-            ('storage', plain_bytes / SIZE, cloud_bytes / SIZE)]
+    return [('put', base.mbps('put'), ours.mbps('put')),
+            ('get', base.mbps('get'), ours.mbps('get')),
+            ('storage', plain_bytes / SIZE, cloud_bytes / SIZE),
+            ('put_bound', 1.0, bounds['put']), ('get_bound', 1.0, bounds['get'])]

@@ -1,10 +1,11 @@
 """Signed per-version metadata of a DepSky data unit (Bessani et al. 2011, section 3.2).
 
 Each cloud stores, next to its value object, the metadata of the data unit's newest
-version: version number, code parameters, the AES-GCM nonce and the SHA-256 digest of the
-value object of *every* cloud, signed by the writer with Ed25519 (RFC 8032). A reader
-that accepts only verified metadata can check any cloud's value object against it, so a
-faulty cloud can withhold or replay old data but never make a reader accept forged data.
+version: version number, code parameters, plaintext and segment size, the AES-GCM base
+nonce and the SHA-256 digest of the value object of *every* cloud, signed by the writer
+with Ed25519 (RFC 8032). A reader that accepts only verified metadata can check any
+cloud's value object against it, so a faulty cloud can withhold or replay old data but
+never make a reader accept forged data.
 
 Encoding: UTF-8 JSON ``{"body": {...}, "signature": "<128 hex>"}``; the signature covers
 ``SIGNING_CONTEXT`` followed by the body in canonical form (keys sorted, no spaces).
@@ -22,15 +23,18 @@ from cryptography.hazmat.primitives import serialization
 from tclouds_openstack.cloudstore import coding
 from tclouds_openstack.cloudstore import errors
 
-FORMAT = 'tclouds-depsky-ca/1'
-SIGNING_CONTEXT = b'tclouds-depsky-ca/1 metadata\x00'
+FORMAT = 'tclouds-depsky-ca/2'
+SIGNING_CONTEXT = b'tclouds-depsky-ca/2 metadata\x00'
 MAX_METADATA_BYTES = 64 * 1024
 MAX_VERSION = 2 ** 63 - 1
 MAX_CLOUDS = 64
 _DATA_UNIT_RE = re.compile(r'\A[A-Za-z0-9._-]{1,200}\Z')
 _HEX_RE = re.compile(r'\A[0-9a-f]*\Z')
-_FIELDS = ('ciphertext_size', 'data_unit', 'digests', 'ec_type', 'f', 'format', 'n',
-           'nonce', 'version', 'writer')
+_FIELDS = ('data_unit', 'digests', 'ec_type', 'f', 'format', 'n', 'nonce', 'segment_size',
+           'size', 'version', 'writer')
+#: Segment sizes a reader accepts (bounds the memory one segment may take).
+MIN_SEGMENT_BYTES = 4096
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,16 +45,18 @@ class Metadata:
     version: int
     n: int
     f: int
-    ciphertext_size: int
+    size: int
     nonce: bytes
     digests: tuple
     writer: str
+    segment_size: int = coding.SEGMENT_BYTES
     ec_type: str = coding.EC_TYPE
 
     def body(self):
         return {'format': FORMAT, 'data_unit': self.data_unit, 'version': self.version,
                 'n': self.n, 'f': self.f, 'ec_type': self.ec_type,
-                'ciphertext_size': self.ciphertext_size, 'nonce': self.nonce.hex(),
+                'size': self.size, 'segment_size': self.segment_size,
+                'nonce': self.nonce.hex(),
                 'digests': list(self.digests), 'writer': self.writer}
 
 
@@ -135,7 +141,8 @@ def parse(data, public_key, data_unit=None):
         raise errors.MetadataError('n', 'n=%d < 3f+1 for f=%d' % (n, f))
     if body['ec_type'] != coding.EC_TYPE:
         raise errors.MetadataError('ec_type', 'expected %r' % coding.EC_TYPE)
-    ciphertext_size = _int_field(body, 'ciphertext_size', 16, 2 ** 62)
+    size = _int_field(body, 'size', 0, 2 ** 62)
+    segment_size = _int_field(body, 'segment_size', MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
     nonce = bytes.fromhex(_hex_field(body['nonce'], 'nonce', 2 * coding.NONCE_BYTES))
     digests = body['digests']
     if not isinstance(digests, list) or len(digests) != n:
@@ -152,8 +159,8 @@ def parse(data, public_key, data_unit=None):
     except InvalidSignature:
         raise errors.MetadataError('signature', 'Ed25519 signature does not verify')
     return Metadata(data_unit=unit, version=version, n=n, f=f,
-                    ciphertext_size=ciphertext_size, nonce=nonce, digests=tuple(digests),
-                    writer=writer)
+                    size=size, segment_size=segment_size, nonce=nonce,
+                    digests=tuple(digests), writer=writer)
 
 
 def load_private_key(pem):

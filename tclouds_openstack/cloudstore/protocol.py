@@ -5,20 +5,29 @@ n clouds, at most f of them faulty (crashed, slow, or arbitrarily malicious), n 
 - **Write** (Algorithm 1 with the CA encoding of section 3.3): encode the version into n
   value objects (:mod:`.coding`), store value object i on cloud i and wait for n - f acks;
   only then store the signed metadata on every cloud and wait for n - f acks. A write that
-  fails in the first phase leaves the previous version untouched.
+  fails in the first phase leaves the previous version untouched. The value objects are
+  streamed: segment by segment, as the caller's chunks arrive, each cloud's upload runs
+  while the rest of the value is still being read and encoded.
 - **Read** (Algorithm 2): fetch metadata until n - f clouds answered, keep the highest
   *valid* (signature-verified) version, then fetch value objects (f + 1 at first, one more
   per failure) until f + 1 match the digests in that metadata; decode and decrypt.
 - Clouds that answer with unverifiable metadata, an older version, or a value object that
   does not match its signed digest are reported as faulty (``faults`` in the results and
-  the ``fault_listener`` callback); unreachable ones as unavailable.
+  the ``fault_listener`` callback); unreachable ones as unavailable. A reader that already
+  knows the version it wants (the Swift middleware's stub names it) fetches value objects
+  while the metadata quorum is still being read, and verifies them against it after.
+  No plaintext is released before f + 1 value objects matched their signed digests.
 
 Parallelism comes from the ``executor`` the adapter passes in (a ``concurrent.futures``
-executor); without one every call runs inline, in cloud order. Nothing here opens a
-socket or reads configuration.
+executor); without one every call runs inline, in cloud order. Hashing of large buffers
+(which releases the GIL) goes through ``offload``: the Swift proxy passes eventlet's
+``tpool.execute`` so that it runs on a native thread while green threads keep sending.
+Nothing here opens a socket or reads configuration.
 """
 import concurrent.futures
 import dataclasses
+import hashlib
+import queue
 import typing
 
 from tclouds_openstack.cloudstore import coding
@@ -62,6 +71,99 @@ class Fault:
         return '%s (%s): %s' % (self.cloud, self.kind, self.reason)
 
 
+def _inline(fn, *args):
+    return fn(*args)
+
+
+class _PieceStream:
+    """One cloud's value object as it is produced: fed by the writer, read by the upload.
+
+    Keeps the hash of what it was fed (the digest the metadata will list). Iterating
+    yields the header, then each piece as it arrives, and raises when the writer aborts,
+    so that an upload cut short never completes on the cloud.
+    """
+
+    _END = object()
+
+    def __init__(self, header):
+        self._queue = queue.SimpleQueue()
+        self.hash = hashlib.sha256(header)
+        self._queue.put(header)
+
+    def feed(self, piece):
+        """Queue ``piece`` for the upload (the caller has hashed it)."""
+        self._queue.put(piece)
+
+    def close(self):
+        self._queue.put(self._END)
+
+    def abort(self, reason):
+        self._queue.put(errors.CloudStoreError('upload aborted by the writer: %s' % reason))
+
+    def hexdigest(self):
+        return self.hash.hexdigest()
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+
+def _update_hashes(hashes, pieces):
+    for hash_, piece in zip(hashes, pieces):
+        hash_.update(piece)
+
+
+def _exactly(chunks, size):
+    """``chunks``, raising before their end unless they add up to ``size`` bytes."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > size:
+            break
+        yield chunk
+    if total != size:
+        raise errors.CloudStoreError('the body has %s bytes, %d were announced'
+                                     % ('more than %d' % size if total > size else total,
+                                        size))
+
+
+def _segments(chunks, segment_size):
+    """Yield ``(index, plaintext, last)`` segments of the bytes in ``chunks``.
+
+    One segment is held back until the next byte (or the end) arrives: only then is it
+    known whether it is the last one (the AEAD binds that).
+    """
+    buffer = bytearray()
+    pending = None
+    index = 0
+    for chunk in chunks:
+        if not buffer and len(chunk) == segment_size:
+            ready = [bytes(chunk)]
+        else:
+            buffer += chunk
+            ready = []
+            while len(buffer) >= segment_size:
+                ready.append(bytes(buffer[:segment_size]))
+                del buffer[:segment_size]
+        for segment in ready:
+            if pending is not None:
+                yield index, pending, False
+                index += 1
+            pending = segment
+    if buffer:
+        if pending is not None:
+            yield index, pending, False
+            index += 1
+        yield index, bytes(buffer), True
+    else:
+        yield index, pending if pending is not None else b'', True
+
+
 @dataclasses.dataclass
 class WriteResult:
     metadata: metadata_mod.Metadata
@@ -77,6 +179,15 @@ class ReadResult:
 
 
 @dataclasses.dataclass
+class OpenResult:
+    """A verified version, decoded lazily: iterate ``segments`` for the plaintext."""
+
+    metadata: metadata_mod.Metadata
+    faults: typing.Dict[str, Fault]
+    segments: coding.Decoder
+
+
+@dataclasses.dataclass
 class RepairResult:
     data_unit: str
     version: int
@@ -88,7 +199,8 @@ class DepSkyCA:
     """The protocol over ``clouds`` (backends in a fixed order: cloud i gets value i)."""
 
     def __init__(self, clouds, f, public_key, private_key=None, executor=None,
-                 fault_listener=None, timeout=60.0, straggler_grace=0.05):
+                 fault_listener=None, timeout=60.0, straggler_grace=0.05,
+                 segment_size=coding.SEGMENT_BYTES, offload=None):
         if f < 0 or len(clouds) < 3 * f + 1:
             raise errors.CloudStoreError('need n >= 3f + 1 clouds: n=%d, f=%d'
                                          % (len(clouds), f))
@@ -107,6 +219,8 @@ class DepSkyCA:
         self.fault_listener = fault_listener
         self.timeout = timeout
         self.straggler_grace = straggler_grace
+        self.segment_size = segment_size
+        self.offload = offload or _inline
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -175,30 +289,66 @@ class DepSkyCA:
     # -- write ----------------------------------------------------------------------------
 
     def write(self, data_unit, data, version):
-        """Store ``data`` as ``version`` of ``data_unit``; return :class:`WriteResult`.
+        """Store the bytes ``data`` as ``version`` of ``data_unit``; see :meth:`write_stream`."""
+        return self.write_stream(data_unit, (data,), version)
 
-        Raises :class:`~.errors.QuorumError` when fewer than n - f clouds acknowledged a
-        phase; after a failed first phase the previous version stays the current one.
+    def write_stream(self, data_unit, chunks, version, size=None):
+        """Store the bytes of the iterable ``chunks`` as ``version``; return :class:`WriteResult`.
+
+        With a concurrent executor the uploads start at once and are fed segment by
+        segment while ``chunks`` is read. ``size``, when known, is the total of
+        ``chunks`` (the uploads then announce their length); a different total is an
+        error. An exception raised by ``chunks`` aborts every upload (no cloud
+        completes a value object, no metadata is written) and propagates. Raises
+        :class:`~.errors.QuorumError` when fewer than n - f clouds acknowledged a phase;
+        after a failed first phase the previous version stays the current one.
         """
         if self.private_key is None:
             raise errors.CloudStoreError('write of %s: no writer private key configured'
                                          % data_unit)
-        key, nonce, ciphertext = coding.encrypt(data, data_unit, version)
-        values = coding.encode_value_objects(key, ciphertext, self.n, self.f)
+        encoder = coding.Encoder(data_unit, version, self.n, self.f, self.segment_size)
+        streams = [_PieceStream(header) for header in encoder.headers]
+        key = value_key(data_unit, version)
+
+        length = None
+        if size is not None:
+            length = coding.value_object_bytes(size, self.segment_size, self.n, self.f)
+            chunks = _exactly(chunks, size)
+
+        def put_value(index):
+            self.clouds[index].put_stream(key, iter(streams[index]), length)
+
+        # Inline calls would wait for pieces not produced yet: encode first, then upload.
+        streaming = not isinstance(self.executor, InlineExecutor)
+        futures = self._submit(put_value, range(self.n)) if streaming else None
+        size = 0
+        try:
+            for index, plaintext, last in _segments(chunks, self.segment_size):
+                pieces = encoder.encode(index, plaintext, last)
+                self.offload(_update_hashes, [stream.hash for stream in streams], pieces)
+                for stream, piece in zip(streams, pieces):
+                    stream.feed(piece)
+                size += len(plaintext)
+        except BaseException as exc:
+            for stream in streams:
+                stream.abort(exc)
+            # Aborted uploads never complete; removing leftovers is best effort.
+            self._discard_version(data_unit, version)
+            raise
+        for stream in streams:
+            stream.close()
+        if futures is None:
+            futures = self._submit(put_value, range(self.n))
         meta = metadata_mod.Metadata(
-            data_unit=data_unit, version=version, n=self.n, f=self.f,
-            ciphertext_size=len(ciphertext), nonce=nonce,
-            digests=tuple(coding.digest(value) for value in values),
+            data_unit=data_unit, version=version, n=self.n, f=self.f, size=size,
+            segment_size=self.segment_size, nonce=encoder.nonce,
+            digests=tuple(stream.hexdigest() for stream in streams),
             writer=metadata_mod.key_id(self.public_key))
         signed = metadata_mod.sign(meta, self.private_key)
         quorum = self.n - self.f
         faults = {}
 
-        def put_value(index):
-            self.clouds[index].put(value_key(data_unit, version), values[index])
-
-        results = self._collect(self._submit(put_value, range(self.n)), 'put',
-                                lambda r: self._count_ok(r) >= quorum)
+        results = self._collect(futures, 'put', lambda r: self._count_ok(r) >= quorum)
         for index, (ok, exc) in results.items():
             if not ok:
                 self._fault(faults, index, UNAVAILABLE, str(exc), data_unit)
@@ -292,25 +442,35 @@ class DepSkyCA:
                                      wait_all)
         return best, answers, faults
 
-    def _fetch_values(self, meta, order, faults, needed):
-        """Fetch and verify value objects in ``order`` until ``needed`` verify."""
+    def _fetch_value(self, data_unit, version, index):
+        """The value object of cloud ``index`` (verified by the caller)."""
+        return self.clouds[index].get(value_key(data_unit, version))
+
+    def _fetch_values(self, meta, order, faults, needed, prefetched=None):
+        """Fetch and verify value objects in ``order`` until ``needed`` verify.
+
+        ``prefetched`` maps futures of value objects of this version already requested
+        (raw bytes, not yet verified) to their cloud index.
+        """
         data_unit = meta.data_unit
 
-        def get_value(index):
-            data = self.clouds[index].get(value_key(data_unit, meta.version))
-            if coding.digest(data) != meta.digests[index]:
+        def check(index, data):
+            # ``offload`` only from this thread: executor threads may be native ones
+            # without the hub that eventlet's tpool answers on.
+            if self.offload(coding.digest, data) != meta.digests[index]:
                 raise errors.FragmentError('digest', 0, 'SHA-256 of the %d-byte value object '
                                            'does not match the signed metadata' % len(data))
-            coding.parse_value_object(data, index)
+            coding.parse_value_object(data, index, meta, pieces=False)
             return data
 
         verified = {}
-        queue = list(order)
-        running = {}
-        while len(verified) < needed and (queue or running):
-            while queue and len(running) + len(verified) < needed:
-                index = queue.pop(0)
-                running[self.executor.submit(get_value, index)] = index
+        running = dict(prefetched or {})
+        queue_ = [index for index in order if index not in running.values()]
+        while len(verified) < needed and (queue_ or running):
+            while queue_ and len(running) + len(verified) < needed:
+                index = queue_.pop(0)
+                running[self.executor.submit(self._fetch_value, data_unit, meta.version,
+                                             index)] = index
             done, _ = concurrent.futures.wait(list(running), timeout=self.timeout,
                                               return_when=concurrent.futures.FIRST_COMPLETED)
             if not done:
@@ -321,7 +481,7 @@ class DepSkyCA:
             for future in done:
                 index = running.pop(future)
                 try:
-                    verified[index] = future.result()
+                    verified[index] = check(index, future.result())
                 except errors.BackendNotFound:
                     self._fault(faults, index, FAULTY, 'missing value object of version %d'
                                 % meta.version, data_unit)
@@ -333,14 +493,22 @@ class DepSkyCA:
                                 str(self._wrap(index, 'get', exc)), data_unit)
         return verified
 
-    def read(self, data_unit, min_version=None):
-        """Return :class:`ReadResult` with the newest version's plaintext.
+    def open(self, data_unit, min_version=None, expected_version=None):
+        """Verify the newest version and return :class:`OpenResult` (decoded lazily).
 
+        ``expected_version`` (e.g. the version the Swift stub pins) lets value objects be
+        fetched while the metadata is still being read; they are used only if the
+        metadata quorum names that version, and only after they match its digests.
         Raises :class:`~.errors.NotFoundError` when a quorum holds no valid metadata,
         :class:`~.errors.StaleError` when the newest valid version is below
         ``min_version``, :class:`~.errors.QuorumError` when too few clouds answer or too
         few value objects verify.
         """
+        prefetched = {}
+        if expected_version is not None:
+            prefetched = {self.executor.submit(self._fetch_value, data_unit,
+                                               expected_version, index): index
+                          for index in range(self.f + 1)}
         late = {}
         best, answers, faults = self._read_metadata(data_unit, late=late)
         if best is None:
@@ -350,15 +518,17 @@ class DepSkyCA:
         meta = best[0]
         if min_version is not None and meta.version < min_version:
             raise errors.StaleError(data_unit, meta.version, min_version)
+        if meta.version != expected_version:
+            prefetched = {}
         # Clouds that vouched for this version first, then the others.
         current = [index for index, value in sorted(answers.items())
                    if isinstance(value, tuple) and value[0].version == meta.version]
         order = current + [index for index in range(self.n) if index not in current]
-        verified = self._fetch_values(meta, order, faults, self.f + 1)
+        verified = self._fetch_values(meta, order, faults, self.f + 1, prefetched)
         if len(verified) < self.f + 1:
             raise errors.QuorumError('read', data_unit, self.f + 1,
                                      {fault.cloud: fault.reason for fault in faults.values()})
-        data = coding.decode(verified, self.f, meta)
+        decoder = coding.Decoder(verified, meta)
         # Clouds slower than the quorum have usually answered by now; judge them too.
         done, _ = concurrent.futures.wait(list(late), timeout=self.straggler_grace)
         for future in done:
@@ -370,7 +540,13 @@ class DepSkyCA:
             except Exception:  # unreachable clouds are not judged on a successful read
                 continue
             self._judge_metadata(data_unit, late[future], answer, meta.version, faults, False)
-        return ReadResult(data=data, metadata=meta, faults=faults)
+        return OpenResult(metadata=meta, faults=faults, segments=decoder)
+
+    def read(self, data_unit, min_version=None, expected_version=None):
+        """Return :class:`ReadResult` with the newest version's plaintext (see :meth:`open`)."""
+        opened = self.open(data_unit, min_version, expected_version)
+        return ReadResult(data=b''.join(opened.segments), metadata=opened.metadata,
+                          faults=opened.faults)
 
     def read_metadata(self, data_unit):
         """Newest valid :class:`~.metadata.Metadata` on a quorum (no value objects read)."""
@@ -451,18 +627,23 @@ class DepSkyCA:
         if missing:
             k = self.f + 1
             sources = sorted(verified.items())[:k]
-            parsed = [coding.parse_value_object(data, index) for index, data in sources]
+            parsed = [coding.parse_value_object(data, index, meta) for index, data in sources]
             shares = [share for share, _ in parsed]
-            fragments = [fragment for _, fragment in parsed]
-            try:
-                new_fragments = coding.ec_driver(k, self.n - k).reconstruct(fragments, missing)
-            except Exception as exc:  # pyeclib's own error family
-                raise errors.FragmentError('fragment', coding.VALUE_HEADER_BYTES,
-                                           'reconstruction failed: %s' % exc)
-            for index, fragment in zip(missing, new_fragments):
-                share = (index + 1, shamir.interpolate(shares, index + 1))
-                value = (coding.VALUE_MAGIC + bytes([coding.VALUE_FORMAT, index])
-                         + shamir.encode_share(share) + fragment)
+            parts = {index: [coding.value_header(index, (index + 1, shamir.interpolate(
+                shares, index + 1)))] for index in missing}
+            driver = coding.ec_driver(k, self.n - k)
+            for segment, (_, _, offset) in enumerate(coding.layout(
+                    meta.size, meta.segment_size, self.n, self.f)):
+                try:
+                    pieces = driver.reconstruct([pieces[segment] for _, pieces in parsed],
+                                                missing)
+                except Exception as exc:  # pyeclib's own error family
+                    raise errors.FragmentError('fragment', offset, 'reconstruction of '
+                                               'segment %d failed: %s' % (segment, exc))
+                for index, piece in zip(missing, pieces):
+                    parts[index].append(piece)
+            for index in missing:
+                value = b''.join(parts[index])
                 if coding.digest(value) != meta.digests[index]:
                     failed[self.clouds[index].name] = ('rebuilt value object does not match '
                                                        'the signed digest')

@@ -23,8 +23,8 @@ containers). Options (paste section, validated at start-up):
                         proxy read-only
 ``timeout``             seconds to wait for a cloud before counting it unavailable (10)
 ``workers``             parallel cloud calls per proxy worker (32)
-``max_object_size``     largest object body in bytes (1 GiB); a PUT is encoded in memory,
-                        so bigger objects must be uploaded as SLO/DLO segments
+``max_object_size``     largest object body in bytes (1 GiB); bigger objects must be
+                        uploaded as SLO/DLO segments
 ``fault_log``           optional file; every cloud fault found is appended as a JSON line
 """
 import concurrent.futures
@@ -34,6 +34,8 @@ import json
 import threading
 import time
 
+import eventlet
+from eventlet import tpool
 from swift.common import constraints
 from swift.common import http
 from swift.common import request_helpers
@@ -130,7 +132,7 @@ class CloudStoreMiddleware:
         self.depsky = protocol.DepSkyCA(
             self.clouds, self.settings.f, self.settings.public_key, self.settings.private_key,
             executor=self.executor, fault_listener=self._report_fault,
-            timeout=self.settings.timeout)
+            timeout=self.settings.timeout, offload=tpool.execute)
         self._containers_ready = set()
         self._fault_lock = threading.Lock()
 
@@ -203,12 +205,14 @@ class CloudStoreMiddleware:
         handler = getattr(self, '_handle_' + req.method.lower())
         return handler(req, info, obj)(env, start_response)
 
-    def _read_body(self, req):
-        """Read the body as the proxy does: until EOF of ``wsgi.input``.
+    def _body_chunks(self, req, etag_hash):
+        """Yield the request body as the proxy reads it: until EOF of ``wsgi.input``.
 
         The WSGI server's input already stops at Content-Length or the last chunk;
         internal requests (object versioning) may carry a stale Content-Length over a
-        longer input, which the proxy also reads to the end.
+        longer input, which the proxy also reads to the end. Raises a swob error
+        (aborting the write before its last segment is released) when the body is too
+        large, shorter than announced, or does not match the client's ETag.
         """
         limit = min(constraints.MAX_FILE_SIZE, self.settings.max_object_size)
         too_large = swob.HTTPRequestEntityTooLarge(
@@ -217,24 +221,28 @@ class CloudStoreMiddleware:
                  b'ones as segments (SLO or DLO).' % limit)
         if (req.content_length or 0) > limit:
             raise too_large
-        chunks = []
-        total = 0
-        reader = req.environ['wsgi.input']
-        while True:
-            chunk = reader.read(_READ_CHUNK)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise too_large
         try:
             expected = req.message_length()
         except ValueError as exc:
             raise swob.HTTPBadRequest(request=req, body=str(exc).encode('utf-8'))
+        total = 0
+        reader = req.environ['wsgi.input']
+        while True:
+            chunk = reader.read(self.depsky.segment_size)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+            # On a native thread (MD5 releases the GIL): the uploads to the clouds go on.
+            tpool.execute(etag_hash.update, chunk)
+            yield chunk
+            eventlet.sleep(0)
         if expected is not None and total < expected:
             raise swob.HTTPClientDisconnect(request=req)
-        return b''.join(chunks)
+        if 'Etag' in req.headers and \
+                swob.normalize_etag(req.headers['Etag']) != etag_hash.hexdigest():
+            raise swob.HTTPUnprocessableEntity(request=req)
 
     def _handle_put(self, req, info, obj):
         req.acl = info.get('write_acl')
@@ -258,22 +266,26 @@ class CloudStoreMiddleware:
         if old is not None and req.headers.get('If-None-Match') == '*':
             # Decide before touching the clouds: a refused PUT must not add a version.
             return swob.HTTPPreconditionFailed(request=req)
-        try:
-            data = self._read_body(req)
-        except swob.HTTPException as error:
-            return error
-        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        if 'Etag' in req.headers and \
-                swob.normalize_etag(req.headers['Etag']) != etag:
-            return swob.HTTPUnprocessableEntity(request=req)
         version = utils.Timestamp.now().raw
         data_unit = (old[SYSMETA_DATA_UNIT] if old is not None
                      else data_unit_name(req.path_info, version))
         self._ensure_containers()
+        etag_hash = hashlib.md5(usedforsecurity=False)
+        # A client's Content-Length is what wsgi.input delivers; internal requests may
+        # carry a stale one (see _body_chunks), so only clients' lengths are announced.
+        size = None
+        if 'swift.source' not in req.environ and \
+                'chunked' not in req.headers.get('Transfer-Encoding', ''):
+            size = req.content_length
         try:
-            self.depsky.write(data_unit, data, version)
+            result = self.depsky.write_stream(data_unit, self._body_chunks(req, etag_hash),
+                                              version, size)
+        except swob.HTTPException as error:
+            return error
         except errors.CloudStoreError as exc:
             return self._unavailable(req, 'write', exc)
+        etag = etag_hash.hexdigest()
+        size = result.metadata.size
 
         env = req.environ
         env['wsgi.input'] = io.BytesIO(b'')
@@ -281,8 +293,8 @@ class CloudStoreMiddleware:
         env.pop('HTTP_TRANSFER_ENCODING', None)
         req.headers.pop('Etag', None)
         req.headers.update({SYSMETA_DATA_UNIT: data_unit, SYSMETA_VERSION: str(version),
-                            SYSMETA_SIZE: str(len(data)), SYSMETA_ETAG: etag})
-        for key, value in (('etag', etag), ('size', str(len(data)))):
+                            SYSMETA_SIZE: str(size), SYSMETA_ETAG: etag})
+        for key, value in (('etag', etag), ('size', str(size))):
             override = request_helpers.get_container_update_override_key(key)
             if override not in req.headers:
                 req.headers[override] = value
@@ -322,11 +334,14 @@ class CloudStoreMiddleware:
         for _chunk in stub.app_iter or ():
             pass
         version = int(stub.headers[SYSMETA_VERSION])
+        data_unit = stub.headers[SYSMETA_DATA_UNIT]
         try:
-            result = self.depsky.read(stub.headers[SYSMETA_DATA_UNIT], min_version=version)
-            if result.metadata.version != version:
-                raise errors.StaleError(stub.headers[SYSMETA_DATA_UNIT], version,
-                                        result.metadata.version)
+            opened = self.depsky.open(data_unit, min_version=version, expected_version=version)
+            if opened.metadata.version != version:
+                raise errors.StaleError(data_unit, version, opened.metadata.version)
+            # Every value object used has matched its signed digest. Ranges need the
+            # whole body here; otherwise segments are decrypted as they are sent.
+            body = b''.join(opened.segments) if 'Range' in req.headers else None
         except errors.CloudStoreError as exc:
             return self._unavailable(req, 'read', exc)
         headers = dict(stub.headers)
@@ -336,10 +351,25 @@ class CloudStoreMiddleware:
         # must still see the client's Range (DLO, SLO and symlink re-read it).
         range_req = swob.Request(dict(req.environ))
         request_helpers.resolve_ignore_range_header(range_req, stub.headers)
+        conditional_etag = request_helpers.resolve_etag_is_at_header(req, stub.headers)
+        if body is not None:
+            return swob.Response(request=range_req, body=body, headers=headers, status=200,
+                                 conditional_response=True, conditional_etag=conditional_etag)
         return swob.Response(
-            request=range_req, body=result.data, headers=headers, status=200,
-            conditional_response=True,
-            conditional_etag=request_helpers.resolve_etag_is_at_header(req, stub.headers))
+            request=range_req, app_iter=self._segments(req, data_unit, opened),
+            content_length=opened.metadata.size, headers=headers, status=200,
+            conditional_response=True, conditional_etag=conditional_etag)
+
+    def _segments(self, req, data_unit, opened):
+        try:
+            for segment in opened.segments:
+                yield segment
+        except errors.CloudStoreError as exc:
+            # Digests matched, so only a faulty writer gets here; the client sees a
+            # short body (the connection is closed), never wrong bytes.
+            self.logger.error('cloudstore: read %s (data unit %s): %s', req.path, data_unit,
+                              exc)
+            raise
 
     def _handle_delete(self, req, info, obj):
         old = self._stub_headers(req)

@@ -44,6 +44,16 @@ class Backend(abc.ABC):
         :class:`~..errors.BackendError` on any failure (unreachable, refused, timeout).
         """
 
+    def put_stream(self, key, chunks, length=None):
+        """Store the bytes of the iterable ``chunks`` under ``key``, as :meth:`put`.
+
+        ``chunks`` may block while the writer produces them and raises if the writer
+        aborts: the object must then not be stored. ``length``, when known, is their
+        total. This default buffers everything and calls :meth:`put`; a backend that can
+        upload as the chunks arrive overrides it.
+        """
+        self.put(key, b''.join(chunks))
+
     @abc.abstractmethod
     def get(self, key):
         """Return the bytes stored under ``key``.

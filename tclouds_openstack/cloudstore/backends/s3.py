@@ -2,7 +2,9 @@
 
 Options: ``endpoint_url``, ``access_key``, ``secret_key``, ``bucket`` (default
 ``cloudstore``), ``region`` (default ``us-east-1``), ``timeout`` in seconds (default 10).
-Requests are SigV4 with path-style addressing; boto3 clients are thread-safe.
+Requests are SigV4 with path-style addressing; boto3 clients are thread-safe. A streamed
+upload is buffered first (the base class's ``put_stream``): SigV4 over plain HTTP signs
+the SHA-256 of the whole payload before sending it.
 """
 import boto3
 from botocore import config as botocore_config

@@ -175,7 +175,7 @@ def test_no_cloud_alone_holds_the_plaintext(swift, container, clouds, reader):
             assert plaintext[offset:offset + 16] not in stored
         value = item.backend().get(protocol.value_key(unit, meta.version))
         with pytest.raises(errors.FragmentError):
-            coding.decode({index: value}, 1, meta)
+            coding.decode({index: value}, meta)
 
 
 def test_repair_command_restores_lost_and_corrupted_objects(swift, container, clouds, reader,
@@ -205,3 +205,21 @@ def test_repair_command_restores_lost_and_corrupted_objects(swift, container, cl
          '--proxy-conf', str(front_proxy.dir / 'proxy-server.conf'), '--data-unit', unit],
         capture_output=True, text=True, timeout=120)
     assert check.returncode == 0 and json.loads(check.stdout)['faults'] == {}
+
+
+def test_refused_streamed_put_leaves_nothing_on_the_clouds(swift, container, clouds):
+    # The body streams to the clouds while it arrives; a wrong ETag is known only at its
+    # end, and must abort every upload before the last segment: nothing is stored.
+    swift.put_object(container, 'obj', b'old contents')
+    before = [set(item.backend().list('')) for item in clouds]
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    with pytest.raises(swiftclient.ClientException) as info:
+        swift.put_object(container, 'obj', data, etag=hashlib.md5(b'other').hexdigest())
+    assert info.value.http_status == 422
+    assert swift.get_object(container, 'obj')[1] == b'old contents'
+    for index, item in enumerate(clouds):
+        assert set(item.backend().list('')) == before[index]
+    # A streamed multi-segment object round-trips, with the client's ETag checked.
+    etag = hashlib.md5(data).hexdigest()
+    assert swift.put_object(container, 'obj', data, etag=etag) == etag
+    assert swift.get_object(container, 'obj')[1] == data

@@ -48,6 +48,11 @@ def clouds():
     return [MemoryBackend('cloud%d' % index) for index in range(4)]
 
 
+#: Small segments, so that test objects span several of them.
+SEGMENT = 64 * 1024
+
+
 @pytest.fixture
 def depsky(clouds, writer_key):
-    return protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key)
+    return protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key,
+                             segment_size=SEGMENT)

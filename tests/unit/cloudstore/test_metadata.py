@@ -12,7 +12,7 @@ KEY = ed25519.Ed25519PrivateKey.generate()
 
 
 def _meta(**changes):
-    fields = dict(data_unit='unit1', version=7, n=4, f=1, ciphertext_size=100,
+    fields = dict(data_unit='unit1', version=7, n=4, f=1, size=100, segment_size=65536,
                   nonce=b'\x01' * 12, digests=tuple('%064x' % i for i in range(4)),
                   writer=metadata.key_id(KEY.public_key()))
     fields.update(changes)
@@ -56,7 +56,9 @@ def test_other_data_unit_is_refused():
     ('ec_type', 'liberasurecode_rs_vand', 'expected'),
     ('nonce', 'zz' * 12, '24 lowercase hex'),
     ('digests', ['00' * 32] * 3, 'list of n=4'),
-    ('ciphertext_size', 3, 'outside'),
+    ('size', -1, 'outside'),
+    ('segment_size', 4095, 'outside'),
+    ('segment_size', 2 ** 27, 'outside'),
     ('format', 'other/1', 'expected'),
 ])
 def test_signed_but_invalid_fields_are_named(field, value, message):

@@ -130,13 +130,13 @@ def test_no_single_cloud_can_recover_the_plaintext(depsky, clouds, writer_key):
         blob = b''.join(cloud.objects.values())
         for offset in range(0, len(secret) - 16, 16):
             assert secret[offset:offset + 16] not in blob
-        share, fragment = coding.parse_value_object(
-            cloud.objects[protocol.value_key('unit', 1)], index)
+        share, _ = coding.parse_value_object(
+            cloud.objects[protocol.value_key('unit', 1)], index, meta)
         # One share is below the threshold, one fragment below k: both fail.
         with pytest.raises(errors.FragmentError):
             shamir.combine([share], coding.KEY_BYTES)
         with pytest.raises(errors.FragmentError):
-            coding.decode({index: cloud.objects[protocol.value_key('unit', 1)]}, 1, meta)
+            coding.decode({index: cloud.objects[protocol.value_key('unit', 1)]}, meta)
 
 
 def test_repair_rebuilds_missing_and_bad_objects(depsky, clouds):
@@ -177,27 +177,140 @@ def test_configuration_errors(clouds, writer_key):
         reader.write('unit', b'x', 1)
 
 
+def _encoded(data, segment_size=4096):
+    nonce, values = coding.encode_value_objects(data, 'u', 1, 4, 1, segment_size)
+    meta = metadata.Metadata('u', 1, 4, 1, len(data), nonce,
+                             tuple(coding.digest(v) for v in values), '0' * 64,
+                             segment_size=segment_size)
+    return meta, values
+
+
+def test_segments_of_any_chunking():
+    def segments(chunks, size=4):
+        return [(index, data, last) for index, data, last in protocol._segments(chunks, size)]
+    assert segments([]) == [(0, b'', True)]
+    assert segments([b'', b'']) == [(0, b'', True)]
+    assert segments([b'abcd']) == [(0, b'abcd', True)]
+    assert segments([b'ab', b'cd', b'']) == [(0, b'abcd', True)]
+    assert segments([b'abcdefgh']) == [(0, b'abcd', False), (1, b'efgh', True)]
+    assert segments([b'abc', b'defgh', b'ij']) == [
+        (0, b'abcd', False), (1, b'efgh', False), (2, b'ij', True)]
+    assert segments([b'abcd', b'efgh', b'i']) == [
+        (0, b'abcd', False), (1, b'efgh', False), (2, b'i', True)]
+
+
+@pytest.mark.parametrize('size', [0, 1, 4095, 4096, 4097, 3 * 4096, 50000])
+def test_layout_matches_the_encoding(size):
+    data = os.urandom(size)
+    meta, values = _encoded(data)
+    assert all(len(value) == coding.value_object_bytes(size, 4096, 4, 1) for value in values)
+    for pair in ((0, 1), (2, 3), (0, 3), (1, 2)):
+        assert coding.decode({index: values[index] for index in pair}, meta) == data
+
+
+def test_streamed_write_in_odd_chunks(clouds, writer_key):
+    chunks = [DATA[i:i + 10007] for i in range(0, len(DATA), 10007)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key, pool,
+                                   segment_size=65536)
+        result = depsky.write_stream('unit', iter(chunks), 4)
+        assert result.metadata.size == len(DATA) and len(result.acked) >= 3
+        assert depsky.read('unit').data == DATA
+        # A reader expecting this version fetches values beside the metadata.
+        assert depsky.read('unit', expected_version=4).data == DATA
+
+
+def test_expected_version_that_is_not_current_is_not_used(depsky, clouds):
+    depsky.write('unit', b'old', 1)
+    old = {key: value for key, value in clouds[0].objects.items()}
+    depsky.write('unit', DATA, 2)
+    clouds[0].objects.update(old)          # the old value object is still there
+    assert depsky.read('unit', expected_version=1).data == DATA
+
+
+def test_a_failing_input_aborts_the_write_and_stores_nothing(clouds, writer_key):
+    class Refused(Exception):
+        pass
+
+    def body():
+        yield DATA[:100000]
+        raise Refused('client went away')
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key, pool,
+                                   segment_size=65536)
+        depsky.write('unit', b'previous', 1)
+        with pytest.raises(Refused):
+            depsky.write_stream('unit', body(), 2)
+        pool.shutdown(wait=True)
+    for cloud in clouds:
+        assert protocol.value_key('unit', 2) not in cloud.objects
+    assert protocol.DepSkyCA(clouds, 1, writer_key.public_key()).read('unit').data == \
+        b'previous'
+
+
+def test_swapped_segments_fail_the_tag_even_with_vouched_digests():
+    data = os.urandom(3 * 4096)
+    meta, values = _encoded(data)
+    segments = coding.layout(len(data), 4096, 4, 1)
+    swapped = []
+    for value in values:
+        pieces = [value[offset:offset + piece] for _, piece, offset in segments]
+        swapped.append(value[:coding.VALUE_HEADER_BYTES] + pieces[1] + pieces[0] + pieces[2])
+    with pytest.raises(errors.FragmentError, match='AES-GCM tag of segment 0'):
+        coding.decode({0: swapped[0], 1: swapped[1]}, meta)
+
+
+def test_truncated_value_object_names_the_length():
+    meta, values = _encoded(os.urandom(10000))
+    with pytest.raises(errors.FragmentError, match='length.*the metadata implies'):
+        coding.parse_value_object(values[2][:-1], 2, meta)
+
+
 @hypothesis.given(st.binary(max_size=300), st.integers(min_value=0, max_value=3))
 @hypothesis.settings(max_examples=300, deadline=None)
 def test_value_object_parser_raises_only_fragment_error(data, index):
+    meta, _ = _encoded(b'x' * 100)
     try:
-        coding.parse_value_object(data, index)
+        coding.parse_value_object(data, index, meta)
     except errors.FragmentError:
         pass
 
 
-@hypothesis.given(st.binary(min_size=1, max_size=64), st.integers(min_value=0, max_value=200))
+@hypothesis.given(st.binary(min_size=1, max_size=64), st.integers(min_value=0, max_value=9000))
 @hypothesis.settings(max_examples=100, deadline=None)
 def test_signed_but_corrupted_value_objects_never_escape(garbage, cut):
     # Even a value object whose digest is (wrongly) vouched for by the signed metadata
     # must fail with FragmentError, never a pyeclib or struct exception.
-    key, nonce, ciphertext = coding.encrypt(b'data' * 100, 'u', 1)
-    values = coding.encode_value_objects(key, ciphertext, 4, 1)
-    meta = metadata.Metadata('u', 1, 4, 1, len(ciphertext), nonce,
-                             tuple(coding.digest(v) for v in values), '0' * 64)
+    plain = b'data' * 2500
+    meta, values = _encoded(plain)
     broken = values[1][:coding.VALUE_HEADER_BYTES + cut] + garbage
+    broken += values[1][len(broken):]
     try:
-        data = coding.decode({0: values[0], 1: broken}, 1, meta)
+        data = coding.decode({0: values[0], 1: broken}, meta)
     except errors.FragmentError:
         return
-    assert data == b'data' * 100
+    assert data == plain
+
+
+@pytest.mark.parametrize('announced', [len(DATA) - 1, len(DATA) + 1])
+def test_a_body_that_differs_from_its_announced_size_is_refused(depsky, clouds, announced):
+    depsky.write('unit', b'previous', 1)
+    with pytest.raises(errors.CloudStoreError, match='%d were announced' % announced):
+        depsky.write_stream('unit', [DATA[:70000], DATA[70000:]], 2, size=announced)
+    assert all(protocol.value_key('unit', 2) not in cloud.objects for cloud in clouds)
+    assert depsky.read('unit').data == b'previous'
+
+
+def test_announced_size_reaches_the_backends(clouds, writer_key):
+    lengths = []
+    put_stream = clouds[0].put_stream
+
+    def recording(key, chunks, length=None):
+        lengths.append(length)
+        return put_stream(key, chunks, length)
+    clouds[0].put_stream = recording
+    depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key,
+                               segment_size=65536)
+    depsky.write_stream('unit', [DATA], 1, size=len(DATA))
+    assert lengths == [len(clouds[0].objects[protocol.value_key('unit', 1)])]
