@@ -1,4 +1,6 @@
-"""Fixtures of the secure log functional tests: databases and a populated store."""
+"""Fixtures of the secure log functional tests: databases, a populated store, a writer."""
+import subprocess
+import sys
 import uuid
 
 import psycopg2
@@ -46,3 +48,37 @@ def db_url(request, tmp_path):
         yield url
     finally:
         drop()
+
+
+_WRITER = '''
+import sys
+from tclouds_openstack.securelog import source, store
+st = store.SecureLogStore(sys.argv[1], sys.argv[2], origin='test.example/securelog',
+                          epoch_entries=300, checkpoint_interval=0.2)
+src = source.Source(sys.argv[3], sys.argv[2], epoch_entries=300)
+i = 0
+while True:
+    events = [({'event_type': 'crash.test', 'n': i + k}, '') for k in range(200)]
+    if sys.argv[4] == 'co-located':
+        st.append_events(src, events)
+    else:
+        st.append(src.seal(events))
+    i += 200
+    print(i, flush=True)
+'''
+
+
+def kill_writer_mid_way(url, state, source_name, batches, mode):
+    """Run a writer appending batches of 200 in a child, SIGKILL it after ``batches``.
+
+    ``mode`` is ``co-located`` (``append_events``) or ``sealed`` (``Source.seal`` then
+    ``append``, as entries from the bus arrive).
+    """
+    proc = subprocess.Popen([sys.executable, '-c', _WRITER, url, str(state), source_name,
+                             mode], stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(batches):       # let it commit a few batches, then kill it mid-way
+            proc.stdout.readline()
+    finally:
+        proc.kill()
+        proc.wait()

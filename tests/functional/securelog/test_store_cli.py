@@ -16,6 +16,7 @@ from tclouds_openstack.securelog import merkle
 from tclouds_openstack.securelog import sealing
 from tclouds_openstack.securelog import source as srcmod
 from tclouds_openstack.securelog import store as storemod
+from tests.functional.securelog import conftest
 
 N = 10000
 EPOCH = 500
@@ -244,31 +245,10 @@ def test_console_script_round_trip(tmp_path):
     assert res.returncode == 0, res.stderr
 
 
-WRITER = '''
-import sys
-from tclouds_openstack.securelog import source, store
-st = store.SecureLogStore(sys.argv[1], sys.argv[2], origin='test.example/securelog',
-                          epoch_entries=300, checkpoint_interval=0.2)
-src = source.Source(sys.argv[3], sys.argv[2], epoch_entries=300)
-i = 0
-while True:
-    st.append(src.seal([({'event_type': 'crash.test', 'n': i + k}, '') for k in range(200)]))
-    i += 200
-    print(i, flush=True)
-'''
-
-
 def test_killed_writer_leaves_no_half_written_batch(tmp_path):
     url = 'sqlite:///%s' % (tmp_path / 'crash.sqlite')
     state = str(tmp_path / 'state')
-    proc = subprocess.Popen([sys.executable, '-c', WRITER, url, state, 'writer-1@host'],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        for _ in range(15):              # let it commit a few batches, then kill it mid-way
-            proc.stdout.readline()
-    finally:
-        proc.kill()
-        proc.wait()
+    conftest.kill_writer_mid_way(url, state, 'writer-1@host', 15, 'sealed')
     st = storemod.SecureLogStore(url, state, origin='test.example/securelog',
                                  epoch_entries=300)
     size = st.size()

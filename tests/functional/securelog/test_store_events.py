@@ -3,8 +3,6 @@ batch for both seals, sequence numbers kept by the store, key files replaced onl
 evolves; and the log sealer's epochs bounded by entries across batches."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -12,6 +10,7 @@ from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import sealing
 from tclouds_openstack.securelog import source as srcmod
 from tclouds_openstack.securelog import store as storemod
+from tests.functional.securelog import conftest
 
 EPOCH = 50
 NOW = 10 ** 18
@@ -190,31 +189,10 @@ def test_tampering_is_found_in_a_log_of_co_located_sources(tmp_path):
     st.close()
 
 
-WRITER = '''
-import sys
-from tclouds_openstack.securelog import source, store
-st = store.SecureLogStore(sys.argv[1], sys.argv[2], origin='test.example/securelog',
-                          epoch_entries=300, checkpoint_interval=0.2)
-src = source.Source(sys.argv[3], sys.argv[2], epoch_entries=300)
-i = 0
-while True:
-    st.append_events(src, [({'event_type': 'crash.test', 'n': i + k}, '') for k in range(200)])
-    i += 200
-    print(i, flush=True)
-'''
-
-
 def test_killed_co_located_writer_resumes_its_sequence(tmp_path):
     url = 'sqlite:///%s' % (tmp_path / 'crash.sqlite')
     state = tmp_path / 'state'
-    proc = subprocess.Popen([sys.executable, '-c', WRITER, url, str(state), 'writer@host'],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        for _ in range(12):              # let it commit a few batches, then kill it mid-way
-            proc.stdout.readline()
-    finally:
-        proc.kill()
-        proc.wait()
+    conftest.kill_writer_mid_way(url, state, 'writer@host', 12, 'co-located')
     st = storemod.SecureLogStore(url, str(state), origin='test.example/securelog',
                                  epoch_entries=300, checkpoint_interval=3600)
     size = st.size()
