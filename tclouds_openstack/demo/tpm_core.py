@@ -6,6 +6,8 @@ MakeCredential/ActivateCredential, performs a simulated measured boot (UEFI even
 IMA list extended into the PCRs), takes a quote over a fresh nonce and verifies it in pure
 Python, replays the logs and compares them with the quoted PCRs and with the reference
 (golden) values. One host boots a tampered kernel; forged evidence is shown rejected.
+Each verdict is sealed into the demo's secure log as the attestation service's
+``attestation.host.<verdict>`` notification would be.
 """
 import os
 import secrets
@@ -20,6 +22,7 @@ from tclouds_openstack.tpm import eventlog
 from tclouds_openstack.tpm import ima
 from tclouds_openstack.tpm import quote
 
+TITLE = 'TPM 2.0 evidence core on swtpm-backed hosts'
 BANK = 'sha256'
 BOOT_PCRS = list(range(10))
 QUOTE_PCRS = {BANK: BOOT_PCRS + [ima.IMA_PCR]}
@@ -89,8 +92,8 @@ def _appraise(host, nonce, evidence, reference):
     return reasons
 
 
-def run(report, workdir, hosts=3):
-    report.chapter('1. TPM 2.0 evidence core on %d swtpm-backed hosts' % hosts)
+def run(demo):
+    report, workdir, hosts = demo.report, demo.workdir, demo.hosts
     ca = swtpm.LocalCA(os.path.join(workdir, 'manufacturer-ca'))
     fleet = []
     try:
@@ -117,6 +120,8 @@ def run(report, workdir, hosts=3):
             report.step('%s: quote signature, nonce and PCR digest verified; verdict %s'
                         % (host.name, host.verdict), ok=host.verdict == expected,
                         detail='\n'.join(host.reasons) or None)
+            demo.record('attestation.host.%s' % host.verdict,
+                        {'host': host.name, 'reasons': host.reasons})
         _forgeries(report, fleet[0], fleet[1] if hosts > 1 else fleet[0])
         report.table(['host', 'verdict', 'reason'],
                      [(h.name, h.verdict, h.reasons[0] if h.reasons else '') for h in fleet])

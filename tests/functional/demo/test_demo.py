@@ -18,6 +18,14 @@ def test_demo_reports_trusted_and_tampered_hosts(tmp_path):
                     'attest bytes altered: rejected (signature:',
                     "quote signed by another host's AK: rejected (signature:"):
         assert forgery in out
+    # The verdicts were sealed into the demo's secure log, which the auditor verifies and
+    # in which each kind of tampering is found at its index.
+    assert 'events sealed (attestation.host.trusted, attestation.host.untrusted' in out
+    assert 'entries verified from genesis against the signed checkpoint' in out
+    for tampering in ('an entry changed at index 1: detected at index 1 (modified)',
+                      'an entry deleted at index', 'two entries swapped at index 0: '
+                      'detected at index 0 (moved)'):
+        assert tampering in out
     assert 'Every step had its expected outcome.' in out
 
 
@@ -26,3 +34,11 @@ def test_demo_refuses_a_single_host():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert '--hosts must be at least 2' in result.stderr
+
+
+def test_one_chapter_alone(tmp_path):
+    result = subprocess.run([sys.executable, '-m', 'tclouds_openstack.demo.main',
+                             '--chapter', 'audit', '--workdir', str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '1. Secure log' in result.stdout and 'TPM' not in result.stdout
