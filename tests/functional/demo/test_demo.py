@@ -20,7 +20,12 @@ def test_demo_reports_trusted_and_tampered_hosts(tmp_path):
         assert forgery in out
     # The verdicts were sealed into the demo's secure log, which the auditor verifies and
     # in which each kind of tampering is found at its index.
-    assert 'events sealed (attestation.host.trusted, attestation.host.untrusted' in out
+    assert ('events sealed (attestation.host.trusted, attestation.host.untrusted, '
+            'blockstore.integrity.failed, cloudstore.fault, keymgr.key.refused, '
+            'keymgr.key.released)') in out
+    for number, title in enumerate(['TPM 2.0 evidence core', 'Attested hosts',
+                                    'Protected volume', 'Cloud of clouds', 'Secure log'], 1):
+        assert '\n%d. %s' % (number, title) in out
     assert 'entries verified from genesis against the signed checkpoint' in out
     for tampering in ('an entry changed at index 1: detected at index 1 (modified)',
                       'an entry deleted at index', 'two entries swapped at index 0: '
