@@ -1,33 +1,13 @@
 """The demo's ``keys`` chapter (data flows 1 and 2), run as a user would, and its cleanup."""
-import os
-import subprocess
-import sys
 import threading
 
 from tclouds_openstack.attestation.agent import swtpm
 from tclouds_openstack.demo import main
-
-
-def _swtpms_under(path):
-    """Command lines of running swtpm processes whose state lies under ``path``."""
-    found = []
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                cmdline = f.read().replace(b'\0', b' ').decode(errors='replace')
-        except OSError:
-            continue
-        if 'swtpm' in cmdline and str(path) in cmdline:
-            found.append(cmdline)
-    return found
+from tests.functional import demo as demo_tests
 
 
 def test_keys_chapter(tmp_path):
-    result = subprocess.run([sys.executable, '-m', 'tclouds_openstack.demo.main',
-                             '--chapter', 'keys', '--workdir', str(tmp_path)],
-                            capture_output=True, text=True, timeout=180)
+    result = demo_tests.run_demo('--chapter', 'keys', '--workdir', str(tmp_path))
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert 'Traceback' not in out + result.stderr
@@ -55,7 +35,7 @@ def test_keys_chapter(tmp_path):
     assert 'sealed into the demo\'s secure log: attestation.host.trusted x2, ' \
            'attestation.host.untrusted x1, keymgr.key.refused x4, keymgr.key.released x3' in out
     assert 'Every step had its expected outcome.' in out
-    assert not _swtpms_under(tmp_path)
+    assert not demo_tests.processes('swtpm', str(tmp_path))
 
 
 def test_keys_chapter_stops_what_it_starts(tmp_path, capsys):
@@ -70,4 +50,4 @@ def test_keys_chapter_stops_what_it_starts(tmp_path, capsys):
     assert 'key refused: attestation verdict of host compute1 is stale:' in out
     assert [t.name for t in threading.enumerate() if t not in threads] == []
     assert not swtpm._running
-    assert not _swtpms_under(tmp_path)
+    assert not demo_tests.processes('swtpm', str(tmp_path))

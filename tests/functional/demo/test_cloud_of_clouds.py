@@ -1,16 +1,9 @@
 """The demo's cloud-of-clouds chapter, run alone as an operator would."""
-import subprocess
-import sys
-
-
-def _run(workdir):
-    return subprocess.run([sys.executable, '-m', 'tclouds_openstack.demo.main',
-                           '--chapter', 'objects', '--workdir', str(workdir)],
-                          capture_output=True, text=True, timeout=120)
+from tests.functional import demo as demo_tests
 
 
 def test_objects_chapter(tmp_path):
-    result = _run(tmp_path)
+    result = demo_tests.run_demo('--chapter', 'objects', '--workdir', str(tmp_path), timeout=120)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert 'Traceback' not in out + result.stderr
@@ -34,5 +27,5 @@ def test_objects_chapter(tmp_path):
     # The clouds are directories under the work directory; a second run reuses it.
     assert sorted(p.name for p in (tmp_path / 'clouds').iterdir()) == [
         'provider_a', 'provider_b', 'provider_c', 'provider_d']
-    again = _run(tmp_path)
+    again = demo_tests.run_demo('--chapter', 'objects', '--workdir', str(tmp_path), timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -1,12 +1,9 @@
 """The README's main job, run as a user would: every step has its expected outcome."""
-import subprocess
-import sys
+from tests.functional import demo as demo_tests
 
 
 def test_demo_reports_trusted_and_tampered_hosts(tmp_path):
-    result = subprocess.run([sys.executable, '-m', 'tclouds_openstack.demo.main',
-                             '--hosts', '3', '--workdir', str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+    result = demo_tests.run_demo('--hosts', '3', '--workdir', str(tmp_path), timeout=300)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert 'Traceback' not in out + result.stderr
@@ -35,15 +32,12 @@ def test_demo_reports_trusted_and_tampered_hosts(tmp_path):
 
 
 def test_demo_refuses_a_single_host():
-    result = subprocess.run([sys.executable, '-m', 'tclouds_openstack.demo.main', '--hosts', '1'],
-                            capture_output=True, text=True, timeout=60)
+    result = demo_tests.run_demo('--hosts', '1', timeout=60)
     assert result.returncode == 2
     assert '--hosts must be at least 2' in result.stderr
 
 
 def test_one_chapter_alone(tmp_path):
-    result = subprocess.run([sys.executable, '-m', 'tclouds_openstack.demo.main',
-                             '--chapter', 'audit', '--workdir', str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    result = demo_tests.run_demo('--chapter', 'audit', '--workdir', str(tmp_path), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert '1. Secure log' in result.stdout and 'TPM' not in result.stdout

@@ -1,35 +1,13 @@
 """The demo's protected volume chapter, run alone as a user would (real nbdkit and qemu-io)."""
 import os
-import subprocess
-import sys
 
 from tclouds_openstack.demo import context
 from tclouds_openstack.securelog import store as store_mod
-
-
-def _nbdkit_processes(marker):
-    """PIDs of nbdkit processes whose command line mentions ``marker``."""
-    found = []
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                argv = f.read().split(b'\0')
-            with open('/proc/%s/stat' % pid) as f:
-                state = f.read().rsplit(')', 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != 'Z' and os.path.basename(argv[0]) == b'nbdkit' \
-                and any(marker.encode() in arg for arg in argv):
-            found.append(int(pid))
-    return found
+from tests.functional import demo as demo_tests
 
 
 def test_volume_chapter_detects_every_attack(tmp_path):
-    result = subprocess.run([sys.executable, '-m', 'tclouds_openstack.demo.main',
-                             '--chapter', 'volume', '--workdir', str(tmp_path)],
-                            capture_output=True, text=True, timeout=180)
+    result = demo_tests.run_demo('--chapter', 'volume', '--workdir', str(tmp_path))
     out = result.stdout
     try:
         assert result.returncode == 0, out + result.stderr
@@ -69,7 +47,7 @@ def test_volume_chapter_detects_every_attack(tmp_path):
     finally:
         # No server the chapter started is left running (any leftover fails the test and is
         # ended here, by its PID).
-        leftover = _nbdkit_processes(str(tmp_path))
+        leftover = demo_tests.processes('nbdkit', str(tmp_path))
         for pid in leftover:
             os.kill(pid, 9)
     assert not leftover, 'nbdkit left running: %s' % leftover
