@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,24 +40,15 @@ from cryptography.hazmat.primitives.ciphers import modes
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac
 
+from tclouds_openstack.cmd import blockstore as blockstore_cli
+
 CLI = [sys.executable, '-m', 'tclouds_openstack.cmd.blockstore']
 STRIDE = 257 * 4096
 
 
 def _wait_socket(path, proc, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError('server exited with %s' % proc.returncode)
-        s = socket.socket(socket.AF_UNIX)
-        try:
-            s.connect(path)
-            return
-        except OSError:
-            time.sleep(0.05)
-        finally:
-            s.close()
-    raise RuntimeError('server did not listen on %s' % path)
+    if not blockstore_cli.wait_listening(path, proc, timeout):
+        raise RuntimeError('server exited with %s' % proc.returncode)
 
 
 # The client always on the same CPU, for every target (see the docstring).

@@ -19,7 +19,6 @@ what the tests exercise.
 """
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -112,24 +111,16 @@ class TcloudsEncryptor(base.VolumeEncryptor):
             proc = subprocess.Popen(cmd, env=cli.plugin_environment(), stdout=log,
                                     stderr=log, pass_fds=(read_fd,), start_new_session=True)
         os.close(read_fd)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise EncryptorError('volume %s: export did not start: %s'
-                                     % (self.volume_id, self._log_tail()))
-            probe = socket.socket(socket.AF_UNIX)
-            try:
-                probe.connect(self.socket_path)
-                break
-            except OSError:
-                time.sleep(0.05)
-            finally:
-                probe.close()
-        else:
+        try:
+            started = cli.wait_listening(self.socket_path, proc, self.start_timeout)
+        except TimeoutError:
             proc.kill()
             proc.wait()
             raise EncryptorError('volume %s: export not listening after %.0f s'
                                  % (self.volume_id, self.start_timeout))
+        if not started:
+            raise EncryptorError('volume %s: export did not start: %s'
+                                 % (self.volume_id, self._log_tail()))
         with open(self.pid_path, 'w') as f:
             f.write(str(proc.pid))
         self._proc = proc

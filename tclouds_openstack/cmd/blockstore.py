@@ -16,6 +16,7 @@ import shutil
 import socket
 import sys
 import sysconfig
+import time
 
 from tclouds_openstack.blockstore import errors
 from tclouds_openstack.blockstore import format as fmt
@@ -177,6 +178,27 @@ def key_pipe(key):
     os.close(write_fd)
     os.set_inheritable(read_fd, True)
     return read_fd
+
+
+def wait_listening(path, proc, timeout):
+    """Wait until the unix socket ``path`` accepts connections or ``proc`` exits.
+
+    True once it accepts, False if ``proc`` exited first; TimeoutError when neither
+    happened within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise TimeoutError('nothing listens on %s after %.0f s' % (path, timeout))
 
 
 def _remove_stale_socket(path):

@@ -20,13 +20,12 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 from tclouds_openstack.blockstore import format as fmt
 from tclouds_openstack.blockstore import storage
+from tclouds_openstack.cmd import blockstore as cli
 
 TITLE = 'Protected volume: encrypted block device with integrity and freshness'
 CLI = [sys.executable, '-m', 'tclouds_openstack.cmd.blockstore']
@@ -107,20 +106,13 @@ class Server(object):
                 CLI + ['serve'] + self.volume.args(self.key) + [
                     '--socket', self.sock, '--events', self.events],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.returncode = self.proc.returncode
-                return False
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(self.sock)
+        try:
+            if cli.wait_listening(self.sock, self.proc, START_TIMEOUT):
                 return True
-            except OSError:
-                time.sleep(0.05)
-            finally:
-                probe.close()
-        self.stop()
+        except TimeoutError:
+            self.stop()
+            return False
+        self.returncode = self.proc.returncode
         return False
 
     def stop(self):

@@ -1,14 +1,13 @@
 """Fixtures: a protected volume served by the real nbdkit plugin, driven with qemu-io."""
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tclouds_openstack.blockstore import format as fmt
+from tclouds_openstack.cmd import blockstore as bs_cli
 
 CLI = [sys.executable, '-m', 'tclouds_openstack.cmd.blockstore']
 
@@ -56,21 +55,14 @@ class Served:
         self.proc = subprocess.Popen(CLI + ['serve'] + self.args(key) + [
             '--socket', self.sock, '--events', self.events] + list(extra), stdout=self.log,
             stderr=self.log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                rc, self.proc = self.proc.returncode, None
-                self.log.close()
-                return rc
-            probe = socket.socket(socket.AF_UNIX)
-            try:
-                probe.connect(self.sock)
+        try:
+            if bs_cli.wait_listening(self.sock, self.proc, 30):
                 return None
-            except OSError:
-                time.sleep(0.05)
-            finally:
-                probe.close()
-        raise AssertionError('server did not start: %s' % self.server_log())
+        except TimeoutError:
+            raise AssertionError('server did not start: %s' % self.server_log())
+        rc, self.proc = self.proc.returncode, None
+        self.log.close()
+        return rc
 
     def server_log(self):
         with open(str(self.dir / 'server.log')) as f:
