@@ -27,6 +27,56 @@ attestation_opts = [
                     'treated as trusted: consumers refuse it and the worker turns a host '
                     'whose agent has not answered for this long into "unknown". Keep it '
                     'above interval + jitter, typically 2-4 intervals.'),
+    cfg.IntOpt('max_clock_skew',
+               default=5, min=0,
+               help='Seconds a verdict\'s attestation time may lie in the future of the '
+                    'reader\'s clock. Beyond that the verdict is refused as from the future '
+                    '(a forged or mis-set timestamp proves nothing about now), by every '
+                    'consumer and by the attestation API itself. Keep clocks in sync with '
+                    'NTP; raise it only for a known, bounded skew.'),
+    cfg.StrOpt('endpoint_override',
+               help='URL of the attestation API, bypassing the Keystone catalog (tests, '
+                    'DevStack without catalog entry). Unset: use the catalog.'),
+    # --- verifier workers
+    cfg.FloatOpt('interval',
+                 default=30.0, min=0.1,
+                 help='Seconds between two attestations of the same host.'),
+    cfg.FloatOpt('jitter',
+                 default=0.2, min=0.0, max=1.0,
+                 help='Random extra delay per host and round, as a fraction of interval '
+                      '(0.2: 0-20 percent), so that a fleet is not quoted all at once.'),
+    cfg.IntOpt('concurrency',
+               default=32, min=1,
+               help='Maximum number of hosts a worker attests at the same time (outstanding '
+                    'quote requests). Bounds memory and message-bus load.'),
+    cfg.FloatOpt('rpc_timeout',
+                 default=10.0, min=0.1,
+                 help='Seconds a worker waits for an agent to answer a quote request '
+                      'before the attempt counts as failed (the host keeps its verdict until '
+                      'max_verdict_age, then turns "unknown").'),
+    cfg.StrOpt('coordination_url',
+               help='tooz backend URL used to partition hosts among several workers (for '
+                    'example redis://127.0.0.1:6379, etcd3+http://..., zookeeper://...). '
+                    'Unset: a single worker attests every host.'),
+    cfg.StrOpt('connection',
+               default='sqlite:////var/lib/tclouds/attestation.sqlite',
+               secret=True,
+               help='SQLAlchemy URL of the attestation database (registrations, policies, '
+                    'verdicts, history). sqlite for one node, mysql+pymysql:// or '
+                    'postgresql:// for several workers.'),
+    cfg.IntOpt('history_limit',
+               default=1000, min=1,
+               help='Appraisals kept per host in the history table; older ones are '
+                    'deleted by the worker.'),
+    cfg.StrOpt('default_policy',
+               default='default',
+               help='Name of the appraisal policy applied to hosts registered without an '
+                    'explicit policy. A host whose policy does not exist is "untrusted" '
+                    'with reason "no appraisal policy".'),
+    cfg.BoolOpt('require_ek_certificate',
+                default=True,
+                help='Refuse registrations without an EK certificate chaining to '
+                     '[tpm] ek_ca_bundle. Only disable for lab TPMs without certificates.'),
     cfg.StrOpt('endpoint_override',
                help='URL of the attestation API, bypassing the Keystone catalog (tests, '
                     'DevStack without catalog entry). Unset: use the catalog.'),

@@ -239,7 +239,8 @@ class TrustedHostFilter(_TrustFilterBase):
         max_age = CONF.attestation.max_verdict_age
         passed, reasons = [], []
         for host in hosts:
-            ok, why = base.check_trusted(found.get(host.host), max_age)
+            ok, why = base.check_trusted(found.get(host.host), max_age,
+                                         max_skew=CONF.attestation.max_clock_skew)
             if ok:
                 passed.append(host)
             else:

@@ -41,23 +41,54 @@ def unknown(host, reason):
     return Verdict(host=host, status=UNKNOWN, reasons=(reason,))
 
 
-def check_trusted(verdict, max_age, now=None):
+# Clocks of the attestation service and of its consumers agree to within milliseconds under
+# NTP; a verdict stamped further ahead than this was not made by a clock we agree with (a
+# forged, replayed-with-a-new-date or mis-set timestamp), so it proves nothing about now.
+DEFAULT_MAX_CLOCK_SKEW = 5
+
+
+def freshness_problem(what, verified_at, max_age, max_skew=DEFAULT_MAX_CLOCK_SKEW, now=None):
+    """None when ``verified_at`` (aware UTC) is fresh now, else why not, for an operator.
+
+    Fresh: at most ``max_age`` seconds old and at most ``max_skew`` seconds in the future.
+    ``what`` names the timestamp in the reason ("attestation verdict of host h1"). The one
+    freshness rule of every verdict consumer (filters, key release, trait sync, reactor)
+    and of the attestation API's own view.
+    """
+    if verified_at is None:
+        return '%s has no attestation time' % what
+    if verified_at.tzinfo is None:
+        verified_at = verified_at.replace(tzinfo=datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    age = (now - verified_at).total_seconds()
+    if age < -max_skew:
+        return ('%s is from the future: stamped %s, %.0f s ahead of this clock (limit %d s '
+                'of clock skew): a forged or mis-set timestamp, check NTP on both sides'
+                % (what, verified_at.isoformat(), -age, max_skew))
+    if age > max_age:
+        return '%s is stale: %.0f s old, limit %d s' % (what, age, max_age)
+    return None
+
+
+def check_trusted(verdict, max_age, now=None, max_skew=DEFAULT_MAX_CLOCK_SKEW):
     """Return (trusted, reason): trusted only for a fresh ``trusted`` verdict.
 
-    Fresh means younger than ``max_age`` seconds. ``reason`` says why not, in words an
-    operator can act on.
+    Fresh means at most ``max_age`` seconds old and not more than ``max_skew`` seconds in
+    the future (:func:`freshness_problem`). ``reason`` says why not, in words an operator
+    can act on.
     """
     if verdict is None:
         return False, 'no attestation verdict for this host'
     if verdict.status != TRUSTED:
         detail = '; '.join(verdict.reasons) or 'no reason given'
         return False, 'host %s is %s: %s' % (verdict.host, verdict.status, detail)
-    age = verdict.age(now)
-    if age is None:
+    if verdict.verified_at is None:
         return False, 'host %s has no attestation time' % verdict.host
-    if age > max_age:
-        return False, ('attestation verdict of host %s is stale: %.0f s old, limit %d s'
-                       % (verdict.host, age, max_age))
+    problem = freshness_problem('attestation verdict of host %s' % verdict.host,
+                                verdict.verified_at, max_age, max_skew, now)
+    if problem:
+        return False, problem
+    age = max(verdict.age(now), 0.0)
     return True, 'host %s trusted, attested %.0f s ago' % (verdict.host, age)
 
 

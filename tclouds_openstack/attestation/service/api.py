@@ -51,19 +51,19 @@ def _iso(value):
     return store_mod.aware(value).isoformat() if value is not None else None
 
 
-def effective_verdict(host, max_age, now=None):
-    """(status, reasons) as consumers must see them: stale trust is unknown."""
+def effective_verdict(host, max_age, now=None, max_skew=base.DEFAULT_MAX_CLOCK_SKEW):
+    """(status, reasons) as consumers must see them: stale or future trust is unknown."""
     reasons = json.loads(host.reasons or '[]')
     status = host.status
     if host.registration != 'active':
         return base.UNKNOWN, ['registration not completed (AK not activated)']
     if status == base.TRUSTED:
-        now = now or store_mod.utcnow()
         if host.verified_at is None:
             return base.UNKNOWN, ['never attested']
-        age = (now - host.verified_at).total_seconds()
-        if age > max_age:
-            return base.UNKNOWN, ['last verdict is %.0f s old (limit %d s)' % (age, max_age)]
+        problem = base.freshness_problem('last verdict', store_mod.aware(host.verified_at),
+                                         max_age, max_skew, store_mod.aware(now))
+        if problem:
+            return base.UNKNOWN, [problem]
     return status, reasons
 
 
@@ -82,7 +82,8 @@ class AttestationController(object):
         self.compute = compute
 
     def _host_view(self, host, detail=True):
-        status, reasons = effective_verdict(host, self.conf.attestation.max_verdict_age)
+        status, reasons = effective_verdict(host, self.conf.attestation.max_verdict_age,
+                                            max_skew=self.conf.attestation.max_clock_skew)
         view = {'host': host.name, 'status': status, 'reasons': reasons,
                 'verified_at': _iso(host.verified_at), 'policy': host.policy
                 or self.conf.attestation.default_policy, 'registration': host.registration}
@@ -147,7 +148,8 @@ class AttestationController(object):
                                        field='hosts')
         found = {}
         for host in self.store.list_hosts(names):
-            status, reasons = effective_verdict(host, self.conf.attestation.max_verdict_age)
+            status, reasons = effective_verdict(host, self.conf.attestation.max_verdict_age,
+                                                max_skew=self.conf.attestation.max_clock_skew)
             found[host.name] = {'status': status, 'reasons': reasons,
                                 'verified_at': _iso(host.verified_at)}
         return {'verdicts': found}
@@ -168,7 +170,9 @@ class AttestationController(object):
         if host:
             rows = self.store.list_hosts([host])
             if rows:
-                status, _ = effective_verdict(rows[0], self.conf.attestation.max_verdict_age)
+                status, _ = effective_verdict(
+                    rows[0], self.conf.attestation.max_verdict_age,
+                    max_skew=self.conf.attestation.max_clock_skew)
                 verified_at = _iso(rows[0].verified_at)
         return {'server': server_id, 'status': status, 'reasons': TENANT_REASONS[status],
                 'verified_at': verified_at, 'host_id': host_id}
