@@ -1,5 +1,9 @@
 """``tclouds-trust-reactor``: react to attestation notifications, keep Placement traits.
 
+Notifications are triggers: the reactor re-reads each named host's verdict from the
+attestation service (``[attestation] backend``, ``[attestation_client]`` credentials) and
+acts on that, never on the message (see :mod:`tclouds_openstack.nova.reaction`).
+
 Reads tclouds.conf (``--config-file``): ``[trust_reactor]`` policy, ``[trust_scheduling]``
 service credentials and endpoints, ``[attestation] backend`` for the periodic full trait
 reconciliation, ``[oslo_messaging_notifications]``/``[DEFAULT] transport_url`` for the bus.
@@ -49,6 +53,11 @@ def run(conf, stop_event):
                          sum(1 for ok, _ in result.values() if ok))
             except Exception:
                 LOG.exception('periodic trait sync failed; retrying next interval')
+            try:
+                # hosts a notification named while their verdict could not be read
+                reactor.recheck_pending()
+            except Exception:
+                LOG.exception('re-checking unconfirmed hosts failed; retrying next interval')
             stop_event.wait(conf.trust_reactor.trait_sync_interval)
     finally:
         listener.stop()

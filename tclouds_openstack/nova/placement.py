@@ -8,8 +8,19 @@ the provider generation, so a concurrent nova-compute update makes one side retr
 of overwriting the other (Placement API, "Resource Provider Traits", PUT with generation).
 Nova-compute in turn re-reads the provider after a generation conflict and keeps custom
 traits it did not set, so the traits survive its periodic provider-tree updates.
+
+Cost grows with changes, not with the fleet: every write or read of a provider's traits
+is remembered with the provider generation Placement returned, and Placement bumps a
+provider's generation on every change of its traits or inventory. A full pass lists all
+providers with their generations in one call (``GET /resource_providers``) and reads the
+traits only of providers whose generation moved since (someone else changed them), writes
+only providers whose wanted traits differ: with nothing changed one Placement call, with
+k changed hosts at most 1 + 2k (a read and a write each; a conflict adds a retry). Nova's
+hypervisor list (host -> providers) is re-read only when Placement shows a provider it
+does not map yet.
 """
 import logging
+import threading
 
 from novaclient import client as nova_client
 
@@ -25,6 +36,8 @@ PLACEMENT_MICROVERSION = '1.18'
 # Nova 2.53: hypervisor ids are compute node UUIDs (= resource provider UUIDs).
 NOVA_MICROVERSION = '2.53'
 _RETRIES = 4
+# set_provider's country for providers that are no compute node: only the trust trait goes.
+KEEP_JURISDICTION = object()
 _HYPERVISOR_PAGE = 500
 
 
@@ -43,12 +56,19 @@ class PlacementClient(client.ServiceClient):
         return set(body['traits']), body['resource_provider_generation']
 
     def put_traits(self, rp_uuid, traits, generation):
-        return self.put('/resource_providers/%s/traits' % rp_uuid,
+        """Replace the traits; returns (traits, new generation) as Placement stored them."""
+        body = self.put('/resource_providers/%s/traits' % rp_uuid,
                         {'traits': sorted(traits), 'resource_provider_generation': generation})
+        return set(body['traits']), body['resource_provider_generation']
 
     def providers_with_trait(self, trait):
         body = self.get('/resource_providers', params={'required': trait})
         return {rp['uuid']: rp['name'] for rp in body['resource_providers']}
+
+    def provider_generations(self):
+        """{rp uuid: generation} of every resource provider, in one call."""
+        body = self.get('/resource_providers')
+        return {rp['uuid']: rp['generation'] for rp in body['resource_providers']}
 
 
 def desired_traits(current, trusted, country):
@@ -77,7 +97,7 @@ def make_placement(session, conf):
 
 
 class TraitSync(object):
-    """Reconcile traits for one host (on a notification) or for the fleet (periodically)."""
+    """Reconcile traits for one host (on a confirmed change) or for the fleet (periodically)."""
 
     def __init__(self, conf, placement, nova, backend=None):
         self.conf = conf
@@ -85,6 +105,12 @@ class TraitSync(object):
         self.nova = nova
         self.backend = backend
         self._traits_ready = set()
+        # {rp uuid: (traits, generation)} as Placement held them when we last read or
+        # wrote them: valid while Placement lists the provider at that generation.
+        self._known = {}
+        # {rp uuid: service host} from Nova's hypervisors (None: not a compute node).
+        self._host_of = {}
+        self._lock = threading.RLock()
 
     # -- inventory from Nova: which providers a host has, which country it is in
     def compute_nodes(self):
@@ -100,6 +126,21 @@ class TraitSync(object):
             if not page:
                 return nodes
             marker = page[-1].id
+
+    def _refresh_hosts(self, uuids=()):
+        """Re-read Nova's compute nodes; providers in ``uuids`` it lacks are not computes."""
+        nodes = self.compute_nodes()
+        self._host_of = {rp: host for host, rps in nodes.items() for rp in rps}
+        for rp in uuids:
+            self._host_of.setdefault(rp, None)
+        return nodes
+
+    def _nodes_of(self, host):
+        with self._lock:
+            rps = [rp for rp, h in self._host_of.items() if h == host]
+            if not rps:
+                rps = self._refresh_hosts().get(host, [])
+            return rps
 
     def jurisdictions(self):
         """{host: country} from aggregate metadata.
@@ -133,61 +174,99 @@ class TraitSync(object):
             self.placement.ensure_trait(trait)
             self._traits_ready.add(trait)
 
-    def set_provider(self, rp_uuid, trusted, country):
-        """Write our traits of one provider; True when something changed."""
-        self._ensure_traits([model.TRAIT_TRUSTED]
-                            + ([model.jurisdiction_trait(country)] if country else []))
+    def _read(self, rp_uuid):
+        current, generation = self.placement.get_traits(rp_uuid)
+        self._known[rp_uuid] = (frozenset(current), generation)
+        return current, generation
+
+    def set_provider(self, rp_uuid, trusted, country, generation=None):
+        """Write our traits of one provider; True when something changed.
+
+        ``generation``: the provider's generation as Placement just listed it; when it is
+        the one remembered, the remembered traits are current and are not read again.
+        Otherwise (or after a conflict) the traits are read first.
+        """
+        if country is not KEEP_JURISDICTION:
+            self._ensure_traits([model.TRAIT_TRUSTED]
+                                + ([model.jurisdiction_trait(country)] if country else []))
+        known = self._known.get(rp_uuid)
         for attempt in range(_RETRIES):
-            current, generation = self.placement.get_traits(rp_uuid)
-            wanted = desired_traits(current, trusted, country)
+            if attempt == 0 and known is not None and generation is not None \
+                    and known[1] == generation:
+                current, generation = set(known[0]), known[1]
+            else:
+                current, generation = self._read(rp_uuid)
+            if country is KEEP_JURISDICTION:
+                wanted = set(current) - {model.TRAIT_TRUSTED}
+            else:
+                wanted = desired_traits(current, trusted, country)
             if wanted == current:
                 return False
             try:
-                self.placement.put_traits(rp_uuid, wanted, generation)
-                LOG.info('provider %s traits: +%s -%s', rp_uuid,
-                         sorted(wanted - current), sorted(current - wanted))
-                return True
+                stored, new_generation = self.placement.put_traits(rp_uuid, wanted, generation)
             except client.ClientError as e:
+                self._known.pop(rp_uuid, None)
                 if e.status != 409 or attempt == _RETRIES - 1:
                     raise
                 # nova-compute updated the provider meanwhile: re-read and retry.
+                continue
+            self._known[rp_uuid] = (frozenset(stored), new_generation)
+            LOG.info('provider %s traits: +%s -%s', rp_uuid,
+                     sorted(wanted - current), sorted(current - wanted))
+            return True
 
     def sync_host(self, host, trusted, country=None, nodes=None):
-        """Apply one host's state (from a notification or the full pass)."""
-        if nodes is None:
-            nodes = self.compute_nodes().get(host, [])
-            country = self.jurisdictions().get(host) if country is None else country
-        changed = False
-        for rp_uuid in nodes:
-            changed |= self.set_provider(rp_uuid, trusted, country)
-        return changed
+        """Apply one host's state (a verdict change confirmed by the attestation service).
+
+        Reads each provider's traits fresh (one read, at most one write per provider).
+        """
+        with self._lock:
+            if nodes is None:
+                nodes = self._nodes_of(host)
+                country = self.jurisdictions().get(host) if country is None else country
+            changed = False
+            for rp_uuid in nodes:
+                changed |= self.set_provider(rp_uuid, trusted, country)
+            return changed
 
     def full_sync(self):
-        """Reconcile every compute node; returns {host: (trusted, reason)}.
+        """Reconcile every resource provider; returns {host: (trusted, reason)}.
 
         The backend being unavailable removes the trusted trait everywhere (fail closed):
-        a trait must never claim more than the verdicts currently prove.
+        a trait must never claim more than the verdicts currently prove. Providers that
+        are no compute node keep no trust trait.
         """
-        nodes = self.compute_nodes()
-        countries = self.jurisdictions()
-        names = sorted(nodes)
-        verdicts = {}
-        try:
-            for start in range(0, len(names), trust_verdicts.MAX_BATCH):
-                verdicts.update(self.backend.get_verdicts(
-                    names[start:start + trust_verdicts.MAX_BATCH]))
-        except base.BackendUnavailable as e:
-            LOG.error('attestation backend unavailable, removing %s from every host: %s',
-                      model.TRAIT_TRUSTED, e)
+        with self._lock:
+            generations = self.placement.provider_generations()
+            for gone in set(self._known) - set(generations):
+                del self._known[gone]
+            if set(generations) - set(self._host_of):
+                self._refresh_hosts(generations)
+            nodes = {}
+            for rp, host in self._host_of.items():
+                if host is not None and rp in generations:
+                    nodes.setdefault(host, []).append(rp)
+            countries = self.jurisdictions()
+            names = sorted(nodes)
             verdicts = {}
-        max_age = self.conf.attestation.max_verdict_age
-        result = {}
-        for host, rps in sorted(nodes.items()):
-            trusted, reason = base.check_trusted(verdicts.get(host), max_age)
-            result[host] = (trusted, reason)
-            self.sync_host(host, trusted, countries.get(host), nodes=rps)
-        # Providers not (or no longer) backed by a compute node keep no trust trait.
-        known = {rp for rps in nodes.values() for rp in rps}
-        for rp_uuid in set(self.placement.providers_with_trait(model.TRAIT_TRUSTED)) - known:
-            self.set_provider(rp_uuid, False, None)
-        return result
+            try:
+                for start in range(0, len(names), trust_verdicts.MAX_BATCH):
+                    verdicts.update(self.backend.get_verdicts(
+                        names[start:start + trust_verdicts.MAX_BATCH]))
+            except base.BackendUnavailable as e:
+                LOG.error('attestation backend unavailable, removing %s from every host: %s',
+                          model.TRAIT_TRUSTED, e)
+                verdicts = {}
+            opts = self.conf.attestation
+            result = {}
+            for host, rps in sorted(nodes.items()):
+                trusted, reason = base.check_trusted(verdicts.get(host), opts.max_verdict_age,
+                                                     max_skew=opts.max_clock_skew)
+                result[host] = (trusted, reason)
+                for rp_uuid in rps:
+                    self.set_provider(rp_uuid, trusted, countries.get(host),
+                                      generations[rp_uuid])
+            for rp_uuid in sorted(set(generations) - {rp for rps in nodes.values()
+                                                      for rp in rps}):
+                self.set_provider(rp_uuid, False, KEEP_JURISDICTION, generations[rp_uuid])
+            return result

@@ -1,16 +1,30 @@
 """React to trust-state changes of compute hosts (``tclouds-trust-reactor``).
 
 Consumes the attestation service's notifications (``attestation.host.trusted``,
-``.untrusted``, ``.unknown`` on topic ``notifications``) and, per operator policy
-(``[trust_reactor]``):
+``.untrusted``, ``.unknown`` on topic ``notifications``) as **triggers only**: anyone on the
+bus can send one, so the claim it carries decides nothing. For each one the reactor
+re-reads the host's verdict from the attestation service (``[attestation] backend``, with
+the service credential) and acts on that verdict, per operator policy (``[trust_reactor]``):
 
-* keeps the host's ``CUSTOM_TCLOUDS_TRUSTED`` Placement trait in sync at once;
-* disables the host's nova-compute service with the reasons as disabled reason, and
-  re-enables it when the host is trusted again (only services *it* disabled, recognised by
-  the ``tclouds:`` prefix of the reason: an operator's own maintenance stays untouched);
-* optionally live-migrates or stops the instances on it that required a trusted host.
+* a fresh ``trusted`` verdict: the host's ``CUSTOM_TCLOUDS_TRUSTED`` Placement trait is
+  set, and its nova-compute service re-enabled if *this reactor* disabled it (recognised by
+  the ``tclouds:`` prefix of the disabled reason: an operator's maintenance stays
+  untouched);
+* an ``untrusted`` or ``unknown`` verdict: the trait goes, the nova-compute service is
+  disabled with the service's reasons, and optionally the instances that required a
+  trusted host are live-migrated or stopped;
+* no verdict to be had (service unreachable, answer malformed, trusted but stale or from
+  the future by this clock): the trait goes (a trait never claims more than a verdict
+  proves now, as in the periodic pass) and nothing else happens: no enable, and no
+  disable, stop or migration either, because those would then rest on the unverified
+  message alone (a bus participant plus an outage would take computes out of service).
+  Trust-requiring boots are refused meanwhile anyway (the filters fail closed). The host is
+  re-checked after every periodic trait pass until a verdict is read, then the policy
+  applies.
 
-Every action is emitted as a notification (``trust.host.disabled``, ``trust.host.enabled``,
+A notification whose claim contradicts the verdict read (a forged, replayed or outdated
+one) is logged as a mismatch and emitted as ``trust.notification.mismatch``. Every action
+is emitted as a notification (``trust.host.disabled``, ``trust.host.enabled``,
 ``trust.host.trait_removed``, ``trust.host.trait_added``, ``trust.instance.live_migrate``,
 ``trust.instance.stop``, ``trust.action.failed``) so the secure log records it.
 """
@@ -62,33 +76,92 @@ def disabled_reason(status, reasons):
     return text if len(text) <= _REASON_MAX else text[:_REASON_MAX - 3] + '...'
 
 
-class TrustReactor(object):
-    """The policy; ``nova`` is a novaclient Client, ``sync`` a placement.TraitSync."""
+# What a verdict read from the attestation service allows.
+CONFIRMED_TRUSTED = 'trusted'           # fresh trusted: add trait, re-enable
+CONFIRMED_NOT_TRUSTED = 'not-trusted'   # untrusted/unknown: remove trait, disable, move
+UNCONFIRMED = 'unconfirmed'             # no usable verdict: remove trait, nothing else
 
-    def __init__(self, conf, nova, sync, notifier, projects=None):
+
+def judge(verdict, max_age, max_skew, now=None):
+    """(judgement, status, reasons) of a verdict read from the attestation service.
+
+    ``verdict`` None means the service could not be read. Pure.
+    """
+    if verdict is None:
+        return UNCONFIRMED, base.UNKNOWN, ()
+    if verdict.status != base.TRUSTED:
+        return CONFIRMED_NOT_TRUSTED, verdict.status, tuple(verdict.reasons)
+    trusted, reason = base.check_trusted(verdict, max_age, now=now, max_skew=max_skew)
+    if trusted:
+        return CONFIRMED_TRUSTED, base.TRUSTED, ()
+    return UNCONFIRMED, base.UNKNOWN, (reason,)
+
+
+class TrustReactor(object):
+    """The policy; ``nova`` is a novaclient Client, ``sync`` a placement.TraitSync.
+
+    ``backend``: where verdicts are re-read (default: the trait sync's backend, i.e.
+    ``[attestation] backend`` with the service credential).
+    """
+
+    def __init__(self, conf, nova, sync, notifier, projects=None, backend=None):
         self.conf = conf
         self.nova = nova
         self.sync = sync
         self.notifier = notifier
         self.projects = projects
+        self.backend = backend if backend is not None else sync.backend
         self._lock = threading.Lock()
+        # hosts whose verdict could not be read: re-checked by recheck_pending()
+        self.pending = set()
 
     def _emit(self, event_type, payload):
         LOG.info('%s %s', event_type, payload)
         self.notifier.info({}, event_type, payload)
 
-    def handle(self, event_type, payload):
-        """Apply the policy to one notification; returns the emitted event types."""
+    def handle(self, event_type, payload, publisher_id=None):
+        """Re-check the host a notification names; returns the emitted event types.
+
+        The notification's status is a claim, compared with the verdict read and never
+        acted upon.
+        """
         try:
-            host, status, reasons = parse_event(event_type, payload)
+            host, claimed, _reasons = parse_event(event_type, payload)
         except InvalidNotification as e:
-            LOG.error('ignoring malformed trust notification %s: %s', event_type, e)
+            LOG.error('ignoring malformed trust notification %s from %s: %s', event_type,
+                      publisher_id, e)
             return []
         with self._lock:
-            return self._react(host, status, reasons)
+            return self._react(host, claimed, publisher_id)
 
-    def _react(self, host, status, reasons):
-        trusted = status == base.TRUSTED
+    def recheck_pending(self):
+        """Re-read the verdicts of hosts left unconfirmed; returns the emitted event types."""
+        emitted = []
+        with self._lock:
+            for host in sorted(self.pending):
+                emitted.extend(self._react(host, None, None))
+        return emitted
+
+    def _read_verdict(self, host):
+        """The host's verdict from the attestation service, or (None, why not)."""
+        try:
+            verdict = self.backend.get_verdicts([host]).get(host)
+        except base.BackendUnavailable as e:
+            return None, 'attestation service unavailable: %s' % e
+        except Exception as e:  # a backend bug must not turn into a decision
+            LOG.exception('reading the verdict of host %s failed', host)
+            return None, 'reading the verdict failed: %s: %s' % (type(e).__name__, e)
+        if verdict is None:
+            return None, 'the attestation service returned no verdict for host %s' % host
+        return verdict, None
+
+    def _react(self, host, claimed, publisher_id):
+        opts = self.conf.attestation
+        verdict, unreadable = self._read_verdict(host)
+        judgement, status, reasons = judge(verdict, opts.max_verdict_age,
+                                           opts.max_clock_skew)
+        if unreadable:
+            reasons = (unreadable,)
         emitted = []
         base_payload = {'host': host, 'status': status, 'reasons': list(reasons)}
 
@@ -96,6 +169,35 @@ class TrustReactor(object):
             self._emit(event_type, dict(base_payload, **extra))
             emitted.append(event_type)
 
+        if claimed is not None and verdict is not None and claimed != verdict.status:
+            LOG.warning('trust notification mismatch for host %s: the notification from %s '
+                        'claims %s, the attestation service says %s (%s); acting on the '
+                        'service\'s verdict, not on the notification (forged, replayed or '
+                        'outdated)', host, publisher_id, claimed, verdict.status,
+                        '; '.join(reasons) or 'no reason given')
+            emit('trust.notification.mismatch', claimed_status=claimed,
+                 publisher_id=publisher_id)
+        if judgement == UNCONFIRMED:
+            LOG.error('host %s: no usable verdict (%s); removing %s only, nothing enabled or '
+                      'disabled until the attestation service confirms a state; re-checked '
+                      'after the next trait pass', host, '; '.join(reasons), model.TRAIT_TRUSTED)
+            emit('trust.action.failed', action='read_verdict', error='; '.join(reasons),
+                 claimed_status=claimed)
+            self.pending.add(host)
+        else:
+            self.pending.discard(host)
+        trusted = judgement == CONFIRMED_TRUSTED
+        opts = self.conf.trust_reactor
+        try:
+            service = self._compute_service(host)
+        except Exception as e:
+            LOG.exception('cannot read the compute service of host %s', host)
+            emit('trust.action.failed', action='read_service', error=str(e))
+            service = None
+        else:
+            if service is None:
+                LOG.warning('no nova-compute service on host %s: nothing to do', host)
+                return emitted
         try:
             if self.sync.sync_host(host, trusted):
                 emit('trust.host.trait_added' if trusted else 'trust.host.trait_removed',
@@ -103,19 +205,11 @@ class TrustReactor(object):
         except Exception as e:
             LOG.exception('trait sync of host %s failed', host)
             emit('trust.action.failed', action='trait_sync', error=str(e))
-        opts = self.conf.trust_reactor
-        try:
-            service = self._compute_service(host)
-        except Exception as e:
-            LOG.exception('cannot read the compute service of host %s', host)
-            emit('trust.action.failed', action='read_service', error=str(e))
-            return emitted
         if service is None:
-            LOG.warning('no nova-compute service on host %s', host)
             return emitted
         ours = (service.status == 'disabled'
                 and (service.disabled_reason or '').startswith(REASON_PREFIX))
-        if not trusted and opts.disable_untrusted_compute:
+        if judgement == CONFIRMED_NOT_TRUSTED and opts.disable_untrusted_compute:
             reason = disabled_reason(status, reasons)
             if service.status != 'disabled' or (ours and service.disabled_reason != reason):
                 try:
@@ -181,7 +275,7 @@ class NotificationEndpoint(object):
         self.reactor = reactor
 
     def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        self.reactor.handle(event_type, payload)
+        self.reactor.handle(event_type, payload, publisher_id)
         return messaging.NotificationResult.HANDLED
 
 

@@ -1,6 +1,10 @@
-"""Pure parts of the Nova adapters: notification parsing, disabled reason, trait set."""
+"""Pure parts of the Nova adapters: notification parsing, verdict judgement, disabled
+reason, trait set."""
+import datetime
+
 import pytest
 
+from tclouds_openstack.attestation.backends import base
 from tclouds_openstack.nova import placement
 from tclouds_openstack.nova import reaction
 
@@ -41,3 +45,21 @@ def test_desired_traits_touch_only_ours():
         'COMPUTE_NODE', 'OWNER_NOVA', 'CUSTOM_GPU', 'CUSTOM_JURISDICTION_DE'}
     assert placement.desired_traits(current, True, None) == {
         'COMPUTE_NODE', 'OWNER_NOVA', 'CUSTOM_GPU', 'CUSTOM_TCLOUDS_TRUSTED'}
+
+
+NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize('verdict, judgement', [
+    (None, reaction.UNCONFIRMED),                                        # unreadable
+    (base.Verdict('h', base.TRUSTED, (), NOW), reaction.CONFIRMED_TRUSTED),
+    (base.Verdict('h', base.TRUSTED, (), NOW - datetime.timedelta(seconds=300)),
+     reaction.UNCONFIRMED),                                              # stale
+    (base.Verdict('h', base.TRUSTED, (), NOW + datetime.timedelta(seconds=60)),
+     reaction.UNCONFIRMED),                                              # from the future
+    (base.Verdict('h', base.TRUSTED, (), None), reaction.UNCONFIRMED),    # no time
+    (base.Verdict('h', base.UNTRUSTED, ('PCR 7',), NOW), reaction.CONFIRMED_NOT_TRUSTED),
+    (base.Verdict('h', base.UNKNOWN, ('no answer',), None), reaction.CONFIRMED_NOT_TRUSTED),
+])
+def test_only_a_fresh_verdict_read_from_the_service_confirms(verdict, judgement):
+    assert reaction.judge(verdict, 120, 5, now=NOW)[0] == judgement

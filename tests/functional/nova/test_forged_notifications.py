@@ -1,0 +1,216 @@
+"""Forged trust notifications change nothing (issue 11, review point 5).
+
+Real Nova in-process (API, conductor, scheduler, Placement, fake computes host1..host3),
+the real attestation API over HTTP on its own store (verdicts written as a verifier
+worker writes them), the ``tclouds`` backend with its service credential, and the trust
+reactor consuming ``attestation.host.*`` from the real RabbitMQ. The attacker is any bus
+participant: it publishes on the reactor's topic with the attestation worker's publisher
+id. A forged ``untrusted`` for a healthy host must neither disable it, nor touch its trait,
+nor stop its instances; a forged ``trusted`` for an untrusted host must re-enable nothing;
+with the attestation service unreachable nothing is enabled or disabled.
+"""
+import datetime
+import threading
+
+import nova.tests.functional  # noqa: F401,I100  (nova's patching first)
+import nova.conf  # noqa: F401,H306,I100  (nova's [DEFAULT] host before tclouds_openstack.conf)
+
+from keystoneauth1 import session as ks_session
+import oslo_messaging
+import pytest
+
+from tclouds_openstack.attestation.backends import tclouds as tclouds_backend
+from tclouds_openstack.attestation import client as att_client
+from tclouds_openstack.attestation.service import api as att_api
+from tclouds_openstack.attestation.service import store as att_store
+from tclouds_openstack.attestation.service.verifier import wait_for
+from tclouds_openstack.attestation import simfleet
+from tclouds_openstack.common import messaging as common_messaging
+from tclouds_openstack.common import policy
+from tclouds_openstack.common import wsgi
+from tclouds_openstack.nova import reaction
+from tclouds_openstack.requirements import model
+from tests.functional.attestation import test_future_verdicts as att_fixtures
+from tests.functional.nova import base
+
+SERVICE = {'X-Roles': 'service', 'X-User-Id': 'nova', 'X-Project-Id': 'service'}
+WAIT = 120      # generous: the machine may be busy; the waits end as soon as it happened
+
+
+class Recorder(object):
+    """The reactor's notifier: what it emitted, in order."""
+
+    def __init__(self):
+        self.sent = []
+        self.lock = threading.Lock()
+
+    def info(self, ctxt, event_type, payload):
+        with self.lock:
+            self.sent.append((event_type, payload))
+
+    def of(self, event_type, host):
+        with self.lock:
+            return [p for e, p in self.sent if e == event_type and p['host'] == host]
+
+
+@pytest.mark.forked
+@pytest.mark.timeout(600)
+class TestForgedNotifications(base.TrustTestBase):
+
+    @pytest.fixture(autouse=True)
+    def _pytest_fixtures(self, tmp_path):
+        self.workdir = str(tmp_path)
+
+    def make_backend(self):
+        conf = simfleet.make_conf('sqlite:///%s/attestation.sqlite' % self.workdir,
+                                  max_verdict_age=3600)
+        conf.set_override('driver', ['messagingv2'], group='oslo_messaging_notifications')
+        conf.set_override('auth_strategy', 'noauth', group='api')
+        self.aconf = conf
+        self.store = att_store.Store(conf.attestation.connection)
+        self.store.migrate()
+        for host in self.hosts:
+            att_fixtures.add_host(self.store, host, 'trusted', att_store.utcnow())
+        policy.reset()
+        self.api_server = None
+        self.port = 0
+        self._start_api()
+        self.addCleanup(self._stop_api)
+        client = att_client.AttestationClient(
+            ks_session.Session(additional_headers=SERVICE),
+            endpoint_override='http://127.0.0.1:%d' % self.port)
+        return tclouds_backend.TCloudsBackend(conf, client=client)
+
+    def _start_api(self):
+        self.api_server = wsgi.make_server(att_api.create_app(self.aconf, self.store),
+                                           '127.0.0.1', self.port)
+        self.port = self.api_server.server_port
+        threading.Thread(target=self.api_server.serve_forever, daemon=True).start()
+
+    def _stop_api(self):
+        if self.api_server is not None:
+            self.api_server.shutdown()
+            self.api_server.server_close()
+            self.api_server = None
+
+    def setUp(self):
+        super().setUp()
+        self.secure = self.flavor_with('secure', **{model.SPEC_TRUSTED_HOST: 'required'})
+        self.sync.full_sync()
+        self.recorder = Recorder()
+        self.reactor = reaction.TrustReactor(self.aconf, self.nova_client(), self.sync,
+                                             self.recorder)
+        transport = common_messaging.get_notification_transport(self.aconf)
+        topics = self.aconf.oslo_messaging_notifications.topics
+        self.listener = reaction.get_listener(
+            transport, self.reactor, topics=topics,
+            pool='tclouds-trust-reactor-%s' % self.aconf.control_exchange)
+        self.listener.start()
+        self.addCleanup(lambda: (self.listener.stop(), self.listener.wait()))
+        # the attacker: anyone with credentials on the broker, posing as a worker
+        self.attacker = oslo_messaging.Notifier(
+            transport, publisher_id='tclouds-attestation-worker.ctl1', driver='messagingv2',
+            topics=topics)
+
+    # -- helpers
+    def verdict(self, host, status, reasons=()):
+        """What a verifier worker stores after an appraisal."""
+        self.store.save_verdict(host, status, list(reasons), att_store.utcnow(), 'worker-1')
+
+    def publish(self, host, status, reasons=('PCR 10 does not match the policy',)):
+        self.attacker.info({}, 'attestation.host.%s' % status, {
+            'host': host, 'status': status, 'previous_status': 'trusted',
+            'reasons': list(reasons), 'verified_at': base.now().isoformat(),
+            'reset_count': 0, 'ak_name': '00' * 34})
+
+    def service(self, host):
+        return self.admin_api.get_services(host=host, binary='nova-compute')[0]
+
+    # -- the attacks
+    def test_forged_untrusted_for_a_healthy_host_changes_nothing(self):
+        self.flags(instance_action='stop', group='trust_reactor')
+        server = self.boot(self.secure)
+        self.assertEqual('host1', self.host_of(server))
+        with self.assertLogs('tclouds_openstack.nova.reaction', 'WARNING') as logs:
+            self.publish('host1', 'untrusted')
+            self.assertTrue(wait_for(
+                lambda: self.recorder.of('trust.notification.mismatch', 'host1'), WAIT))
+        mismatch = self.recorder.of('trust.notification.mismatch', 'host1')[0]
+        self.assertEqual(('untrusted', 'trusted'),
+                         (mismatch['claimed_status'], mismatch['status']))
+        self.assertEqual('tclouds-attestation-worker.ctl1', mismatch['publisher_id'])
+        text = '\n'.join(logs.output)
+        self.assertIn('trust notification mismatch for host host1', text)
+        self.assertIn('claims untrusted, the attestation service says trusted', text)
+        # nothing changed: service, trait, instance
+        self.assertEqual('enabled', self.service('host1')['status'])
+        self.assertIn(model.TRAIT_TRUSTED, self.traits_of('host1'))
+        self.assertEqual('ACTIVE', self.api.get_server(server['id'])['status'])
+        self.assertEqual(['trust.notification.mismatch'],
+                         [e for e, p in self.recorder.sent if p['host'] == 'host1'])
+        self.assertEqual('host1', self.host_of(self.boot(self.secure)))
+
+    def test_forged_trusted_for_an_untrusted_host_reenables_nothing(self):
+        # host3 really turns untrusted: the genuine notification disables it
+        self.verdict('host3', 'untrusted', ['IMA: /usr/local/bin/miner not allowed'])
+        self.publish('host3', 'untrusted', ['IMA: /usr/local/bin/miner not allowed'])
+        self.assertTrue(wait_for(lambda: self.recorder.of('trust.host.disabled', 'host3'),
+                                 WAIT))
+        svc = self.service('host3')
+        self.assertEqual('disabled', svc['status'])
+        self.assertIn('/usr/local/bin/miner', svc['disabled_reason'])
+        self.assertNotIn(model.TRAIT_TRUSTED, self.traits_of('host3'))
+        # the forgery: "host3 is trusted again"
+        with self.assertLogs('tclouds_openstack.nova.reaction', 'WARNING') as logs:
+            self.publish('host3', 'trusted', [])
+            self.assertTrue(wait_for(
+                lambda: self.recorder.of('trust.notification.mismatch', 'host3'), WAIT))
+        self.assertIn('claims trusted, the attestation service says untrusted',
+                      '\n'.join(logs.output))
+        self.assertEqual('disabled', self.service('host3')['status'])
+        self.assertNotIn(model.TRAIT_TRUSTED, self.traits_of('host3'))
+        self.assertEqual([], self.recorder.of('trust.host.enabled', 'host3'))
+        self.assertEqual([], self.recorder.of('trust.host.trait_added', 'host3'))
+
+    def test_attestation_service_unreachable_enables_and_disables_nothing(self):
+        self.verdict('host3', 'untrusted', ['PCR 0 changed'])
+        self.reactor.handle('attestation.host.untrusted', {'host': 'host3'})
+        self.assertEqual('disabled', self.service('host3')['status'])
+        self._stop_api()
+        with self.assertLogs('tclouds_openstack.nova.reaction', 'ERROR') as logs:
+            self.publish('host1', 'untrusted')
+            self.publish('host3', 'trusted', [])
+            self.assertTrue(wait_for(
+                lambda: (self.recorder.of('trust.action.failed', 'host1')
+                         and self.recorder.of('trust.action.failed', 'host3')), WAIT))
+        text = '\n'.join(logs.output)
+        self.assertIn('host host1: no usable verdict (attestation service unavailable', text)
+        failed = self.recorder.of('trust.action.failed', 'host1')[0]
+        self.assertEqual('read_verdict', failed['action'])
+        # fail closed: host1's trait goes, but it is not disabled on a message alone;
+        # host3 stays disabled and gets no trait
+        self.assertEqual('enabled', self.service('host1')['status'])
+        self.assertNotIn(model.TRAIT_TRUSTED, self.traits_of('host1'))
+        self.assertEqual('disabled', self.service('host3')['status'])
+        self.assertNotIn(model.TRAIT_TRUSTED, self.traits_of('host3'))
+        self.assertEqual({'host1', 'host3'}, self.reactor.pending)
+        # the service answers again: the periodic re-check applies the real verdicts
+        self._start_api()
+        emitted = self.reactor.recheck_pending()
+        self.assertIn('trust.host.trait_added', emitted)
+        self.assertIn(model.TRAIT_TRUSTED, self.traits_of('host1'))
+        self.assertEqual('enabled', self.service('host1')['status'])
+        self.assertEqual('disabled', self.service('host3')['status'])
+        self.assertEqual(set(), self.reactor.pending)
+
+    def test_future_trust_is_not_confirmed(self):
+        # the worker's clock runs an hour fast: the API shows the verdict as unknown
+        self.verdict('host3', 'untrusted', ['PCR 0 changed'])
+        self.reactor.handle('attestation.host.untrusted', {'host': 'host3'})
+        self.store.save_verdict('host3', 'trusted', [], att_store.utcnow()
+                                + datetime.timedelta(hours=1), 'worker-fast-clock')
+        self.reactor.handle('attestation.host.trusted', {'host': 'host3'})
+        svc = self.service('host3')
+        self.assertEqual('disabled', svc['status'])
+        self.assertIn('from the future', svc['disabled_reason'])
+        self.assertNotIn(model.TRAIT_TRUSTED, self.traits_of('host3'))
