@@ -1,52 +1,63 @@
 #!/bin/bash
-# DevStack plugin for tclouds-openstack.
-# Enable with "enable_plugin tclouds-openstack <repo> [branch]" in local.conf.
-# Each capability keeps its steps in devstack/lib/<capability>; this file only dispatches.
+# DevStack plugin of tclouds-openstack.
+# Enable with "enable_plugin tclouds-openstack <repository> [branch]" in local.conf.
+# Each capability keeps its steps in devstack/lib/<capability> as functions named
+# tclouds_<phase>_<capability>; devstack/lib/common holds what they share. This file only
+# dispatches DevStack's phases to them, in the order of TCLOUDS_CAPABILITIES.
+#
+# When each phase runs, relative to the services it configures (stack.sh):
+#   stack install      after every project is installed and configured, before Keystone
+#                      starts: install, then "preconfigure" (what Keystone reads)
+#   stack post-config  Keystone runs; Nova, Cinder, Swift, Glance are configured but not
+#                      started: "configure" (their configuration files, our users/endpoints)
+#   stack extra        every OpenStack service runs: "start" (our daemons), then "init"
+#                      (appraisal policy, host enrolment, aggregates)
+#   stack test-config  tempest.conf written: "test_config"
+#   unstack / clean    "stop" / "clean"
 
-TCLOUDS_PLUGIN_DIR=$(dirname "${BASH_SOURCE[0]}")
-for lib in "$TCLOUDS_PLUGIN_DIR"/lib/*; do
-    [ -f "$lib" ] && source "$lib"
+_XTRACE_TCLOUDS=$(set +o | grep xtrace)
+set -o xtrace
+
+TCLOUDS_PLUGIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$TCLOUDS_PLUGIN_DIR/lib/common"
+for _tclouds_cap in $TCLOUDS_CAPABILITIES; do
+    source "$TCLOUDS_PLUGIN_DIR/lib/$_tclouds_cap"
 done
 
-function install_tclouds {
-    # bindep.txt names the system packages (swtpm, tpm2-tools, libtss2-dev, ...).
-    install_package swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc
-    setup_develop "$TCLOUDS_DIR"
-}
-
-function configure_tclouds {
-    sudo install -d -o "$STACK_USER" "$TCLOUDS_CONF_DIR"
-    oslo-config-generator --config-file "$TCLOUDS_DIR/etc/tclouds/config-generator.conf" \
-        --output-file "$TCLOUDS_CONF"
-    iniset "$TCLOUDS_CONF" tpm tcti "$TCLOUDS_TPM_TCTI"
-}
-
-# Capability hooks are functions named tclouds_<phase>_<capability>, defined in lib/*.
-function _tclouds_run_hooks {
-    local phase=$1 fn
-    for fn in $(declare -F | awk '{print $3}' | grep "^tclouds_${phase}_"); do
-        $fn
-    done
-}
-
-if is_service_enabled tclouds; then
-    if [[ "$1" == "stack" && "$2" == "install" ]]; then
-        echo_summary "Installing tclouds-openstack"
-        install_tclouds
-        _tclouds_run_hooks install
-    elif [[ "$1" == "stack" && "$2" == "post-config" ]]; then
-        echo_summary "Configuring tclouds-openstack"
-        configure_tclouds
-        _tclouds_run_hooks configure
-    elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
-        echo_summary "Starting tclouds-openstack services"
-        _tclouds_run_hooks start
-    fi
-    if [[ "$1" == "unstack" ]]; then
-        _tclouds_run_hooks stop
-    fi
-    if [[ "$1" == "clean" ]]; then
-        _tclouds_run_hooks clean
-        sudo rm -rf "$TCLOUDS_CONF_DIR"
-    fi
+if tclouds_any_enabled; then
+    case "$1/${2:-}" in
+        stack/pre-install)
+            tclouds_check_capabilities
+            ;;
+        stack/install)
+            echo_summary "Installing tclouds-openstack"
+            install_tclouds
+            tclouds_run_hooks install
+            configure_tclouds_base
+            tclouds_run_hooks preconfigure
+            ;;
+        stack/post-config)
+            echo_summary "Configuring tclouds-openstack"
+            tclouds_run_hooks configure
+            ;;
+        stack/extra)
+            echo_summary "Starting tclouds-openstack services"
+            tclouds_run_hooks start
+            tclouds_run_hooks init
+            tclouds_write_deployment_env
+            ;;
+        stack/test-config)
+            configure_tempest_tclouds
+            tclouds_run_hooks test_config
+            ;;
+        unstack/*)
+            tclouds_run_hooks stop
+            ;;
+        clean/*)
+            tclouds_run_hooks clean
+            cleanup_tclouds_base
+            ;;
+    esac
 fi
+
+$_XTRACE_TCLOUDS

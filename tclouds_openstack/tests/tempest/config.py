@@ -1,0 +1,70 @@
+"""Options of the tclouds Tempest plugin (written by the DevStack plugin's test-config phase).
+
+``[service_available]``: ``attestation``, ``secure_log``, ``key_release`` (one per tclouds
+API). One group per API for the service clients (``catalog_type``, ``endpoint_type``), and
+the feature group ``[tclouds]``: what the deployment has (capabilities, its compute hosts,
+their jurisdiction, the encrypted volume type, the cloud-of-clouds storage policy).
+"""
+from oslo_config import cfg
+
+service_available_opts = [
+    cfg.BoolOpt('attestation', default=False,
+                help='Whether the tclouds attestation API (service type attestation) is '
+                     'expected to be available.'),
+    cfg.BoolOpt('secure_log', default=False,
+                help='Whether the tclouds secure log API (service type secure-log) is '
+                     'expected to be available.'),
+    cfg.BoolOpt('key_release', default=False,
+                help='Whether the tclouds key release API (service type key-release) is '
+                     'expected to be available.'),
+]
+
+
+def _service_group(name, title, catalog_type):
+    group = cfg.OptGroup(name=name, title=title)
+    opts = [
+        cfg.StrOpt('catalog_type', default=catalog_type,
+                   help='Catalog type of the %s.' % title),
+        cfg.StrOpt('endpoint_type', default='publicURL',
+                   choices=['public', 'admin', 'internal', 'publicURL', 'adminURL',
+                            'internalURL'],
+                   help='The endpoint type to use for the %s.' % title),
+    ]
+    return group, opts
+
+
+attestation_group, attestation_opts = _service_group(
+    'attestation', 'tclouds attestation API', 'attestation')
+secure_log_group, secure_log_opts = _service_group(
+    'secure_log', 'tclouds secure log API', 'secure-log')
+key_release_group, key_release_opts = _service_group(
+    'key_release', 'tclouds key release API', 'key-release')
+
+tclouds_group = cfg.OptGroup(name='tclouds', title='tclouds-openstack features')
+tclouds_opts = [
+    cfg.ListOpt('capabilities', default=[],
+                help='Capabilities the cloud runs: securelog, attestation, scheduling, '
+                     'blockstore, cloudstore.'),
+    cfg.ListOpt('compute_hosts', default=[],
+                help='Nova compute hosts that run an attestation agent (enrolled, with a '
+                     'TPM).'),
+    cfg.StrOpt('jurisdiction', default='',
+               help='Country code of the compute hosts\' jurisdiction aggregate and of the '
+                    'volume backends.'),
+    cfg.StrOpt('appraisal_policy', default='default',
+               help='Name of the appraisal policy made from the hosts\' reference boot.'),
+    cfg.StrOpt('encrypted_volume_type', default='',
+               help='Volume type whose volumes are encrypted with keys of the tclouds key '
+                    'manager. Empty: encrypted volume tests are skipped.'),
+    cfg.StrOpt('cloudstore_policy', default='',
+               help='Swift storage policy served by the cloud-of-clouds middleware. Empty: '
+                    'its tests are skipped.'),
+    cfg.IntOpt('attestation_interval', default=10,
+               help='Seconds between two attestations of a host: how long tests wait for '
+                    'a verdict to change.'),
+]
+
+GROUPS = [(attestation_group, attestation_opts),
+          (secure_log_group, secure_log_opts),
+          (key_release_group, key_release_opts),
+          (tclouds_group, tclouds_opts)]

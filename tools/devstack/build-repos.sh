@@ -1,0 +1,73 @@
+#!/bin/bash
+# Make the git repositories DevStack clones (GIT_BASE=file://<dir>) from PyPI sdists, for
+# machines that reach PyPI but no git hosting.
+#
+# usage: build-repos.sh <versions file> <requirements dir> <cache dir>
+# Prints the directory to use as GIT_BASE. Repositories are cached in
+# <cache dir>/repos/<key>, key = hash of the versions file and the requirements files, so a
+# changed version builds a new set and an unchanged one costs nothing. Downloads are kept in
+# <cache dir>/sdists.
+set -euo pipefail
+
+versions=$1
+reqdir=$2
+cache=$3
+
+key=$( (cat "$versions"; cat "$reqdir/upper-constraints.txt" "$reqdir/global-requirements.txt") \
+    | sha256sum | cut -c1-16)
+out=$cache/repos/$key
+if [[ -f $out/.complete ]]; then
+    echo "$out"
+    exit 0
+fi
+mkdir -p "$cache/sdists" "$cache/repos"
+work=$(mktemp -d "$cache/repos/.build-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/openstack"
+
+# _commit_tree <source dir> <repo name> <tag>: a bare repository whose master is the tree.
+_commit_tree() {
+    local src=$1 name=$2 tag=$3
+    git -C "$src" init -q -b master
+    git -C "$src" add -A -f
+    git -C "$src" -c user.name=tclouds-devstack -c user.email=devstack@localhost \
+        commit -q -m "$name $tag from its PyPI sdist"
+    git -C "$src" tag -a -m "$tag" "$tag"
+    git clone -q --bare "$src" "$work/openstack/$name.git"
+}
+
+# _find_sdist <project> <version>: the downloaded sdist (PyPI normalises - to _), if any.
+_find_sdist() {
+    local f
+    for f in "$cache/sdists/$1-$2.tar.gz" "$cache/sdists/${1//-/_}-$2.tar.gz"; do
+        [[ -f $f ]] && { echo "$f"; return 0; }
+    done
+    return 0
+}
+
+while read -r name project version; do
+    [[ -z "$name" || "$name" == \#* ]] && continue
+    sdist=$(_find_sdist "$project" "$version")
+    if [[ -z "$sdist" ]]; then
+        pip download -q --no-deps --no-binary :all: \
+            -d "$cache/sdists" "$project==$version" >&2
+        sdist=$(_find_sdist "$project" "$version")
+        [[ -n "$sdist" ]] || { echo "no sdist of $project $version" >&2; exit 1; }
+    fi
+    mkdir -p "$work/src/$name"
+    tar -xzf "$sdist" -C "$work/src/$name" --strip-components=1
+    _commit_tree "$work/src/$name" "$name" "$version"
+    echo "repo $name: $project $version" >&2
+done < "$versions"
+
+# openstack/requirements: the constraints DevStack installs everything with.
+mkdir -p "$work/src/requirements"
+cp "$reqdir"/*.txt "$work/src/requirements/"
+[[ -f $reqdir/LICENSE ]] && cp "$reqdir/LICENSE" "$work/src/requirements/"
+_commit_tree "$work/src/requirements" requirements master-snapshot
+
+rm -rf "$work/src"
+touch "$work/.complete"
+mv "$work" "$out"
+trap - EXIT
+echo "$out"
