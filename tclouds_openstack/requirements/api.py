@@ -2,8 +2,9 @@
 
 ::
 
-    GET    /v1/requirements                        every stored requirement  (reader, service)
-    GET    /v1/requirements/{project_id}           one project               (project reader)
+    GET    /v1/requirements                        every stored requirement  (operator reader)
+    GET    /v1/requirements/{project_id}           one project               (project reader,
+                                                                              service)
     PUT    /v1/requirements/{project_id}           {"requirement": {"trusted_host":
                                                     "required"|"optional"|null,
                                                     "jurisdictions": ["DE", "EU"]|null}}
@@ -112,7 +113,7 @@ class RequirementsController(object):
         return 204, None
 
     def resolve(self, request, project_id):
-        policy.authorize(request.context, policies.GET, {'project_id': project_id})
+        policy.authorize(request.context, policies.RESOLVE, {'project_id': project_id})
         body = wsgi.json_body(request, required=False)
         try:
             parts = [req_client.record_to_requirement(self.store.get(project_id), project_id)]

@@ -86,7 +86,7 @@ class Controller(object):
             return tree
 
     def checkpoint(self, request):
-        policy.authorize(request.context, 'securelog:checkpoint:get', {})
+        policy.authorize(request.context, policies.CHECKPOINT_GET, {})
         size = _int_param(request, 'size')
         from tclouds_openstack.securelog import store as storemod
         try:
@@ -98,17 +98,21 @@ class Controller(object):
                 'tree_size': int(lines[1]), 'root_hash': lines[2]}
 
     def _visible_tenant(self, request, project):
-        """None: every project; otherwise the only tenant the caller may read."""
+        """None: every project (operators); otherwise the one project the caller may read.
+
+        A tenant's list is filtered by its project in the store's query, never only by
+        the policy check.
+        """
         ctx = request.context
-        try:
-            policy.authorize(ctx, 'securelog:record:list_all', {})
+        if policy.allowed(ctx, policies.RECORD_LIST_ALL, {}):
             return project
+        wanted = project if project is not None else ctx.project_id
+        try:
+            policy.authorize(ctx, policies.RECORD_LIST, {'project_id': wanted})
         except exception.Forbidden:
-            policy.authorize(ctx, 'securelog:record:list', {'project_id': ctx.project_id})
-            if project not in (None, ctx.project_id):
-                raise exception.Forbidden('you may read only the records of project %s'
-                                          % ctx.project_id)
-            return ctx.project_id or ''
+            raise exception.Forbidden('you may read only the records of your own project '
+                                      '(policy %s)' % policies.RECORD_LIST)
+        return wanted
 
     def list_records(self, request):
         tenant = self._visible_tenant(request, request.params.get('project_id'))
@@ -123,19 +127,24 @@ class Controller(object):
             index = int(index)
         except ValueError:
             raise exception.BadRequest('must be an integer', field='index')
-        tenant = self._visible_tenant(request, None)
+        ctx = request.context
+        operator = policy.allowed(ctx, policies.RECORD_LIST_ALL, {})
+        if not operator:
+            policy.authorize(ctx, policies.RECORD_LIST, {'project_id': ctx.project_id})
         from tclouds_openstack.securelog import store as storemod
         try:
             row = self.store.get(index)
         except storemod.StoreError:
             raise exception.NotFound('no record at index %d' % index)
-        if tenant is not None and row.tenant != tenant:
-            # Other projects' records are invisible: never confirm they exist.
+        if not operator and not policy.allowed(ctx, policies.RECORD_LIST,
+                                               {'project_id': row.tenant}):
+            # Other projects' and the operator's records are invisible: never confirm
+            # they exist.
             raise exception.NotFound('no record at index %d' % index)
         return {'record': record_view(row)}
 
     def append(self, request):
-        policy.authorize(request.context, 'securelog:record:create', {})
+        policy.authorize(request.context, policies.RECORD_CREATE, {})
         body = wsgi.json_body(request)
         event_type = wsgi.require(body, 'event_type', str)
         if not event_type or len(event_type) > 255:
@@ -152,7 +161,7 @@ class Controller(object):
         return 202, {'accepted': True, 'event_type': event_type}
 
     def inclusion(self, request):
-        policy.authorize(request.context, 'securelog:proof:get', {})
+        policy.authorize(request.context, policies.PROOF_GET, {})
         tree = self._current_tree()
         index = _int_param(request, 'index', required=True)
         size = _int_param(request, 'tree_size', default=tree.size, minimum=1)
@@ -166,7 +175,7 @@ class Controller(object):
                 'root_hash': _b64(tree.root(size))}
 
     def consistency(self, request):
-        policy.authorize(request.context, 'securelog:proof:get', {})
+        policy.authorize(request.context, policies.PROOF_GET, {})
         tree = self._current_tree()
         first = _int_param(request, 'first', required=True)
         second = _int_param(request, 'second', default=tree.size)

@@ -1,34 +1,36 @@
-"""oslo.policy defaults of the secure log API (registered through common.policy).
+"""oslo.policy defaults of the secure log API, built on the personas of common.policy.
 
-Checkpoints and proofs are public to any authenticated user: verifiability is the point,
-and they reveal only hashes. Records are read by admins, readers and auditors in full;
-a project member reads only its own project's records (encrypted ones stay encrypted).
-Appending through the API is for services and admins.
+Checkpoints and proofs are open to any authenticated caller: verifiability is the point,
+and they reveal only hashes and the tree size. Records are read in full by operators
+(admin, system reader); a project's readers read only the records whose tenant is their
+own project (the list is filtered by project in the store's query, a record of another
+project or of the operator is a 404). Appending through the API is for services and admins.
 """
-from oslo_policy import policy
-
 from tclouds_openstack.common import policy as base
 
-ANY_AUTHENTICATED = '@'
-APPENDER = base.ADMIN + ' or role:service'
-
-
-def _rule(name, check, description, path, method):
-    return policy.DocumentedRuleDefault(name=name, check_str=check, description=description,
-                                        operations=[{'path': path, 'method': method}])
+CHECKPOINT_GET = 'securelog:checkpoint:get'
+PROOF_GET = 'securelog:proof:get'
+RECORD_LIST_ALL = 'securelog:record:list_all'
+RECORD_LIST = 'securelog:record:list'
+RECORD_CREATE = 'securelog:record:create'
 
 
 def list_rules():
+    r = base.rule
     return [
-        _rule('securelog:checkpoint:get', ANY_AUTHENTICATED,
-              'Read the latest (or a given) signed checkpoint.', '/v1/checkpoint', 'GET'),
-        _rule('securelog:proof:get', ANY_AUTHENTICATED,
-              'Get RFC 9162 inclusion and consistency proofs.', '/v1/proofs/*', 'GET'),
-        _rule('securelog:record:list_all', base.READER,
-              'List and read records of every project.', '/v1/records', 'GET'),
-        _rule('securelog:record:list', base.PROJECT_READER,
-              'List and read the records of one\'s own project.', '/v1/records', 'GET'),
-        _rule('securelog:record:create', APPENDER,
-              'Append an event (sealed by the API service as its own source).',
-              '/v1/records', 'POST'),
+        r(CHECKPOINT_GET, base.ANY_AUTHENTICATED,
+          'Read the latest (or a given) signed checkpoint.', ['GET /v1/checkpoint'],
+          base.SYSTEM_OR_PROJECT),
+        r(PROOF_GET, base.ANY_AUTHENTICATED, 'Get RFC 9162 inclusion and consistency proofs.',
+          ['GET /v1/proofs/inclusion', 'GET /v1/proofs/consistency'], base.SYSTEM_OR_PROJECT),
+        r(RECORD_LIST_ALL, base.OPERATOR_READER,
+          'List and read the records of every project and of the operator.',
+          ['GET /v1/records', 'GET /v1/records/{index}'], base.SYSTEM_OR_PROJECT),
+        r(RECORD_LIST, base.PROJECT_READER,
+          'List and read the records of one\'s own project (checked against the '
+          'record\'s project).', ['GET /v1/records', 'GET /v1/records/{index}'],
+          base.PROJECT),
+        r(RECORD_CREATE, base.SERVICE_OR_ADMIN,
+          'Append an event (sealed by the API service as its own source).',
+          ['POST /v1/records'], base.PROJECT),
     ]

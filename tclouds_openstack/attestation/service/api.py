@@ -3,17 +3,17 @@
 
 ::
 
-    GET    /v1/hosts                      list hosts with their verdicts      (reader)
-    GET    /v1/hosts/{host}               one host                             (reader)
+    GET    /v1/hosts                      list hosts with their verdicts       (operator)
+    GET    /v1/hosts/{host}               one host                             (operator)
     PATCH  /v1/hosts/{host}               {"policy": name}                     (admin)
     DELETE /v1/hosts/{host}               forget a registration                (admin)
-    GET    /v1/hosts/{host}/history       verdict history, newest first        (reader)
+    GET    /v1/hosts/{host}/history       verdict history, newest first        (operator)
     POST   /v1/hosts/{host}/attest        attest now (202)                     (admin)
-    GET    /v1/verdicts?hosts=a,b         batched verdicts for consumers       (reader, service)
-    GET    /v1/policies                   appraisal policies                   (reader)
+    GET    /v1/verdicts?hosts=a,b         batched verdicts for consumers       (operator, service)
+    GET    /v1/policies                   appraisal policies                   (operator)
     POST   /v1/policies                   {"name", "tpm_policy", "runtime_policy",
                                            "mb_refstate"} (Keylime formats)    (admin)
-    GET    /v1/policies/{name}            one policy with its documents        (reader)
+    GET    /v1/policies/{name}            one policy with its documents        (operator)
     DELETE /v1/policies/{name}                                                 (admin)
     GET    /v1/trust/servers              trust of the hosts running the caller's
                                           project's servers                    (project)
@@ -178,21 +178,21 @@ class AttestationController(object):
                 'verified_at': verified_at, 'host_id': host_id}
 
     def server_trust(self, request, server_id):
-        policy.authorize(request.context, 'attestation:trust:server:get')
+        ctx = request.context
+        # may the caller see a server at all (its own project's, or any as an operator)?
+        policy.authorize(ctx, policies.SERVER_TRUST_GET, {'project_id': ctx.project_id})
         found = self._nova('server', server_id)
         missing = exception.NotFound('no server %s in your project' % server_id)
         if found is None:
             raise missing
         project_id, host, host_id = found
-        try:
-            policy.authorize(request.context, 'attestation:trust:server:get',
-                             {'project_id': project_id})
-        except exception.Forbidden:
+        if not policy.allowed(ctx, policies.SERVER_TRUST_GET, {'project_id': project_id}):
             raise missing       # another project's server: as if it did not exist
         return {'server': self._server_trust(server_id, host, host_id)}
 
     def list_server_trust(self, request):
-        policy.authorize(request.context, 'attestation:trust:server:list')
+        policy.authorize(request.context, policies.SERVER_TRUST_LIST,
+                         {'project_id': request.context.project_id})
         project_id = request.context.project_id
         if not project_id:
             raise exception.BadRequest('the token is not scoped to a project', field='token')

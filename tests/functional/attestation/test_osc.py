@@ -19,6 +19,9 @@ class _App(object):
     def __init__(self, endpoint, roles):
         session = ks_session.Session()
         session.additional_headers = {'X-Roles': roles, 'X-User-Id': 'u', 'X-Project-Id': 'p'}
+        if roles == 'reader':           # an operator reader: system scope
+            session.additional_headers = {'X-Roles': roles, 'X-User-Id': 'u',
+                                          'OpenStack-System-Scope': 'all'}
         self.client_manager = argparse.Namespace(session=session, interface=None,
                                                  region_name=None)
         self.options = argparse.Namespace(os_attestation_endpoint=endpoint)

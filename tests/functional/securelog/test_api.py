@@ -18,8 +18,10 @@ from tclouds_openstack.securelog import source as srcmod
 from tclouds_openstack.securelog import store as storemod
 
 ADMIN = {'X-Roles': 'admin', 'X-User-Id': 'u1', 'X-Project-Id': 'p1'}
-AUDITOR = {'X-Roles': 'auditor', 'X-User-Id': 'u2', 'X-Project-Id': 'audit'}
-MEMBER_P1 = {'X-Roles': 'member', 'X-User-Id': 'u3', 'X-Project-Id': 'p1'}
+# identity headers as keystonemiddleware sets them for a system reader's token and a
+# member's (which carries the implied reader role); real tokens: tests/functional/policy
+AUDITOR = {'X-Roles': 'reader', 'X-User-Id': 'u2', 'OpenStack-System-Scope': 'all'}
+MEMBER_P1 = {'X-Roles': 'member,reader', 'X-User-Id': 'u3', 'X-Project-Id': 'p1'}
 SERVICE = {'X-Roles': 'service', 'X-User-Id': 'swift', 'X-Project-Id': 'service'}
 
 

@@ -14,8 +14,10 @@ from tclouds_openstack.common import policy
 from tclouds_openstack import conf as tconf
 
 ADMIN = {'X-Roles': 'admin', 'X-User-Id': 'u1', 'X-Project-Id': 'p1'}
-READER = {'X-Roles': 'reader', 'X-User-Id': 'u2', 'X-Project-Id': 'p2'}
-MEMBER = {'X-Roles': 'member', 'X-User-Id': 'u3', 'X-Project-Id': 'p3'}
+# as keystonemiddleware sets them for real tokens: a system reader; a project member (whose
+# token carries the implied reader role)
+READER = {'X-Roles': 'reader', 'X-User-Id': 'u2', 'OpenStack-System-Scope': 'all'}
+MEMBER = {'X-Roles': 'member,reader', 'X-User-Id': 'u3', 'X-Project-Id': 'p3'}
 SERVICE = {'X-Roles': 'service', 'X-User-Id': 'nova', 'X-Project-Id': 'service'}
 
 

@@ -2,7 +2,6 @@
 import webob
 
 from tclouds_openstack.common import exception
-from tclouds_openstack.common import policy
 from tclouds_openstack.common import wsgi
 from tclouds_openstack import conf as tconf
 
@@ -82,24 +81,3 @@ def test_keystone_strategy_rejects_missing_token(tmp_path):
     app = wsgi.build_app(conf, _router())
     # auth_token with no token and no identity answers 401 before reaching the router.
     assert _call(app, '/v1/things/a').status_int == 401
-
-
-def test_policy_authorize():
-    from oslo_policy import policy as oslo_policy
-    from tclouds_openstack.common import context
-    policy.reset()
-    conf = tconf.cfg.ConfigOpts()
-    conf([], project='tclouds')
-    policy.get_enforcer(conf)
-    policy.register_rules([oslo_policy.DocumentedRuleDefault(
-        'test:read', policy.READER, 'read', [{'path': '/x', 'method': 'GET'}])])
-    reader = context.RequestContext(roles=['reader'], project_id='p')
-    member = context.RequestContext(roles=['member'], project_id='p')
-    policy.authorize(reader, 'test:read')
-    try:
-        policy.authorize(member, 'test:read')
-    except exception.Forbidden as e:
-        assert 'test:read' in str(e)
-    else:
-        raise AssertionError('member must not pass a reader rule')
-    policy.reset()

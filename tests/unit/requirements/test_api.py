@@ -121,10 +121,10 @@ def test_resolve_says_which_rule_wins(app):
         'flavor trust:jurisdiction[0]:')
 
 
-def test_list_for_admin_and_service_only(app):
+def test_list_shows_every_stored_requirement(app):
+    # who may list: tests/functional/policy/test_matrix.py (real tokens)
     call(app, 'PUT', '/v1/requirements/p1', MEMBER, {'requirement': {'jurisdictions': 'DE'}})
-    assert call(app, 'GET', '/v1/requirements', MEMBER)[0] == 403
-    status, body = call(app, 'GET', '/v1/requirements', SERVICE)
+    status, body = call(app, 'GET', '/v1/requirements', ADMIN)
     assert status == 200 and [r['project_id'] for r in body['requirements']] == ['p1']
 
 

@@ -1,0 +1,160 @@
+"""The tclouds APIs over real HTTP behind keystonemiddleware, validating the personas' tokens.
+
+``apis`` (module scope) serves the attestation API (with the trust requirements routes it
+carries) and the secure log API from real stores, configured as in a deployment: ``[api]
+auth_strategy = keystone`` and a ``[keystone_authtoken]`` section whose service user
+validates each token with the personas' Keystone. Nothing in the requests says who the
+caller is but the token.
+
+The stores hold objects of both projects and of the operator:
+
+- hosts ``compute-1`` (trusted, with history) ... and an appraisal policy ``golden`` with
+  reference PCR values;
+- trust requirements of projects A and B;
+- secure log records of projects A, B, a third project C and the operator (no tenant),
+  each payload naming its owner (``secret-of-<owner>``), so a leak shows in any answer;
+- Nova's answer for two servers, ``server-a`` in project A and ``server-b`` in project B
+  (the tenant view asks Nova which project and host a server has: here a table, the
+  real-Nova version of the seam is tests/functional/attestation/test_tenant_view.py).
+"""
+import inspect
+import threading
+
+from oslo_config import cfg
+import oslo_messaging
+import pytest
+import requests
+
+from tclouds_openstack.attestation.service import api as attestation_api
+from tclouds_openstack.attestation.service import store as attestation_store
+from tclouds_openstack.common import policy
+from tclouds_openstack.common import wsgi
+from tclouds_openstack import conf as tconf
+from tclouds_openstack.requirements import store as requirements_store
+from tclouds_openstack.securelog import api as securelog_api
+from tclouds_openstack.securelog import source as srcmod
+from tclouds_openstack.securelog import store as securelog_store
+
+GOLDEN_PCR = 'ab' * 32
+
+
+class NovaAnswers(object):
+    """What Nova answers the attestation API about servers (project, host, hostId)."""
+
+    def __init__(self, servers):
+        self.servers = servers      # server id -> (project_id, name, host, host_id)
+
+    def server(self, server_id):
+        found = self.servers.get(server_id)
+        return None if found is None else (found[0], found[2], found[3])
+
+    def project_servers(self, project_id):
+        return [(sid, name, host, host_id)
+                for sid, (project, name, host, host_id) in sorted(self.servers.items())
+                if project == project_id]
+
+
+def add_host(store, name, status='trusted'):
+    """Register and activate ``name`` and store one verdict (any store API version)."""
+    ek = ('ek-%s' % name).encode()
+    ak_name = (name.encode().hex() * 34)[:68]
+    digest = 'c' * 64
+    params = inspect.signature(store.register).parameters
+    if 'ek_sha256' in params:
+        import hashlib
+        ek_sha256 = hashlib.sha256(ek).hexdigest()
+        store.enrol(name, ek_sha256)
+        store.register(name, ek, ek_sha256, None, b'ak', ak_name, digest)
+    else:
+        store.register(name, ek, None, b'ak', ak_name, digest)
+    store.activate(name, ak_name, digest)
+    store.save_verdict(name, 'untrusted', ['PCR 4: unknown kernel'],
+                       attestation_store.utcnow(), 'worker-1')
+    store.save_verdict(name, status, [], attestation_store.utcnow(), 'worker-1')
+
+
+class Apis(object):
+    """Base URLs of the running APIs and the objects in their stores."""
+
+    def __init__(self, personas, tmp):
+        self.personas = personas
+        self.tmp = tmp
+        self.servers = []
+        conf_file = tmp / 'api.conf'
+        conf_file.write_text('[api]\nauth_strategy = keystone\n' + personas.authtoken_conf())
+        conf = cfg.ConfigOpts()
+        tconf.register_opts(conf)
+        conf([], project='tclouds-test', default_config_files=[str(conf_file)])
+        conf.set_override('connection', 'sqlite:///%s' % (tmp / 'attestation.sqlite'),
+                          group='attestation')
+        conf.set_override('max_verdict_age', 3600, group='attestation')
+        self.conf = conf
+        self.project = {name: personas.project_id(name) for name in ('A', 'B', 'admin')}
+        self.project['C'] = 'c0ffee' * 5 + 'cc'
+
+        self.attestation_store = store = attestation_store.Store(conf.attestation.connection)
+        store.migrate()
+        add_host(store, 'compute-1')
+        add_host(store, 'compute-2', status='untrusted')
+        store.create_policy('golden', '{"4": ["%s"]}' % GOLDEN_PCR, None, None)
+        self.nova = NovaAnswers({
+            'server-a': (self.project['A'], 'vm-of-a', 'compute-1', 'hostid-a'),
+            'server-b': (self.project['B'], 'vm-of-b', 'compute-2', 'hostid-b'),
+        })
+        policy.reset()
+        self.attestation = self._serve(attestation_api.create_app(conf, store,
+                                                                  compute=self.nova))
+        requirements = requirements_store.Store(conf.attestation.connection)
+        requirements.put(self.project['A'], True, ['EU'], 'setup')
+        requirements.put(self.project['B'], False, ['US'], 'setup')
+
+        self.securelog_store = log = securelog_store.SecureLogStore(
+            'sqlite:///%s' % (tmp / 'securelog.sqlite'), str(tmp / 'log-state'),
+            origin='matrix.example/log', checkpoint_interval=3600)
+        src = srcmod.Source('nova@ctl', str(tmp / 'src'))
+        owners = [('A', self.project['A']), ('B', self.project['B']),
+                  ('C', self.project['C']), ('operator', '')]
+        events = [({'event_type': 'compute.instance.create.end', 'n': i,
+                    'note': 'secret-of-%s' % owner}, tenant)
+                  for i in range(3) for owner, tenant in owners]
+        log.append(src.seal(events))
+        log.checkpoint()
+        self.record_of = {}         # owner -> index of one of its records
+        for index, (event, _) in enumerate(events):
+            self.record_of.setdefault(event['note'][len('secret-of-'):], index)
+        transport = oslo_messaging.get_notification_transport(conf, url='fake://')
+        self.notifier = oslo_messaging.Notifier(transport, publisher_id='securelog-api',
+                                                driver='test')
+        self.securelog = self._serve(securelog_api.build_app(conf, log, self.notifier))
+
+    def _serve(self, app):
+        server = wsgi.make_server(app, '127.0.0.1', 0)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.servers.append((server, thread))
+        return 'http://127.0.0.1:%d' % server.server_port
+
+    def stop(self):
+        for server, thread in self.servers:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+        policy.reset()
+
+    def call(self, persona, method, url, body=None):
+        """(status, JSON body or None) of a request with ``persona``'s token (None: none)."""
+        headers = {} if persona is None else self.personas.headers(persona)
+        resp = requests.request(method, url, headers=headers, json=body, timeout=120)
+        try:
+            return resp.status_code, resp.json()
+        except ValueError:
+            return resp.status_code, None
+
+
+@pytest.fixture(scope='module')
+def apis(personas, tmp_path_factory):
+    running = Apis(personas, tmp_path_factory.mktemp('apis'))
+    try:
+        yield running
+    finally:
+        running.stop()
