@@ -2,7 +2,8 @@
 
 - :class:`Router` maps URLs (routes syntax) to controller methods
   ``method(request, **url_args) -> (status, body)`` or ``body`` (200).
-- Request bodies are JSON objects; a malformed body is a 400 that says why.
+- Request bodies are JSON objects; a malformed body, or one nested deeper than
+  :data:`MAX_JSON_DEPTH`, is a 400 that says why.
 - :class:`~tclouds_openstack.common.exception.TCloudsException` becomes its HTTP status with
   a JSON body ``{"error": {"code", "title", "message"}}``; any other exception is a 500 that
   leaks nothing (and is logged with its traceback).
@@ -26,18 +27,46 @@ from tclouds_openstack.common import exception
 LOG = logging.getLogger(__name__)
 
 
+# No API body nests deeper (Keylime's measured-boot reference states are the deepest, under
+# ten levels); deeper JSON is an attack on the parsers and on every recursive walk after them.
+MAX_JSON_DEPTH = 32
+
+
+def _too_deep(value, limit):
+    """Does ``value`` nest objects/arrays more than ``limit`` levels (iteratively)?"""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (item.values() if isinstance(item, dict) else
+                    item if isinstance(item, list) else None)
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def json_body(request, required=True):
     """The request's JSON object body, or BadRequest naming what is wrong."""
-    if not request.body:
+    raw = request.body
+    if not raw:
         if required:
             raise exception.BadRequest('a JSON object body is required', field='body')
         return {}
+    too_deep = exception.BadRequest('nested deeper than %d levels' % MAX_JSON_DEPTH,
+                                    field='body')
     try:
-        body = json.loads(request.body)
+        body = json.loads(raw)
+    except RecursionError:
+        raise too_deep
     except (ValueError, UnicodeDecodeError) as e:
         raise exception.BadRequest('malformed JSON: %s' % e, field='body')
     if not isinstance(body, dict):
         raise exception.BadRequest('must be a JSON object', field='body')
+    # cheap test first: a body with few brackets cannot nest deeply
+    if raw.count(b'[') + raw.count(b'{') > MAX_JSON_DEPTH and _too_deep(body, MAX_JSON_DEPTH):
+        raise too_deep
     return body
 
 

@@ -121,8 +121,8 @@ class RequirementsController(object):
                 parts.append(model.from_specs(wsgi.require(body, 'flavor_extra_specs', dict),
                                               'flavor'))
             if body.get('image_traits') is not None:
-                parts.append(model.from_traits(set(wsgi.require(body, 'image_traits', list)),
-                                               'image'))
+                parts.append(model.from_traits(wsgi.require(body, 'image_traits', list),
+                                               'image', field='image_traits'))
             if body.get('hints') is not None:
                 parts.append(model.from_hints(wsgi.require(body, 'hints', dict)))
         except model.InvalidRequirement as e:

@@ -194,6 +194,18 @@ def from_specs(specs, source, trusted_key=SPEC_TRUSTED_HOST, jurisdiction_key=SP
     return Requirement(trusted_host=trusted, jurisdictions=jurisdictions, source=source)
 
 
+def _strings(values, field):
+    """``values`` (a list or set) when every member is a string; else which one is not."""
+    if not isinstance(values, (list, tuple, set, frozenset)):
+        raise InvalidRequirement(field, 'expected a list of strings, got %s'
+                                 % type(values).__name__)
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            raise InvalidRequirement('%s[%d]' % (field, index), 'not a string: %s'
+                                     % type(value).__name__)
+    return values
+
+
 def from_hints(hints, source='boot hint'):
     """Requirement from scheduler hints (values may be lists, as Nova stores them)."""
     flat = {}
@@ -202,20 +214,23 @@ def from_hints(hints, source='boot hint'):
         if isinstance(value, list) and key == HINT_TRUSTED_HOST:
             value = value[0] if len(value) == 1 else value
         if isinstance(value, list):
-            value = ','.join(str(v) for v in value)
+            value = ','.join(_strings(value, '%s %s' % (source, key)))
         if value is not None:
             flat[key] = value
     return from_specs(flat, source, HINT_TRUSTED_HOST, HINT_JURISDICTION)
 
 
-def from_traits(traits, source='image'):
+def from_traits(traits, source='image', field=None):
     """Requirement from required traits (image ``trait:...=required`` properties).
 
     Several jurisdiction traits required at once mean a host in all of them: no host is
     in two countries, so that is unsatisfiable and reported as such by :func:`merge`.
+    A member that is not a string raises InvalidRequirement naming ``field[index]``
+    (default ``<source> traits``).
     """
-    trusted = True if TRAIT_TRUSTED in (traits or ()) else None
-    codes = [t[len(TRAIT_JURISDICTION_PREFIX):] for t in sorted(traits or ())
+    traits = set(_strings(traits or (), field or '%s traits' % source))
+    trusted = True if TRAIT_TRUSTED in traits else None
+    codes = [t[len(TRAIT_JURISDICTION_PREFIX):] for t in sorted(traits)
              if t.startswith(TRAIT_JURISDICTION_PREFIX)]
     parts = [Requirement(trusted_host=trusted, source=source)]
     for code in codes:

@@ -65,7 +65,7 @@ EXPECTED = [
 def rules():
     policy.reset()
     conf = cfg.ConfigOpts()
-    conf([], project='tclouds')
+    conf([], project='tclouds', default_config_files=[], default_config_dirs=[])
     policy.get_enforcer(conf)
     policy.register_rules(RULES)
     yield conf

@@ -64,7 +64,7 @@ def test_bad_bodies_name_the_field():
 def test_noauth_requires_an_identity():
     conf = tconf.cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds')
+    conf([], project='tclouds', default_config_files=[], default_config_dirs=[])
     conf.set_override('auth_strategy', 'noauth', group='api')
     app = wsgi.build_app(conf, _router())
     assert _call(app, '/v1/things/a').status_int == 401
@@ -77,7 +77,18 @@ def test_keystone_strategy_rejects_missing_token(tmp_path):
     conf_file.write_text('[keystone_authtoken]\nwww_authenticate_uri = http://127.0.0.1:5000/v3\n')
     conf = tconf.cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds', default_config_files=[str(conf_file)])
+    conf([], project='tclouds', default_config_files=[str(conf_file)],
+         default_config_dirs=[])
     app = wsgi.build_app(conf, _router())
     # auth_token with no token and no identity answers 401 before reaching the router.
     assert _call(app, '/v1/things/a').status_int == 401
+
+
+def test_nesting_limit_is_exact():
+    router = _router()
+    inner = wsgi.MAX_JSON_DEPTH - 1            # the top-level object is the first level
+    ok = '{"size": 3, "x": %s1%s}' % ('[' * inner, ']' * inner)
+    assert _call(router, '/v1/things', 'POST', ok).status_int == 201
+    deep = '{"size": 3, "x": %s1%s}' % ('[' * (inner + 1), ']' * (inner + 1))
+    resp = _call(router, '/v1/things', 'POST', deep)
+    assert resp.status_int == 400 and resp.json['error']['message'].startswith('body: nested')

@@ -106,3 +106,20 @@ def test_to_dict_round_trip_words():
     req = model.Requirement(trusted_host=True, jurisdictions=frozenset({'FR', 'DE'}))
     assert req.to_dict() == {'trusted_host': 'required', 'jurisdictions': ['DE', 'FR'],
                              'conflicts': []}
+
+
+@pytest.mark.parametrize('make, field', [
+    (lambda: model.from_traits(['CUSTOM_TCLOUDS_TRUSTED', 7], 'image'), 'image traits[1]'),
+    (lambda: model.from_traits([['CUSTOM_JURISDICTION_DE']], 'image', field='image_traits'),
+     'image_traits[0]'),
+    (lambda: model.from_traits('CUSTOM_TCLOUDS_TRUSTED', 'image'), 'image traits'),
+    (lambda: model.from_hints({'trust_jurisdiction': ['DE', None]}),
+     'boot hint trust_jurisdiction[1]'),
+    (lambda: model.from_hints({'trust_jurisdiction': [['DE']]}),
+     'boot hint trust_jurisdiction[0]'),
+    (lambda: model.parse_jurisdictions(['DE', {}], 'req'), 'req[1]'),
+])
+def test_non_string_members_name_the_member(make, field):
+    with pytest.raises(model.InvalidRequirement) as exc:
+        make()
+    assert exc.value.field == field

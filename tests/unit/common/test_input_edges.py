@@ -1,0 +1,132 @@
+"""The class of input edges, across every API that takes a JSON body: never a 500.
+
+Each route's valid body is taken apart: every member at every depth is replaced in turn by
+values of every other JSON type (and lists of them), and the body is nested too deeply. The
+answer must be a 4xx, and a 400 must name the field (``field: message``), so a caller can
+act on it. Authorization is not the subject here (admin identity headers, noauth).
+"""
+import copy
+import json
+
+from oslo_config import cfg
+import pytest
+import webob
+
+from tclouds_openstack.attestation.service import api as attestation_api
+from tclouds_openstack.attestation.service import store as attestation_store
+from tclouds_openstack.common import policy
+from tclouds_openstack.common import wsgi
+from tclouds_openstack import conf as tconf
+from tclouds_openstack.securelog import api as securelog_api
+from tclouds_openstack.securelog import store as securelog_store
+
+HEADERS = {'X-Roles': 'admin,manager,member,reader', 'X-User-Id': 'u', 'X-Project-Id': 'p1'}
+WRONG = [None, True, 7, 1.5, 'text', '', [], {}, [7], [None], [[]], [{}], {'k': [7]},
+         -1, 10 ** 30]
+
+BODIES = [
+    ('attestation', 'PATCH', '/v1/hosts/compute-1', {'policy': 'golden'}),
+    ('attestation', 'POST', '/v1/policies', {
+        'name': 'p', 'tpm_policy': {'16': ['00' * 32], 'mask': '0x10000'},
+        'runtime_policy': {'meta': {'version': 1}, 'digests': {'/bin/x': ['aa' * 20]},
+                           'excludes': ['/tmp/.*']}}),
+    ('attestation', 'PUT', '/v1/requirements/p1',
+     {'requirement': {'trusted_host': 'required', 'jurisdictions': ['DE', 'FR']}}),
+    ('attestation', 'POST', '/v1/requirements/p1/resolve', {
+        'flavor_extra_specs': {'trust:trusted_host': 'required', 'trust:jurisdiction': 'DE'},
+        'image_traits': ['CUSTOM_TCLOUDS_TRUSTED', 'CUSTOM_JURISDICTION_DE'],
+        'hints': {'trust_trusted_host': ['required'], 'trust_jurisdiction': ['DE', 'FR']}}),
+    ('attestation', 'PUT', '/v1/hosts/compute-1/enrolment',
+     {'ek_sha256': 'ab' * 32, 'credentials': ['0123456789abcdef0123456789abcdef']}),
+    ('attestation', 'POST', '/v1/hosts/compute-1/approve', {'ek_sha256': 'ab' * 32}),
+    ('securelog', 'POST', '/v1/records', {'event_type': 'x', 'payload': {'a': [1, {'b': 'c'}]}}),
+]
+
+
+class _Publisher(object):
+    def info(self, *args):
+        pass
+
+    def prepare(self, **kwargs):
+        return self
+
+
+@pytest.fixture(scope='module')
+def apps(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('edges')
+    conf = cfg.ConfigOpts()
+    tconf.register_opts(conf)
+    conf([], project='tclouds-test', default_config_files=[], default_config_dirs=[])
+    conf.set_override('auth_strategy', 'noauth', group='api')
+    conf.set_override('connection', 'sqlite:///%s' % (tmp / 'a.sqlite'), group='attestation')
+    store = attestation_store.Store(conf.attestation.connection)
+    store.migrate()
+    policy.reset()
+    log = securelog_store.SecureLogStore('sqlite:///%s' % (tmp / 'l.sqlite'), str(tmp / 'st'),
+                                         origin='edges', checkpoint_interval=3600)
+    yield {'attestation': attestation_api.create_app(conf, store),
+           'securelog': securelog_api.build_app(conf, log, _Publisher())}
+    policy.reset()
+
+
+def _call(app, method, path, raw):
+    req = webob.Request.blank(path, method=method, headers=HEADERS)
+    req.body = raw
+    req.content_type = 'application/json'
+    resp = req.get_response(app)
+    return resp.status_int, resp.json if resp.body else None
+
+
+def _member_paths(value, prefix=()):
+    if prefix:
+        yield prefix
+    members = (value.items() if isinstance(value, dict) else
+               enumerate(value) if isinstance(value, list) else ())
+    for key, child in members:
+        yield from _member_paths(child, prefix + (key,))
+
+
+def _replaced(body, path, new):
+    body = copy.deepcopy(body)
+    parent = body
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = new
+    return body
+
+
+def _served(app, method, path):
+    status, _ = _call(app, method, path, b'{')
+    return status != 404 and status != 405
+
+
+@pytest.mark.parametrize('api,method,path,body', BODIES, ids=lambda v: str(v)[:40])
+def test_wrong_types_anywhere_are_4xx_naming_the_field(apps, api, method, path, body):
+    app = apps[api]
+    if not _served(app, method, path):
+        pytest.skip('route not served yet')
+    wrong = []
+    for member in _member_paths(body):
+        for value in WRONG:
+            status, answer = _call(app, method, path,
+                                   json.dumps(_replaced(body, member, value)).encode())
+            message = (answer or {}).get('error', {}).get('message', '')
+            if status >= 500 or status == 400 and ': ' not in message:
+                wrong.append('%s = %r: %d %s' % ('.'.join(map(str, member)), value, status,
+                                                 message))
+    assert not wrong, '\n'.join(wrong)
+
+
+@pytest.mark.parametrize('api,method,path,body', BODIES, ids=lambda v: str(v)[:40])
+def test_deep_nesting_is_400_naming_the_body(apps, api, method, path, body):
+    app = apps[api]
+    if not _served(app, method, path):
+        pytest.skip('route not served yet')
+    first = next(iter(body))
+    for opener, closer in ((b'[', b']'), (b'{"a":', b'}')):
+        for depth in (wsgi.MAX_JSON_DEPTH, 100000):
+            raw = b'{"%s": %s1%s}' % (first.encode(), opener * depth, closer * depth)
+            status, answer = _call(app, method, path, raw)
+            assert status == 400, (depth, status, answer)
+            assert answer['error']['message'] == ('body: nested deeper than %d levels'
+                                                  % wsgi.MAX_JSON_DEPTH), answer
