@@ -1,30 +1,46 @@
-"""Protected block export (nbdkit plugin, AES-256-GCM + Merkle) vs qemu LUKS1 over qemu-nbd.
+"""Protected block export (nbdkit plugin, AES-256-GCM + on-disk Merkle tree) vs qemu LUKS1.
 
 Both are served over NBD on a unix socket and driven by the same ``qemu-img bench`` runs
 (like for like: the client, transport and page cache are the same; only the server and
 the on-disk format differ). Rows: sequential 1 MiB and 4 KiB at a 257-sector stride
 (``qemu-img bench`` 7.2 has no random mode; the stride defeats readahead and sequential
 merging), queue depth 1 and 16, write then read (reads decrypt data written before, never
-the zero fast path). Columns: this project with integrity + freshness (Merkle tree on),
-with integrity only (tree off: the cost of freshness is the difference), and LUKS1.
-Also prints the per-sector cipher measurement behind the choice of AES-GCM over
-AES-XTS + HMAC. Goals (issue 6): >= 2.0x sequential, >= 0.75x random 4 KiB.
+the zero fast path). Goals (issues 6 and 14): >= 2.0x sequential, >= 0.75x random 4 KiB.
+Also prints the per-sector cipher measurement behind the choice of AES-GCM.
+
+Volumes are sparse and large (``BLOCKSTORE_BENCH_SIZE``, default 64G, both targets the same
+size): the format keeps its tree and records on disk behind a bounded cache (64 MiB), so a
+row measures the format at a real size. The sequential rows write and read 256 MiB from the
+start; the 4 KiB rows touch 10,000 sectors 257 sectors apart (a 10 GB span).
 
 Each row runs 5 times per target (1 with ``--quick``), interleaved, and the first target
-rotates between repetitions (whoever runs right after another target's flushes does not
-always pay for them); the table shows medians and the ``range`` column the lowest and
-highest ratio of one repetition (tree on / LUKS1). The flush row writes as many requests
-as the other 4 KiB rows (156 flushes), since a short run of it is mostly noise.
+rotates between repetitions; the table shows medians, the ``range`` column the lowest and
+highest ratio of one repetition, and the CPU time each server spent per GiB moved (from
+/proc, summed over the repetitions: load-independent). The flush row writes as many
+requests as the other 4 KiB rows (156 flushes). Every row runs twice: on the machine as
+it is, and with a fixed background load of two busy processes started and stopped here
+(goal: every row meets its goal under that load too). The load average is printed with
+each table. The client (``qemu-img bench``) runs pinned to CPU 1, the servers where the
+scheduler puts them (unpinned QD1 ratios were decided by where the scheduler happened to
+put client and server).
 
-The client (``qemu-img bench``) runs pinned to CPU 1 on a machine with two or more CPUs,
-the servers where the scheduler puts them. Unpinned, QD1 results were bimodal: when the
-scheduler happened to put client and server on the same vCPU a request avoided a
-cross-CPU wake-up and either target ran up to four times faster, so one target's lucky
-placement decided the ratio (this export's QD1 reads measured 0.71x and 1.41x against
-LUKS1 in runs minutes apart). The same placement for both targets is like for like.
+``BLOCKSTORE_BENCH_BASE=/path/to/an/older/checkout`` adds that checkout's server as a
+third target (same rows, same run), to compare two versions of the format against the
+same LUKS1 baseline; format 1 keeps its state in memory, so use it with
+``BLOCKSTORE_BENCH_SIZE=128M``.
+
+Scale (issue 14): a sparse 1 TiB volume is created and opened (the time of the open is
+measured in a fresh process, with its peak RSS), served, written (10,000 4 KiB writes spread
+over the whole 1 TiB and 1 GiB sequential) and read back; the server's peak RSS (VmHWM) is
+read from /proc. ``check`` then scrubs the whole volume in a child process: its speed
+over the written data against the same export's sequential read, and its peak RSS
+(getrusage of that child). Goals: server <= 256 MiB, open <= 2 s, check >= 0.5x the
+sequential read, bounded memory.
 """
+import contextlib
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -44,9 +60,11 @@ from tclouds_openstack.cmd import blockstore as blockstore_cli
 
 CLI = [sys.executable, '-m', 'tclouds_openstack.cmd.blockstore']
 STRIDE = 257 * 4096
+SEQ_BYTES = 256 << 20
+GOALS = {'rss_mib': 256, 'open_s': 2.0, 'check_ratio': 0.5}
 
 
-def _wait_socket(path, proc, timeout=30):
+def _wait_socket(path, proc, timeout=60):
     if not blockstore_cli.wait_listening(path, proc, timeout):
         raise RuntimeError('server exited with %s' % proc.returncode)
 
@@ -55,19 +73,65 @@ def _wait_socket(path, proc, timeout=30):
 _CLIENT_CPU = ['taskset', '-c', '1'] if (os.cpu_count() or 1) > 1 else []
 
 
-def _start_tclouds(work, name, size, merkle_tree):
-    vol, anchor, key = (os.path.join(work, name + s) for s in ('.vol', '.anchor', '.key'))
-    with open(key, 'w') as f:
+def _cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads), from /proc."""
+    with open('/proc/%d/stat' % pid) as stream:
+        fields = stream.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def _peak_rss_mib(pid):
+    """Peak resident set size (VmHWM) of a running process, MiB."""
+    with open('/proc/%d/status' % pid) as stream:
+        for line in stream:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError('no VmHWM for pid %d' % pid)
+
+
+def _loadavg():
+    with open('/proc/loadavg') as stream:
+        return ' '.join(stream.read().split()[:3])
+
+
+@contextlib.contextmanager
+def _background_load(busy=2):
+    """Two busy processes (a compute host's VMs), stopped when the block ends."""
+    procs = [subprocess.Popen([sys.executable, '-c', 'while True:\n    pass'])
+             for _ in range(busy)]
+    try:
+        time.sleep(1)         # let the scheduler see them before the first measurement
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+
+
+class _Target:
+    def __init__(self, name, proc, sock):
+        self.name, self.proc, self.sock = name, proc, sock
+
+
+def _write_key(path):
+    with open(path, 'w') as f:
         f.write(os.urandom(32).hex())
+
+
+def _start_tclouds(work, name, size, cli=None, env=None, cache_mb=None):
+    cli = cli or CLI
+    vol, anchor, key = (os.path.join(work, name + s) for s in ('.vol', '.anchor', '.key'))
+    _write_key(key)
     args = [vol, '--anchor', anchor, '--key-file', key]
-    subprocess.run(CLI + ['create'] + args + ['--size', str(size)] +
-                   ([] if merkle_tree else ['--no-merkle']), check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(cli + ['create'] + args + ['--size', str(size)], check=True,
+                   stdout=subprocess.DEVNULL, env=env)
     sock = os.path.join(work, name + '.sock')
-    proc = subprocess.Popen(CLI + ['serve'] + args + ['--socket', sock],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    extra = ['--cache-mb', str(cache_mb)] if cache_mb else []
+    proc = subprocess.Popen(cli + ['serve'] + args + ['--socket', sock] + extra,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _wait_socket(sock, proc)
-    return proc, sock
+    return _Target(name, proc, sock), args
 
 
 def _start_luks(work, size):
@@ -85,12 +149,13 @@ def _start_luks(work, size):
                              'driver=luks,key-secret=sec0,file.filename=%s' % img],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_socket(sock, proc)
-    return proc, sock
+    return _Target('LUKS1 (qemu)', proc, sock)
 
 
-def _bench(sock, write, size, depth, count, step, flush_every=0):
+def _bench(sock, write, size, depth, count, step, flush_every=0, offset=0):
     cmd = _CLIENT_CPU + ['qemu-img', 'bench', '-f', 'raw', '-t', 'none', '-c', str(count),
-                         '-s', str(size), '-d', str(depth), '-S', str(step)]
+                         '-s', str(size), '-d', str(depth), '-S', str(step),
+                         '-o', str(offset)]
     cmd += ['-w', '--pattern', '0x5c'] if write else []
     if flush_every:
         cmd.append('--flush-interval=%d' % flush_every)
@@ -127,62 +192,202 @@ ROWS = [  # name, write, request size, depth, unit, flush every N requests (0: a
     ('4K read QD1', False, 4096, 1, 'IOPS', 0),
     ('4K write QD16', True, 4096, 16, 'IOPS', 0),
     ('4K read QD16', False, 4096, 16, 'IOPS', 0),
-    # Flushes are where freshness costs: Merkle update, fdatasync, anchor commit.
+    # Flushes are where freshness costs: tree update, fdatasync, anchor commit.
     ('4K write QD1 flush/64', True, 4096, 1, 'IOPS', 64),
 ]
 
 
-def run(quick=False):
-    size = (32 if quick else 128) << 20
-    small_ops = 2000 if quick else 10000
+def _rows(targets, repeats, small_ops, title):
+    """Run every row on every target; print the table (first target vs the last)."""
+    ours, base = targets[0], targets[-1]
+    load_before = _loadavg()
+    results = {}
+    for name, write, req, depth, unit, flush_every in ROWS:
+        count = (SEQ_BYTES // req) if req > 4096 else small_ops
+        step = req if req > 4096 else STRIDE
+        rates = {t.name: [] for t in targets}
+        cpu = {t.name: 0.0 for t in targets}
+        for i in range(repeats):       # interleaved, so load spikes hit every target
+            k = i % len(targets)
+            for target in targets[k:] + targets[:k]:
+                before = _cpu_seconds(target.proc.pid)
+                rates[target.name].append(_bench(target.sock, write, req, depth, count,
+                                                 step, flush_every))
+                cpu[target.name] += _cpu_seconds(target.proc.pid) - before
+        moved_gib = repeats * count * req / (1 << 30)
+        for target in targets:
+            rate = statistics.median(rates[target.name])
+            results[name, target.name] = rate * req / 1e6 if unit == 'MB/s' else rate
+            results[name, target.name, 'cpu'] = cpu[target.name] / moved_gib
+        ratios = [a / b for a, b in zip(rates[ours.name], rates[base.name])]
+        results[name, 'range'] = min(ratios), max(ratios)
+    print('--- %s (load average before %s, after %s)' % (title, load_before, _loadavg()))
+    head = '%-22s' % 'test'
+    for target in targets:
+        head += ' %14s' % target.name[:14]
+    head += ' %8s %11s' % ('ratio', 'range')
+    for target in targets[1:-1]:
+        head += ' %8s' % ('ratio ' + target.name[:2])
+    head += '  goal         CPU s/GiB ' + ' / '.join(t.name.split()[0] for t in targets)
+    print(head)
+    missed = 0
+    for name, write, req, depth, unit, flush_every in ROWS:
+        line = '%-22s' % name
+        for target in targets:
+            line += ' %9.0f %-4s' % (results[name, target.name], unit)
+        ratio = results[name, ours.name] / results[name, base.name]
+        line += ' %7.2fx %5.2f-%.2fx' % (ratio, *results[name, 'range'])
+        for target in targets[1:-1]:
+            line += ' %7.2fx' % (results[name, target.name] / results[name, base.name])
+        goal = 2.0 if req > 4096 else 0.75
+        missed += ratio < goal
+        line += '  >=%.2fx %-6s %s' % (goal, 'met' if ratio >= goal else 'MISSED', ' / '.join(
+            '%.2f' % results[name, t.name, 'cpu'] for t in targets))
+        print(line)
+    return missed
+
+
+def _stop(procs):
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _size_bytes(text):
+    return blockstore_cli.parse_size(text)
+
+
+def _ratio_tables(work, quick):
+    size = _size_bytes(os.environ.get('BLOCKSTORE_BENCH_SIZE', '8G' if quick else '64G'))
     repeats = 1 if quick else 5
+    small_ops = 2000 if quick else 10000
+    targets = []
+    try:
+        ours, _ = _start_tclouds(work, 'format2', size)
+        targets.append(ours)
+        base_tree = os.environ.get('BLOCKSTORE_BENCH_BASE')
+        if base_tree:
+            env = dict(os.environ, PYTHONPATH=os.path.abspath(base_tree))
+            base, _ = _start_tclouds(work, 'base', size, env=env)
+            base.name = 'base checkout'
+            targets.append(base)
+        targets.append(_start_luks(work, size))
+        print('volumes: %d GiB sparse each; tclouds cache 64 MiB' % (size >> 30))
+        missed = _rows(targets, repeats, small_ops, 'the machine as it is')
+        with _background_load():
+            missed_loaded = _rows(targets, repeats, small_ops,
+                                  'with two busy processes (background load)')
+        return missed, missed_loaded
+    finally:
+        _stop([t.proc for t in targets])
+
+
+def _child_open(args):
+    """Open the volume in a fresh process: (seconds, peak RSS MiB of that process)."""
+    code = ('import sys, time, resource\n'
+            'from tclouds_openstack.cmd import blockstore as cli\n'
+            'args = cli.build_parser().parse_args(["info"] + sys.argv[1:])\n'
+            'args.opened = []\n'
+            'key = cli.get_key(args)\n'
+            't = time.perf_counter()\n'
+            'vol = cli._open(args, readonly=True, key=key)\n'
+            'print(time.perf_counter() - t, '
+            'resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n')
+    out = subprocess.run([sys.executable, '-c', code] + args, capture_output=True,
+                         text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def _scale(work, quick):
+    size = _size_bytes('64G' if quick else '1T')
+    print('--- scale: a sparse %d GiB volume (load average %s)' % (size >> 30, _loadavg()))
+    t = time.perf_counter()
+    server, args = _start_tclouds(work, 'scale', size)
+    started = time.perf_counter() - t
+    _stop([server.proc])
+    open_s, open_rss = _child_open(args)
+    t = time.perf_counter()
+    proc = subprocess.Popen(CLI + ['serve'] + args + ['--socket', server.sock],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_socket(server.sock, proc)
+    serve_s = time.perf_counter() - t
+    try:
+        ops = 2000 if quick else 10000
+        stride = (size // ops) // 4096 * 4096
+        seq = (64 if quick else 1024) << 20
+        _bench(server.sock, True, 4096, 16, ops, stride)
+        _bench(server.sock, True, 1 << 20, 1, seq >> 20, 1 << 20)
+        _bench(server.sock, False, 4096, 16, ops, stride)
+        seq_read = _bench(server.sock, False, 1 << 20, 1, seq >> 20, 1 << 20) * (1 << 20)
+        rss = _peak_rss_mib(proc.pid)
+    finally:
+        _stop([proc])
+    t = time.perf_counter()
+    child = subprocess.Popen(CLI + ['check'] + args, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    check_s = time.perf_counter() - t
+    out = child.stdout.read().decode() + child.stderr.read().decode()
+    child.stdout.close()
+    child.stderr.close()
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise RuntimeError('check failed: %s' % out)
+    written = seq + ops * 4096
+    # The check's own figure: bytes decrypted over its scrub time (not the start-up).
+    match = re.search(r'(\d+) MiB of written data decrypted in ([0-9.]+) s', out)
+    check_rate = int(match.group(1)) * (1 << 20) / float(match.group(2))
+    rows = [
+        ('create + serve until listening', '%.2f s' % started, ''),
+        ('open (fresh process, in-process open)', '%.3f s' % open_s,
+         '<= %.1f s %s' % (GOALS['open_s'], 'met' if open_s <= GOALS['open_s'] else 'MISSED')),
+        ('peak RSS of that process', '%.0f MiB' % open_rss, ''),
+        ('serve until listening (existing volume)', '%.2f s' % serve_s, ''),
+        ('server peak RSS after %d scattered 4K + %d MiB seq writes and reads'
+         % (ops, seq >> 20), '%.0f MiB' % rss, '<= %d MiB %s' % (
+             GOALS['rss_mib'], 'met' if rss <= GOALS['rss_mib'] else 'MISSED')),
+        ('check of the whole volume (%d MiB written), whole command' % (written >> 20),
+         '%.1f s' % check_s, ''),
+        ('check streaming (written data / scrub time)', '%.0f MB/s' % (check_rate / 1e6), ''),
+        ('seq read 1M QD1 of the same export', '%.0f MB/s' % (seq_read / 1e6), ''),
+        ('check / seq read', '%.2fx' % (check_rate / seq_read), '>= %.1fx %s' % (
+            GOALS['check_ratio'],
+            'met' if check_rate / seq_read >= GOALS['check_ratio'] else 'MISSED')),
+        ('check peak RSS (getrusage of the child)', '%.0f MiB' % (usage.ru_maxrss / 1024),
+         ''),
+    ]
+    for name, value, goal in rows:
+        print('%-70s %20s  %s' % (name, value, goal))
+
+
+def run(quick=False):
     t_gcm, t_xts = _cipher_choice(2000 if quick else 20000)
     print('cipher per 4 KiB sector (Python, cryptography): AES-256-GCM %.2f us, '
           'AES-256-XTS + HMAC-SHA256 %.2f us -> GCM (%.1fx cheaper)'
           % (t_gcm * 1e6, t_xts * 1e6, t_xts / t_gcm))
+    print('machine: %d CPUs, %s; benchmark process peak RSS so far %.0f MiB'
+          % (os.cpu_count(), _cpu_model(),
+             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     work = tempfile.mkdtemp(prefix='bench-blockstore-')
-    servers = []
     try:
-        targets = []
-        for name, merkle_tree in (('merkle', True), ('nomerkle', False)):
-            proc, sock = _start_tclouds(work, name, size, merkle_tree)
-            servers.append(proc)
-            targets.append(sock)
-        proc, sock = _start_luks(work, size)
-        servers.append(proc)
-        targets.append(sock)
-        results = {}
-        for name, write, req, depth, unit, flush_every in ROWS:
-            count = (2 * size // req) if req > 4096 else small_ops
-            step = req if req > 4096 else STRIDE
-            rates = {t: [] for t in targets}
-            for i in range(repeats):       # interleaved, so load spikes hit every target
-                k = i % len(targets)
-                for target in targets[k:] + targets[:k]:
-                    rates[target].append(_bench(target, write, req, depth, count, step,
-                                                flush_every))
-            for target in targets:
-                rate = statistics.median(rates[target])
-                results[name, target] = rate * req / 1e6 if unit == 'MB/s' else rate
-            ratios = [a / b for a, b in zip(rates[targets[0]], rates[targets[2]])]
-            results[name, 'range'] = min(ratios), max(ratios)
-        print('%-22s %14s %14s %14s %9s %11s %9s  goal' % (
-            'test', 'tclouds+tree', 'tclouds-tree', 'LUKS1 (qemu)', 'ratio', 'range',
-            'no-tree'))
-        for name, write, req, depth, unit, flush_every in ROWS:
-            ours, notree, luks = (results[name, t] for t in targets)
-            goal = 2.0 if req > 4096 else 0.75
-            print('%-22s %9.0f %-4s %9.0f %-4s %9.0f %-4s %8.2fx %5.2f-%.2fx %8.2fx  >=%.2fx %s'
-                  % (name, ours, unit, notree, unit, luks, unit, ours / luks,
-                     *results[name, 'range'], notree / luks, goal,
-                     'met' if ours / luks >= goal else 'MISSED'))
+        _ratio_tables(work, quick)
+        _scale(work, quick)
     finally:
-        for proc in servers:
-            proc.send_signal(signal.SIGTERM)
-        for proc in servers:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _cpu_model():
+    try:
+        with open('/proc/cpuinfo') as stream:
+            for line in stream:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return 'unknown CPU'

@@ -1,40 +1,50 @@
-"""The protected block format: per-sector AES-256-GCM, Merkle-tree freshness, crash safety.
+"""The protected block format (version 2): per-sector AES-256-GCM, an on-disk Merkle tree
+for freshness with a bounded cache, a write journal for crash safety, per-session keys.
 
 Pure: it reads and writes through a ``storage`` object (``pread``/``pwrite``/``sync``/
-``truncate``/``size``) and keeps freshness state in an ``anchor`` object (see
-``storage.py``); no sockets, no oslo.
+``truncate``/``size``) and keeps freshness state in an ``anchor`` object (``storage.py``);
+no sockets, no oslo. Format 1 volumes are read by ``format_v1.py`` (read-only).
 
-On disk (all integers big-endian)::
+On disk (big-endian)::
 
-    0      header slot A (4 KiB)   two slots with a generation number: a header rewrite
-    4096   header slot B (4 KiB)   (KEK rotation, resize) never leaves zero valid headers
-    8192   group 0: 256 sector records (128 B each) | 256 hint leaves (32 B) | 256 sectors
-           group 1: ...
+    0        header slots A and B (4 KiB each, ``header.py``)
+    8192     journal: 65536 entries of 56 B (sector u64 + a sector entry)
+    3678208  segment 0: 128 page blocks | tree node slots | 2048 data sectors (8 MiB)
+             segment 1: ...
+    page block (2560 B, one per 16 sectors): leaf page copy 0 (512 B) | 16 records (96 B)
+             | leaf page copy 1 (512 B)
+    node slots (32 KiB): levels 1-4, two 4 KiB copies each (used where a node lives)
 
-A sector record holds three entries (write counter u64, GCM tag 16 B): *anchored* (the
-state the anchor's Merkle root covers), *previous* and *current*. A write updates the record
-first, then the data, so after a crash the data verifies against one of the entries
-(old-or-new, never unverifiable; assumes 4 KiB data writes are atomic, which a process
-crash guarantees and most SSDs do). Counter 0 means never written: the sector reads as
-zeros, authenticated because its leaf (with counter 0) is under the Merkle root.
+Sector entry (48 B): write counter u64 (0 = never written), epoch u64, session id (16 B),
+GCM tag. A record holds two entries: the committed one (covered by the anchored tree) and
+the slot the next flush writes. Encryption: key = HMAC-SHA256(data key of generation g,
+session id), session id = g (u32) || 96 random bits drawn when a writer starts; nonce =
+sector u32 || counter u64, the counter counting the session's writes in memory;
+associated data = volume UUID || nonce || epoch. A (key, nonce) pair therefore never
+repeats, whatever was rolled back on disk or in the anchor: two sessions would have to
+draw the same 96 bits (see doc/source/blockstore.rst for the bound).
 
-Nonces are deterministic and never repeat under one data key: nonce = sector (u32) ||
-counter (u64), counter = epoch << 32 | sequence. Writes after anchor version V use epoch
-V + 1 and the next commit is V + 2, so every epoch lies strictly between two anchor
-versions; the anchor is monotonic and lives outside the volume, so a rolled-back volume can
-never make us reuse a counter. (No anchor write is needed before writing: one commit per
-flush.) Should the anchor go back anyway (an older copy restored), records carrying an
-epoch beyond anchored version + 1 give it away and open refuses the volume.
+Freshness: a k-ary hash tree as dm-verity keeps it. Leaf = SHA-256(0x00 || sector u64 ||
+committed entry), zero for a never-written sector; a leaf page holds 16 leaves; a node of
+level 1-4 holds 128 child hashes; node hash = SHA-256(0x01 || level || index u64 ||
+content), and all-zero content hashes to zero, so a sparse volume needs no tree writes.
+The anchor holds the root (hash of the level 4 node). Every node and leaf page has two
+copies on disk: the parent's hash says which one is committed, a flush writes the other,
+syncs, then commits the new root to the anchor, so a crash at any point leaves the
+committed tree intact. Opening reads the header, the anchor, the root node and the head of
+the journal: O(1) in the volume size. Nodes, leaf pages and records are read on demand,
+verified against their (verified) parent, and kept in a bounded FIFO cache; sectors and
+pages written since the last flush are pinned until it.
 
-Freshness: the anchor stores (version, Merkle root). ``flush`` commits the root of all
-current entries as a new version. A volume or sector rolled back behind the anchor no longer
-hashes to the anchored root: reads fail. The hint leaves (written at flush) locate the stale
-sectors when they still hash to the anchored root; otherwise the whole volume is refused.
-Writes after the last flush (entries of epoch V + 1 found at open: a crash) carry no
-freshness guarantee, exactly like their durability: recovery accepts for each sector the
-newest such entry that verifies, else the anchored one, and anchors the result.
+Crash safety: a write appends its entries to the journal, then writes the data in place;
+records and tree are written at flush. The journal is reset (by epoch: anchored version
++ 1) at every flush. After a crash, open replays the journal entries of the epoch after
+the anchored version: per sector the newest entry whose data verifies, else the committed
+one (old-or-new, never unverifiable), and anchors the result. Journal entries are not
+trusted: the epoch is authenticated data of each sector, so only writes of that crashed
+epoch can be chosen (writes after the last flush have no freshness, like their
+durability), and a lost or altered journal entry can only make a sector fail its check.
 """
-import dataclasses
 import hashlib
 import hmac
 import os
@@ -45,53 +55,81 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tclouds_openstack.blockstore import errors
-from tclouds_openstack.blockstore import merkle
+from tclouds_openstack.blockstore import format_v1
+from tclouds_openstack.blockstore import header as hdr
 
-FORMAT_VERSION = 1
-MAGIC = b'TCBSVOL\x00'
-CIPHER = 'aes-256-gcm'
-SECTOR_SIZE = 4096
-HEADER_SLOT_SIZE = 4096
-HEADER_SLOTS = 2
-GROUP_SECTORS = 256
-RECORD_SIZE = 128
-ENTRY = struct.Struct('>Q16s')
-ENTRIES = 3
-ENTRY_BYTES = ENTRY.size * ENTRIES
-HINT_SIZE = merkle.HASH_SIZE
-RECORDS_BYTES = GROUP_SECTORS * RECORD_SIZE
-HINTS_BYTES = GROUP_SECTORS * HINT_SIZE
-GROUP_META = RECORDS_BYTES + HINTS_BYTES
-GROUP_BYTES = GROUP_META + GROUP_SECTORS * SECTOR_SIZE
-DATA_START = HEADER_SLOT_SIZE * HEADER_SLOTS
-MAX_SECTORS = 2 ** 32
-MAX_SEQUENCE = 2 ** 32 - 1
-FLAG_MERKLE = 0x1
-ZERO_TAG = bytes(16)
-_ENTRIES = struct.Struct('>Q16sQ16sQ16s')
-_NONCE = struct.Struct('>IQ')
+FORMAT_VERSION = 2
+SECTOR_SIZE = hdr.SECTOR_SIZE
+HEADER_SLOT_SIZE = hdr.HEADER_SLOT_SIZE
+MAX_SECTORS = hdr.MAX_SECTORS
+HASH_SIZE = 32
+PAGE_SECTORS = 16                       # sectors per leaf page
+FANOUT = 128                            # children per tree node
+DEPTH = 4                               # node levels above the leaf pages
+SEG_PAGES = FANOUT                      # one level 1 node per segment
+SEG_SECTORS = PAGE_SECTORS * SEG_PAGES  # 2048 sectors = 8 MiB of data
+PAGE_LEAVES = PAGE_SECTORS * HASH_SIZE  # 512
+NODE_BYTES = FANOUT * HASH_SIZE         # 4096
+ENTRY = struct.Struct('>QQ16s16s')      # counter, epoch, session id, tag
+ENTRY_SIZE = ENTRY.size                 # 48
+RECORD_SIZE = 2 * ENTRY_SIZE            # two slots
+PAGE_RECORDS = PAGE_SECTORS * RECORD_SIZE
+PAGE_META = 2 * PAGE_LEAVES + PAGE_RECORDS
+JOURNAL_ENTRY = struct.Struct('>QQQ16s16s')   # sector, then a sector entry
+_JOURNAL_HEAD = struct.Struct('>QQQ16s')      # the same without the tag
+JOURNAL_ENTRIES = 65536
+JOURNAL_START = HEADER_SLOT_SIZE * hdr.HEADER_SLOTS
+JOURNAL_BYTES = JOURNAL_ENTRIES * JOURNAL_ENTRY.size
+SEG_START = JOURNAL_START + JOURNAL_BYTES
+NODES_OFF = SEG_PAGES * PAGE_META
+SEG_META = NODES_OFF + DEPTH * 2 * NODE_BYTES
+SEG_BYTES = SEG_META + SEG_SECTORS * SECTOR_SIZE
+MAX_BATCH = 1024                        # sectors encrypted per journal/data write pair
+READ_RUN = 256                          # sectors read per pread
+_GAPPED = SECTOR_SIZE + 16
+DEFAULT_CACHE_BYTES = 64 << 20
+# Measured cost of one cached leaf page (object, leaves, records, dict slot) and node.
+PAGE_COST = 2400
+NODE_COST = 4400
+ZERO_HASH = bytes(HASH_SIZE)
+ZERO_ENTRY = bytes(ENTRY_SIZE)
 ZERO_SECTOR = bytes(SECTOR_SIZE)
+_ZERO_PAGE = bytes(PAGE_LEAVES)
+_ZERO_NODE = bytes(NODE_BYTES)
+_ZERO8 = bytes(8)
+_AAD = struct.Struct('>16sIQQ')         # uuid, then the nonce (sector u32, counter), epoch
+_SHA = hashlib.sha256
 
-# magic, format version, flags, sector size, sector count, generation, uuid, cipher, key ref
-_HEADER_FIELDS = struct.Struct('>8sHHIQQ16s16s64s')
-_HEADER_NAMES = ('magic', 'format_version', 'flags', 'sector_size', 'sector_count',
-                 'generation', 'uuid', 'cipher', 'key_ref')
-_WRAP = struct.Struct('>32s12s48s32s')  # key check, wrap nonce, wrapped data key, checksum
+# The header, keys and anchor MAC live in header.py; re-exported for callers of one module.
+Header = hdr.Header
+read_header = hdr.read_header
+unwrap_key = hdr.unwrap
+
+
+def _seg_base(segment):
+    return SEG_START + segment * SEG_BYTES
+
+
+def page_offset(page):
+    """Offset of leaf page ``page``'s block (copy 0 | records | copy 1)."""
+    return _seg_base(page >> 7) + (page & 127) * PAGE_META
 
 
 def record_offset(sector):
-    group, index = divmod(sector, GROUP_SECTORS)
-    return DATA_START + group * GROUP_BYTES + index * RECORD_SIZE
-
-
-def hint_offset(sector):
-    group, index = divmod(sector, GROUP_SECTORS)
-    return DATA_START + group * GROUP_BYTES + RECORDS_BYTES + index * HINT_SIZE
+    return page_offset(sector >> 4) + PAGE_LEAVES + (sector & 15) * RECORD_SIZE
 
 
 def data_offset(sector):
-    group, index = divmod(sector, GROUP_SECTORS)
-    return DATA_START + group * GROUP_BYTES + GROUP_META + index * SECTOR_SIZE
+    return _seg_base(sector >> 11) + SEG_META + (sector & 2047) * SECTOR_SIZE
+
+
+def node_offset(level, index, copy=0):
+    """Offset of copy ``copy`` of tree node (level 1-4, index).
+
+    In the first segment it covers, so growing a volume never moves a node.
+    """
+    return (_seg_base(index << (7 * (level - 1))) + NODES_OFF
+            + ((level - 1) * 2 + copy) * NODE_BYTES)
 
 
 def file_size(sector_count):
@@ -100,390 +138,470 @@ def file_size(sector_count):
 
 def sectors_for_capacity(nbytes):
     """How many sectors a device of ``nbytes`` holds in this format (0 if too small)."""
-    avail = nbytes - DATA_START
-    if avail < GROUP_META + SECTOR_SIZE:
+    avail = nbytes - SEG_START
+    if avail < SEG_META + SECTOR_SIZE:
         return 0
-    groups, rest = divmod(avail, GROUP_BYTES)
-    return groups * GROUP_SECTORS + max(0, (rest - GROUP_META) // SECTOR_SIZE)
+    segments, rest = divmod(avail, SEG_BYTES)
+    sectors = segments * SEG_SECTORS + max(0, (rest - SEG_META) // SECTOR_SIZE)
+    return min(sectors, MAX_SECTORS - 1)
 
 
-def epoch_of(counter):
-    return counter >> 32
+def leaf_hash(sector, entry):
+    """Leaf of a sector: zero when never written, else over (sector, entry)."""
+    if entry[:8] == _ZERO8:
+        return ZERO_HASH
+    return _SHA(b'\x00' + sector.to_bytes(8, 'big') + entry).digest()
 
 
-def _group_runs(first, count):
-    """Split sectors [first, first+count) into runs that stay inside one group."""
+def node_hash(level, index, content):
+    """Hash of a leaf page (level 0) or node: zero for all-zero content (empty subtree)."""
+    if content == (_ZERO_PAGE if level == 0 else _ZERO_NODE):
+        return ZERO_HASH
+    return _SHA(b'\x01' + bytes((level,)) + index.to_bytes(8, 'big') + content).digest()
+
+
+def session_key(dek, session_id):
+    return hmac.new(dek, b'tclouds-blockstore v2 sector key\x00' + session_id,
+                    hashlib.sha256).digest()
+
+
+def key_generation(session_id):
+    return int.from_bytes(session_id[:4], 'big')
+
+
+def _seg_runs(first, count):
+    """Split sectors [first, first+count) into runs inside one segment (contiguous data)."""
     end = first + count
     while first < end:
-        stop = min(end, (first // GROUP_SECTORS + 1) * GROUP_SECTORS)
+        stop = min(end, ((first >> 11) + 1) << 11)
         yield first, stop - first
         first = stop
 
 
-@dataclasses.dataclass
-class Header:
-    sector_count: int
-    uuid: bytes
-    flags: int = FLAG_MERKLE
-    generation: int = 1
-    key_ref: str = ''
-    key_check: bytes = b''
-    wrap_nonce: bytes = b''
-    wrapped_key: bytes = b''
-    sector_size: int = SECTOR_SIZE
-    format_version: int = FORMAT_VERSION
-    cipher: str = CIPHER
+class _Page:
+    """A cached leaf page.
 
-    @property
-    def merkle(self):
-        return bool(self.flags & FLAG_MERKLE)
+    Leaves (as committed), both record slots per sector, and bitmasks over its 16 sectors:
+    committed slot, current slot, written since the last flush, verified against its leaf.
+    """
+    __slots__ = ('leaves', 'rec', 'kslot', 'cslot', 'dirty', 'verified', 'copy', 'queued')
 
-    def fields(self):
-        return _HEADER_FIELDS.pack(MAGIC, self.format_version, self.flags, self.sector_size,
-                                   self.sector_count, self.generation, self.uuid,
-                                   self.cipher.encode(), self.key_ref.encode())
-
-    def pack(self):
-        body = self.fields() + _WRAP.pack(self.key_check, self.wrap_nonce, self.wrapped_key,
-                                          bytes(32))[:-32]
-        body += hashlib.sha256(body).digest()
-        return body + bytes(HEADER_SLOT_SIZE - len(body))
-
-    @classmethod
-    def unpack(cls, slot, raw):
-        """Parse one header slot; raise HeaderError naming the field that is wrong."""
-        need = _HEADER_FIELDS.size + _WRAP.size
-        if len(raw) < need:
-            raise errors.HeaderError(slot, 'length', 'slot is %d bytes, need %d'
-                                     % (len(raw), need))
-        values = _HEADER_FIELDS.unpack_from(raw)
-        fields = dict(zip(_HEADER_NAMES, values))
-        if fields['magic'] != MAGIC:
-            raise errors.HeaderError(slot, 'magic', 'not a tclouds blockstore volume (%r)'
-                                     % fields['magic'])
-        key_check, nonce, wrapped, checksum = _WRAP.unpack_from(raw, _HEADER_FIELDS.size)
-        if hashlib.sha256(raw[:need - 32]).digest() != checksum:
-            raise errors.HeaderError(slot, 'checksum', 'header bytes are corrupted')
-        if fields['format_version'] != FORMAT_VERSION:
-            raise errors.HeaderError(slot, 'format_version', 'version %d is not supported '
-                                     '(this code reads %d)' % (fields['format_version'],
-                                                               FORMAT_VERSION))
-        cipher = fields['cipher'].rstrip(b'\0').decode('ascii', 'replace')
-        if cipher != CIPHER:
-            raise errors.HeaderError(slot, 'cipher', 'unsupported cipher %r' % cipher)
-        if fields['sector_size'] != SECTOR_SIZE:
-            raise errors.HeaderError(slot, 'sector_size', 'unsupported sector size %d'
-                                     % fields['sector_size'])
-        if not 0 < fields['sector_count'] < MAX_SECTORS:
-            raise errors.HeaderError(slot, 'sector_count', 'out of range: %d'
-                                     % fields['sector_count'])
-        if fields['flags'] & ~FLAG_MERKLE:
-            raise errors.HeaderError(slot, 'flags', 'unknown flags 0x%x' % fields['flags'])
-        return cls(sector_count=fields['sector_count'], uuid=fields['uuid'],
-                   flags=fields['flags'], generation=fields['generation'],
-                   key_ref=fields['key_ref'].rstrip(b'\0').decode('utf-8', 'replace'),
-                   key_check=key_check, wrap_nonce=nonce, wrapped_key=wrapped)
+    def __init__(self, leaves, rec, copy, verified):
+        self.leaves = leaves
+        self.rec = rec
+        self.copy = copy
+        self.kslot = self.cslot = self.dirty = 0
+        self.verified = verified
+        self.queued = False
 
 
-def _key_check(kek, volume_uuid):
-    return hmac.new(kek, b'tclouds-blockstore key check\0' + volume_uuid,
-                    hashlib.sha256).digest()
+class _Node:
+    __slots__ = ('content', 'copy')
+
+    def __init__(self, content, copy):
+        self.content = content
+        self.copy = copy
 
 
-def _check_kek(kek):
-    if not isinstance(kek, (bytes, bytearray)) or len(kek) != 32:
-        raise errors.WrongKeyError('the key must be 32 bytes (AES-256), got %s'
-                                   % (len(kek) if isinstance(kek, (bytes, bytearray))
-                                      else type(kek).__name__))
-
-
-def _wrap(header, kek, dek):
-    """(Re)wrap the data key under ``kek``, binding it to the header fields."""
-    header.key_check = _key_check(kek, header.uuid)
-    header.wrap_nonce = os.urandom(12)
-    header.wrapped_key = AESGCM(kek).encrypt(header.wrap_nonce, dek, header.fields())
-
-
-def unwrap_key(header, kek):
-    """Return the data key; WrongKeyError when ``kek`` is not this volume's key."""
-    _check_kek(kek)
-    if not hmac.compare_digest(_key_check(kek, header.uuid), header.key_check):
-        raise errors.WrongKeyError('wrong key: it does not open volume %s (key check failed)'
-                                   % uuidlib.UUID(bytes=header.uuid))
-    try:
-        return AESGCM(kek).decrypt(header.wrap_nonce, header.wrapped_key, header.fields())
-    except InvalidTag:
-        raise errors.HeaderError(header.generation, 'wrapped_key',
-                                 'the key is right but the header fields were altered')
-
-
-def _anchor_mac(dek, state):
-    mac_key = hmac.new(dek, b'tclouds-blockstore anchor key', hashlib.sha256).digest()
-    msg = '%s|%d|%s|%d' % (state['uuid'], state['version'], state['root'],
-                           state['sector_count'])
-    return hmac.new(mac_key, msg.encode(), hashlib.sha256).hexdigest()
-
-
-def _leaf(sector, counter, tag):
-    return merkle.hash_leaf(struct.pack('>QQ', sector, counter) + tag)
+def open_volume(storage, kek, anchor, readonly=False, sync_metadata=False,
+                cache_bytes=DEFAULT_CACHE_BYTES):
+    """Open a volume of either format (format 1: read-only, see format_v1)."""
+    return Volume.open(storage, kek, anchor, readonly=readonly, sync_metadata=sync_metadata,
+                       cache_bytes=cache_bytes)
 
 
 class Volume:
-    """An open protected volume. Use :meth:`create` or :meth:`open`.
+    """An open format 2 volume. Use :meth:`create` or :meth:`open`.
 
     Not thread-safe by itself: the NBD adapter serializes requests (read-modify-write of
     partial sectors must not interleave).
     """
 
-    def __init__(self, storage, anchor, header, dek, readonly=False, sync_metadata=False):
+    format_version = FORMAT_VERSION
+
+    def __init__(self, storage, anchor, header, keys, readonly=False, sync_metadata=False,
+                 cache_bytes=DEFAULT_CACHE_BYTES):
         self.storage = storage
         self.anchor = anchor
         self.header = header
-        self._dek = dek
-        self._aead = AESGCM(dek)
+        self.keys = keys
         self.readonly = readonly
         self.sync_metadata = sync_metadata
-        self.uuid = str(uuidlib.UUID(bytes=header.uuid))
+        self.uuid = header.uuid_str
         self._aad_prefix = header.uuid
-        n = header.sector_count
-        # Trusted in-memory copy of every record's three entries (anchored, previous,
-        # current): reads never trust metadata re-read from disk while serving.
-        self._entries = bytearray(n * ENTRY_BYTES)
-        self._bad = {}
+        # Floors: a batch (MAX_BATCH sectors = 64 pages) must fit between flushes.
+        self._max_pages = max(256, cache_bytes * 3 // 4 // PAGE_COST)
+        self._max_nodes = max(64, cache_bytes // 4 // NODE_COST)
+        self._max_dirty = self._max_pages // 2
+        self._pages = {}
+        self._nodes = {}
+        self._root = None
+        self._queued = {}          # pages to write at the next flush: {page: _Page}
+        self._bad = {}             # sector -> IntegrityError (record does not match leaf)
+        self._bad_nodes = {}       # (level, index) -> reason (copy matching neither)
         self._volume_bad = None
-        self._tree = None
-        self._dirty = set()
+        self._broken = None        # a flush failed half-way: no writes until reopened
         self._state = None
         self._pending = False
+        self._jpos = 0
+        self._aeads = {}
+        # Reused I/O buffers: a fresh 1 MiB buffer per request costs page faults (glibc
+        # returns freed large blocks to the kernel), measured at ~0.5 ms per MiB.
+        self._rbuf = None
+        self._wbuf = None
+        self._one = None
+        self._sid = None
+        self._w_aead = None
+        self._counter = 0
         self.recovered = False
 
     # ------------------------------------------------------------------ create/open
     @classmethod
-    def create(cls, storage, kek, anchor, size_bytes, merkle_tree=True, key_ref=''):
-        """Format a new volume of ``size_bytes`` (rounded up to 4 KiB sectors)."""
-        _check_kek(kek)
+    def create(cls, storage, kek, anchor, size_bytes, merkle_tree=True, key_ref='',
+               cache_bytes=DEFAULT_CACHE_BYTES, volume_uuid=None):
+        """Format a new volume of ``size_bytes`` (rounded up to 4 KiB sectors).
+
+        O(1) in the size: a sparse file stays sparse, and on a block device only the
+        header and the journal are zeroed (tree and records under an empty parent are
+        never read).
+        """
+        hdr.check_kek(kek)
+        if not merkle_tree:
+            raise errors.BlockstoreError('format %d volumes always keep the Merkle tree '
+                                         '(freshness); --no-merkle made format 1 volumes'
+                                         % FORMAT_VERSION)
         sectors = -(-size_bytes // SECTOR_SIZE)
         if not 0 < sectors < MAX_SECTORS:
             raise errors.BlockstoreError('size %d bytes is out of range (1 sector to 16 TiB)'
                                          % size_bytes)
-        header = Header(sector_count=sectors, uuid=uuidlib.uuid4().bytes,
-                        flags=FLAG_MERKLE if merkle_tree else 0, key_ref=key_ref[:64])
-        dek = AESGCM.generate_key(256)
-        _wrap(header, kek, dek)
+        header = hdr.Header(sector_count=sectors, uuid=volume_uuid or uuidlib.uuid4().bytes,
+                            key_ref=key_ref[:64])
+        keys = hdr.DataKeys(1, AESGCM.generate_key(256))
+        hdr.wrap(header, kek, keys)
         storage.truncate(0)
         storage.truncate(file_size(sectors))
         if getattr(storage, 'is_block', False):
-            for first, count in _group_runs(0, sectors):
-                storage.pwrite(bytes(GROUP_META), record_offset(first))
+            zero = bytes(1 << 20)
+            for offset in range(JOURNAL_START, SEG_START, len(zero)):
+                storage.pwrite(zero[:SEG_START - offset], offset)
         raw = header.pack()
         storage.pwrite(raw, 0)
         storage.pwrite(raw, HEADER_SLOT_SIZE)
-        vol = cls(storage, anchor, header, dek)
-        vol._tree = vol._build_tree(vol._current_leaf)
-        vol._write_all_hints()
         storage.sync()
-        vol._commit(version=1, expected=None)
+        vol = cls(storage, anchor, header, keys, cache_bytes=cache_bytes)
+        vol._root = _Node(bytearray(NODE_BYTES), 0)
+        vol._commit(version=1, expected=None, root=ZERO_HASH)
         return vol
 
     @classmethod
     def read_header(cls, storage):
-        """Return the newest valid header slot (and the other one, or None)."""
-        slots = []
-        problems = []
-        for slot in range(HEADER_SLOTS):
-            raw = storage.pread(HEADER_SLOT_SIZE, slot * HEADER_SLOT_SIZE)
-            try:
-                slots.append(Header.unpack('AB'[slot], raw))
-            except errors.HeaderError as exc:
-                problems.append(exc)
-        if not slots:
-            raise problems[0]
-        slots.sort(key=lambda h: h.generation, reverse=True)
-        return slots[0], (slots[1] if len(slots) > 1 else None)
+        return hdr.read_header(storage)
 
     @classmethod
-    def open(cls, storage, kek, anchor, readonly=False, sync_metadata=False):
-        """Open a volume: check the key, the anchor and the Merkle root; recover a crash.
+    def open(cls, storage, kek, anchor, readonly=False, sync_metadata=False,
+             cache_bytes=DEFAULT_CACHE_BYTES):
+        """Open a volume: check the key, the anchor and the root; recover a crash.
 
         Raises WrongKeyError (before any sector is read), HeaderError, AnchorError.
         Integrity failures do not raise here: they are remembered and surface as
-        IntegrityError on the affected reads and in :meth:`scrub`.
+        IntegrityError on the affected reads and in :meth:`scrub`. A format 1 volume is
+        returned as a read-only ``format_v1.VolumeV1``.
         """
-        header, other = cls.read_header(storage)
-        dek = unwrap_key(header, kek)
-        vol = cls(storage, anchor, header, dek, readonly=readonly,
-                  sync_metadata=sync_metadata)
-        state = vol._load_anchor()
-        if state['sector_count'] != header.sector_count and other is not None \
-                and other.sector_count == state['sector_count']:
+        header, other = hdr.read_header(storage)
+        keys = hdr.unwrap(header, kek)
+        if header.format_version == 1:
+            if not readonly:
+                raise errors.FormatVersionError(
+                    'volume %s is format version 1, which opens read-only: convert it with '
+                    '"tclouds-blockstore upgrade" (format 2 keeps GCM nonces unique even '
+                    'when the anchor and the volume are rolled back together)'
+                    % header.uuid_str)
+            return format_v1.VolumeV1.open(storage, header, keys, anchor)
+        state = anchor.load(header.uuid_str)
+        if (isinstance(state, dict) and state.get('sector_count') != header.sector_count
+                and other is not None and other.sector_count == state.get('sector_count')
+                and other.format_version == FORMAT_VERSION):
             # A resize was interrupted between the header write and the anchor commit.
-            header = other
-            vol = cls(storage, anchor, header, unwrap_key(header, kek), readonly=readonly,
-                      sync_metadata=sync_metadata)
-            state = vol._load_anchor()
+            header, keys = other, hdr.unwrap(other, kek)
+        hdr.check_anchor_state(state, keys, header.uuid_str, FORMAT_VERSION)
         if state['sector_count'] != header.sector_count:
             raise errors.AnchorError('anchor covers %d sectors, header says %d'
                                      % (state['sector_count'], header.sector_count))
+        vol = cls(storage, anchor, header, keys, readonly=readonly,
+                  sync_metadata=sync_metadata, cache_bytes=cache_bytes)
         vol._state = state
-        vol._load_records(state)
+        found = vol._read_journal()
+        vol._load_root()
+        vol._recover(found)
         return vol
 
-    def _load_anchor(self):
-        state = self.anchor.load(self.uuid)
-        if state is None:
-            raise errors.AnchorError('no anchor state for volume %s: refusing to open without '
-                                     'freshness information' % self.uuid)
-        try:
-            good = hmac.compare_digest(state['mac'], _anchor_mac(self._dek, state))
-        except (KeyError, TypeError) as exc:
-            raise errors.AnchorError('anchor state of volume %s is malformed: %s'
-                                     % (self.uuid, exc))
-        if not good:
-            raise errors.AnchorError('anchor state of volume %s fails its MAC: forged or '
-                                     'written for another key' % self.uuid)
-        return state
-
-    def _commit(self, version, expected):
-        root = self._tree.root().hex() if self._tree is not None else ''
-        state = {'uuid': self.uuid, 'version': version, 'root': root,
-                 'sector_count': self.header.sector_count}
-        state['mac'] = _anchor_mac(self._dek, state)
+    def _commit(self, version, expected, root):
+        state = {'uuid': self.uuid, 'version': version, 'root': root.hex(),
+                 'sector_count': self.header.sector_count, 'format': FORMAT_VERSION}
+        state['mac'] = hdr.anchor_mac(self.keys.current, state)
         self.anchor.commit(self.uuid, state, expected)
         self._state = state
 
-    # ------------------------------------------------------------------ records
-    def _entry(self, sector, slot):
-        return ENTRY.unpack_from(self._entries, sector * ENTRY_BYTES + slot * ENTRY.size)
+    @property
+    def _epoch(self):
+        """Epoch of the writes now: anchored version + 1 (each commit adds 2)."""
+        return self._state['version'] + 1
 
-    def _current(self, sector):
-        return ENTRY.unpack_from(self._entries, sector * ENTRY_BYTES + 2 * ENTRY.size)
+    def _load_root(self):
+        try:
+            expected = bytes.fromhex(self._state['root'])
+        except (TypeError, ValueError) as exc:
+            raise errors.AnchorError('anchor state of volume %s: root is not hex: %s'
+                                     % (self.uuid, exc))
+        if expected == ZERO_HASH:
+            self._root = _Node(bytearray(NODE_BYTES), 0)
+            return
+        raw = self.storage.pread(2 * NODE_BYTES, node_offset(DEPTH, 0))
+        for copy in (0, 1):
+            content = raw[copy * NODE_BYTES:(copy + 1) * NODE_BYTES]
+            if node_hash(DEPTH, 0, content) == expected:
+                self._root = _Node(bytearray(content), copy)
+                return
+        self._root = _Node(bytearray(NODE_BYTES), 0)
+        self._volume_bad = errors.IntegrityError(
+            None, 'tree', 'the Merkle root of the volume (both copies of the top node) does '
+            'not match the root anchored at version %d: the volume or its metadata was '
+            'rolled back or replaced' % self._state['version'])
 
-    def _current_leaf(self, sector):
-        counter, tag = self._current(sector)
-        return _leaf(sector, counter, tag)
+    # ------------------------------------------------------------------ tree cache
+    def _node(self, level, index, sector):
+        """The verified tree node (level 1..DEPTH, index).
 
-    def _build_tree(self, leaf_of):
-        if not self.header.merkle:
-            return None
-        return merkle.Tree(b''.join(leaf_of(i) for i in range(self.header.sector_count)))
+        IntegrityError if neither copy matches its parent (reported on ``sector``).
+        """
+        if level == DEPTH:
+            return self._root
+        key = (level, index)
+        node = self._nodes.get(key)
+        if node is not None:
+            return node
+        if key in self._bad_nodes:
+            raise errors.IntegrityError(sector, 'tree', self._bad_nodes[key])
+        parent = self._node(level + 1, index >> 7, sector)
+        j = (index & 127) * HASH_SIZE
+        expected = parent.content[j:j + HASH_SIZE]
+        if expected == ZERO_HASH:
+            node = _Node(bytearray(NODE_BYTES), 0)
+        else:
+            raw = self.storage.pread(2 * NODE_BYTES, node_offset(level, index))
+            for copy in (0, 1):
+                content = raw[copy * NODE_BYTES:(copy + 1) * NODE_BYTES]
+                if node_hash(level, index, content) == expected:
+                    node = _Node(bytearray(content), copy)
+                    break
+            else:
+                first = index << (7 * level + 4)
+                self._bad_nodes[key] = self._subtree_reason('tree node level %d index %d'
+                                                            % (level, index), first,
+                                                            first + (1 << (7 * level + 4)))
+                raise errors.IntegrityError(sector, 'tree', self._bad_nodes[key])
+        nodes = self._nodes
+        nodes[key] = node
+        if len(nodes) > self._max_nodes:
+            del nodes[next(iter(nodes))]
+        return node
 
-    def _read_disk_records(self):
-        n = self.header.sector_count
-        records = []
-        hints = bytearray()
-        for first, count in _group_runs(0, n):
-            raw = self.storage.pread(count * RECORD_SIZE, record_offset(first))
-            for i in range(count):
-                entries = []
-                for slot in range(ENTRIES):
-                    entries.append(ENTRY.unpack_from(raw, i * RECORD_SIZE + slot * ENTRY.size))
-                records.append(entries)
-            hints += self.storage.pread(count * HINT_SIZE, hint_offset(first))
-        return records, hints
+    def _subtree_reason(self, what, first, end):
+        end = min(end, self.header.sector_count)
+        return ('%s (sectors %d-%d) matches neither of its two copies on disk against the '
+                'hash above it, anchored at version %d: the volume\'s metadata was rolled '
+                'back or replaced' % (what, first, end - 1, self._state['version']))
 
-    def _load_records(self, state):
-        """Select each sector's anchored and current entry; verify against the anchor."""
-        n = self.header.sector_count
-        # Entries of epochs below the anchored version are covered by its root; entries of
-        # the epoch after it were written after the last flush (a crash).
-        limit = state['version']
-        records, hints = self._read_disk_records()
-        for sector, entries in enumerate(records):
-            epoch = max(epoch_of(c) for c, _ in entries)
-            if epoch > limit + 1:
-                # Only writes after a later anchor version make such counters: the anchor
-                # went back (an older copy, a lost commit). Writing on would reuse nonces.
-                raise errors.AnchorError(
-                    'sector %d of volume %s was written in epoch %d, after anchor version '
-                    '%d: the anchor was rolled back or lost commits; refusing to open'
-                    % (sector, self.uuid, epoch, limit))
-        anchored = []
-        for sector, entries in enumerate(records):
-            older = [e for e in entries if epoch_of(e[0]) < limit]
-            anchored.append(max(older) if older else (0, ZERO_TAG))
-        if self.header.merkle:
-            tree = merkle.Tree(b''.join(_leaf(i, c, t) for i, (c, t) in enumerate(anchored)))
-            if tree.root().hex() != state['root']:
-                self._locate_rollback(tree, anchored, hints, state)
-        current = list(anchored)
-        # Crash recovery of the epoch after the anchor: accept, per sector, the newest entry
-        # of that epoch whose data verifies, else the anchored one.
-        for sector, entries in enumerate(records):
-            if sector in self._bad:
-                continue
-            newer = sorted((e for e in entries if epoch_of(e[0]) == limit + 1), reverse=True)
-            if not newer:
-                continue
-            self.recovered = True
+    def _page(self, p, sector):
+        """The cached leaf page ``p`` (verified against its level 1 node)."""
+        page = self._pages.get(p)
+        if page is not None:
+            return page
+        if (0, p) in self._bad_nodes:
+            raise errors.IntegrityError(sector, 'tree', self._bad_nodes[0, p])
+        parent = self._node(1, p >> 7, sector)
+        j = (p & 127) * HASH_SIZE
+        expected = parent.content[j:j + HASH_SIZE]
+        if expected == ZERO_HASH:
+            # Never written as of the anchored root: nothing on disk is read or trusted.
+            page = _Page(bytearray(PAGE_LEAVES), bytearray(PAGE_RECORDS), 0, 0xFFFF)
+        else:
+            raw = self.storage.pread(PAGE_META, page_offset(p))
+            if node_hash(0, p, raw[:PAGE_LEAVES]) == expected:
+                page = _Page(bytearray(raw[:PAGE_LEAVES]), bytearray(
+                    raw[PAGE_LEAVES:PAGE_LEAVES + PAGE_RECORDS]), 0, 0)
+            elif node_hash(0, p, raw[-PAGE_LEAVES:]) == expected:
+                page = _Page(bytearray(raw[-PAGE_LEAVES:]), bytearray(
+                    raw[PAGE_LEAVES:PAGE_LEAVES + PAGE_RECORDS]), 1, 0)
+            else:
+                first = p << 4
+                self._bad_nodes[0, p] = self._subtree_reason('leaf page %d' % p, first,
+                                                             first + PAGE_SECTORS)
+                raise errors.IntegrityError(sector, 'tree', self._bad_nodes[0, p])
+        pages = self._pages
+        pages[p] = page
+        if len(pages) > self._max_pages:
+            self._evict_pages()
+        return page
+
+    def _evict_pages(self):
+        """FIFO, skipping pages queued for the next flush (they stay until it)."""
+        pages = self._pages
+        for _ in range(len(pages)):
+            if len(pages) <= self._max_pages:
+                return
+            p = next(iter(pages))
+            page = pages.pop(p)
+            if page.queued:
+                pages[p] = page
+
+    def _verify_sector(self, page, sector):
+        """Find the record slot whose entry matches the sector's committed leaf."""
+        i = sector & 15
+        bit = 1 << i
+        leaf = page.leaves[i * HASH_SIZE:(i + 1) * HASH_SIZE]
+        rec = page.rec
+        base = i * RECORD_SIZE
+        if leaf == ZERO_HASH:
+            # Never written (authenticated by the zero leaf): reads zeros, whatever the
+            # record slots hold (a flush that crashed before its commit, stale bytes).
+            if rec[base + 8:base + 16] == _ZERO8:
+                slot = 0
+            elif rec[base + ENTRY_SIZE + 8:base + ENTRY_SIZE + 16] == _ZERO8:
+                slot = 1
+            else:
+                slot = 0
+                rec[base:base + ENTRY_SIZE] = ZERO_ENTRY
+        elif leaf_hash(sector, rec[base:base + ENTRY_SIZE]) == leaf:
+            slot = 0
+        elif leaf_hash(sector, rec[base + ENTRY_SIZE:base + RECORD_SIZE]) == leaf:
+            slot = 1
+        else:
+            slot = 0
+            self._bad[sector] = errors.IntegrityError(
+                sector, 'rollback', 'the sector record does not match the Merkle leaf '
+                'anchored at version %d: the sector was rolled back or replaced'
+                % self._state['version'])
+        page.kslot = (page.kslot & ~bit) | (slot << i)
+        page.cslot = (page.cslot & ~bit) | (slot << i)
+        page.verified |= bit
+
+    # ------------------------------------------------------------------ crypto
+    def _aead_for(self, session_id, sector):
+        aead = self._aeads.get(session_id)
+        if aead is None:
+            gen = key_generation(session_id)
+            dek = self.keys.get(gen)
+            if dek is None:
+                raise errors.IntegrityError(
+                    sector, 'key', 'written under data key generation %d, which this '
+                    'header does not hold (it holds generation %s): an older or foreign '
+                    'header' % (gen, ' and '.join(str(g) for g in (
+                        self.keys.current_gen, self.keys.previous_gen) if g)))
+            if len(self._aeads) >= 4096:
+                self._aeads.clear()
+            aead = self._aeads[session_id] = AESGCM(session_key(dek, session_id))
+        return aead
+
+    def _writer(self):
+        """The session key of this writer (drawn at its first write; see the module)."""
+        if self._w_aead is None:
+            self._sid = self.keys.current_gen.to_bytes(4, 'big') + os.urandom(12)
+            self._w_aead = AESGCM(session_key(self.keys.current, self._sid))
+            self._aeads[self._sid] = self._w_aead
+        return self._w_aead, self._sid
+
+    def _decrypt_entry(self, sector, entry, data):
+        counter, epoch, sid, tag = ENTRY.unpack(entry)
+        aad = _AAD.pack(self._aad_prefix, sector, counter, epoch)
+        return self._aead_for(sid, sector).decrypt(aad[16:28], bytes(data) + tag, aad)
+
+    # ------------------------------------------------------------------ crash recovery
+    def _read_journal(self):
+        """The journal entries of the epoch after the anchored version: [(sector, entry)].
+
+        Entries of a later epoch at its head mean the anchor went back: AnchorError.
+        """
+        epoch = self._epoch
+        found = []
+        pos = 0
+        while pos < JOURNAL_ENTRIES:
+            count = min(4096, JOURNAL_ENTRIES - pos)
+            raw = self.storage.pread(count * JOURNAL_ENTRY.size,
+                                     JOURNAL_START + pos * JOURNAL_ENTRY.size)
+            done = False
+            for sector, counter, entry_epoch, sid, tag in JOURNAL_ENTRY.iter_unpack(raw):
+                if entry_epoch != epoch or counter == 0:
+                    if pos == 0 and not found and entry_epoch > epoch and counter:
+                        raise errors.AnchorError(
+                            'the journal of volume %s holds writes of epoch %d, after anchor '
+                            'version %d: the anchor was rolled back or lost commits; '
+                            'refusing to open' % (self.uuid, entry_epoch,
+                                                  self._state['version']))
+                    done = True
+                    break
+                if sector < self.header.sector_count:
+                    found.append((sector, ENTRY.pack(counter, entry_epoch, sid, tag)))
+            if done:
+                break
+            pos += count
+        return found
+
+    def _recover(self, found):
+        """Replay journal entries of a crashed epoch.
+
+        Per sector the newest whose data verifies, else the committed entry; then anchor
+        the result.
+        """
+        if not found or self._volume_bad is not None:
+            return
+        self.recovered = True
+        candidates = {}
+        for sector, entry in found:
+            candidates.setdefault(sector, []).append(entry)
+        for sector in sorted(candidates):
+            try:
+                page = self._page(sector >> 4, sector)
+            except errors.IntegrityError:
+                continue          # under a subtree that fails: reads report it
+            i = sector & 15
+            if not page.verified >> i & 1:
+                self._verify_sector(page, sector)
+            base = i * RECORD_SIZE
+            committed = bytes(page.rec[base + (page.kslot >> i & 1) * ENTRY_SIZE:][
+                :ENTRY_SIZE])
             data = self.storage.pread(SECTOR_SIZE, data_offset(sector))
-            for candidate in newer + [anchored[sector]]:
-                if self._verifies(sector, candidate, data):
-                    current[sector] = candidate
+            for entry in candidates[sector][::-1] + [committed]:
+                if self._verifies(sector, entry, data):
                     break
             else:
                 self._bad[sector] = errors.IntegrityError(
                     sector, 'tag', 'no record entry authenticates the data after a crash')
-        for sector in range(n):
-            a, c = anchored[sector], current[sector]
-            _ENTRIES.pack_into(self._entries, sector * ENTRY_BYTES,
-                               a[0], a[1], a[0], a[1], c[0], c[1])
-        if self.header.merkle:
-            self._tree = self._build_tree(self._current_leaf)
-            if self._bad or self._volume_bad:
-                # Keep the anchored leaves of bad sectors so the root stays what the
-                # anchor says; those sectors fail reads until rewritten in full.
-                self._tree.update({s: self._anchored_hint(s, hints) for s in self._bad})
-        if self.recovered and not self.readonly and not self._volume_bad:
-            self._write_all_hints()
-            self.storage.sync()
-            self._commit(state['version'] + 2, state['version'])
-
-    def _anchored_hint(self, sector, hints):
-        return bytes(hints[sector * HINT_SIZE:(sector + 1) * HINT_SIZE])
-
-    def _locate_rollback(self, tree, anchored, hints, state):
-        """The records do not hash to the anchored root: find the stale sectors.
-
-        The hint leaves written at the last flush are trusted only if they hash to the
-        anchored root; then every sector whose record differs from its hint was rolled
-        back (or rewritten behind our back). Otherwise nothing can be trusted.
-        """
-        hint_tree = merkle.Tree(hints)
-        if hint_tree.root().hex() == state['root']:
-            for sector in range(self.header.sector_count):
-                if tree.leaf(sector) != hint_tree.leaf(sector):
-                    self._bad[sector] = errors.IntegrityError(
-                        sector, 'rollback', 'record (write counter %d) does not match the '
-                        'Merkle leaf anchored at version %d: the sector was rolled back or '
-                        'replaced' % (anchored[sector][0], state['version']))
-            return
-        self._volume_bad = errors.IntegrityError(
-            None, 'tree', 'the Merkle root over the sector records does not match the root '
-            'anchored at version %d: the volume or its metadata was rolled back or replaced'
-            % state['version'])
+                continue
+            if entry is not committed:
+                self._bad.pop(sector, None)
+                self._set_current(page, sector >> 4, i, entry)
+        if self._queued and not self.readonly:
+            self._pending = True
+            self.flush()
 
     def _verifies(self, sector, entry, data):
-        counter, tag = entry
-        if counter == 0:
-            return True  # never written: the data area is not used, the sector reads zeros
+        if entry[:8] == _ZERO8:
+            return True       # never written: the data area is not used, reads zeros
         try:
-            self._decrypt(sector, counter, tag, data)
+            self._decrypt_entry(sector, entry, data)
             return True
-        except InvalidTag:
+        except (InvalidTag, errors.IntegrityError):
             return False
 
-    def _write_all_hints(self):
-        level = self._tree.levels[0] if self._tree is not None else None
-        if level is None:
-            return
-        for first, count in _group_runs(0, self.header.sector_count):
-            self.storage.pwrite(bytes(level[first * HINT_SIZE:(first + count) * HINT_SIZE]),
-                                hint_offset(first))
-
-    # ------------------------------------------------------------------ crypto
-    def _decrypt(self, sector, counter, tag, data):
-        nonce = _NONCE.pack(sector, counter)
-        return self._aead.decrypt(nonce, bytes(data) + tag, self._aad_prefix + nonce)
+    def _set_current(self, page, p, i, entry):
+        slot = 1 - (page.kslot >> i & 1)
+        base = i * RECORD_SIZE + slot * ENTRY_SIZE
+        page.rec[base:base + ENTRY_SIZE] = entry
+        page.cslot = (page.cslot & ~(1 << i)) | (slot << i)
+        page.dirty |= 1 << i
+        if not page.queued:
+            self._queue(p, page)
 
     # ------------------------------------------------------------------ I/O
     @property
@@ -495,60 +613,112 @@ class Volume:
             raise errors.BlockstoreError('request [%d, +%d) is outside the volume (%d bytes)'
                                          % (offset, length, self.size))
 
+    def _tag_error(self, sector, counter):
+        return errors.IntegrityError(
+            sector, 'tag', 'authentication tag mismatch (write counter %d): the sector was '
+            'modified, swapped with another, torn or rolled back' % counter)
+
     def read_sectors(self, first, count):
         """Return the plaintext of ``count`` sectors; IntegrityError names a failing one."""
-        if self._volume_bad is not None:
-            raise self._volume_bad
         out = bytearray(count * SECTOR_SIZE)   # never-written sectors stay zero
-        out_view = memoryview(out)
-        scratch = bytearray(SECTOR_SIZE + 16)
-        entries = self._entries
-        bad = self._bad
-        aead = self._aead
-        prefix = self._aad_prefix
-        for start, run in _group_runs(first, count):
-            raw = None
-            for sector in range(start, start + run):
-                if bad and sector in bad:
-                    raise bad[sector]
-                counter, tag = ENTRY.unpack_from(entries, sector * ENTRY_BYTES + 2 * ENTRY.size)
-                if counter == 0:
-                    continue
-                if raw is None:
-                    raw = memoryview(self.storage.pread(run * SECTOR_SIZE, data_offset(start)))
-                o = (sector - start) * SECTOR_SIZE
-                scratch[:SECTOR_SIZE] = raw[o:o + SECTOR_SIZE]
-                scratch[SECTOR_SIZE:] = tag
-                nonce = _NONCE.pack(sector, counter)
-                d = (sector - first) * SECTOR_SIZE
-                try:
-                    aead.decrypt_into(nonce, scratch, prefix + nonce,
-                                      out_view[d:d + SECTOR_SIZE])
-                except InvalidTag:
-                    raise errors.IntegrityError(
-                        sector, 'tag', 'authentication tag mismatch (write counter %d): the '
-                        'sector was modified, swapped with another, torn or rolled back'
-                        % counter)
+        self._read_into(first, count, memoryview(out))
         return out
 
-    def _read_one(self, sector):
-        """read_sectors for one aligned sector: the 4 KiB random-read hot path."""
+    def _read_into(self, first, count, out_view):
+        """Decrypt ``count`` sectors into ``out_view`` (zeros for never-written ones)."""
         if self._volume_bad is not None:
             raise self._volume_bad
+        if self._rbuf is None:
+            # Each sector lands with a 16-byte gap after it for its tag, so GCM decrypts
+            # in place (ciphertext||tag) without copying the sector first.
+            buf = memoryview(bytearray(READ_RUN * _GAPPED))
+            self._rbuf = (buf, [buf[k * _GAPPED:k * _GAPPED + SECTOR_SIZE]
+                                for k in range(READ_RUN)])
+        rbuf, iovecs = self._rbuf
+        pages = self._pages
+        bad = self._bad
+        prefix = self._aad_prefix
+        aeads = self._aeads
+        for seg_start, seg_run in _seg_runs(first, count):
+            for start in range(seg_start, seg_start + seg_run, READ_RUN):
+                run = min(READ_RUN, seg_start + seg_run - start)
+                loaded = False
+                p_cur = -1
+                page = None
+                for sector in range(start, start + run):
+                    p = sector >> 4
+                    if p != p_cur:
+                        page = pages.get(p) or self._page(p, sector)
+                        p_cur = p
+                    i = sector & 15
+                    if not page.verified >> i & 1:
+                        self._verify_sector(page, sector)
+                    if bad and sector in bad:
+                        raise bad[sector]
+                    counter, epoch, sid, tag = ENTRY.unpack_from(
+                        page.rec, i * RECORD_SIZE + (page.cslot >> i & 1) * ENTRY_SIZE)
+                    d = (sector - first) * SECTOR_SIZE
+                    if counter == 0:
+                        out_view[d:d + SECTOR_SIZE] = ZERO_SECTOR
+                        continue
+                    if not loaded:
+                        self.storage.preadv(iovecs[:run], data_offset(start))
+                        loaded = True
+                    o = (sector - start) * _GAPPED
+                    rbuf[o + SECTOR_SIZE:o + _GAPPED] = tag
+                    aad = _AAD.pack(prefix, sector, counter, epoch)
+                    aead = aeads.get(sid) or self._aead_for(sid, sector)
+                    try:
+                        aead.decrypt_into(aad[16:28], rbuf[o:o + _GAPPED], aad,
+                                          out_view[d:d + SECTOR_SIZE])
+                    except InvalidTag:
+                        raise self._tag_error(sector, counter)
+
+    def read_into(self, offset, buf):
+        """Fill ``buf`` (writable) with the plaintext at ``offset`` (the NBD read path)."""
+        length = len(buf)
+        self._check_range(offset, length)
+        if not offset % SECTOR_SIZE and not length % SECTOR_SIZE and length:
+            if length == SECTOR_SIZE:
+                self._read_one_into(offset // SECTOR_SIZE, buf)
+            else:
+                self._read_into(offset // SECTOR_SIZE, length // SECTOR_SIZE,
+                                memoryview(buf))
+        else:
+            buf[:] = self.read(offset, length)
+
+    def _read_one(self, sector):
+        out = bytearray(SECTOR_SIZE)
+        self._read_one_into(sector, out)
+        return out
+
+    def _read_one_into(self, sector, out):
+        """One aligned sector into ``out``: the 4 KiB random-read hot path."""
+        if self._volume_bad is not None:
+            raise self._volume_bad
+        page = self._pages.get(sector >> 4) or self._page(sector >> 4, sector)
+        i = sector & 15
+        if not page.verified >> i & 1:
+            self._verify_sector(page, sector)
         if self._bad and sector in self._bad:
             raise self._bad[sector]
-        counter, tag = ENTRY.unpack_from(self._entries, sector * ENTRY_BYTES + 2 * ENTRY.size)
+        counter, epoch, sid, tag = ENTRY.unpack_from(
+            page.rec, i * RECORD_SIZE + (page.cslot >> i & 1) * ENTRY_SIZE)
         if counter == 0:
-            return ZERO_SECTOR
-        nonce = _NONCE.pack(sector, counter)
+            out[:] = ZERO_SECTOR
+            return
+        one = self._one
+        if one is None:
+            buf = bytearray(_GAPPED)
+            one = self._one = (buf, [memoryview(buf)[:SECTOR_SIZE]])
+        self.storage.preadv(one[1], data_offset(sector))
+        one[0][SECTOR_SIZE:] = tag
+        aad = _AAD.pack(self._aad_prefix, sector, counter, epoch)
+        aead = self._aeads.get(sid) or self._aead_for(sid, sector)
         try:
-            return self._aead.decrypt(
-                nonce, self.storage.pread(SECTOR_SIZE, data_offset(sector)) + tag,
-                self._aad_prefix + nonce)
+            aead.decrypt_into(aad[16:28], one[0], aad, out)
         except InvalidTag:
-            raise errors.IntegrityError(
-                sector, 'tag', 'authentication tag mismatch (write counter %d): the sector '
-                'was modified, swapped with another, torn or rolled back' % counter)
+            raise self._tag_error(sector, counter)
 
     def read(self, offset, length):
         self._check_range(offset, length)
@@ -562,16 +732,21 @@ class Volume:
         skip = offset - first * SECTOR_SIZE
         return data[skip:skip + length]
 
-    def write(self, offset, data):
-        """Write ``data`` at ``offset`` (read-modify-write of partial edge sectors)."""
+    def _check_writable(self):
         if self.readonly:
             raise errors.BlockstoreError('volume is open read-only')
+        if self._volume_bad is not None:
+            raise self._volume_bad
+        if self._broken is not None:
+            raise errors.BlockstoreError(self._broken)
+
+    def write(self, offset, data):
+        """Write ``data`` at ``offset`` (read-modify-write of partial edge sectors)."""
+        self._check_writable()
         length = len(data)
         self._check_range(offset, length)
         if length == 0:
             return
-        if self._volume_bad is not None:
-            raise self._volume_bad
         if length == SECTOR_SIZE and not offset % SECTOR_SIZE:
             return self._write_one(offset // SECTOR_SIZE, data)
         first = offset // SECTOR_SIZE
@@ -586,113 +761,314 @@ class Volume:
             data = buf
         self.write_sectors(first, data)
 
-    def _write_one(self, sector, data):
-        """write_sectors for one aligned sector: the 4 KiB random-write hot path."""
-        epoch = self._open_epoch()
-        base = sector * ENTRY_BYTES
-        entries = self._entries
-        a_counter, a_tag, _, _, c_counter, c_tag = _ENTRIES.unpack_from(entries, base)
-        if c_counter >> 32 == epoch:
-            seq = (c_counter & MAX_SEQUENCE) + 1
-            if seq > MAX_SEQUENCE:
-                raise errors.BlockstoreError('sector %d: 2^32 writes without a flush' % sector)
-        else:
-            a_counter, a_tag, seq = c_counter, c_tag, 1
-        counter = epoch << 32 | seq
-        nonce = _NONCE.pack(sector, counter)
-        sealed = self._aead.encrypt(nonce, data, self._aad_prefix + nonce)
-        tag = sealed[SECTOR_SIZE:]
-        record = _ENTRIES.pack(a_counter, a_tag, c_counter, c_tag, counter, tag)
-        entries[base:base + ENTRY_BYTES] = record
-        if self._bad:
-            self._bad.pop(sector, None)
-        self._dirty.add(sector)
-        # Record before data (see write_sectors).
-        self.storage.pwrite(record, record_offset(sector))
-        if self.sync_metadata:
-            self.storage.sync()
-        self.storage.pwrite(memoryview(sealed)[:SECTOR_SIZE], data_offset(sector))
-
     def write_sectors(self, first, data):
+        """Write whole sectors: journal entries, then data; records and tree at flush."""
+        self._check_writable()
         count = len(data) // SECTOR_SIZE
-        epoch = self._open_epoch()
         view = memoryview(data)
-        entries = self._entries
-        aead = self._aead
+        done = 0
+        while done < count:
+            n = min(count - done, MAX_BATCH)
+            self._write_batch(first + done, view[done * SECTOR_SIZE:(done + n) * SECTOR_SIZE],
+                              n)
+            done += n
+
+    def _write_batch(self, first, view, count):
+        if (self._jpos + count > JOURNAL_ENTRIES
+                or len(self._queued) + (count >> 4) + 2 > self._max_dirty):
+            self.flush()          # make room: the journal and the pinned pages are bounded
+        aead = self._w_aead or self._writer()[0]
+        sid = self._sid
+        epoch = self._state['version'] + 1    # after that flush: a new epoch
         prefix = self._aad_prefix
-        for start, run in _group_runs(first, count):
-            records = bytearray(run * RECORD_SIZE)
-            # encrypt_into writes ciphertext||tag; the tag spills into the next sector's
-            # slot and is copied out before that sector overwrites it (no extra copies).
-            cipher = bytearray(run * SECTOR_SIZE + 16)
-            cview = memoryview(cipher)
+        pages = self._pages
+        # Load and verify every page first: a failing one refuses the write before any
+        # byte of it reaches the disk.
+        first_page = first >> 4
+        touched = []
+        for p in range(first_page, ((first + count - 1) >> 4) + 1):
+            page = pages.get(p) or self._page(p, max(first, p << 4))
+            for sector in range(max(first, p << 4), min(first + count, (p + 1) << 4)):
+                if not page.verified >> (sector & 15) & 1:
+                    self._verify_sector(page, sector)
+            touched.append(page)
+        if self._wbuf is None:
+            self._wbuf = memoryview(bytearray(MAX_BATCH * SECTOR_SIZE + 16))
+        cview = self._wbuf
+        jsize = JOURNAL_ENTRY.size
+        jhead = _JOURNAL_HEAD
+        for start, run in _seg_runs(first, count):
+            journal = bytearray(run * jsize)
+            counter = self._counter
             for k in range(run):
                 sector = start + k
-                base = sector * ENTRY_BYTES
-                a_counter, a_tag, _, _, c_counter, c_tag = _ENTRIES.unpack_from(entries, base)
-                if c_counter >> 32 == epoch:
-                    seq = (c_counter & MAX_SEQUENCE) + 1
-                    if seq > MAX_SEQUENCE:
-                        raise errors.BlockstoreError('sector %d: 2^32 writes without a flush'
-                                                     % sector)
-                else:
-                    # The current entry belongs to a flushed epoch: it becomes the anchored.
-                    a_counter, a_tag, seq = c_counter, c_tag, 1
-                counter = epoch << 32 | seq
-                nonce = _NONCE.pack(sector, counter)
+                counter += 1
+                aad = _AAD.pack(prefix, sector, counter, epoch)
                 o = k * SECTOR_SIZE
                 src = (sector - first) * SECTOR_SIZE
-                aead.encrypt_into(nonce, view[src:src + SECTOR_SIZE], prefix + nonce,
+                # encrypt_into writes ciphertext||tag; the tag spills into the next
+                # sector's slot and is copied out before that sector overwrites it.
+                aead.encrypt_into(aad[16:28], view[src:src + SECTOR_SIZE], aad,
                                   cview[o:o + SECTOR_SIZE + 16])
-                tag = bytes(cview[o + SECTOR_SIZE:o + SECTOR_SIZE + 16])
-                _ENTRIES.pack_into(entries, base, a_counter, a_tag, c_counter, c_tag,
-                                   counter, tag)
-                records[k * RECORD_SIZE:k * RECORD_SIZE + ENTRY_BYTES] = \
-                    entries[base:base + ENTRY_BYTES]
-            if self._bad:
-                for sector in range(start, start + run):
-                    self._bad.pop(sector, None)
-            self._dirty.update(range(start, start + run))
-            # Record before data: a crash in between leaves data that verifies against
-            # the previous entry (old) or the current one (new).
-            self.storage.pwrite(records, record_offset(start))
+                j = k * jsize
+                jhead.pack_into(journal, j, sector, counter, epoch, sid)
+                journal[j + 40:j + 56] = cview[o + SECTOR_SIZE:o + SECTOR_SIZE + 16]
+            self._counter = counter
+            # Journal before data: after a crash the data verifies against the journal
+            # entry (new) or the committed record (old).
+            self.storage.pwrite(journal, JOURNAL_START + self._jpos * jsize)
+            self._jpos += run
+            self._pending = True
             if self.sync_metadata:
                 self.storage.sync()
             self.storage.pwrite(cview[:run * SECTOR_SIZE], data_offset(start))
+            # Both landed: the entries become the sectors' current ones, in the record
+            # slot that is not the committed one.
+            for p in range(start >> 4, ((start + run - 1) >> 4) + 1):
+                page = touched[p - first_page]
+                lo, hi = max(start, p << 4), min(start + run, (p + 1) << 4)
+                rec = page.rec
+                kslot = page.kslot
+                for sector in range(lo, hi):
+                    i = sector & 15
+                    base = i * RECORD_SIZE + (1 - (kslot >> i & 1)) * ENTRY_SIZE
+                    j = (sector - start) * jsize + 8
+                    rec[base:base + ENTRY_SIZE] = journal[j:j + ENTRY_SIZE]
+                mask = ((1 << (hi - lo)) - 1) << (lo & 15)
+                page.cslot = (page.cslot & ~mask) | (~kslot & mask)
+                page.dirty |= mask
+                if not page.queued:
+                    self._queue(p, page)
+            if self._bad:
+                for sector in range(start, start + run):
+                    self._bad.pop(sector, None)
 
-    def _open_epoch(self):
-        """The epoch of counters written now: the anchored version + 1 (see the module)."""
+    def _write_one(self, sector, data):
+        """write_sectors for one aligned sector: the 4 KiB random-write hot path."""
+        if self._jpos >= JOURNAL_ENTRIES or len(self._queued) + 2 > self._max_dirty:
+            self.flush()
+        aead = self._w_aead or self._writer()[0]
+        p = sector >> 4
+        page = self._pages.get(p) or self._page(p, sector)
+        i = sector & 15
+        if not page.verified >> i & 1:
+            self._verify_sector(page, sector)
+        counter = self._counter = self._counter + 1
+        epoch = self._state['version'] + 1
+        aad = _AAD.pack(self._aad_prefix, sector, counter, epoch)
+        sealed = aead.encrypt(aad[16:28], data, aad)
+        entry = _JOURNAL_HEAD.pack(sector, counter, epoch, self._sid) + sealed[SECTOR_SIZE:]
+        self.storage.pwrite(entry, JOURNAL_START + self._jpos * JOURNAL_ENTRY.size)
+        self._jpos += 1
         self._pending = True
-        return self._state['version'] + 1
+        if self.sync_metadata:
+            self.storage.sync()
+        self.storage.pwrite(memoryview(sealed)[:SECTOR_SIZE], data_offset(sector))
+        slot = 1 - (page.kslot >> i & 1)
+        base = i * RECORD_SIZE + slot * ENTRY_SIZE
+        page.rec[base:base + ENTRY_SIZE] = entry[8:]
+        bit = 1 << i
+        page.cslot = (page.cslot & ~bit) | (slot << i)
+        page.dirty |= bit
+        if not page.queued:
+            self._queue(p, page)
+        if self._bad:
+            self._bad.pop(sector, None)
 
+    def _queue(self, p, page):
+        """Pin ``page`` until the next flush writes it."""
+        page.queued = True
+        self._queued[p] = page
+        if self._pages.get(p) is not page:
+            self._pages[p] = page
+
+    # ------------------------------------------------------------------ flush
     def flush(self):
-        """Make writes durable and fresh: hints, fsync, then anchor a new clean root."""
+        """Make writes durable and fresh.
+
+        Records and tree to their free copies, fsync, then anchor the new root (one commit
+        per flush).
+        """
         if self.readonly:
             return
         if not self._pending:
             self.storage.sync()
             return
-        if self._tree is not None:
-            changes = {s: self._current_leaf(s) for s in self._dirty}
-            self._tree.update(changes)
-            for sector, leaf in sorted(changes.items()):
-                self.storage.pwrite(leaf, hint_offset(sector))
-        self._dirty.clear()
-        self.storage.sync()
-        self._commit(self._state['version'] + 2, self._state['version'])
+        if self._broken is not None:
+            raise errors.BlockstoreError(self._broken)
+        try:
+            flips, root = self._write_tree()
+            self.storage.sync()
+            self._commit(self._state['version'] + 2, self._state['version'], root)
+        except BaseException as exc:
+            # The in-memory tree is ahead of the anchor: only a reopen (which replays
+            # the journal) knows the truth again.
+            self._broken = ('volume %s: a flush could not complete (%s: %s); reopen the '
+                            'volume to recover its state'
+                            % (self.uuid, type(exc).__name__, exc))
+            raise
+        self._apply_flips(flips)
+        self._jpos = 0
         self._pending = False
 
     close = flush
 
+    def _apply_flips(self, flips):
+        """After a commit: the copies just written are the committed ones."""
+        for obj, copy, content in flips:
+            obj.copy = copy
+            if content is not None:       # a page: its new leaves are now the committed
+                obj.leaves = content
+                obj.kslot = obj.cslot
+                obj.dirty = 0
+                obj.queued = False
+        self._queued = {}
+
+    def _write_tree(self):
+        """Write queued pages and the nodes above them to their free copies.
+
+        Return the objects to flip after the commit and the new root hash. Nodes touched
+        here are held in ``touched`` so a cache eviction cannot lose a change.
+        """
+        flips = []
+        writes = []
+        touched = {}
+
+        def parent_of(level, index):
+            if level == DEPTH:
+                return self._root
+            key = (level, index)
+            node = touched.get(key)
+            if node is None:
+                node = touched[key] = self._node(level, index, index << (7 * level + 4))
+            return node
+
+        for p in sorted(self._queued):
+            page = self._queued[p]
+            leaves = bytearray(page.leaves)
+            dirty = page.dirty
+            i = 0
+            while dirty:
+                if dirty & 1:
+                    base = i * RECORD_SIZE + (page.cslot >> i & 1) * ENTRY_SIZE
+                    leaves[i * HASH_SIZE:(i + 1) * HASH_SIZE] = leaf_hash(
+                        (p << 4) + i, page.rec[base:base + ENTRY_SIZE])
+                dirty >>= 1
+                i += 1
+            copy = 1 - page.copy
+            # The whole block: committed leaves stay in their copy, the new ones go to
+            # the other; adjacent blocks merge into one write.
+            block = (leaves if copy == 0 else page.leaves) + page.rec + (
+                leaves if copy == 1 else page.leaves)
+            writes.append((page_offset(p), block))
+            flips.append((page, copy, leaves))
+            node = parent_of(1, p >> 7)
+            j = (p & 127) * HASH_SIZE
+            node.content[j:j + HASH_SIZE] = node_hash(0, p, leaves)
+        for level in range(1, DEPTH):
+            for (lvl, index) in sorted(k for k in touched if k[0] == level):
+                node = touched[lvl, index]
+                copy = 1 - node.copy
+                writes.append((node_offset(level, index, copy), bytes(node.content)))
+                flips.append((node, copy, None))
+                parent = parent_of(level + 1, index >> 7)
+                j = (index & 127) * HASH_SIZE
+                parent.content[j:j + HASH_SIZE] = node_hash(level, index, node.content)
+        root = node_hash(DEPTH, 0, self._root.content)
+        copy = 1 - self._root.copy
+        writes.append((node_offset(DEPTH, 0, copy), bytes(self._root.content)))
+        flips.append((self._root, copy, None))
+        self._pwrite_merged(writes)
+        return flips, root
+
+    def _pwrite_merged(self, writes):
+        writes.sort(key=lambda w: w[0])
+        start, buf = None, None
+        for offset, data in writes:
+            if buf is not None and offset == start + len(buf):
+                buf += data
+                continue
+            if buf is not None:
+                self.storage.pwrite(buf, start)
+            start, buf = offset, bytearray(data)
+        if buf is not None:
+            self.storage.pwrite(buf, start)
+
+    # ------------------------------------------------------------------ walking
+    def _walk_pages(self, level=DEPTH, index=0):
+        """Yield the leaf pages that hold written sectors (non-zero in the tree), in order.
+
+        or an IntegrityError for a subtree that fails its check.
+        """
+        first_sector = index << (7 * level + 4)
+        try:
+            node = self._node(level, index, first_sector)
+        except errors.IntegrityError as exc:
+            last = min((index + 1) << (7 * level + 4), self.header.sector_count) - 1
+            yield errors.IntegrityError(first_sector, exc.check, exc.detail, last=last)
+            return
+        content = node.content
+        for j in range(FANOUT):
+            if content[j * HASH_SIZE:(j + 1) * HASH_SIZE] == ZERO_HASH:
+                continue
+            child = (index << 7) + j
+            if (child << (7 * (level - 1) + 4)) >= self.header.sector_count:
+                break
+            if level == 1:
+                yield child
+            else:
+                yield from self._walk_pages(level - 1, child)
+
+    def written_runs(self, step=256):
+        """(first.
+
+        count) runs of at most ``step`` sectors inside one segment covering every written
+        sector. IntegrityError items for subtrees that fail.
+        """
+        run_first = run_end = None
+        n = self.header.sector_count
+        for item in self._walk_pages():
+            if isinstance(item, errors.IntegrityError):
+                if run_first is not None:
+                    yield run_first, run_end - run_first
+                    run_first = None
+                yield item
+                continue
+            first, end = item << 4, min((item + 1) << 4, n)
+            if (run_first is not None and first == run_end and end - run_first <= step
+                    and first >> 11 == run_first >> 11):
+                run_end = end
+                continue
+            if run_first is not None:
+                yield run_first, run_end - run_first
+            run_first, run_end = first, end
+        if run_first is not None:
+            yield run_first, run_end - run_first
+
     # ------------------------------------------------------------------ maintenance
-    def scrub(self, stop_at_first=False):
-        """Verify every sector; return the IntegrityErrors found, lowest sector first."""
+    def scrub(self, stop_at_first=False, progress=None):
+        """Verify every written sector (never-written ones are zero leaves of the verified tree).
+
+        Return the IntegrityErrors found, lowest sector first. Streams through the bounded
+        cache.
+        """
+        self.scrubbed = 0
+        scratch = memoryview(bytearray(256 * SECTOR_SIZE))
         if self._volume_bad is not None:
             return [self._volume_bad]
         found = []
-        for start, run in _group_runs(0, self.header.sector_count):
+        for item in self.written_runs():
+            if isinstance(item, errors.IntegrityError):
+                found.append(item)
+                if stop_at_first:
+                    return found
+                continue
+            start, run = item
+            if progress is not None:
+                progress(start, self.header.sector_count)
+            self.scrubbed += run
             try:
-                self.read_sectors(start, run)
+                self._read_into(start, run, scratch)
                 continue
             except errors.IntegrityError:
                 pass
@@ -705,60 +1081,171 @@ class Volume:
                         return found
         return found
 
-    def rotate_kek(self, new_kek, key_ref=''):
-        """Rewrap the data key under ``new_kek``: rewrites only the two header slots."""
-        _check_kek(new_kek)
-        header = dataclasses.replace(self.header, generation=self.header.generation + 1,
-                                     key_ref=key_ref[:64] or self.header.key_ref)
-        _wrap(header, new_kek, self._dek)
-        self._write_header(header)
-        # Overwrite the older slot too, so the old KEK no longer unwraps anything.
-        self.storage.pwrite(header.pack(), self._slot_offset(header.generation + 1))
-        self.storage.sync()
+    def _write_header(self, header, both=False):
+        """Write ``header`` to the slot its generation selects (and the other with ``both``.
 
-    def _slot_offset(self, generation):
-        return (generation % HEADER_SLOTS) * HEADER_SLOT_SIZE
-
-    def _write_header(self, header):
-        self.storage.pwrite(header.pack(), self._slot_offset(header.generation))
+        so no slot keeps an older wrapping).
+        """
+        raw = header.pack()
+        slot = header.generation % hdr.HEADER_SLOTS
+        self.storage.pwrite(raw, slot * HEADER_SLOT_SIZE)
         self.storage.sync()
+        if both:
+            self.storage.pwrite(raw, (1 - slot) * HEADER_SLOT_SIZE)
+            self.storage.sync()
         self.header = header
 
+    def _new_header(self, kek, keys, key_ref='', **changes):
+        header = hdr.Header(**dict(
+            vars(self.header), generation=self.header.generation + 1,
+            key_ref=(key_ref[:64] or self.header.key_ref), **changes))
+        hdr.wrap(header, kek, keys)
+        return header
+
+    def rotate_kek(self, new_kek, key_ref=''):
+        """Rewrap the data keys under ``new_kek`` only (no re-encryption).
+
+        See :meth:`rotate_keys` for what that does and does not protect.
+        """
+        self._check_writable()
+        hdr.check_kek(new_kek)
+        self.flush()
+        self._write_header(self._new_header(new_kek, self.keys, key_ref), both=True)
+
+    def rotate_keys(self, new_kek, key_ref='', progress=None, flush_every=16 << 20):
+        """Rotate the data key.
+
+        A new one (next generation) wrapped under ``new_kek``, every written sector
+        re-encrypted under it, then the old one dropped.
+
+        While it runs the header (both slots, under ``new_kek``) holds both data keys, so
+        a crash at any point leaves a volume that opens with ``new_kek`` and reads right;
+        calling this again (with the key that now opens the volume) resumes. Returns the
+        number of sectors re-encrypted by this call.
+
+        """
+        self._check_writable()
+        hdr.check_kek(new_kek)
+        self.flush()
+        if not self.keys.rotating:
+            keys = hdr.DataKeys(self.keys.current_gen + 1, AESGCM.generate_key(256),
+                                self.keys.current_gen, self.keys.current)
+        else:
+            keys = self.keys       # an interrupted rotation: finish it
+        self._write_header(self._new_header(new_kek, keys, key_ref), both=True)
+        self.keys = keys
+        self._w_aead = None        # a new writer session under the new data key
+        self._aeads.clear()
+        current = keys.current_gen.to_bytes(4, 'big')
+        done = since_flush = 0
+        for item in self.written_runs():
+            if isinstance(item, errors.IntegrityError):
+                raise item
+            start, run = item
+            if progress is not None:
+                progress(start, self.header.sector_count, done)
+            # Contiguous stretches of written sectors still under an older data key.
+            stale = []
+            for sector in range(start, start + run):
+                entry = self._entry(sector)
+                if entry[:8] != _ZERO8 and entry[16:20] != current:
+                    if stale and stale[-1][1] == sector:
+                        stale[-1][1] = sector + 1
+                    else:
+                        stale.append([sector, sector + 1])
+            for lo, hi in stale:
+                self.write_sectors(lo, self.read_sectors(lo, hi - lo))
+                done += hi - lo
+                since_flush += (hi - lo) * SECTOR_SIZE
+            if since_flush >= flush_every:
+                self.flush()
+                since_flush = 0
+        self.flush()
+        if progress is not None:
+            progress(self.header.sector_count, self.header.sector_count, done)
+        finished = hdr.DataKeys(keys.current_gen, keys.current)
+        self._write_header(self._new_header(new_kek, finished), both=True)
+        self.keys = finished
+        return done
+
+    def _entry(self, sector):
+        """The current entry of ``sector`` (48 bytes), verified."""
+        page = self._page(sector >> 4, sector)
+        i = sector & 15
+        if not page.verified >> i & 1:
+            self._verify_sector(page, sector)
+        if sector in self._bad:
+            raise self._bad[sector]
+        base = i * RECORD_SIZE + (page.cslot >> i & 1) * ENTRY_SIZE
+        return bytes(page.rec[base:base + ENTRY_SIZE])
+
     def resize(self, size_bytes, kek):
-        """Grow or shrink to ``size_bytes``; new sectors read as zeros."""
+        """Grow or shrink to ``size_bytes``; new sectors read as zeros.
+
+        Order: tree (free copies), header, anchor, then the file. A crash before the
+        anchor commit opens with the other header slot and the old tree.
+        """
         sectors = -(-size_bytes // SECTOR_SIZE)
         if not 0 < sectors < MAX_SECTORS:
             raise errors.BlockstoreError('size %d bytes is out of range' % size_bytes)
-        if self._volume_bad is not None:
-            raise self._volume_bad
+        self._check_writable()
         self.flush()
         old = self.header.sector_count
-        if sectors > old:
-            self.storage.truncate(file_size(sectors))
-            self._entries += bytes((sectors - old) * ENTRY_BYTES)
-        else:
-            del self._entries[sectors * ENTRY_BYTES:]
-            for sector in [s for s in self._bad if s >= sectors]:
-                del self._bad[sector]
-        header = dataclasses.replace(self.header, sector_count=sectors,
-                                     generation=self.header.generation + 1)
-        _wrap(header, kek, self._dek)
-        self._write_header(header)
-        if self.header.merkle:
-            self._tree = self._build_tree(self._current_leaf)
-            self._write_all_hints()
+        try:
+            if sectors > old:
+                self.storage.truncate(file_size(sectors))
+                flips, root = [], bytes.fromhex(self._state['root'])
+            else:
+                self._cut_tree(sectors)
+                flips, root = self._write_tree()
+                self.storage.sync()
+            self._write_header(self._new_header(kek, self.keys, sector_count=sectors))
+            self._commit(self._state['version'] + 2, self._state['version'], root)
+        except BaseException as exc:
+            self._broken = ('volume %s: a resize could not complete (%s: %s); reopen the '
+                            'volume' % (self.uuid, type(exc).__name__, exc))
+            raise
+        self._apply_flips(flips)
+        self._bad = {s: e for s, e in self._bad.items() if s < sectors}
         if sectors < old:
+            # Everything past the new end is an empty subtree now: forget cached copies.
+            self._pages = {p: pg for p, pg in self._pages.items() if p << 4 < sectors}
+            self._nodes = {}
             self.storage.truncate(file_size(sectors))
-        self.storage.sync()
-        self._commit(self._state['version'] + 2, self._state['version'])
+
+    def _cut_tree(self, sectors):
+        """Cut the tree at a new end of ``sectors``.
+
+        Zero the entries of the sectors past it in its leaf page and the child hashes past
+        it in every node above: all of that becomes empty subtrees.
+        """
+        last = sectors - 1
+        p = last >> 4
+        page = self._page(p, last)
+        for i in range((last & 15) + 1, PAGE_SECTORS):
+            if not page.verified >> i & 1:
+                self._verify_sector(page, (p << 4) + i)
+            self._set_current(page, p, i, ZERO_ENTRY)
+        index = p
+        for level in range(1, DEPTH + 1):
+            node = self._node(level, index >> 7, last)
+            j = ((index & 127) + 1) * HASH_SIZE
+            node.content[j:] = bytes(NODE_BYTES - j)
+            index >>= 7
+        if not page.queued:
+            self._queue(p, page)
+        self._bad_nodes = {k: v for k, v in self._bad_nodes.items()
+                           if (k[1] << (7 * k[0] + 4)) < sectors}
+        self._pending = True
 
     def info(self):
         return {
-            'uuid': self.uuid, 'format_version': self.header.format_version,
+            'uuid': self.uuid, 'format_version': FORMAT_VERSION,
             'cipher': self.header.cipher, 'sector_size': SECTOR_SIZE,
             'sector_count': self.header.sector_count, 'size_bytes': self.size,
-            'merkle_tree': self.header.merkle, 'header_generation': self.header.generation,
+            'merkle_tree': True, 'header_generation': self.header.generation,
             'key_ref': self.header.key_ref, 'anchor_version': self._state['version'],
-            'anchor_root': self._state['root'],
-            'recovered_from_crash': self.recovered,
+            'anchor_root': self._state['root'], 'recovered_from_crash': self.recovered,
+            'read_only': self.readonly, 'data_key_generation': self.keys.current_gen,
+            'rotation_in_progress': self.keys.rotating,
         }

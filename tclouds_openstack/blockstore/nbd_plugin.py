@@ -4,15 +4,17 @@ Loaded by nbdkit's embedded interpreter (``nbdkit python nbd_plugin.py volume=..
 normally through ``tclouds-blockstore serve``, which sets PYTHONPATH so that the
 embedded Debian libpython finds this package and a recent ``cryptography``.
 
-Parameters: ``volume=PATH`` (required), ``anchor=PATH`` (file anchor, or ``key-service``
-with ``config=FILE[,FILE]`` naming the oslo.config files of the key release API client),
+Parameters: ``volume=PATH`` (required), ``anchor=PATH`` (file anchor, or
+``key-service:<Cinder volume ID>`` with ``config=FILE[,FILE]`` naming the oslo.config
+files of the key release API client),
 ``keyfd=N`` (read
 the 32-byte key from inherited descriptor N, e.g. a pipe: the key never touches a file)
 or ``keyfile=PATH`` (development), ``events=PATH`` (append one JSON line per integrity
 failure), ``notify_config=PATH`` (an oslo.config file whose [DEFAULT] transport_url and
 [oslo_messaging_notifications] say where the ``blockstore.integrity.failed``
-notification goes), ``sync_metadata=1`` (fdatasync between record and data writes, for
-power-loss ordering).
+notification goes), ``sync_metadata=1`` (fdatasync between journal and data writes, for
+power-loss ordering), ``cache_mb=N`` (memory for cached tree nodes and sector records,
+default 64). A format 1 volume is served read-only.
 
 Requests are serialized (THREAD_MODEL_SERIALIZE_ALL_REQUESTS): on 2 cores the GIL makes
 parallel threads ~3x slower, and read-modify-write of partial sectors must not interleave.
@@ -38,6 +40,7 @@ import nbdkit
 from tclouds_openstack.blockstore import errors
 from tclouds_openstack.blockstore import format as fmt
 from tclouds_openstack.blockstore import keys
+from tclouds_openstack.blockstore import notify
 from tclouds_openstack.blockstore import storage
 
 API_VERSION = 2
@@ -83,7 +86,7 @@ def _drop_thread_state():
 
 def config(key, value):
     if key not in ('volume', 'anchor', 'keyfd', 'keyfile', 'events', 'sync_metadata',
-                   'readonly', 'notify_config', 'config'):
+                   'readonly', 'notify_config', 'config', 'cache_mb'):
         raise RuntimeError('unknown parameter %r' % key)
     _params[key] = value
 
@@ -115,27 +118,42 @@ def config_complete():
             raise RuntimeError('missing parameter %s=' % key)
     readonly = _params.get('readonly') == '1'
     kek = _read_key()
-    st = storage.FileStorage(_params['volume'], readonly=readonly)
+    st = None
     try:
+        st = storage.FileStorage(_params['volume'], readonly=readonly)
+        if fmt.Volume.read_header(st)[0].format_version == 1 and not readonly:
+            _log('volume %s is format version 1: serving it read-only (convert it with '
+                 '"tclouds-blockstore upgrade")' % _params['volume'])
+            readonly = True
+            st.close()
+            st = storage.FileStorage(_params['volume'], readonly=True)
         _volume = fmt.Volume.open(st, kek, _anchor(),
                                   readonly=readonly,
-                                  sync_metadata=_params.get('sync_metadata') == '1')
+                                  sync_metadata=_params.get('sync_metadata') == '1',
+                                  cache_bytes=int(_params.get('cache_mb', 64)) << 20)
     except errors.BlockstoreError as exc:
-        st.close()
+        if st is not None:
+            st.close()
         raise RuntimeError('cannot open volume %s: %s' % (_params['volume'], exc))
     if _volume.recovered:
         _log('recovered volume %s after an unclean shutdown' % _volume.uuid)
     import cryptography
-    _log('serving volume %s (%d bytes, Merkle tree %s, python %s, cryptography %s)'
-         % (_volume.uuid, _volume.size, 'on' if _volume.header.merkle else 'off',
-            sys.version.split()[0], cryptography.__version__))
+    info = _volume.info()
+    _log('serving volume %s (%d bytes, format %d, %s, data key generation %d%s, python %s, '
+         'cryptography %s)' % (_volume.uuid, _volume.size, info['format_version'],
+                               'read-only' if readonly else 'read-write',
+                               info['data_key_generation'],
+                               ', rotation unfinished' if info['rotation_in_progress']
+                               else '', sys.version.split()[0], cryptography.__version__))
 
 
 def _anchor():
-    if _params['anchor'] == 'key-service':
+    from tclouds_openstack.cmd import blockstore as cli
+    spec = _params['anchor']
+    if cli.is_key_service(spec):
         from tclouds_openstack.keymgr import client
-        return client.anchor_from_config(_params.get('config', '').split(','))
-    return storage.FileAnchor(_params['anchor'])
+        return client.anchor_for(spec, _params.get('config', '').split(','))
+    return storage.FileAnchor(spec)
 
 
 def _log(message):
@@ -144,40 +162,17 @@ def _log(message):
 
 
 def _event(exc, operation, offset, count):
-    event = {'event_type': 'blockstore.integrity.failed', 'volume': _volume.uuid,
+    event = {'event_type': notify.EVENT_TYPE, 'volume': _volume.uuid,
              'sector': exc.sector, 'check': exc.check, 'reason': str(exc),
              'operation': operation, 'offset': offset, 'count': count, 'time': time.time()}
     _log('integrity failure: %s' % json.dumps(event, sort_keys=True))
     if 'events' in _params:
-        with io.open(_params['events'], 'a') as f:
-            f.write(json.dumps(event, sort_keys=True) + '\n')
+        notify.record(_params['events'], event)
     if 'notify_config' in _params:
         try:
-            _notify(event)
+            notify.notify(_params['notify_config'], event)
         except Exception as exc:  # the EIO must reach the client whatever the bus does
             _log('could not send the notification: %s' % exc)
-
-
-def _notify(event):
-    """Send one oslo.messaging notification and close the connection again.
-
-    Integrity failures are rare; a connection kept open would leave non-daemon AMQP
-    threads (heartbeat, pool) that keep nbdkit's interpreter, and so nbdkit, from exiting
-    after SIGTERM. Imports stay out of the data path.
-    """
-    import socket
-
-    from oslo_config import cfg
-    import oslo_messaging
-
-    conf = cfg.ConfigOpts()
-    conf(args=[], project='tclouds', default_config_files=[_params['notify_config']])
-    transport = oslo_messaging.get_notification_transport(conf)
-    try:
-        oslo_messaging.Notifier(transport, publisher_id='blockstore.%s' % socket.gethostname()
-                                ).error({}, event['event_type'], event)
-    finally:
-        transport.cleanup()
 
 
 def _fail(exc, operation, offset, count):
@@ -229,7 +224,7 @@ def can_multi_conn(h):
 
 def pread(h, buf, offset, flags):
     try:
-        buf[:] = _volume.read(offset, len(buf))
+        _volume.read_into(offset, buf)
     except (errors.BlockstoreError, OSError) as exc:
         _fail(exc, 'read', offset, len(buf))
 

@@ -61,26 +61,50 @@ def get_key(args):
 ANCHOR_SERVICE = 'key-service'
 
 
-def get_anchor(args):
-    """The freshness anchor: a file, or the key service (``--anchor key-service``)."""
-    if args.anchor == ANCHOR_SERVICE:
+def is_key_service(spec):
+    """``key-service:<Cinder volume ID>`` (or bare ``key-service``, refused with a reason)."""
+    return spec == ANCHOR_SERVICE or spec.startswith(ANCHOR_SERVICE + ':')
+
+
+def get_anchor(args, spec=None):
+    """The freshness anchor: a file, or the key service (``key-service:<volume>``)."""
+    spec = spec or args.anchor
+    if is_key_service(spec):
         from tclouds_openstack.keymgr import client
-        return client.anchor_from_config(args.config_file)
-    return storage.FileAnchor(args.anchor)
+        return client.anchor_for(spec, args.config_file)
+    return storage.FileAnchor(spec)
 
 
-def _open(args, readonly=True):
-    st = storage.FileStorage(args.volume, readonly=readonly)
-    return fmt.Volume.open(st, get_key(args), get_anchor(args), readonly=readonly)
+def _cache_bytes(args):
+    return getattr(args, 'cache_mb', 64) << 20
+
+
+def _storage(args, path, readonly=True):
+    """A FileStorage closed when the command ends (main), releasing the writer lock."""
+    st = storage.FileStorage(path, readonly=readonly)
+    args.opened.append(st)
+    return st
+
+
+def _open(args, readonly=True, key=None):
+    st = _storage(args, args.volume, readonly)
+    return fmt.Volume.open(st, key or get_key(args), get_anchor(args), readonly=readonly,
+                           cache_bytes=_cache_bytes(args))
 
 
 def cmd_create(args):
-    if os.path.exists(args.volume) and not args.force:
+    existed = os.path.exists(args.volume)
+    if existed and not args.force:
         raise InputError('%s exists (use --force to overwrite)' % args.volume)
-    st = storage.FileStorage(args.volume)
-    vol = fmt.Volume.create(st, get_key(args), get_anchor(args),
-                            parse_size(args.size), merkle_tree=not args.no_merkle,
-                            key_ref=args.key_id or '')
+    key, anchor = get_key(args), get_anchor(args)
+    st = _storage(args, args.volume, readonly=False)
+    try:
+        vol = fmt.Volume.create(st, key, anchor, parse_size(args.size),
+                                key_ref=args.key_id or '')
+    except BaseException:
+        if not existed:            # no half-made volume file left behind
+            os.unlink(args.volume)
+        raise
     print(json.dumps(vol.info(), indent=2, sort_keys=True))
     return EXIT_OK
 
@@ -91,8 +115,9 @@ def cmd_info(args):
             raise InputError('info with a key needs --anchor (the anchor state is shown)')
         print(json.dumps(_open(args).info(), indent=2, sort_keys=True))
         return EXIT_OK
-    header, _ = fmt.Volume.read_header(storage.FileStorage(args.volume, readonly=True))
-    info = {'format_version': header.format_version, 'cipher': header.cipher,
+    header, _ = fmt.Volume.read_header(_storage(args, args.volume))
+    info = {'uuid': header.uuid_str, 'format_version': header.format_version,
+            'cipher': header.cipher,
             'sector_size': header.sector_size, 'sector_count': header.sector_count,
             'merkle_tree': header.merkle, 'header_generation': header.generation,
             'key_ref': header.key_ref}
@@ -102,10 +127,14 @@ def cmd_info(args):
 
 def cmd_check(args):
     vol = _open(args)
+    start = time.perf_counter()
     bad = vol.scrub(stop_at_first=not args.all)
+    seconds = time.perf_counter() - start
     if not bad:
-        print('volume %s: all %d sectors verified (anchor version %d)'
-              % (vol.uuid, vol.header.sector_count, vol.info()['anchor_version']))
+        print('volume %s: all %d sectors verified (anchor version %d; %d MiB of written '
+              'data decrypted in %.2f s)'
+              % (vol.uuid, vol.header.sector_count, vol.info()['anchor_version'],
+                 vol.scrubbed * fmt.SECTOR_SIZE >> 20, seconds))
         return EXIT_OK
     for exc in bad:
         print(str(exc), file=sys.stderr)
@@ -119,16 +148,94 @@ def cmd_resize(args):
     return EXIT_OK
 
 
-def cmd_rotate_key(args):
-    vol = _open(args, readonly=False)
+class _Progress:
+    """One line per step of the scan (stderr), for operators and for tests to wait on."""
+
+    def __init__(self, what, step=0.02):
+        self.what = what
+        self.step = step
+        self.next = 0.0
+
+    def __call__(self, position, total, done=None):
+        fraction = position / total if total else 1.0
+        if fraction < self.next and position < total:
+            return
+        self.next = fraction + self.step
+        extra = '' if done is None else ', %d MiB re-encrypted' % (
+            done * fmt.SECTOR_SIZE >> 20)
+        print('%s: %.0f%% of the volume scanned%s' % (self.what, 100 * fraction, extra),
+              file=sys.stderr, flush=True)
+
+
+def _new_key(args):
+    if args.new_key_id:
+        return keys.key_from_manager(args.new_key_id, args.config_file)
     try:
         with open(args.new_key_file, 'rb') as f:
-            new = keys.parse_key(f.read())
+            return keys.parse_key(f.read())
     except OSError as exc:
         raise InputError('cannot read %s: %s' % (args.new_key_file, exc.strerror))
-    vol.rotate_kek(new)
-    print('volume %s: data key rewrapped, header generation %d'
-          % (vol.uuid, vol.header.generation))
+
+
+def cmd_rotate_key(args):
+    """Rotate the data key (re-encrypting every written sector), or with --kek-only just rewrap it.
+
+    See doc/source/blockstore.rst for exactly what each protects.
+    """
+    kek = get_key(args)
+    vol = _open(args, readonly=False, key=kek)
+    if vol.format_version < 2:
+        raise InputError('volume %s is format version 1: upgrade it first' % vol.uuid)
+    new = _new_key(args) if (args.new_key_file or args.new_key_id) else None
+    if args.kek_only:
+        if new is None:
+            raise InputError('--kek-only needs --new-key-file or --new-key-id')
+        vol.rotate_kek(new, key_ref=args.new_key_id or '')
+        print('volume %s: data key rewrapped under the new key-encryption key (header '
+              'generation %d). The data key is unchanged: an older copy of the header '
+              'with the old key-encryption key still decrypts every sector.'
+              % (vol.uuid, vol.header.generation))
+        return EXIT_OK
+    if new is None:
+        if not vol.keys.rotating:
+            raise InputError('give --new-key-file or --new-key-id (or --kek-only)')
+        new = kek                     # resume an interrupted rotation under the same key
+    elif vol.keys.rotating:
+        print('volume %s: resuming an interrupted data key rotation' % vol.uuid,
+              file=sys.stderr)
+    done = vol.rotate_keys(new, key_ref=args.new_key_id or '',
+                           progress=_Progress('rotate-key %s' % vol.uuid))
+    print('volume %s: data key rotated to generation %d, %d sectors re-encrypted, header '
+          'generation %d; the old key-encryption key and old data key open nothing written '
+          'now, but still decrypt copies of the volume taken before the rotation'
+          % (vol.uuid, vol.keys.current_gen, done, vol.header.generation))
+    return EXIT_OK
+
+
+def cmd_upgrade(args):
+    """Copy a format 1 volume into a new format 2 volume (the source is only read)."""
+    kek = get_key(args)
+    src = _open(args, readonly=True, key=kek)
+    if src.format_version != 1:
+        raise InputError('%s is already format version %d' % (args.volume,
+                                                              src.format_version))
+    bad = src.scrub(stop_at_first=True)
+    if bad:
+        raise errors.IntegrityError(bad[0].sector, bad[0].check,
+                                    'the source does not verify, nothing copied: %s'
+                                    % bad[0].detail)
+    if os.path.exists(args.to) and not args.force:
+        raise InputError('%s exists (use --force to overwrite)' % args.to)
+    dst_anchor = get_anchor(args, args.to_anchor)
+    st = _storage(args, args.to, readonly=False)
+    dst = fmt.Volume.create(st, kek, dst_anchor, src.size, key_ref=src.header.key_ref,
+                            cache_bytes=_cache_bytes(args))
+    progress = _Progress('upgrade %s' % src.uuid)
+    for first, count in src.written_runs():
+        progress(first, src.header.sector_count)
+        dst.write_sectors(first, src.read_sectors(first, count))
+    dst.flush()
+    print(json.dumps(dict(dst.info(), upgraded_from=src.uuid), indent=2, sort_keys=True))
     return EXIT_OK
 
 
@@ -149,12 +256,12 @@ def plugin_environment(env=None):
 
 
 def nbdkit_command(volume, anchor, socket_path, keyfd, events=None, readonly=False,
-                   sync_metadata=False, notify_config=None, config_files=()):
+                   sync_metadata=False, notify_config=None, config_files=(), cache_mb=None):
     nbdkit = shutil.which('nbdkit')
     if nbdkit is None:
         raise InputError('nbdkit is not installed (Debian packages nbdkit and '
                          'nbdkit-plugin-python)')
-    if anchor != ANCHOR_SERVICE:
+    if not is_key_service(anchor):
         anchor = os.path.abspath(anchor)
     cmd = [nbdkit, '--foreground', '--unix', socket_path, 'python', PLUGIN,
            'volume=%s' % os.path.abspath(volume), 'anchor=%s' % anchor, 'keyfd=%d' % keyfd]
@@ -168,6 +275,8 @@ def nbdkit_command(volume, anchor, socket_path, keyfd, events=None, readonly=Fal
         cmd.append('sync_metadata=1')
     if notify_config:
         cmd.append('notify_config=%s' % os.path.abspath(notify_config))
+    if cache_mb:
+        cmd.append('cache_mb=%d' % cache_mb)
     return cmd
 
 
@@ -222,13 +331,18 @@ def cmd_serve(args):
     key = get_key(args)
     # Fail fast with a clear exit code on a wrong key, before starting nbdkit (the plugin
     # checks again and opens the volume before serving).
-    header, _ = fmt.Volume.read_header(storage.FileStorage(args.volume, readonly=True))
+    header, _ = fmt.Volume.read_header(_storage(args, args.volume))
     fmt.unwrap_key(header, key)
+    readonly = args.readonly
+    if header.format_version == 1 and not readonly:
+        print('tclouds-blockstore: volume %s is format version 1: served read-only (convert '
+              'it with "tclouds-blockstore upgrade")' % header.uuid_str, file=sys.stderr)
+        readonly = True
     _remove_stale_socket(args.socket)
     read_fd = key_pipe(key)
     cmd = nbdkit_command(args.volume, args.anchor, args.socket, read_fd, args.events,
-                         args.readonly, args.sync_metadata, args.notify_config,
-                         args.config_file)
+                         readonly, args.sync_metadata, args.notify_config,
+                         args.config_file, cache_mb=args.cache_mb)
     os.execve(cmd[0], cmd, plugin_environment())
 
 
@@ -261,17 +375,19 @@ def build_parser():
         if anchor:
             p.add_argument('--anchor', required=True,
                            help='freshness anchor file (on trusted local storage), or '
-                                '"key-service" for the key release API')
+                                '"key-service:<Cinder volume ID>" for the key release API')
         p.add_argument('--key-file', help='file with the 32-byte key (raw or 64 hex chars)')
         p.add_argument('--key-id', help='key manager (castellan) id of the key')
         p.add_argument('--config-file', action='append', default=[],
                        help='oslo.config file with the [key_manager] section (--key-id)')
 
+    def cache(p):
+        p.add_argument('--cache-mb', type=int, default=64,
+                       help='memory for cached tree nodes and sector records (MiB)')
+
     p = sub.add_parser('create', help='format a new protected volume')
     common(p)
-    p.add_argument('--size', required=True, help='size, e.g. 256M, 10G')
-    p.add_argument('--no-merkle', action='store_true',
-                   help='no Merkle tree (no freshness; for measurement only)')
+    p.add_argument('--size', required=True, help='size, e.g. 256M, 10G, 1T')
     p.add_argument('--force', action='store_true', help='overwrite an existing file')
     p.set_defaults(func=cmd_create)
     p = sub.add_parser('serve', help='export the verified view over NBD (unix socket)')
@@ -283,11 +399,13 @@ def build_parser():
                    help='oslo.config file with transport_url and [oslo_messaging_notifications]:'
                         ' integrity failures are sent as blockstore.integrity.failed')
     p.add_argument('--sync-metadata', action='store_true',
-                   help='fdatasync between record and data writes (power-loss ordering)')
+                   help='fdatasync between journal and data writes (power-loss ordering)')
+    cache(p)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser('check', help='full scrub; exit 1 naming the first bad sector')
     common(p)
     p.add_argument('--all', action='store_true', help='report every bad sector')
+    cache(p)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser('info', help='show header (and anchor state when a key is given)')
     common(p, anchor=False)
@@ -297,10 +415,26 @@ def build_parser():
     common(p)
     p.add_argument('--size', required=True)
     p.set_defaults(func=cmd_resize)
-    p = sub.add_parser('rotate-key', help='rewrap the data key (rewrites the header only)')
+    p = sub.add_parser('rotate-key', help='rotate the data key: re-encrypt every written '
+                       'sector under a new one, wrapped under the new key-encryption key')
     common(p)
-    p.add_argument('--new-key-file', required=True)
+    p.add_argument('--new-key-file', help='the new key-encryption key (32 raw bytes or 64 '
+                   'hex characters); omit to resume an interrupted rotation')
+    p.add_argument('--new-key-id', help='key manager id of the new key-encryption key')
+    p.add_argument('--kek-only', action='store_true',
+                   help='only rewrap the data key under the new key-encryption key (fast, '
+                        'but an older copy of the header with the old key still decrypts '
+                        'everything)')
+    cache(p)
     p.set_defaults(func=cmd_rotate_key)
+    p = sub.add_parser('upgrade', help='copy a format 1 volume into a new format 2 volume')
+    common(p)
+    p.add_argument('--to', required=True, help='the new volume file')
+    p.add_argument('--to-anchor', help='anchor of the new volume, a file or '
+                   '"key-service:<volume>" (default: --anchor)')
+    p.add_argument('--force', action='store_true', help='overwrite an existing --to file')
+    cache(p)
+    p.set_defaults(func=cmd_upgrade)
     p = sub.add_parser('key-release-api',
                        help='run the attestation-gated key release API (controller)')
     p.add_argument('--config-file', action='append', default=[],
@@ -312,6 +446,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.opened = []
     try:
         return args.func(args)
     except errors.IntegrityError as exc:
@@ -324,6 +459,9 @@ def main(argv=None):
         # stdout closed early (| head): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    finally:
+        for st in args.opened:
+            st.close()
 
 
 if __name__ == '__main__':

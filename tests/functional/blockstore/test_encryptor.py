@@ -48,8 +48,8 @@ def test_attach_formats_serves_and_detach_stops(env):
     enc = make(key_id)
     assert isinstance(enc, encryptor.TcloudsEncryptor)
     enc.attach_volume(ctx)
-    assert fmt.Volume.read_header(storage.FileStorage(str(device)))[0].sector_count == \
-        fmt.sectors_for_capacity(16 << 20)
+    header, _ = fmt.Volume.read_header(storage.FileStorage(str(device), readonly=True))
+    assert header.sector_count == fmt.sectors_for_capacity(16 << 20)
     out = qemu_io(enc.socket_path, 'write -P 0x3c 0 256k')
     assert 'wrote 262144/262144' in out
     pid = enc._proc.pid

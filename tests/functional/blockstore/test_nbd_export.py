@@ -7,7 +7,6 @@ import subprocess
 import time
 
 from tclouds_openstack.blockstore import format as fmt
-from tclouds_openstack.blockstore import storage
 from tests.functional.blockstore.conftest import qemu_io
 from tests.functional.blockstore.conftest import uri
 
@@ -117,7 +116,6 @@ def test_wrong_key_refused_at_open(served, tmp_path):
 def test_kill9_during_write_stream_leaves_a_checkable_volume(served):
     served.create('32M')
     assert served.start() is None
-    version = storage.FileAnchor(served.anchor).states().popitem()[1]['version']
     blocks = os.stat(served.volume).st_blocks
     writer = subprocess.Popen(['qemu-img', 'bench', '-w', '-f', 'raw', '-t', 'none', '-c',
                                '200000', '-s', '4k', '-S', '12288', '-d', '16', '--pattern',
@@ -133,8 +131,6 @@ def test_kill9_during_write_stream_leaves_a_checkable_volume(served):
     finally:
         writer.kill()
         writer.wait()
-    state = storage.FileAnchor(served.anchor).states().popitem()[1]
-    assert state['version'] == version, 'the server was killed before any flush'
     res = served.check()
     assert res.returncode == 0, res.stderr
     assert served.start() is None
@@ -179,10 +175,13 @@ def test_key_service_anchor_fails_closed_when_unreachable(served, tmp_path):
     conf_file = tmp_path / 'tclouds.conf'
     conf_file.write_text('[tclouds_key_manager]\nrelease_endpoint_override = '
                          'http://127.0.0.1:9\nrelease_timeout = 2\n')
+    res = cli('create', served.volume, '--anchor', 'key-service:vol-1', '--key-file',
+              served.key, '--config-file', str(conf_file), '--size', '1M')
+    assert res.returncode == 2
+    assert 'key-release service unreachable' in res.stderr, res.stderr
     res = cli('create', served.volume, '--anchor', 'key-service', '--key-file', served.key,
               '--config-file', str(conf_file), '--size', '1M')
-    assert res.returncode == 2
-    assert 'key-release service unreachable' in res.stderr
+    assert res.returncode == 2 and 'key-service:<volume ID>' in res.stderr, res.stderr
 
 
 def test_thread_state_kept_per_connection_and_released(served):

@@ -8,6 +8,7 @@ import pytest
 
 from tclouds_openstack.blockstore import errors
 from tclouds_openstack.blockstore import format as fmt
+from tclouds_openstack.blockstore import header
 from tclouds_openstack.blockstore import merkle
 from tclouds_openstack.blockstore import storage
 
@@ -21,19 +22,27 @@ def vol_env(tmp_path):
     anchor = storage.FileAnchor(str(tmp_path / 'anchor.json'))
     opened = []
 
-    def make(size=600 * SECTOR, merkle_tree=True):
-        st = storage.FileStorage(path)
-        opened.append(st)
-        return fmt.Volume.create(st, kek, anchor, size, merkle_tree=merkle_tree)
+    def close_writers():
+        # One writer at a time (flock): a reopen for writing ends the earlier one, like a
+        # server that was stopped (or killed: nothing is flushed here).
+        for st in opened:
+            st.close()
 
-    def reopen(key=None, readonly=False):
+    def make(size=600 * SECTOR, **kwargs):
+        close_writers()
         st = storage.FileStorage(path)
         opened.append(st)
-        return fmt.Volume.open(st, key or kek, anchor, readonly=readonly)
+        return fmt.Volume.create(st, kek, anchor, size, **kwargs)
+
+    def reopen(key=None, readonly=False, **kwargs):
+        if not readonly:
+            close_writers()
+        st = storage.FileStorage(path, readonly=readonly)
+        opened.append(st)
+        return fmt.Volume.open(st, key or kek, anchor, readonly=readonly, **kwargs)
 
     yield make, reopen, path, kek, anchor
-    for st in opened:
-        st.close()
+    close_writers()
 
 
 def pattern(sector, n=1, salt=0):
@@ -205,14 +214,19 @@ def test_header_parse_errors_name_the_field():
         fmt.Header.unpack('A', bytes(raw[:40]))
     assert exc.value.field == 'length'
     raw[8:10] = struct.pack('>H', 9)
-    body = bytes(raw[:fmt._HEADER_FIELDS.size + fmt._WRAP.size - 32])
+    with pytest.raises(errors.HeaderError) as exc:
+        fmt.Header.unpack('A', bytes(raw))
+    assert exc.value.field == 'format_version' and 'reads 1 and 2' in str(exc.value)
+    raw[8:10] = struct.pack('>H', 2)
+    raw[12:16] = struct.pack('>I', 512)
+    body = bytes(raw[:header.FIELDS.size + header.WRAP[2].size - 32])
     raw[len(body):len(body) + 32] = hashlib.sha256(body).digest()
     with pytest.raises(errors.HeaderError) as exc:
         fmt.Header.unpack('A', bytes(raw))
-    assert exc.value.field == 'format_version'
+    assert exc.value.field == 'sector_size'
 
 
-def test_crash_between_record_and_data_reads_old(vol_env):
+def test_crash_between_journal_and_data_reads_old(vol_env):
     make, reopen, path, _, anchor = vol_env
     vol = make()
     vol.write(30 * SECTOR, pattern(30, salt=1))
@@ -220,7 +234,9 @@ def test_crash_between_record_and_data_reads_old(vol_env):
     old_data = read_raw(path, fmt.data_offset(30), SECTOR)
     vol.write(30 * SECTOR, pattern(30, salt=2))
     vol.write(31 * SECTOR, pattern(31, salt=2))
-    # Simulate kill -9 after the record write but before the data write of sector 30.
+    vol.write(32 * SECTOR, pattern(32, salt=2))
+    vol.write(32 * SECTOR, pattern(32, salt=3))
+    # Simulate kill -9 after the journal write but before the data write of sector 30.
     patch(path, fmt.data_offset(30), old_data)
     version = anchor.load(vol.uuid)['version']
     checked = reopen(readonly=True)
@@ -230,12 +246,41 @@ def test_crash_between_record_and_data_reads_old(vol_env):
     assert vol.recovered
     assert vol.read(30 * SECTOR, SECTOR) == pattern(30, salt=1)
     assert vol.read(31 * SECTOR, SECTOR) == pattern(31, salt=2)
+    assert vol.read(32 * SECTOR, SECTOR) == pattern(32, salt=3)
     assert anchor.load(vol.uuid)['version'] == version + 2
-    # The next epoch never reuses a counter of the crashed one.
-    vol.write(30 * SECTOR, pattern(30, salt=3))
-    assert fmt.epoch_of(vol._current(30)[0]) > version
+    # The recovery is anchored: opening again (twice) needs no recovery and reads the same.
+    for _ in range(2):
+        vol = reopen()
+        assert not vol.recovered and vol.scrub() == []
+        expected = pattern(30, salt=1) + pattern(31, salt=2) + pattern(32, salt=3)
+        assert vol.read(30 * SECTOR, 3 * SECTOR) == expected
+    vol.write(30 * SECTOR, pattern(30, salt=4))
     vol.flush()
-    assert reopen().read(30 * SECTOR, SECTOR) == pattern(30, salt=3)
+    assert reopen().read(30 * SECTOR, SECTOR) == pattern(30, salt=4)
+
+
+def test_crash_before_the_anchor_commit_keeps_the_committed_tree(vol_env):
+    """A flush that wrote records and tree copies but died before its anchor commit."""
+    make, reopen, path, _, anchor = vol_env
+    vol = make()
+    vol.write(0, pattern(0, 40, salt=1))
+    vol.flush()
+    vol.write(0, pattern(0, 20, salt=2))
+    real_commit = anchor.commit
+
+    def dies(*args):
+        raise errors.AnchorError('commit lost')
+    anchor.commit = dies
+    with pytest.raises(errors.AnchorError):
+        vol.flush()
+    with pytest.raises(errors.BlockstoreError) as exc:
+        vol.write(0, pattern(0))               # the tree in memory is ahead: no more writes
+    assert 'reopen' in str(exc.value)
+    anchor.commit = real_commit
+    vol = reopen()
+    assert vol.recovered                       # the journal still has the writes
+    assert vol.read(0, 40 * SECTOR) == pattern(0, 20, salt=2) + pattern(20, 20, salt=1)
+    assert reopen().scrub() == []
 
 
 def test_anchor_is_monotonic_and_authenticated(vol_env):
@@ -300,9 +345,9 @@ def test_anchor_file_grows_its_slots(tmp_path):
 
 
 def test_anchor_rolled_back_behind_the_records_is_refused(vol_env, tmp_path):
-    """Counters of an epoch after the anchored version: the anchor went back.
+    """Journal entries of an epoch after the anchored version: the anchor went back.
 
-    Open refuses (writing on would reuse nonces of that epoch).
+    Open refuses, naming it (rather than only failing the tree check).
     """
     make, reopen, path, _, anchor = vol_env
     vol = make()
@@ -325,10 +370,11 @@ def test_rotate_kek_rewrites_only_the_header(vol_env):
     vol = make()
     vol.write(0, pattern(0, 3))
     vol.flush()
-    before = read_raw(path, fmt.DATA_START, 4 * SECTOR + fmt.GROUP_META)
+    before = read_raw(path, fmt.JOURNAL_START, 4 * SECTOR + fmt.SEG_START + fmt.SEG_META)
     new = os.urandom(32)
     vol.rotate_kek(new)
-    assert read_raw(path, fmt.DATA_START, 4 * SECTOR + fmt.GROUP_META) == before
+    assert read_raw(path, fmt.JOURNAL_START,
+                    4 * SECTOR + fmt.SEG_START + fmt.SEG_META) == before
     with pytest.raises(errors.WrongKeyError):
         reopen(key=kek)
     assert reopen(key=new).read(0, 3 * SECTOR) == pattern(0, 3)
@@ -353,15 +399,11 @@ def test_resize_grow_and_shrink(vol_env):
         vol.read(5 * SECTOR, 1)
 
 
-def test_merkle_off_still_authenticates(vol_env):
+def test_format2_always_keeps_the_tree(vol_env):
     make, reopen, path, _, _ = vol_env
-    vol = make(merkle_tree=False)
-    vol.write(0, pattern(0, 2))
-    vol.flush()
-    patch(path, fmt.data_offset(1), b'\x00')
-    vol = reopen()
-    assert not vol.info()['merkle_tree']
-    assert [(e.sector, e.check) for e in vol.scrub()] == [(1, 'tag')]
+    with pytest.raises(errors.BlockstoreError) as exc:
+        make(merkle_tree=False)
+    assert 'always keep the Merkle tree' in str(exc.value)
 
 
 @pytest.mark.parametrize('n', [1, 255, 256, 257, 1000])
