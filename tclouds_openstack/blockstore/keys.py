@@ -29,7 +29,8 @@ def key_from_manager(key_id, config_files, context=None):
     from tclouds_openstack.common import context as tc_context
 
     conf = cfg.ConfigOpts()
-    conf(args=[], project='tclouds', default_config_files=list(config_files))
+    conf(args=[], project='tclouds', default_config_files=list(config_files),
+         default_config_dirs=[])
     manager = key_manager.API(conf)
     try:
         key = manager.get(context or tc_context.get_admin_context(), key_id)
