@@ -25,7 +25,7 @@ def main(argv=None):
         print('tclouds-attestation-api: not starting: %s' % e, file=sys.stderr)
         return 1
     app = api.create_app(conf, store)
-    wsgi.serve(app, conf.attestation.api_host, conf.attestation.api_port)
+    wsgi.serve(app, conf.attestation.api_host, conf.attestation.api_port, conf)
 
 
 if __name__ == '__main__':

@@ -361,7 +361,7 @@ def cmd_key_release_api(args):
     except cfg.Error as exc:
         raise InputError('configuration: %s' % exc)
     group = conf.tclouds_key_manager
-    wsgi.serve(app, group.api_host, group.api_port)
+    wsgi.serve(app, group.api_host, group.api_port, conf)
     return EXIT_OK
 
 

@@ -273,5 +273,5 @@ def api_main(argv=None):
     publisher = oslo_messaging.Notifier(messaging.get_notification_transport(conf),
                                         publisher_id='securelog-api', driver='securelog')
     app = api.build_app(conf, _store(conf), publisher)
-    wsgi.serve(app, conf.securelog.api_host, conf.securelog.api_port)
+    wsgi.serve(app, conf.securelog.api_host, conf.securelog.api_port, conf)
     return 0

@@ -13,8 +13,6 @@
 """
 import json
 import logging
-import socketserver
-from wsgiref import simple_server
 
 import routes
 import routes.middleware
@@ -180,22 +178,25 @@ def build_app(conf, router):
     return auth_token.AuthProtocol(_RejectUnauthenticated(router), {'oslo_config_config': conf})
 
 
-class _ThreadingServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
-    daemon_threads = True
+def make_server(app, host, port, conf=None):
+    """The standalone server (:mod:`.wsgi_server`): bounded workers, per-connection timeout.
+
+    ``port`` 0 picks a free one (see ``server.server_port``); ``conf``: its ``[api]``
+    workers, client_socket_timeout, max_connections and max_request_body_size.
+    """
+    from tclouds_openstack.common import wsgi_server
+    kwargs = {}
+    if conf is not None:
+        kwargs = dict(workers=conf.api.workers, timeout=conf.api.client_socket_timeout,
+                      max_connections=conf.api.max_connections,
+                      max_body=conf.api.max_request_body_size)
+    return wsgi_server.Server(app, host, port, **kwargs)
 
 
-class _QuietHandler(simple_server.WSGIRequestHandler):
-    def log_message(self, fmt, *args):
-        LOG.info('%s %s', self.address_string(), fmt % args)
-
-
-def make_server(app, host, port):
-    """A threaded WSGI server (``port`` 0 picks a free one: see ``server.server_port``)."""
-    return simple_server.make_server(host, port, app, server_class=_ThreadingServer,
-                                     handler_class=_QuietHandler)
-
-
-def serve(app, host, port):
-    server = make_server(app, host, port)
+def serve(app, host, port, conf=None):
+    server = make_server(app, host, port, conf)
     LOG.info('serving on http://%s:%d', host, server.server_port)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

@@ -17,6 +17,24 @@ api_opts = [
                default=1024 * 1024,
                min=1024,
                help='Largest request body accepted, in bytes; larger requests get HTTP 413.'),
+    cfg.IntOpt('workers',
+               default=16,
+               min=1,
+               help='Threads answering complete requests in the standalone API server '
+                    '(``tclouds-*-api`` commands; under uwsgi or mod_wsgi their own settings '
+                    'apply). Connections still sending their request hold no thread.'),
+    cfg.IntOpt('client_socket_timeout',
+               default=60,
+               min=1,
+               help='Seconds a client of the standalone API server has, from connecting, to '
+                    'send its complete request; and to read each part of the answer. Slower '
+                    'or idle connections are closed.'),
+    cfg.IntOpt('max_connections',
+               default=1024,
+               min=1,
+               help='Connections the standalone API server holds while their requests '
+                    'arrive; when full, the oldest is closed to make room (keep it below the '
+                    'process\'s open file limit).'),
 ]
 
 
