@@ -195,6 +195,32 @@ class _Page:
         self.queued = False
 
 
+class _MergedWrites:
+    """Writes in the order given, adjacent ones merged into one pwrite (up to 1 MiB).
+
+    One reused buffer: a flush of thousands of pages allocates nothing per page.
+    """
+
+    def __init__(self, storage):
+        self.storage = storage
+        self.buf = memoryview(bytearray(1 << 20))
+        self.start = self.used = 0
+
+    def add(self, offset, data):
+        n = len(data)
+        if self.used and (offset != self.start + self.used or self.used + n > len(self.buf)):
+            self.close()
+        if not self.used:
+            self.start = offset
+        self.buf[self.used:self.used + n] = data
+        self.used += n
+
+    def close(self):
+        if self.used:
+            self.storage.pwrite(self.buf[:self.used], self.start)
+            self.used = 0
+
+
 class _Node:
     __slots__ = ('content', 'copy')
 
@@ -250,6 +276,7 @@ class Volume:
         self._rbuf = None
         self._wbuf = None
         self._one = None
+        self._jbuf = memoryview(bytearray(JOURNAL_ENTRY.size))
         self._sid = None
         self._w_aead = None
         self._counter = 0
@@ -856,14 +883,20 @@ class Volume:
         counter = self._counter = self._counter + 1
         epoch = self._state['version'] + 1
         aad = _AAD.pack(self._aad_prefix, sector, counter, epoch)
-        sealed = aead.encrypt(aad[16:28], data, aad)
-        entry = _JOURNAL_HEAD.pack(sector, counter, epoch, self._sid) + sealed[SECTOR_SIZE:]
+        if self._wbuf is None:
+            self._wbuf = memoryview(bytearray(MAX_BATCH * SECTOR_SIZE + 16))
+        # Into reused buffers: no 4 KiB allocation per request (it fragments the heap).
+        sealed = self._wbuf[:SECTOR_SIZE + 16]
+        aead.encrypt_into(aad[16:28], data, aad, sealed)
+        entry = self._jbuf
+        _JOURNAL_HEAD.pack_into(entry, 0, sector, counter, epoch, self._sid)
+        entry[40:56] = sealed[SECTOR_SIZE:]
         self.storage.pwrite(entry, JOURNAL_START + self._jpos * JOURNAL_ENTRY.size)
         self._jpos += 1
         self._pending = True
         if self.sync_metadata:
             self.storage.sync()
-        self.storage.pwrite(memoryview(sealed)[:SECTOR_SIZE], data_offset(sector))
+        self.storage.pwrite(sealed[:SECTOR_SIZE], data_offset(sector))
         slot = 1 - (page.kslot >> i & 1)
         base = i * RECORD_SIZE + slot * ENTRY_SIZE
         page.rec[base:base + ENTRY_SIZE] = entry[8:]
@@ -931,7 +964,7 @@ class Volume:
         here are held in ``touched`` so a cache eviction cannot lose a change.
         """
         flips = []
-        writes = []
+        writes = _MergedWrites(self.storage)
         touched = {}
 
         def parent_of(level, index):
@@ -958,9 +991,10 @@ class Volume:
             copy = 1 - page.copy
             # The whole block: committed leaves stay in their copy, the new ones go to
             # the other; adjacent blocks merge into one write.
-            block = (leaves if copy == 0 else page.leaves) + page.rec + (
-                leaves if copy == 1 else page.leaves)
-            writes.append((page_offset(p), block))
+            offset = page_offset(p)
+            writes.add(offset, leaves if copy == 0 else page.leaves)
+            writes.add(offset + PAGE_LEAVES, page.rec)
+            writes.add(offset + PAGE_LEAVES + PAGE_RECORDS, leaves if copy == 1 else page.leaves)
             flips.append((page, copy, leaves))
             node = parent_of(1, p >> 7)
             j = (p & 127) * HASH_SIZE
@@ -969,30 +1003,17 @@ class Volume:
             for (lvl, index) in sorted(k for k in touched if k[0] == level):
                 node = touched[lvl, index]
                 copy = 1 - node.copy
-                writes.append((node_offset(level, index, copy), bytes(node.content)))
+                writes.add(node_offset(level, index, copy), node.content)
                 flips.append((node, copy, None))
                 parent = parent_of(level + 1, index >> 7)
                 j = (index & 127) * HASH_SIZE
                 parent.content[j:j + HASH_SIZE] = node_hash(level, index, node.content)
         root = node_hash(DEPTH, 0, self._root.content)
         copy = 1 - self._root.copy
-        writes.append((node_offset(DEPTH, 0, copy), bytes(self._root.content)))
+        writes.add(node_offset(DEPTH, 0, copy), self._root.content)
         flips.append((self._root, copy, None))
-        self._pwrite_merged(writes)
+        writes.close()
         return flips, root
-
-    def _pwrite_merged(self, writes):
-        writes.sort(key=lambda w: w[0])
-        start, buf = None, None
-        for offset, data in writes:
-            if buf is not None and offset == start + len(buf):
-                buf += data
-                continue
-            if buf is not None:
-                self.storage.pwrite(buf, start)
-            start, buf = offset, bytearray(data)
-        if buf is not None:
-            self.storage.pwrite(buf, start)
 
     # ------------------------------------------------------------------ walking
     def _walk_pages(self, level=DEPTH, index=0):

@@ -1,12 +1,14 @@
 """Acceptance of issue 6 through qemu-io over nbd+unix:// against the real nbdkit plugin."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 
 from tclouds_openstack.blockstore import format as fmt
+from tests.functional.blockstore.conftest import CLI
 from tests.functional.blockstore.conftest import qemu_io
 from tests.functional.blockstore.conftest import uri
 
@@ -207,3 +209,51 @@ def test_thread_state_kept_per_connection_and_released(served):
     assert proc.returncode == 0, served.server_log()
     res = served.check()
     assert res.returncode == 0, res.stderr
+
+
+def test_kill9_during_key_rotation_leaves_a_volume_that_reads_right(served, tmp_path):
+    """Issue 12 point 7.
+
+    Rotate-key re-encrypts every written sector under a new data key; kill -9 in the middle
+    leaves a volume that opens with the new key, reads right, and finishes with a second
+    rotate-key.
+    """
+    from tests.functional.blockstore.conftest import cli
+    served.create('512M')
+    assert served.start() is None
+    writes = ['write -P 0x%02x %dM 32M' % (0x30 + i, i * 40) for i in range(12)]
+    out = qemu_io(served.sock, *writes)
+    assert out.count('wrote 33554432/33554432') == 12, out
+    served.stop()
+    new_key = tmp_path / 'new.key'
+    new_key.write_text(os.urandom(32).hex())
+    rotation = subprocess.Popen(CLI + ['rotate-key', *served.args(), '--new-key-file',
+                                       str(new_key)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        for line in rotation.stderr:
+            match = re.search(r'(\d+) MiB re-encrypted', line)
+            if match and int(match.group(1)) >= 8:
+                rotation.kill()
+                break
+    finally:
+        rotation.kill()
+        rotation.wait()
+    assert rotation.returncode == -signal.SIGKILL, 'rotation ended before it was killed'
+    new_args = [served.volume, '--anchor', served.anchor, '--key-file', str(new_key)]
+    info = cli('info', *new_args)
+    assert info.returncode == 0 and '"rotation_in_progress": true' in info.stdout, info
+    assert served.check().returncode == 2          # the old key opens nothing any more
+    res = cli('check', *new_args)
+    assert res.returncode == 0, res.stderr
+    assert served.start(key=str(new_key)) is None
+    reads = ['read -P 0x%02x %dM 32M' % (0x30 + i, i * 40) for i in range(12)]
+    out = qemu_io(served.sock, *reads)
+    assert out.count('read 33554432/33554432') == 12 and 'failed' not in out, out
+    served.stop()
+    res = cli('rotate-key', *new_args)             # resume (no new key: same KEK)
+    assert res.returncode == 0 and 'rotated to generation 2' in res.stdout, res.stderr
+    info = cli('info', *new_args)
+    assert '"rotation_in_progress": false' in info.stdout
+    assert '"data_key_generation": 2' in info.stdout
+    assert cli('check', *new_args).returncode == 0
