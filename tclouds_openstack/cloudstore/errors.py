@@ -6,8 +6,8 @@ closed on one type. Messages name the cloud, the data unit and the field or offs
 - :class:`MetadataError`: signed metadata that does not parse or does not verify.
 - :class:`FragmentError`: a value object (key share + erasure-coded fragment) that is
   malformed or does not match the digest the signed metadata lists for it.
-- :class:`BackendError` / :class:`BackendNotFound`: raised by backends (the contract in
-  :mod:`tclouds_openstack.cloudstore.backends.base`).
+- :class:`BackendError` / :class:`BackendNotFound` / :class:`ObjectTooLarge`: raised by
+  backends (the contract in :mod:`tclouds_openstack.cloudstore.backends.base`).
 - :class:`QuorumError`: too few clouds answered correctly; lists each cloud's reason.
 - :class:`NotFoundError`: a quorum of clouds agrees the data unit does not exist.
 - :class:`StaleError`: the clouds' newest valid version is older than the caller requires.
@@ -53,6 +53,19 @@ class BackendNotFound(BackendError):
     def __init__(self, cloud, key):
         self.key = key
         super().__init__(cloud, 'get', 'no object %r' % key)
+
+
+class ObjectTooLarge(BackendError):
+    """The cloud holds a longer object under ``key`` than any writer could have stored.
+
+    Reading stopped after ``limit + 1`` bytes; the protocol counts this cloud as faulty.
+    """
+
+    def __init__(self, cloud, key, limit):
+        self.key = key
+        self.limit = limit
+        super().__init__(cloud, 'get', '%r is longer than %d bytes (reading stopped there)'
+                         % (key, limit))
 
 
 class QuorumError(CloudStoreError):

@@ -2,14 +2,19 @@
 
 Each cloud stores, next to its value object, the metadata of the data unit's newest
 version: version number, code parameters, plaintext and segment size, the AES-GCM base
-nonce and the SHA-256 digest of the value object of *every* cloud, signed by the writer
-with Ed25519 (RFC 8032). A reader that accepts only verified metadata can check any
-cloud's value object against it, so a faulty cloud can withhold or replay old data but
-never make a reader accept forged data.
+nonce, the names of the clouds in order (cloud i holds value object i) and, for *every*
+cloud, the SHA-256 digest that vouches for its value object (format 3: of the object's
+trailer of piece hashes; format 2: of the whole object), signed by the writer with
+Ed25519 (RFC 8032). A reader that accepts only verified metadata can check any cloud's
+value object against it, so a faulty cloud can withhold or replay old data but never make
+a reader accept forged data.
 
 Encoding: UTF-8 JSON ``{"body": {...}, "signature": "<128 hex>"}``; the signature covers
-``SIGNING_CONTEXT`` followed by the body in canonical form (keys sorted, no spaces).
-:func:`parse` accepts nothing else and raises only :class:`~.errors.MetadataError`.
+the format's signing context followed by the body in canonical form (keys sorted, no
+spaces). ``format`` ``tclouds-depsky-ca/3`` is written; ``tclouds-depsky-ca/2`` (no
+``clouds`` field: the configured clouds in order) is still read. :func:`parse` accepts
+nothing else and raises only :class:`~.errors.MetadataError`; a cloud's answer longer
+than :data:`MAX_METADATA_BYTES` is refused before it is read to its end.
 """
 import dataclasses
 import hashlib
@@ -23,15 +28,22 @@ from cryptography.hazmat.primitives import serialization
 from tclouds_openstack.cloudstore import coding
 from tclouds_openstack.cloudstore import errors
 
-FORMAT = 'tclouds-depsky-ca/2'
-SIGNING_CONTEXT = b'tclouds-depsky-ca/2 metadata\x00'
+FORMAT = 'tclouds-depsky-ca/3'
+FORMAT_2 = 'tclouds-depsky-ca/2'
+#: Signing context and value object format of each metadata format.
+SIGNING_CONTEXTS = {FORMAT: b'tclouds-depsky-ca/3 metadata\x00',
+                    FORMAT_2: b'tclouds-depsky-ca/2 metadata\x00'}
+SIGNING_CONTEXT = SIGNING_CONTEXTS[FORMAT]
+VALUE_FORMATS = {FORMAT: coding.FORMAT_3, FORMAT_2: coding.FORMAT_2}
 MAX_METADATA_BYTES = 64 * 1024
 MAX_VERSION = 2 ** 63 - 1
 MAX_CLOUDS = 64
 _DATA_UNIT_RE = re.compile(r'\A[A-Za-z0-9._-]{1,200}\Z')
+CLOUD_NAME_RE = re.compile(r'\A[A-Za-z0-9._-]{1,64}\Z')
 _HEX_RE = re.compile(r'\A[0-9a-f]*\Z')
-_FIELDS = ('data_unit', 'digests', 'ec_type', 'f', 'format', 'n', 'nonce', 'segment_size',
-           'size', 'version', 'writer')
+_FIELDS_2 = ('data_unit', 'digests', 'ec_type', 'f', 'format', 'n', 'nonce', 'segment_size',
+             'size', 'version', 'writer')
+_FIELDS = {FORMAT: _FIELDS_2 + ('clouds',), FORMAT_2: _FIELDS_2}
 #: Segment sizes a reader accepts (bounds the memory one segment may take).
 MIN_SEGMENT_BYTES = 4096
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -51,13 +63,24 @@ class Metadata:
     writer: str
     segment_size: int = coding.SEGMENT_BYTES
     ec_type: str = coding.EC_TYPE
+    #: Cloud names in order (format 3); None for format 2 (the configured clouds).
+    clouds: tuple = None
+    format: str = FORMAT
+
+    @property
+    def value_format(self):
+        """The format of the value objects this metadata vouches for."""
+        return VALUE_FORMATS[self.format]
 
     def body(self):
-        return {'format': FORMAT, 'data_unit': self.data_unit, 'version': self.version,
+        body = {'format': self.format, 'data_unit': self.data_unit, 'version': self.version,
                 'n': self.n, 'f': self.f, 'ec_type': self.ec_type,
                 'size': self.size, 'segment_size': self.segment_size,
                 'nonce': self.nonce.hex(),
                 'digests': list(self.digests), 'writer': self.writer}
+        if self.format != FORMAT_2:
+            body['clouds'] = list(self.clouds)
+        return body
 
 
 def key_id(public_key):
@@ -73,7 +96,7 @@ def _canonical(body):
 def sign(metadata, private_key):
     """Serialize and sign ``metadata`` with the writer's Ed25519 private key."""
     body = metadata.body()
-    signature = private_key.sign(SIGNING_CONTEXT + _canonical(body))
+    signature = private_key.sign(SIGNING_CONTEXTS[metadata.format] + _canonical(body))
     return _canonical({'body': body, 'signature': signature.hex()})
 
 
@@ -121,14 +144,16 @@ def parse(data, public_key, data_unit=None):
     body = document['body']
     if not isinstance(body, dict):
         raise errors.MetadataError('body', 'expected an object')
-    missing = sorted(set(_FIELDS) - set(body))
-    extra = sorted(set(body) - set(_FIELDS))
+    version_format = body.get('format')
+    if not isinstance(version_format, str) or version_format not in _FIELDS:
+        raise errors.MetadataError('format', 'expected one of %s, found %r'
+                                   % (', '.join(sorted(_FIELDS)), version_format))
+    missing = sorted(set(_FIELDS[version_format]) - set(body))
+    extra = sorted(set(body) - set(_FIELDS[version_format]))
     if missing:
         raise errors.MetadataError('body', 'missing fields %s' % ', '.join(missing))
     if extra:
         raise errors.MetadataError('body', 'unknown fields %s' % ', '.join(extra))
-    if body['format'] != FORMAT:
-        raise errors.MetadataError('format', 'expected %r, found %r' % (FORMAT, body['format']))
     unit = body['data_unit']
     if not isinstance(unit, str) or not _DATA_UNIT_RE.match(unit):
         raise errors.MetadataError('data_unit', 'expected 1-200 characters [A-Za-z0-9._-]')
@@ -149,18 +174,32 @@ def parse(data, public_key, data_unit=None):
         raise errors.MetadataError('digests', 'expected a list of n=%d digests' % n)
     for index, value in enumerate(digests):
         _hex_field(value, 'digests[%d]' % index, 64)
+    clouds = None
+    if version_format != FORMAT_2:
+        clouds = body['clouds']
+        if not isinstance(clouds, list) or len(clouds) != n:
+            raise errors.MetadataError('clouds', 'expected a list of n=%d cloud names' % n)
+        for index, name in enumerate(clouds):
+            if not isinstance(name, str) or not CLOUD_NAME_RE.match(name):
+                raise errors.MetadataError('clouds[%d]' % index, 'expected 1-64 characters '
+                                           '[A-Za-z0-9._-]')
+        if len(set(clouds)) != n:
+            raise errors.MetadataError('clouds', 'names a cloud twice')
+        clouds = tuple(clouds)
     writer = _hex_field(body['writer'], 'writer', 64)
     if writer != key_id(public_key):
         raise errors.MetadataError('writer', 'signed by key %s, not the configured writer '
                                    'key %s' % (writer[:16], key_id(public_key)[:16]))
     signature = _hex_field(document['signature'], 'signature', 128)
     try:
-        public_key.verify(bytes.fromhex(signature), SIGNING_CONTEXT + _canonical(body))
+        public_key.verify(bytes.fromhex(signature),
+                          SIGNING_CONTEXTS[version_format] + _canonical(body))
     except InvalidSignature:
         raise errors.MetadataError('signature', 'Ed25519 signature does not verify')
     return Metadata(data_unit=unit, version=version, n=n, f=f,
                     size=size, segment_size=segment_size, nonce=nonce,
-                    digests=tuple(digests), writer=writer)
+                    digests=tuple(digests), writer=writer, clouds=clouds,
+                    format=version_format)
 
 
 def load_private_key(pem):

@@ -7,27 +7,41 @@ n clouds, at most f of them faulty (crashed, slow, or arbitrarily malicious), n 
   only then store the signed metadata on every cloud and wait for n - f acks. A write that
   fails in the first phase leaves the previous version untouched. The value objects are
   streamed: segment by segment, as the caller's chunks arrive, each cloud's upload runs
-  while the rest of the value is still being read and encoded.
+  while the rest of the value is still being read and encoded; a cloud that falls more
+  than a window behind for longer than the timeout is dropped from the write (n - f
+  must still take it), so a slow cloud cannot make the writer buffer the object.
 - **Read** (Algorithm 2): fetch metadata until n - f clouds answered, keep the highest
-  *valid* (signature-verified) version, then fetch value objects (f + 1 at first, one more
-  per failure) until f + 1 match the digests in that metadata; decode and decrypt.
-- Clouds that answer with unverifiable metadata, an older version, or a value object that
-  does not match its signed digest are reported as faulty (``faults`` in the results and
-  the ``fault_listener`` callback); unreachable ones as unavailable. A reader that already
-  knows the version it wants (the Swift middleware's stub names it) fetches value objects
-  while the metadata quorum is still being read, and verifies them against it after.
-  No plaintext is released before f + 1 value objects matched their signed digests.
+  *valid* (signature-verified) version, then take f + 1 clouds whose value objects verify
+  against that metadata (one more per failure) and decode. Format 3 value objects are
+  verified piece by piece (:mod:`.coding`): the reader fetches each cloud's trailer of
+  piece hashes, then a window of segments at a time (only the segments a range needs),
+  so its memory is bounded by the window, not the object, and a cloud that serves a bad
+  piece mid-object is replaced by the next one for the rest of the read. Format 2 value
+  objects are fetched and verified whole.
+- Every read from a cloud is bounded: metadata by :data:`.metadata.MAX_METADATA_BYTES`,
+  value objects and their parts by the exact length the signed metadata implies; a cloud
+  serving more is faulty, and costs the reader one chunk past the bound.
+- Clouds that answer with unverifiable or oversized metadata, an older version, or a
+  value object that does not match its signed digests are reported as faulty
+  (``faults`` in the results and the ``fault_listener`` callback); unreachable ones as
+  unavailable. A cloud this writer is still uploading the data unit to is not judged:
+  being behind the quorum it was never waited for is not a fault. A reader that already
+  knows the version and size it wants (the Swift middleware's stub names them) fetches
+  from clouds 0 .. f while the metadata quorum is still being read, and verifies against
+  the metadata after: those clouds are always judged. :meth:`DepSkyCA.check` judges every
+  cloud. No plaintext is released before the pieces it comes from matched their digests.
 
 Parallelism comes from the ``executor`` the adapter passes in (a ``concurrent.futures``
-executor); without one every call runs inline, in cloud order. Hashing of large buffers
-(which releases the GIL) goes through ``offload``: the Swift proxy passes eventlet's
-``tpool.execute`` so that it runs on a native thread while green threads keep sending.
-Nothing here opens a socket or reads configuration.
+executor); without one every call runs inline, in cloud order. Hashing and decoding of
+large buffers go through ``offload``: the Swift proxy passes eventlet's ``tpool.execute``
+so that they run on a native thread while green threads keep sending. Nothing here opens
+a socket or reads configuration.
 """
 import concurrent.futures
 import dataclasses
 import hashlib
 import queue
+import threading
 import typing
 
 from tclouds_openstack.cloudstore import coding
@@ -37,6 +51,8 @@ from tclouds_openstack.cloudstore import shamir
 
 FAULTY = 'faulty'
 UNAVAILABLE = 'unavailable'
+#: Segments a reader fetches per request and holds per cloud (plus one window ahead).
+WINDOW_SEGMENTS = 16
 
 
 def metadata_key(data_unit):
@@ -78,30 +94,54 @@ def _inline(fn, *args):
 class _PieceStream:
     """One cloud's value object as it is produced: fed by the writer, read by the upload.
 
-    Keeps the hash of what it was fed (the digest the metadata will list). Iterating
-    yields the header, then each piece as it arrives, and raises when the writer aborts,
-    so that an upload cut short never completes on the cloud.
+    Keeps the hash of every piece it was fed (the trailer lists them). Iterating yields
+    each piece as it arrives, then the trailer, and raises when the writer aborts or
+    drops this cloud, so that an upload cut short never completes on the cloud. At most
+    ``window`` pieces wait (0: no bound, for inline uploads that start after encoding).
     """
 
     _END = object()
 
-    def __init__(self, header):
-        self._queue = queue.SimpleQueue()
-        self.hash = hashlib.sha256(header)
-        self._queue.put(header)
+    def __init__(self, window=0):
+        self._queue = queue.Queue(window)
+        self.hashes = []
+        self.trailer = None
+        self.dropped = None
 
-    def feed(self, piece):
-        """Queue ``piece`` for the upload (the caller has hashed it)."""
-        self._queue.put(piece)
+    def feed(self, piece, timeout):
+        """Queue ``piece``; False (and the cloud is dropped) if it waits beyond ``timeout``."""
+        if self.dropped is not None:
+            return False
+        try:
+            self._queue.put(piece, timeout=timeout)
+            return True
+        except queue.Full:
+            self.drop('more than %d pieces behind the writer for %.1f s'
+                      % (self._queue.maxsize, timeout))
+            return False
 
-    def close(self):
-        self._queue.put(self._END)
+    def drop(self, reason):
+        """Stop feeding this cloud; its upload fails before the end (nothing is stored)."""
+        self.dropped = reason
+        while True:  # free the queued pieces; the upload sees the error next
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(errors.CloudStoreError('upload dropped by the writer: %s' % reason))
+
+    def close(self, trailer):
+        self.trailer = trailer
+        if self.dropped is None:
+            self._queue.put(trailer)
+            self._queue.put(self._END)
 
     def abort(self, reason):
-        self._queue.put(errors.CloudStoreError('upload aborted by the writer: %s' % reason))
+        if self.dropped is None:
+            self.drop('aborted: %s' % reason)
 
     def hexdigest(self):
-        return self.hash.hexdigest()
+        return coding.digest(self.trailer)
 
     def __iter__(self):
         while True:
@@ -113,9 +153,8 @@ class _PieceStream:
             yield item
 
 
-def _update_hashes(hashes, pieces):
-    for hash_, piece in zip(hashes, pieces):
-        hash_.update(piece)
+def _piece_hashes(pieces):
+    return [coding.piece_hash(piece) for piece in pieces]
 
 
 def _exactly(chunks, size):
@@ -180,11 +219,22 @@ class ReadResult:
 
 @dataclasses.dataclass
 class OpenResult:
-    """A verified version, decoded lazily: iterate ``segments`` for the plaintext."""
+    """A verified version, decoded lazily through ``reader`` (iterate ``segments``)."""
 
     metadata: metadata_mod.Metadata
     faults: typing.Dict[str, Fault]
-    segments: coding.Decoder
+    reader: 'VersionReader'
+
+    @property
+    def segments(self):
+        return iter(self.reader)
+
+
+@dataclasses.dataclass
+class CheckResult:
+    data_unit: str
+    version: int
+    faults: typing.Dict[str, Fault]
 
 
 @dataclasses.dataclass
@@ -195,12 +245,283 @@ class RepairResult:
     failed: typing.Dict[str, str]
 
 
+class _Source:
+    """One cloud whose value object verified against the metadata (its share and hashes).
+
+    Whole value objects (format 2, or a format 3 object within one window) keep their
+    pieces; larger ones fetch a window of pieces at a time.
+    """
+
+    def __init__(self, index, share, hashes=None, pieces=None):
+        self.index = index
+        self.share = share
+        self.hashes = hashes
+        self.pieces = pieces
+        self.windows = {}   # window number -> future of its raw bytes
+
+
+class VersionReader:
+    """The plaintext of one verified version, from f + 1 clouds, window by window.
+
+    Iterating yields every segment's plaintext; :meth:`read` yields the bytes of a range
+    (only the segments it needs are fetched and decoded). Faults found while reading are
+    reported like those of :meth:`DepSkyCA.open` and the faulty cloud is replaced by the
+    next one; :class:`~.errors.QuorumError` when fewer than f + 1 clouds remain.
+    """
+
+    def __init__(self, depsky, meta, order, faults, writing=frozenset()):
+        self.depsky = depsky
+        #: Clouds still being written when the read began (not judged on a missing object).
+        self.writing = writing
+        self.metadata = meta
+        self.faults = faults
+        self.layout = coding.layout_of(meta)
+        self.k = meta.f + 1
+        self.window = depsky.window_segments
+        self.whole = (meta.value_format == coding.FORMAT_2
+                      or self.layout.count <= self.window)
+        self._key = value_key(meta.data_unit, meta.version)
+        self._candidates = list(order)
+        self._opening = {}      # future -> (cloud index, 'whole' or 'trailer')
+        self._early = {}        # cloud index -> {window: future} while it is verified
+        self._tried = set()
+        self._sources = []
+        self._decoder = None
+
+    def adopt(self, opening, early):
+        """Use fetches already started (:meth:`DepSkyCA.open`'s prefetch)."""
+        self._opening.update(opening)
+        self._early.update(early)
+        self._tried.update(index for index, _ in opening.values())
+
+    # -- sources --------------------------------------------------------------------------
+
+    def _fault(self, index, kind, reason):
+        self.depsky._fault(self.faults, index, kind, reason, self.metadata.data_unit)
+
+    def _open_source(self, index, first_window):
+        """Start fetching what verifies cloud ``index`` (and its first window)."""
+        self._tried.add(index)
+        depsky = self.depsky
+        cloud = depsky.clouds[index]
+        where = self.layout
+        if self.whole:
+            future = depsky.executor.submit(cloud.get, self._key, where.total)
+            self._opening[future] = (index, 'whole')
+            return
+        future = depsky.executor.submit(cloud.get_range, self._key, where.pieces_end,
+                                        where.trailer_bytes)
+        self._opening[future] = (index, 'trailer')
+        self._window_future(index, first_window)
+
+    def _window_future(self, index, number, source=None):
+        start, length = self.layout.span(*self._window_bounds(number))
+        cloud = self.depsky.clouds[index]
+        future = self.depsky.executor.submit(cloud.get_range, self._key, start, length)
+        if source is not None:
+            source.windows[number] = future
+        else:
+            self._early.setdefault(index, {})[number] = future
+        return future
+
+    def _window_bounds(self, number):
+        first = number * self.window
+        return first, min(first + self.window, self.layout.count)
+
+    def _verify_opening(self, index, what, data):
+        """A :class:`_Source` for ``index`` from its fetched bytes; raises FragmentError."""
+        meta = self.metadata
+        where = self.layout
+        offload = self.depsky.offload
+        if what == 'whole':
+            if meta.value_format == coding.FORMAT_2:
+                if offload(coding.digest, data) != meta.digests[index]:
+                    raise errors.FragmentError('digest', 0, 'SHA-256 of the %d-byte value '
+                                               'object does not match the signed metadata'
+                                               % len(data))
+                share, pieces = coding.parse_value_object(data, index, meta)
+                return _Source(index, share, pieces=pieces)
+            if len(data) != where.total:
+                raise errors.FragmentError('length', min(len(data), where.total),
+                                           'value object is %d bytes, the metadata implies %d'
+                                           % (len(data), where.total))
+            self._check_trailer(index, memoryview(data)[where.pieces_end:])
+            share, pieces = offload(coding.parse_value_object, data, index, meta)
+            return _Source(index, share, pieces=pieces)
+        share, hashes = self._check_trailer(index, data)
+        return _Source(index, share, hashes=hashes)
+
+    def _check_trailer(self, index, trailer):
+        if self.depsky.offload(coding.digest, trailer) != self.metadata.digests[index]:
+            raise errors.FragmentError('digest', self.layout.pieces_end, 'SHA-256 of the '
+                                       '%d-byte trailer does not match the signed metadata'
+                                       % len(trailer))
+        return coding.parse_trailer(trailer, index, self.metadata)
+
+    def _judge(self, index, exc):
+        meta = self.metadata
+        if isinstance(exc, errors.BackendNotFound):
+            if index not in self.writing:
+                self._fault(index, FAULTY, 'missing value object of version %d'
+                            % meta.version)
+        elif isinstance(exc, errors.ObjectTooLarge):
+            self._fault(index, FAULTY, 'bad value object of version %d: longer than the %d '
+                        'bytes the signed metadata implies' % (meta.version, exc.limit))
+        elif isinstance(exc, errors.FragmentError):
+            self._fault(index, FAULTY, 'bad value object of version %d: %s'
+                        % (meta.version, exc))
+        else:
+            self._fault(index, UNAVAILABLE, str(self.depsky._wrap(index, 'get', exc)))
+
+    def _ensure_sources(self, first_window):
+        """Verify clouds until f + 1 are usable (Algorithm 2: one more per failure)."""
+        depsky = self.depsky
+        while len(self._sources) < self.k:
+            while self._candidates and \
+                    len(self._sources) + len({i for i, _ in self._opening.values()}) < self.k:
+                index = self._candidates.pop(0)
+                if index not in self._tried:
+                    self._open_source(index, first_window)
+            if not self._opening:
+                raise errors.QuorumError(
+                    'read', self.metadata.data_unit, self.k,
+                    {fault.cloud: fault.reason for fault in self.faults.values()})
+            done, _ = concurrent.futures.wait(list(self._opening), timeout=depsky.timeout,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            if not done:
+                for future, (index, _) in list(self._opening.items()):
+                    self._fault(index, UNAVAILABLE, 'value object: no answer within %.1f s'
+                                % depsky.timeout)
+                    self._opening.pop(future)
+                    self._early.pop(index, None)
+                continue
+            for future in done:
+                index, what = self._opening.pop(future)
+                try:
+                    source = self._verify_opening(index, what, future.result())
+                except Exception as exc:
+                    self._judge(index, exc)
+                    self._early.pop(index, None)
+                    continue
+                if len(self._sources) >= self.k:
+                    continue        # a prefetched extra: not needed
+                source.windows.update(self._early.pop(index, {}))
+                self._sources.append(source)
+        if self._decoder is None:
+            self._decoder = coding.SegmentDecoder(self.metadata,
+                                                  [source.share for source in self._sources])
+
+    def _window_pieces(self, source, number):
+        """The verified pieces of window ``number`` from ``source``; raises on a fault."""
+        if source.pieces is not None:
+            first, stop = self._window_bounds(number)
+            return source.pieces[first:stop]
+        future = source.windows.pop(number, None)
+        if future is None:
+            future = self._window_future(source.index, number, source)
+            source.windows.pop(number)
+        try:
+            data = future.result(timeout=self.depsky.timeout)
+        except concurrent.futures.TimeoutError:
+            raise errors.BackendError(self.depsky.clouds[source.index].name, 'get',
+                                      'window of segments: no answer within %.1f s'
+                                      % self.depsky.timeout)
+        first, stop = self._window_bounds(number)
+        start, length = self.layout.span(first, stop)
+        if len(data) != length:
+            raise errors.FragmentError('length', start + len(data), 'segments %d-%d: %d bytes '
+                                       'received, the metadata implies %d'
+                                       % (first, stop - 1, len(data), length))
+        pieces = []
+        for segment in range(first, stop):
+            offset = self.layout.offset(segment) - start
+            pieces.append(coding._piece(data, offset, self.layout.piece(segment)))
+        del data
+        hashes = self.depsky.offload(_piece_hashes, pieces)
+        for segment, digest in zip(range(first, stop), hashes):
+            if digest != source.hashes[segment]:
+                raise errors.FragmentError('piece', self.layout.offset(segment), 'piece of '
+                                           'segment %d does not match its hash in the '
+                                           'verified trailer' % segment)
+        return pieces
+
+    def _request_windows(self, numbers):
+        for source in self._sources:
+            if source.pieces is not None:
+                continue
+            for number in numbers:
+                if number not in source.windows:
+                    self._window_future(source.index, number, source)
+
+    def _window(self, number, ahead):
+        """``[pieces of source]`` for window ``number``, replacing failing sources."""
+        collected = {}
+        while True:
+            self._ensure_sources(number)
+            self._request_windows([number] + ahead)
+            complete = True
+            for source in list(self._sources):
+                if source.index in collected:
+                    continue
+                try:
+                    collected[source.index] = self._window_pieces(source, number)
+                except Exception as exc:
+                    self._judge(source.index, exc)
+                    self._sources.remove(source)
+                    for future in source.windows.values():
+                        future.cancel()
+                    complete = False
+            if complete:
+                return [collected[source.index] for source in self._sources]
+
+    # -- plaintext ------------------------------------------------------------------------
+
+    def segments(self, first=0, stop=None):
+        """Yield the plaintext of segments ``first`` .. ``stop - 1``."""
+        stop = self.layout.count if stop is None else stop
+        if first >= stop:
+            return
+        last_window = (stop - 1) // self.window
+        for number in range(first // self.window, last_window + 1):
+            ahead = [number + 1] if number < last_window else []
+            pieces = self._window(number, ahead)
+            window_first, window_stop = self._window_bounds(number)
+            for segment in range(max(first, window_first), min(stop, window_stop)):
+                position = segment - window_first
+                yield self.depsky.offload(self._decoder.decode, segment,
+                                          [part[position] for part in pieces])
+            del pieces
+
+    def __iter__(self):
+        return self.segments()
+
+    def read(self, start, stop):
+        """Yield the plaintext bytes ``start`` .. ``stop - 1`` (only their segments)."""
+        stop = min(stop, self.metadata.size)
+        if start >= stop:
+            return
+        size = self.metadata.segment_size
+        first = start // size
+        for number, plaintext in enumerate(self.segments(first, (stop - 1) // size + 1),
+                                           first):
+            base = number * size
+            yield plaintext[max(start - base, 0):stop - base]
+
+    def close(self):
+        """Drop what is still being fetched (a client that went away)."""
+        for source in self._sources:
+            for future in source.windows.values():
+                future.cancel()
+            source.windows.clear()
+
+
 class DepSkyCA:
     """The protocol over ``clouds`` (backends in a fixed order: cloud i gets value i)."""
 
     def __init__(self, clouds, f, public_key, private_key=None, executor=None,
                  fault_listener=None, timeout=60.0, straggler_grace=0.05,
-                 segment_size=coding.SEGMENT_BYTES, offload=None):
+                 segment_size=coding.SEGMENT_BYTES, offload=None,
+                 window_segments=WINDOW_SEGMENTS):
         if f < 0 or len(clouds) < 3 * f + 1:
             raise errors.CloudStoreError('need n >= 3f + 1 clouds: n=%d, f=%d'
                                          % (len(clouds), f))
@@ -211,6 +532,7 @@ class DepSkyCA:
                 private_key.public_key()) != metadata_mod.key_id(public_key):
             raise errors.CloudStoreError('writer private key does not match the public key')
         self.clouds = list(clouds)
+        self.names = tuple(names)
         self.n = len(clouds)
         self.f = f
         self.public_key = public_key
@@ -221,6 +543,15 @@ class DepSkyCA:
         self.straggler_grace = straggler_grace
         self.segment_size = segment_size
         self.offload = offload or _inline
+        self.window_segments = max(1, window_segments)
+        self._writing = {}
+        self._writing_lock = threading.Lock()
+
+    def subset(self, clouds):
+        """The same protocol (keys, executor, listener, limits) over other ``clouds``."""
+        return DepSkyCA(clouds, self.f, self.public_key, self.private_key, self.executor,
+                        self.fault_listener, self.timeout, self.straggler_grace,
+                        self.segment_size, self.offload, self.window_segments)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -276,8 +607,10 @@ class DepSkyCA:
 
     def _fault(self, faults, index, kind, reason, data_unit):
         fault = Fault(self.clouds[index].name, kind, reason)
-        # Evidence of misbehaviour outranks mere unavailability for the same cloud.
-        if fault.cloud not in faults or kind == FAULTY:
+        # Evidence of misbehaviour outranks mere unavailability for the same cloud; the
+        # first evidence (e.g. stale metadata before the missing value object it implies)
+        # is the one kept.
+        if fault.cloud not in faults or (kind == FAULTY and faults[fault.cloud].kind != FAULTY):
             faults[fault.cloud] = fault
         if self.fault_listener is not None:
             self.fault_listener(data_unit, fault)
@@ -285,6 +618,34 @@ class DepSkyCA:
     @staticmethod
     def _count_ok(results):
         return sum(1 for ok, _ in results.values() if ok)
+
+    def _track(self, data_unit, index, future):
+        """Remember that this writer is uploading ``data_unit`` to cloud ``index``."""
+        key = (data_unit, self.names[index])
+        with self._writing_lock:
+            self._writing[key] = self._writing.get(key, 0) + 1
+
+        def finished(_future):
+            with self._writing_lock:
+                left = self._writing[key] - 1
+                if left:
+                    self._writing[key] = left
+                else:
+                    del self._writing[key]
+        future.add_done_callback(finished)
+        return future
+
+    def _writing_now(self, data_unit):
+        """The clouds this writer is still uploading ``data_unit`` to, right now.
+
+        A reader takes this before its first request and does not judge those clouds
+        on a missing or older version: they are behind because the write's quorum did not
+        wait for them, not because they lost or replay anything. Every other cloud had
+        acknowledged its uploads before the reader asked it.
+        """
+        with self._writing_lock:
+            return frozenset(index for index, name in enumerate(self.names)
+                             if (data_unit, name) in self._writing)
 
     # -- write ----------------------------------------------------------------------------
 
@@ -307,7 +668,10 @@ class DepSkyCA:
             raise errors.CloudStoreError('write of %s: no writer private key configured'
                                          % data_unit)
         encoder = coding.Encoder(data_unit, version, self.n, self.f, self.segment_size)
-        streams = [_PieceStream(header) for header in encoder.headers]
+        # Inline calls would wait for pieces not produced yet: encode first, then upload.
+        streaming = not isinstance(self.executor, InlineExecutor)
+        streams = [_PieceStream(2 * self.window_segments if streaming else 0)
+                   for _ in range(self.n)]
         key = value_key(data_unit, version)
 
         length = None
@@ -318,16 +682,24 @@ class DepSkyCA:
         def put_value(index):
             self.clouds[index].put_stream(key, iter(streams[index]), length)
 
-        # Inline calls would wait for pieces not produced yet: encode first, then upload.
-        streaming = not isinstance(self.executor, InlineExecutor)
-        futures = self._submit(put_value, range(self.n)) if streaming else None
+        def submit_values():
+            return {self._track(data_unit, index, self.executor.submit(put_value, index)):
+                    index for index in range(self.n)}
+
+        futures = submit_values() if streaming else None
         size = 0
+        quorum = self.n - self.f
         try:
             for index, plaintext, last in _segments(chunks, self.segment_size):
                 pieces = encoder.encode(index, plaintext, last)
-                self.offload(_update_hashes, [stream.hash for stream in streams], pieces)
-                for stream, piece in zip(streams, pieces):
-                    stream.feed(piece)
+                hashes = self.offload(_piece_hashes, pieces)
+                for stream, piece, digest in zip(streams, pieces, hashes):
+                    stream.hashes.append(digest)
+                    stream.feed(piece, self.timeout)
+                if sum(1 for stream in streams if stream.dropped is None) < quorum:
+                    raise errors.QuorumError('write (value phase)', data_unit, quorum, {
+                        self.clouds[i].name: stream.dropped
+                        for i, stream in enumerate(streams) if stream.dropped})
                 size += len(plaintext)
         except BaseException as exc:
             for stream in streams:
@@ -335,17 +707,16 @@ class DepSkyCA:
             # Aborted uploads never complete; removing leftovers is best effort.
             self._discard_version(data_unit, version)
             raise
-        for stream in streams:
-            stream.close()
+        for index, stream in enumerate(streams):
+            stream.close(encoder.trailer(index, stream.hashes))
         if futures is None:
-            futures = self._submit(put_value, range(self.n))
+            futures = submit_values()
         meta = metadata_mod.Metadata(
             data_unit=data_unit, version=version, n=self.n, f=self.f, size=size,
             segment_size=self.segment_size, nonce=encoder.nonce,
             digests=tuple(stream.hexdigest() for stream in streams),
-            writer=metadata_mod.key_id(self.public_key))
+            writer=metadata_mod.key_id(self.public_key), clouds=self.names)
         signed = metadata_mod.sign(meta, self.private_key)
-        quorum = self.n - self.f
         faults = {}
 
         results = self._collect(futures, 'put', lambda r: self._count_ok(r) >= quorum)
@@ -360,8 +731,10 @@ class DepSkyCA:
         def put_metadata(index):
             self.clouds[index].put(metadata_key(data_unit), signed)
 
-        results = self._collect(self._submit(put_metadata, range(self.n)), 'put',
-                                lambda r: self._count_ok(r) >= quorum)
+        results = self._collect(
+            {self._track(data_unit, index, self.executor.submit(put_metadata, index)): index
+             for index in range(self.n)},
+            'put', lambda r: self._count_ok(r) >= quorum)
         acked = []
         for index, (ok, exc) in sorted(results.items()):
             if ok:
@@ -385,29 +758,52 @@ class DepSkyCA:
 
     # -- read -----------------------------------------------------------------------------
 
-    def _get_metadata(self, data_unit, index):
+    def _get_metadata(self, data_unit, index, own_clouds=True):
         try:
-            raw = self.clouds[index].get(metadata_key(data_unit))
+            raw = self.clouds[index].get(metadata_key(data_unit),
+                                         metadata_mod.MAX_METADATA_BYTES)
         except errors.BackendNotFound:
             return None
-        return metadata_mod.parse(raw, self.public_key, data_unit), raw
+        except errors.ObjectTooLarge:
+            raise errors.MetadataError('(document)', 'longer than %d bytes (reading stopped '
+                                       'there)' % metadata_mod.MAX_METADATA_BYTES)
+        meta = metadata_mod.parse(raw, self.public_key, data_unit)
+        if not own_clouds:
+            return meta, raw
+        if meta.clouds is not None and meta.clouds != self.names:
+            raise errors.MetadataError('clouds', 'the version is stored on %s, read from %s'
+                                       % (', '.join(meta.clouds), ', '.join(self.names)))
+        if meta.n != self.n or meta.f != self.f:
+            raise errors.MetadataError('n', 'n=%d, f=%d; read with n=%d, f=%d'
+                                       % (meta.n, meta.f, self.n, self.f))
+        return meta, raw
 
-    def _judge_metadata(self, data_unit, index, answer, best_version, faults, wait_all):
-        """Report a cloud whose metadata answer is missing or older than the newest."""
+    def _judge_metadata(self, data_unit, index, answer, best_version, faults, wait_all,
+                        writing, faults_dict=True):
+        """Report a cloud whose metadata answer is missing or older than the newest.
+
+        Clouds in ``writing`` (see :meth:`_writing_now`) are not judged.
+        """
+        if index in writing:
+            return
+        target = faults if faults_dict else {}
         if answer is None:
-            self._fault(faults, index, UNAVAILABLE if wait_all else FAULTY,
+            self._fault(target, index, UNAVAILABLE if wait_all else FAULTY,
                         'missing metadata of version %d' % best_version, data_unit)
         elif isinstance(answer, tuple) and answer[0].version < best_version:
-            self._fault(faults, index, FAULTY, 'stale metadata: version %d, newest is %d'
+            self._fault(target, index, FAULTY, 'stale metadata: version %d, newest is %d'
                         % (answer[0].version, best_version), data_unit)
 
-    def _read_metadata(self, data_unit, wait_all=False, late=None):
+    def _read_metadata(self, data_unit, wait_all=False, late=None, writing=None):
         """Return ``(best, answers, faults)``: the highest valid metadata (or None).
 
         With ``late`` (a dict), the clouds that had not answered when the quorum was
         reached are left running and put there, for the caller to judge afterwards.
+        ``writing``: the caller's :meth:`_writing_now`, taken before its first request.
         """
         quorum = self.n - self.f
+        if writing is None:
+            writing = self._writing_now(data_unit)
 
         def get_metadata(index):
             return self._get_metadata(data_unit, index)
@@ -439,78 +835,68 @@ class DepSkyCA:
         if best is not None:
             for index, value in answers.items():
                 self._judge_metadata(data_unit, index, value, best[0].version, faults,
-                                     wait_all)
+                                     wait_all, writing)
         return best, answers, faults
 
-    def _fetch_value(self, data_unit, version, index):
-        """The value object of cloud ``index`` (verified by the caller)."""
-        return self.clouds[index].get(value_key(data_unit, version))
+    def _judge_late(self, data_unit, late, version, faults, writing):
+        """Judge the metadata answers that came after the quorum.
 
-    def _fetch_values(self, meta, order, faults, needed, prefetched=None):
-        """Fetch and verify value objects in ``order`` until ``needed`` verify.
-
-        ``prefetched`` maps futures of value objects of this version already requested
-        (raw bytes, not yet verified) to their cloud index.
+        Those in within ``straggler_grace`` go into ``faults``; the others are reported
+        to the fault listener whenever they arrive, so a stale or corrupting cloud is
+        reported however slowly it answers.
         """
-        data_unit = meta.data_unit
+        done, pending = concurrent.futures.wait(list(late), timeout=self.straggler_grace)
 
-        def check(index, data):
-            # ``offload`` only from this thread: executor threads may be native ones
-            # without the hub that eventlet's tpool answers on.
-            if self.offload(coding.digest, data) != meta.digests[index]:
-                raise errors.FragmentError('digest', 0, 'SHA-256 of the %d-byte value object '
-                                           'does not match the signed metadata' % len(data))
-            coding.parse_value_object(data, index, meta, pieces=False)
-            return data
+        def judge(future, into_faults):
+            index = late[future]
+            try:
+                answer = future.result()
+            except errors.MetadataError as exc:
+                self._fault(faults if into_faults else {}, index, FAULTY,
+                            'bad metadata: %s' % exc, data_unit)
+                return
+            except Exception:  # unreachable clouds are not judged on a successful read
+                return
+            self._judge_metadata(data_unit, index, answer, version, faults, False,
+                                 writing, into_faults)
 
-        verified = {}
-        running = dict(prefetched or {})
-        queue_ = [index for index in order if index not in running.values()]
-        while len(verified) < needed and (queue_ or running):
-            while queue_ and len(running) + len(verified) < needed:
-                index = queue_.pop(0)
-                running[self.executor.submit(self._fetch_value, data_unit, meta.version,
-                                             index)] = index
-            done, _ = concurrent.futures.wait(list(running), timeout=self.timeout,
-                                              return_when=concurrent.futures.FIRST_COMPLETED)
-            if not done:
-                for index in running.values():
-                    self._fault(faults, index, UNAVAILABLE, 'value object: no answer within '
-                                '%.1f s' % self.timeout, data_unit)
-                break
-            for future in done:
-                index = running.pop(future)
-                try:
-                    verified[index] = check(index, future.result())
-                except errors.BackendNotFound:
-                    self._fault(faults, index, FAULTY, 'missing value object of version %d'
-                                % meta.version, data_unit)
-                except errors.FragmentError as exc:
-                    self._fault(faults, index, FAULTY, 'bad value object of version %d: %s'
-                                % (meta.version, exc), data_unit)
-                except Exception as exc:
-                    self._fault(faults, index, UNAVAILABLE,
-                                str(self._wrap(index, 'get', exc)), data_unit)
-        return verified
+        for future in done:
+            judge(future, True)
+        for future in pending:
+            future.add_done_callback(lambda future: judge(future, False))
 
-    def open(self, data_unit, min_version=None, expected_version=None):
+    def _prefetch(self, data_unit, version, size, start):
+        """Start fetching from clouds 0 .. f what a read of ``version`` will need."""
+        guess = metadata_mod.Metadata(
+            data_unit=data_unit, version=version, n=self.n, f=self.f, size=size,
+            segment_size=self.segment_size, nonce=b'\0' * coding.NONCE_BYTES,
+            digests=('0' * 64,) * self.n, writer='0' * 64, clouds=self.names)
+        reader = VersionReader(self, guess, [], {})
+        first_window = min(start // self.segment_size, reader.layout.count - 1) \
+            // self.window_segments
+        for index in range(self.f + 1):
+            reader._open_source(index, first_window)
+        return guess, reader._opening, reader._early
+
+    def open(self, data_unit, min_version=None, expected_version=None, expected_size=None,
+             start=0):
         """Verify the newest version and return :class:`OpenResult` (decoded lazily).
 
-        ``expected_version`` (e.g. the version the Swift stub pins) lets value objects be
-        fetched while the metadata is still being read; they are used only if the
-        metadata quorum names that version, and only after they match its digests.
-        Raises :class:`~.errors.NotFoundError` when a quorum holds no valid metadata,
-        :class:`~.errors.StaleError` when the newest valid version is below
+        ``expected_version`` and ``expected_size`` (the Swift stub pins both) let value
+        objects of clouds 0 .. f be fetched while the metadata is still being read (from
+        byte ``start`` on, where the caller will begin reading); they are used only if
+        the metadata quorum names that version and size, and only after they match its
+        digests. Raises :class:`~.errors.NotFoundError` when a quorum holds no valid
+        metadata, :class:`~.errors.StaleError` when the newest valid version is below
         ``min_version``, :class:`~.errors.QuorumError` when too few clouds answer or too
         few value objects verify.
         """
-        prefetched = {}
-        if expected_version is not None:
-            prefetched = {self.executor.submit(self._fetch_value, data_unit,
-                                               expected_version, index): index
-                          for index in range(self.f + 1)}
+        writing = self._writing_now(data_unit)
+        prefetched = None
+        if expected_version is not None and expected_size is not None:
+            prefetched = self._prefetch(data_unit, expected_version, expected_size, start)
         late = {}
-        best, answers, faults = self._read_metadata(data_unit, late=late)
+        best, answers, faults = self._read_metadata(data_unit, late=late, writing=writing)
         if best is None:
             if min_version is not None:
                 raise errors.StaleError(data_unit, None, min_version)
@@ -518,33 +904,30 @@ class DepSkyCA:
         meta = best[0]
         if min_version is not None and meta.version < min_version:
             raise errors.StaleError(data_unit, meta.version, min_version)
-        if meta.version != expected_version:
-            prefetched = {}
         # Clouds that vouched for this version first, then the others.
         current = [index for index, value in sorted(answers.items())
                    if isinstance(value, tuple) and value[0].version == meta.version]
         order = current + [index for index in range(self.n) if index not in current]
-        verified = self._fetch_values(meta, order, faults, self.f + 1, prefetched)
-        if len(verified) < self.f + 1:
-            raise errors.QuorumError('read', data_unit, self.f + 1,
-                                     {fault.cloud: fault.reason for fault in faults.values()})
-        decoder = coding.Decoder(verified, meta)
+        reader = VersionReader(self, meta, order, faults, writing)
+        if prefetched is not None:
+            guess, opening, early = prefetched
+            if coding.layout_of(guess) == reader.layout and guess.version == meta.version \
+                    and meta.value_format == coding.VALUE_FORMAT:
+                reader.adopt(opening, early)
+            else:
+                for future in list(opening) + [future for windows in early.values()
+                                               for future in windows.values()]:
+                    future.cancel()
+        first_window = min(start // meta.segment_size, reader.layout.count - 1) \
+            // reader.window
+        reader._ensure_sources(first_window)
         # Clouds slower than the quorum have usually answered by now; judge them too.
-        done, _ = concurrent.futures.wait(list(late), timeout=self.straggler_grace)
-        for future in done:
-            try:
-                answer = future.result()
-            except errors.MetadataError as exc:
-                self._fault(faults, late[future], FAULTY, 'bad metadata: %s' % exc, data_unit)
-                continue
-            except Exception:  # unreachable clouds are not judged on a successful read
-                continue
-            self._judge_metadata(data_unit, late[future], answer, meta.version, faults, False)
-        return OpenResult(metadata=meta, faults=faults, segments=decoder)
+        self._judge_late(data_unit, late, meta.version, faults, writing)
+        return OpenResult(metadata=meta, faults=faults, reader=reader)
 
-    def read(self, data_unit, min_version=None, expected_version=None):
+    def read(self, data_unit, min_version=None, expected_version=None, expected_size=None):
         """Return :class:`ReadResult` with the newest version's plaintext (see :meth:`open`)."""
-        opened = self.open(data_unit, min_version, expected_version)
+        opened = self.open(data_unit, min_version, expected_version, expected_size)
         return ReadResult(data=b''.join(opened.segments), metadata=opened.metadata,
                           faults=opened.faults)
 
@@ -554,6 +937,220 @@ class DepSkyCA:
         if best is None:
             raise errors.NotFoundError(data_unit)
         return best[0]
+
+    # -- check and repair -----------------------------------------------------------------
+
+    def _verify_cloud(self, meta, index):
+        """Verify cloud ``index``'s whole value object of ``meta``, window by window.
+
+        Returns its :class:`_Source`; raises what :meth:`VersionReader._judge` judges.
+        Runs in an executor thread (no ``offload``): memory stays within one window.
+        """
+        reader = VersionReader(self, meta, [], {})
+        reader.depsky = _NoOffload(self)
+        cloud = self.clouds[index]
+        where = reader.layout
+        if reader.whole:
+            return reader._verify_opening(index, 'whole', cloud.get(reader._key, where.total))
+        source = reader._verify_opening(index, 'trailer', cloud.get_range(
+            reader._key, where.pieces_end, where.trailer_bytes))
+        for number in range(-(-where.count // reader.window)):
+            future = concurrent.futures.Future()
+            start, length = where.span(*reader._window_bounds(number))
+            future.set_result(cloud.get_range(reader._key, start, length))
+            source.windows[number] = future
+            reader._window_pieces(source, number)
+        # Nothing may follow the trailer (a whole read would have refused it too).
+        if cloud.get_range(reader._key, where.total, 1):
+            raise errors.ObjectTooLarge(cloud.name, reader._key, where.total)
+        return source
+
+    def _check_all(self, data_unit):
+        """``(meta, signed, answers, faults, verified)`` with every cloud judged."""
+        writing = self._writing_now(data_unit)
+        best, answers, faults = self._read_metadata(data_unit, wait_all=True, writing=writing)
+        if best is None:
+            raise errors.NotFoundError(data_unit)
+        meta, signed = best
+        verified = {}
+        results = self._collect(self._submit(lambda index: self._verify_cloud(meta, index),
+                                             range(self.n)), 'get', lambda r: False)
+        judge = VersionReader(self, meta, [], faults, writing)
+        for index, (ok, value) in sorted(results.items()):
+            if ok:
+                verified[index] = value
+            else:
+                judge._judge(index, value)
+        return meta, signed, answers, faults, verified
+
+    def check(self, data_unit):
+        """Judge every cloud on ``data_unit``: :class:`CheckResult` with all faults found.
+
+        Unlike a read, which stops at f + 1 verified value objects, this reads every
+        cloud's metadata and whole value object (window by window).
+        """
+        meta, _, _, faults, _ = self._check_all(data_unit)
+        return CheckResult(data_unit=data_unit, version=meta.version, faults=faults)
+
+    def clouds_of(self, data_unit):
+        """The cloud names ``data_unit``'s newest valid version is stored on.
+
+        Asks every cloud (an object of a restricted project lives on a subset of them);
+        format 2 versions name none: every cloud, in order. Raises
+        :class:`~.errors.NotFoundError` when no cloud holds valid metadata.
+        """
+        results = self._collect(
+            self._submit(lambda index: self._get_metadata(data_unit, index, False),
+                         range(self.n)), 'get', lambda r: False)
+        valid = [value[0] for ok, value in results.values() if ok and value is not None]
+        if not valid:
+            raise errors.NotFoundError(data_unit)
+        newest = max(valid, key=lambda meta: meta.version)
+        return newest.clouds or self.names
+
+    def list_data_units(self):
+        """Union of the data units any reachable cloud holds, with per-cloud failures."""
+        units = set()
+        failures = {}
+        results = self._collect(self._submit(lambda i: self.clouds[i].list(''),
+                                             range(self.n)), 'list', lambda r: False)
+        for index, (ok, value) in results.items():
+            if ok:
+                units.update(key.split('/', 1)[0] for key in value if '/' in key)
+            else:
+                failures[self.clouds[index].name] = str(value)
+        return sorted(units), failures
+
+    def _rebuilt(self, meta, sources, missing):
+        """Chunk iterators of the value objects of ``missing`` clouds.
+
+        Rebuilt window by window from the verified ``sources``; each raises before its
+        last chunk unless the result matches the signed digest, so no upload of a wrong
+        object completes.
+        """
+        reader = VersionReader(self, meta, [], {})
+        reader.depsky = _NoOffload(self)
+        reader._sources = sources
+        where = reader.layout
+        k = meta.f + 1
+        driver = coding.ec_driver(k, meta.n - k)
+        shares = {index: (index + 1, shamir.interpolate([s.share for s in sources], index + 1))
+                  for index in missing}
+        lock = threading.Lock()
+        cache = {}
+
+        windows = -(-where.count // reader.window)
+
+        def window(number):
+            # The first rebuilt cloud to need a window decodes it for all of them (one
+            # window is kept: a cloud that falls behind has it fetched again).
+            with lock:
+                if number not in cache:
+                    cache.clear()
+                    for source in sources:
+                        for ahead in (number, number + 1):
+                            if source.pieces is None and ahead < windows and \
+                                    ahead not in source.windows:
+                                reader._window_future(source.index, ahead, source)
+                    parts = [reader._window_pieces(source, number) for source in sources]
+                    first, stop = reader._window_bounds(number)
+                    rebuilt = {index: [] for index in missing}
+                    for position, segment in enumerate(range(first, stop)):
+                        try:
+                            pieces = driver.reconstruct([part[position] for part in parts],
+                                                        list(missing))
+                        except Exception as exc:  # pyeclib's own error family
+                            raise errors.FragmentError(
+                                'fragment', where.offset(segment),
+                                'reconstruction of segment %d failed: %s' % (segment, exc))
+                        for index, piece in zip(missing, pieces):
+                            rebuilt[index].append(piece)
+                    cache[number] = rebuilt
+                return cache[number]
+
+        def chunks(index):
+            hashes = []
+            whole = hashlib.sha256()
+            header = None
+            if meta.value_format == coding.FORMAT_2:
+                header = coding.value_header(index, shares[index])
+                whole.update(header)
+                yield header
+            for number in range(windows):
+                pieces = window(number)[index]
+                for piece in pieces:
+                    hashes.append(coding.piece_hash(piece))
+                    whole.update(piece)
+                if meta.value_format == coding.FORMAT_2 and number == windows - 1:
+                    # Format 2: the digest covers everything; hold back the last window.
+                    if whole.hexdigest() != meta.digests[index]:
+                        raise errors.FragmentError('digest', 0, 'rebuilt value object does '
+                                                   'not match the signed digest')
+                yield from pieces
+            if meta.value_format == coding.FORMAT_3:
+                trailer = coding.fixed_fields(coding.FORMAT_3, index, shares[index]) + \
+                    b''.join(hashes)
+                if coding.digest(trailer) != meta.digests[index]:
+                    raise errors.FragmentError('digest', where.pieces_end, 'rebuilt value '
+                                               'object does not match the signed digest')
+                yield trailer
+
+        return {index: chunks(index) for index in missing}
+
+    def repair(self, data_unit, collect_garbage=True):
+        """Rewrite missing, stale or bad value objects and metadata of ``data_unit``.
+
+        Needs no writer key: a missing value object is rebuilt from f + 1 good ones (the
+        erasure code reconstructs its fragments, Lagrange interpolation its key share) and
+        must match the digest in the signed metadata before its upload completes. With
+        ``collect_garbage`` the value objects of older versions are deleted too.
+        """
+        meta, signed, answers, faults, verified = self._check_all(data_unit)
+        if len(verified) < self.f + 1:
+            raise errors.QuorumError('repair', data_unit, self.f + 1,
+                                     {fault.cloud: fault.reason for fault in faults.values()})
+        repaired = {}
+        failed = {}
+        missing = [index for index in range(self.n) if index not in verified]
+        rebuilt = {}
+        if missing:
+            sources = [verified[index] for index in sorted(verified)[:self.f + 1]]
+            rebuilt = self._rebuilt(meta, sources, missing)
+        metadata_targets = [index for index in range(self.n)
+                            if not (isinstance(answers.get(index), tuple)
+                                    and answers[index][1] == signed)]
+        key = value_key(data_unit, meta.version)
+        length = coding.layout_of(meta).total
+
+        def fix(index):
+            cloud = self.clouds[index]
+            done = []
+            if index in rebuilt:
+                cloud.put_stream(key, rebuilt[index], length)
+                done.append('value object')
+            if index in metadata_targets:
+                cloud.put(metadata_key(data_unit), signed)
+                done.append('metadata')
+            if collect_garbage:
+                keep = {metadata_key(data_unit), key}
+                for name in cloud.list(data_unit + '/'):
+                    if name not in keep:
+                        cloud.delete(name)
+                        done.append('deleted %s' % name.split('/', 1)[1])
+            return done
+
+        targets = sorted(set(rebuilt) | set(metadata_targets)
+                         | (set(range(self.n)) if collect_garbage else set()))
+        # The rebuilt uploads share the windows they are rebuilt from: run them together.
+        results = self._collect(self._submit(fix, targets), 'repair', lambda r: False)
+        for index, (ok, value) in results.items():
+            name = self.clouds[index].name
+            if ok and value:
+                repaired[name] = ', '.join(value)
+            elif not ok:
+                failed[name] = str(value)
+        return RepairResult(data_unit=data_unit, version=meta.version, repaired=repaired,
+                            failed=failed)
 
     # -- delete ---------------------------------------------------------------------------
 
@@ -589,95 +1186,13 @@ class DepSkyCA:
                                      {fault.cloud: fault.reason for fault in faults.values()})
         return faults
 
-    # -- repair ---------------------------------------------------------------------------
 
-    def list_data_units(self):
-        """Union of the data units any reachable cloud holds, with per-cloud failures."""
-        units = set()
-        failures = {}
-        results = self._collect(self._submit(lambda i: self.clouds[i].list(''),
-                                             range(self.n)), 'list', lambda r: False)
-        for index, (ok, value) in results.items():
-            if ok:
-                units.update(key.split('/', 1)[0] for key in value if '/' in key)
-            else:
-                failures[self.clouds[index].name] = str(value)
-        return sorted(units), failures
+class _NoOffload:
+    """A view of a :class:`DepSkyCA` for work inside executor threads: no ``offload``."""
 
-    def repair(self, data_unit, collect_garbage=True):
-        """Rewrite missing, stale or bad value objects and metadata of ``data_unit``.
+    def __init__(self, depsky):
+        self._depsky = depsky
+        self.offload = _inline
 
-        Needs no writer key: a missing value object is rebuilt from f + 1 good ones (the
-        erasure code reconstructs its fragment, Lagrange interpolation its key share) and
-        must match the digest in the signed metadata before it is stored. With
-        ``collect_garbage`` the value objects of older versions are deleted too.
-        """
-        best, answers, faults = self._read_metadata(data_unit, wait_all=True)
-        if best is None:
-            raise errors.NotFoundError(data_unit)
-        meta, signed = best
-        verified = self._fetch_values(meta, range(self.n), faults, self.n)
-        if len(verified) < self.f + 1:
-            raise errors.QuorumError('repair', data_unit, self.f + 1,
-                                     {fault.cloud: fault.reason for fault in faults.values()})
-        repaired = {}
-        failed = {}
-        rebuilt = {}
-        missing = [index for index in range(self.n) if index not in verified]
-        if missing:
-            k = self.f + 1
-            sources = sorted(verified.items())[:k]
-            parsed = [coding.parse_value_object(data, index, meta) for index, data in sources]
-            shares = [share for share, _ in parsed]
-            parts = {index: [coding.value_header(index, (index + 1, shamir.interpolate(
-                shares, index + 1)))] for index in missing}
-            driver = coding.ec_driver(k, self.n - k)
-            for segment, (_, _, offset) in enumerate(coding.layout(
-                    meta.size, meta.segment_size, self.n, self.f)):
-                try:
-                    pieces = driver.reconstruct([pieces[segment] for _, pieces in parsed],
-                                                missing)
-                except Exception as exc:  # pyeclib's own error family
-                    raise errors.FragmentError('fragment', offset, 'reconstruction of '
-                                               'segment %d failed: %s' % (segment, exc))
-                for index, piece in zip(missing, pieces):
-                    parts[index].append(piece)
-            for index in missing:
-                value = b''.join(parts[index])
-                if coding.digest(value) != meta.digests[index]:
-                    failed[self.clouds[index].name] = ('rebuilt value object does not match '
-                                                       'the signed digest')
-                    continue
-                rebuilt[index] = value
-        metadata_targets = [index for index in range(self.n)
-                            if not (isinstance(answers.get(index), tuple)
-                                    and answers[index][1] == signed)]
-
-        def fix(index):
-            cloud = self.clouds[index]
-            done = []
-            if index in rebuilt:
-                cloud.put(value_key(data_unit, meta.version), rebuilt[index])
-                done.append('value object')
-            if index in metadata_targets:
-                cloud.put(metadata_key(data_unit), signed)
-                done.append('metadata')
-            if collect_garbage:
-                keep = {metadata_key(data_unit), value_key(data_unit, meta.version)}
-                for key in cloud.list(data_unit + '/'):
-                    if key not in keep:
-                        cloud.delete(key)
-                        done.append('deleted %s' % key.split('/', 1)[1])
-            return done
-
-        targets = sorted(set(rebuilt) | set(metadata_targets)
-                         | (set(range(self.n)) if collect_garbage else set()))
-        results = self._collect(self._submit(fix, targets), 'repair', lambda r: False)
-        for index, (ok, value) in results.items():
-            name = self.clouds[index].name
-            if ok and value:
-                repaired[name] = ', '.join(value)
-            elif not ok:
-                failed[name] = str(value)
-        return RepairResult(data_unit=data_unit, version=meta.version, repaired=repaired,
-                            failed=failed)
+    def __getattr__(self, name):
+        return getattr(self._depsky, name)

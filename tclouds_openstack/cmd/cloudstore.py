@@ -16,28 +16,28 @@ import sys
 
 from tclouds_openstack.cloudstore import errors
 from tclouds_openstack.cloudstore import protocol
+from tclouds_openstack.cloudstore import settings as settings_mod
 
 
 def _settings(path, section):
-    from tclouds_openstack.swift import cloudstore as middleware
     parser = configparser.ConfigParser(interpolation=None)
     if not parser.read(path):
         raise SystemExit('tclouds-cloudstore: cannot read %s' % path)
     if not parser.has_section(section):
         raise SystemExit('tclouds-cloudstore: %s has no [%s] section' % (path, section))
     try:
-        return middleware.Settings(dict(parser.items(section)))
+        return settings_mod.Settings(dict(parser.items(section)))
     except ValueError as exc:
         raise SystemExit('tclouds-cloudstore: %s' % exc)
 
 
 def _check(depsky, unit):
     try:
-        result = depsky.read(unit)
+        result = depsky.check(unit)
     except errors.CloudStoreError as exc:
         return {'data_unit': unit, 'error': str(exc)}, False
     faults = {name: str(fault) for name, fault in result.faults.items()}
-    return {'data_unit': unit, 'version': result.metadata.version, 'faults': faults}, \
+    return {'data_unit': unit, 'version': result.version, 'faults': faults}, \
         not faults
 
 
@@ -77,11 +77,25 @@ def main(argv=None):
             units, failures = depsky.list_data_units()
             for name, reason in sorted(failures.items()):
                 print(json.dumps({'cloud': name, 'error': 'cannot list: %s' % reason}))
+        by_name = {cloud.name: cloud for cloud in clouds}
         for unit in units:
+            try:
+                # An object of a restricted project lives on the clouds of its countries.
+                names = depsky.clouds_of(unit)
+                unknown = [name for name in names if name not in by_name]
+                if unknown:
+                    raise errors.CloudStoreError('stored on cloud(s) %s, which %s does not '
+                                                 'configure' % (', '.join(unknown),
+                                                                args.proxy_conf))
+                placed = depsky.subset([by_name[name] for name in names])
+            except errors.CloudStoreError as exc:
+                print(json.dumps({'data_unit': unit, 'error': str(exc)}, sort_keys=True))
+                ok = False
+                continue
             if args.command == 'check':
-                report, good = _check(depsky, unit)
+                report, good = _check(placed, unit)
             else:
-                report, good = _repair(depsky, unit, not args.keep_old_versions)
+                report, good = _repair(placed, unit, not args.keep_old_versions)
             ok = ok and good
             print(json.dumps(report, sort_keys=True))
     return 0 if ok else 1

@@ -34,6 +34,8 @@ CREATED = 1767225600
 SECRETS = (b'Jane Roe', b'PATIENT RECORD', b'metformin', OBJECT.encode())
 CORRUPTED = 1           # provider_b: bit rot or a malicious provider
 OFFLINE = (2, 3)        # provider_c and provider_d: an outage beyond f
+#: The most the demo accepts when it looks at what a provider holds (reads are bounded).
+INSPECT_LIMIT = 16 * 1024 * 1024
 
 
 def patient_record(visits=2400, extra=b''):
@@ -149,8 +151,9 @@ def run(demo):
         report.step('%s holds %d objects, %s bytes (value object %s, metadata %s); '
                     'plaintext on its disk: %s'
                     % (name, len(files), _size(held),
-                       _size(len(clouds.clouds[index].get(value_key))),
-                       _size(len(clouds.clouds[index].get(protocol.metadata_key(unit)))),
+                       _size(len(clouds.clouds[index].get(value_key, INSPECT_LIMIT))),
+                       _size(len(clouds.clouds[index].get(protocol.metadata_key(unit),
+                                                          INSPECT_LIMIT))),
                        'FOUND %s' % ', '.join(found) if found else
                        'none (searched "Jane Roe", "PATIENT RECORD", "metformin", the '
                        'object name)'),
@@ -158,7 +161,7 @@ def run(demo):
     report.note('stored on all clouds together: %s bytes, %.2fx the record (each cloud '
                 'half of the ciphertext, one key share, signed metadata)'
                 % (_size(total), total / len(record)))
-    alone = clouds.clouds[0].get(value_key)
+    alone = clouds.clouds[0].get(value_key, INSPECT_LIMIT)
     try:
         coding.decode({0: alone}, meta)
         report.step('%s\'s value object alone DECODED (must be impossible)' % names[0],
@@ -184,10 +187,11 @@ def run(demo):
         stream.write(data)
     report.note('%s: one bit flipped at offset %s of its value object, on its disk (bit rot '
                 'or a malicious provider)' % (bad, _size(offset)))
-    # As the Swift middleware reads: the stub pins version 1, so the value objects of the
-    # first f + 1 clouds are fetched at once, provider_b's among them.
+    # As the Swift middleware reads: the stub pins version 1 and its size, so the value
+    # objects of the first f + 1 clouds are fetched at once, provider_b's among them
+    # (which makes it judged on every run, whichever cloud answers first).
     sealed = clouds.sealed
-    read, _ = clouds.run('read', unit, expected_version=1)
+    read, _ = clouds.run('read', unit, expected_version=1, expected_size=len(record))
     report.step('read with %s corrupt: still the right %s bytes (the next cloud\'s value '
                 'object was fetched instead)' % (bad, _size(len(read.data))),
                 ok=read.data == record)
@@ -220,7 +224,8 @@ def run(demo):
     leftovers = ['%s: %s' % (cloud.name, key) for cloud in reachable
                  for key in cloud.list(unit + '/')
                  if key not in (protocol.metadata_key(unit), value_key)]
-    current = {cloud.name: metadata_mod.parse(cloud.get(protocol.metadata_key(unit)),
+    current = {cloud.name: metadata_mod.parse(cloud.get(protocol.metadata_key(unit),
+                                                        INSPECT_LIMIT),
                                               clouds.key.public_key(), unit).version
                for cloud in reachable}
     report.step('nothing half-committed: the signed metadata on %s still names version %s, '
@@ -250,8 +255,11 @@ def run(demo):
                 'signed digest before it was stored' % bad)
     clouds.history[bad].append('value object rebuilt by repair')
     neighbour = CORRUPTED + 1
-    pair = {index: clouds.clouds[index].get(value_key) for index in (CORRUPTED, neighbour)}
-    matches = all(coding.digest(pair[index]) == meta.digests[index] for index in pair)
+    pair = {index: clouds.clouds[index].get(value_key, INSPECT_LIMIT)
+            for index in (CORRUPTED, neighbour)}
+    trailer = coding.layout_of(meta).pieces_end
+    matches = all(coding.digest(pair[index][trailer:]) == meta.digests[index]
+                  for index in pair)
     try:
         decoded = coding.decode(pair, meta) if matches else None
         detail = None if matches else 'a value object does not match its signed digest'

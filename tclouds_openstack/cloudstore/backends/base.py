@@ -4,8 +4,15 @@ A backend is one independent storage provider holding opaque objects under strin
 in one container or bucket. The protocol assumes nothing else: a backend may lose,
 replay or corrupt data (the protocol detects that), but it must signal failures with the
 exceptions below and never return partial data as success.
+
+Every read is bounded: the caller says how many bytes it will accept (the metadata limit,
+or the exact length the signed metadata implies), a driver asks the provider for no more
+(an HTTP ``Range``) and :class:`Backend` stops reading once the bound is passed, whatever
+the provider sends. A provider serving a 768 MiB "metadata" object costs the gateway one
+chunk of memory, not 768 MiB. ``bytes_read`` counts what was received from the provider.
 """
 import abc
+import threading
 
 from tclouds_openstack.cloudstore import errors
 
@@ -30,11 +37,18 @@ def timeout_option(cloud, options, default=10.0):
     return timeout
 
 
+#: Largest piece a driver hands over at once while reading (bounds a read's buffers).
+READ_CHUNK_BYTES = 256 * 1024
+
+
 class Backend(abc.ABC):
     """One cloud. ``name`` identifies it in reports, logs and errors."""
 
     def __init__(self, name):
         self.name = name
+        #: Bytes received from the provider by every read so far.
+        self.bytes_read = 0
+        self._count_lock = threading.Lock()
 
     @abc.abstractmethod
     def put(self, key, data):
@@ -55,13 +69,60 @@ class Backend(abc.ABC):
         self.put(key, b''.join(chunks))
 
     @abc.abstractmethod
-    def get(self, key):
-        """Return the bytes stored under ``key``.
+    def _read(self, key, start, length):
+        """Yield the bytes stored under ``key`` from offset ``start``, in order.
 
-        Raises :class:`~..errors.BackendNotFound` when the provider answers that the key
-        does not exist, :class:`~..errors.BackendError` on any other failure, including a
-        transfer cut short (never partial bytes).
+        ``length`` (None: to the end) is the most the caller will use; the driver asks the
+        provider for no more than that and yields no more than that, in chunks of at most
+        :data:`READ_CHUNK_BYTES`. Fewer bytes than asked are fine when the object ends
+        before (the caller checks lengths); a start beyond the end yields nothing.
+        Closing the generator early must release the connection without reading the
+        rest. Raises :class:`~..errors.BackendNotFound` when the key does not exist,
+        :class:`~..errors.BackendError` on any other failure, including a transfer cut
+        short of what the provider announced.
         """
+
+    def _bounded(self, key, start, length):
+        """Chunks of :meth:`_read`, counted, never more than ``length`` bytes in total."""
+        remaining = length
+        chunks = self._read(key, start, length)
+        try:
+            for chunk in chunks:
+                if remaining is not None:
+                    chunk = chunk[:remaining]
+                    remaining -= len(chunk)
+                with self._count_lock:
+                    self.bytes_read += len(chunk)
+                if chunk:
+                    yield chunk
+                if remaining == 0:
+                    return
+        finally:
+            chunks.close()
+
+    def get(self, key, limit):
+        """Return the bytes stored under ``key``, which may be at most ``limit`` bytes.
+
+        At most ``limit + 1`` bytes are read: a longer object raises
+        :class:`~..errors.ObjectTooLarge` (the provider is serving something no writer
+        stored). Raises :class:`~..errors.BackendNotFound` when the provider answers that
+        the key does not exist, :class:`~..errors.BackendError` on any other failure,
+        including a transfer cut short (never partial bytes).
+        """
+        data = bytearray()
+        for chunk in self._bounded(key, 0, limit + 1):
+            data += chunk
+            if len(data) > limit:
+                raise errors.ObjectTooLarge(self.name, key, limit)
+        return bytes(data)
+
+    def get_range(self, key, start, length):
+        """Return at most ``length`` bytes of ``key`` from offset ``start``.
+
+        Fewer bytes mean the object is shorter (the caller, knowing the exact length it
+        expects, decides that this is a fault); the failures are those of :meth:`get`.
+        """
+        return b''.join(self._bounded(key, start, length))
 
     @abc.abstractmethod
     def delete(self, key):

@@ -17,6 +17,7 @@ unreadable directory, or any other ``OSError``, is a
 operation.
 """
 import os
+import stat
 import tempfile
 import urllib.parse
 
@@ -143,16 +144,40 @@ class DirectoryBackend(base.Backend):
         except OSError as exc:
             raise self._error(operation, key, exc)
 
-    def get(self, key):
+    def _read(self, key, start, length):
         path = self._filename('get', key)
         try:
-            with open(path, 'rb') as stream:
-                return stream.read()
+            # O_NONBLOCK: a FIFO planted under a key must not hang the reader.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             self._check_directory('get', key)
             raise errors.BackendNotFound(self.name, key)
         except OSError as exc:
             raise self._error('get', key, exc)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise errors.BackendError(self.name, 'get', '%s: %s' % (
+                    key, 'Is a directory' if stat.S_ISDIR(mode) else 'not a regular file'))
+            stream = os.fdopen(fd, 'rb', buffering=0)
+        except BaseException:
+            os.close(fd)
+            raise
+        with stream:
+            try:
+                stream.seek(start)
+                remaining = length
+                while remaining is None or remaining > 0:
+                    size = base.READ_CHUNK_BYTES if remaining is None else min(
+                        remaining, base.READ_CHUNK_BYTES)
+                    chunk = stream.read(size)
+                    if not chunk:
+                        return
+                    if remaining is not None:
+                        remaining -= len(chunk)
+                    yield chunk
+            except OSError as exc:
+                raise self._error('get', key, exc)
 
     def delete(self, key):
         path = self._filename('delete', key)

@@ -48,6 +48,8 @@ class S3Backend(base.Backend):
             code = str(exc.response.get('Error', {}).get('Code', ''))
             if code in _NOT_FOUND and operation == 'get':
                 raise errors.BackendNotFound(self.name, key)
+            if code in ('InvalidRange', '416') and operation == 'get':
+                return None  # a ranged read starting beyond the object's end
             if code == 'NoSuchBucket' and operation == 'list':
                 return []   # a bucket not created yet holds nothing
             raise errors.BackendError(self.name, operation, '%s: %s' % (key, exc))
@@ -58,15 +60,31 @@ class S3Backend(base.Backend):
     def put(self, key, data):
         self._call('put', key, self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
 
-    def get(self, key):
-        def fetch(**kwargs):
-            response = self.client.get_object(**kwargs)
-            body = response['Body'].read()
-            if len(body) != response['ContentLength']:
-                raise errors.BackendError(self.name, 'get', '%s: %d of %d bytes received'
-                                          % (key, len(body), response['ContentLength']))
-            return body
-        return self._call('get', key, fetch, Bucket=self.bucket, Key=key)
+    def _read(self, key, start, length):
+        if length == 0:
+            return
+        kwargs = {'Bucket': self.bucket, 'Key': key}
+        if start or length is not None:
+            kwargs['Range'] = 'bytes=%d-%s' % (
+                start, '' if length is None else start + length - 1)
+        response = self._call('get', key, self.client.get_object, **kwargs)
+        if response is None:
+            return              # the object ends before ``start``
+        body = response['Body']
+        try:
+            while True:
+                try:
+                    # botocore's StreamingBody raises IncompleteReadError at the end of a
+                    # transfer cut short of its Content-Length.
+                    chunk = body.read(base.READ_CHUNK_BYTES)
+                except Exception as exc:
+                    raise errors.BackendError(self.name, 'get', '%s: %s: %s'
+                                              % (key, type(exc).__name__, exc))
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            body.close()
 
     def delete(self, key):
         # S3 DELETE of an absent key is already a success (204).

@@ -84,13 +84,52 @@ class SwiftBackend(base.Backend):
         self._call('put', 'put_object', self.container, key, body, content_length=length,
                    content_type='application/octet-stream')
 
-    def get(self, key):
-        headers, body = self._call('get', 'get_object', self.container, key)
-        length = headers.get('content-length')
-        if length is not None and int(length) != len(body):
-            raise errors.BackendError(self.name, 'get', '%s: %d of %s bytes received'
-                                      % (key, len(body), length))
-        return body
+    def _read(self, key, start, length):
+        if length == 0:
+            return
+        headers = {}
+        if start or length is not None:
+            headers['Range'] = 'bytes=%d-%s' % (
+                start, '' if length is None else start + length - 1)
+        conn = self._connection()
+        try:
+            response, body = conn.get_object(self.container, key, headers=headers,
+                                             resp_chunk_size=base.READ_CHUNK_BYTES)
+        except swift_exceptions.ClientException as exc:
+            conn.close()
+            if exc.http_status == 404:
+                raise errors.BackendNotFound(self.name, key)
+            if exc.http_status == 416:
+                return          # the object ends before ``start``
+            raise errors.BackendError(self.name, 'get', '%s' % exc)
+        except Exception as exc:  # requests/urllib3/socket errors
+            conn.close()
+            raise errors.BackendError(self.name, 'get', '%s: %s' % (type(exc).__name__, exc))
+        complete = False
+        try:
+            announced = response.get('content-length')
+            received = 0
+            while True:
+                try:
+                    chunk = next(body, b'')
+                except Exception as exc:  # connection lost or timed out mid-body
+                    raise errors.BackendError(self.name, 'get', '%s: %s: %s'
+                                              % (key, type(exc).__name__, exc))
+                if not chunk:
+                    break
+                received += len(chunk)
+                yield chunk
+            if announced is not None and received < int(announced):
+                raise errors.BackendError(self.name, 'get', '%s: %d of %s bytes received'
+                                          % (key, received, announced))
+            complete = True
+        finally:
+            if complete:
+                self._pool.put(conn)
+            else:
+                # Stopped early (or failed): drop the connection, never drain the rest.
+                body.close()
+                conn.close()
 
     def delete(self, key):
         self._call('delete', 'delete_object', self.container, key)

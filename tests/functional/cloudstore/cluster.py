@@ -30,8 +30,9 @@ TMPFS = pathlib.Path(os.environ.get('TCLOUDS_CLOUDSTORE_TMPFS', '/dev/shm'))
 # A front proxy has Swift's usual middlewares around cloudstore; a backend cloud only what
 # the cloudstore backends use (fewer middlewares: less CPU per fragment on a small box).
 _FRONT_PIPELINE = ('catch_errors gatekeeper healthcheck proxy-logging cache listing_formats '
-                   'bulk tempauth copy slo dlo versioned_writes symlink %(cloudstore)s '
+                   'bulk %(auth)s copy slo dlo versioned_writes symlink %(cloudstore)s '
                    'proxy-logging proxy-server')
+_KEYSTONE_AUTH = 'authtoken keystoneauth'
 _BACKEND_PIPELINE = ('catch_errors gatekeeper healthcheck proxy-logging cache listing_formats '
                      '%(s3api)s tempauth proxy-logging proxy-server')
 
@@ -81,6 +82,9 @@ use = egg:swift#versioned_writes
 allow_versioned_writes = true
 [filter:symlink]
 use = egg:swift#symlink
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+operator_roles = admin, member
 %(extra)s
 """
 
@@ -112,17 +116,28 @@ def free_slots(count, first=0):
         count, PORT_BASE, PORT_BASE + 100 * PORTS_PER_SLOT - 1))
 
 
-def cloudstore_section(clouds, writer_key_file, f=1, fault_log=None, timeout=5):
-    """``[filter:cloudstore]`` for a front proxy over ``clouds`` (a list of Cluster)."""
+def cloudstore_section(clouds, writer_key_file, f=1, fault_log=None, timeout=5,
+                       countries=None, tclouds_config_file=None):
+    """``[filter:cloudstore]`` for a front proxy over ``clouds`` (a list of Cluster).
+
+    ``countries`` maps cloud names to their country; without ``tclouds_config_file``
+    (which reads projects' trust requirements) every project's objects go to all clouds.
+    """
     lines = ['[filter:cloudstore]', 'use = egg:tclouds-openstack#cloudstore',
              'policies = cloudofclouds', 'f = %d' % f, 'timeout = %s' % timeout,
              'writer_key_file = %s' % writer_key_file,
              'clouds = %s' % ', '.join(cluster.name for cluster in clouds)]
+    if tclouds_config_file:
+        lines.append('tclouds_config_file = %s' % tclouds_config_file)
+    else:
+        lines.append('project_requirements = false')
     if fault_log:
         lines.append('fault_log = %s' % fault_log)
     for cluster in clouds:
         for key, value in sorted(cluster.backend_options().items()):
             lines.append('cloud_%s_%s = %s' % (cluster.name, key, value))
+        if (countries or {}).get(cluster.name):
+            lines.append('cloud_%s_country = %s' % (cluster.name, countries[cluster.name]))
     return '\n'.join(lines) + '\n'
 
 
@@ -130,8 +145,15 @@ class Cluster:
     """One Swift cluster in its own process; devices and config under a tmpfs dir."""
 
     def __init__(self, name, slot, root, s3api=False, cloudstore=None, log_level='ERROR',
-                 backend_only=False):
+                 backend_only=False, keystone_authtoken=None):
+        """A cluster; with ``keystone_authtoken`` its proxy trusts a real Keystone.
+
+        ``keystone_authtoken`` holds the ``[keystone_authtoken]`` options of a Keystone
+        (tests/functional/personas.py): tenants then authenticate with Keystone tokens
+        (authtoken + keystoneauth) instead of tempauth.
+        """
         self.name = name
+        self.keystone_authtoken = keystone_authtoken
         self.backend_only = backend_only
         self.port = slot_port(slot)
         self.dir = pathlib.Path(root) / name
@@ -169,10 +191,18 @@ class Cluster:
                                                             'policy': policy})
         template = _BACKEND_PIPELINE if self.backend_only else _FRONT_PIPELINE
         pipeline = template % {'s3api': 's3api' if self.s3api else '',
-                               'cloudstore': 'cloudstore' if self.cloudstore else ''}
+                               'cloudstore': 'cloudstore' if self.cloudstore else '',
+                               'auth': _KEYSTONE_AUTH if self.keystone_authtoken
+                               else 'tempauth'}
+        extra = self.cloudstore or ''
+        if self.keystone_authtoken:
+            extra += '\n[filter:authtoken]\n%s\n' % '\n'.join(
+                ['paste.filter_factory = keystonemiddleware.auth_token:filter_factory',
+                 'delay_auth_decision = false']
+                + ['%s = %s' % item for item in sorted(self.keystone_authtoken.items())])
         (self.dir / 'proxy-server.conf').write_text(_PROXY_CONF % {
             'dir': self.dir, 'pipeline': ' '.join(pipeline.split()), 'name': self.name,
-            'extra': self.cloudstore or '', 'log_level': self.log_level})
+            'extra': extra, 'log_level': self.log_level})
         (self.dir / 'cluster.json').write_text(json.dumps({
             'name': self.name, 'dir': str(self.dir), 'port': self.port}))
 

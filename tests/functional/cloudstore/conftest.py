@@ -4,6 +4,7 @@ Session-scoped: starting the five processes takes about two seconds. Tests that 
 corrupt a cluster restore it before they finish (``clouds`` re-starts any cluster that
 is down at teardown).
 """
+import concurrent.futures
 import os
 import pathlib
 import shutil
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 import pytest
 import swiftclient
 
+from tclouds_openstack.cloudstore import protocol
 from tests.functional.cloudstore import cluster as cluster_mod
 
 N_CLOUDS = 4
@@ -85,3 +87,19 @@ def swift(front_proxy):
                                   retries=0, starting_backoff=0.01)
     yield conn
     conn.close()
+
+
+@pytest.fixture
+def container(swift):
+    name = 'c%s' % os.urandom(4).hex()
+    swift.put_container(name)
+    return name
+
+
+@pytest.fixture
+def reader(clouds, writer_key_file):
+    """The protocol in this process over the same clouds (to inspect what they hold)."""
+    key = serialization.load_pem_private_key(writer_key_file.read_bytes(), None)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        yield protocol.DepSkyCA([item.backend() for item in clouds], 1, key.public_key(),
+                                executor=pool, timeout=5)

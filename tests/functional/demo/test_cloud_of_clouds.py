@@ -13,7 +13,7 @@ def test_objects_chapter(tmp_path):
     assert 'plaintext on its disk: FOUND' not in out
     assert "provider_a's value object alone cannot be decoded" in out
     assert ('provider_b reported FAULTY: bad value object of version 1: value object at '
-            'offset 0 (digest): SHA-256') in out
+            'offset 0 (piece): piece of segment 0 does not match its hash') in out
     assert "fault(s) sealed into the demo's secure log as cloudstore.fault" in out
     assert ('write of version 2 refused: QuorumError in the value phase, needs 3 correct '
             'clouds, failed: provider_c, provider_d') in out

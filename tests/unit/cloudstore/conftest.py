@@ -23,11 +23,14 @@ class MemoryBackend(base.Backend):
         self._check('put')
         self.objects[key] = bytes(data)
 
-    def get(self, key):
+    def _read(self, key, start, length):
         self._check('get')
         if key not in self.objects:
             raise errors.BackendNotFound(self.name, key)
-        return self.objects[key]
+        data = self.objects[key]
+        stop = len(data) if length is None else min(len(data), start + length)
+        for offset in range(start, stop, base.READ_CHUNK_BYTES):
+            yield data[offset:min(stop, offset + base.READ_CHUNK_BYTES)]
 
     def delete(self, key):
         self._check('delete')

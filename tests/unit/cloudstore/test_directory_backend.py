@@ -9,6 +9,9 @@ from tclouds_openstack.cloudstore.backends import directory
 from tclouds_openstack.cloudstore import errors
 from tclouds_openstack.cloudstore import protocol
 
+#: What the tests accept from a read (every read is bounded).
+LIMIT = 1 << 20
+
 
 @pytest.fixture
 def cloud(tmp_path):
@@ -42,9 +45,9 @@ def test_contract(cloud):
     cloud.put('unit/v1', b'one')
     cloud.put('other/v1', b'')
     cloud.put('unit/v1', b'one, replaced')
-    assert cloud.get('unit/meta') == b'metadata'
-    assert cloud.get('unit/v1') == b'one, replaced'
-    assert cloud.get('other/v1') == b''
+    assert cloud.get('unit/meta', LIMIT) == b'metadata'
+    assert cloud.get('unit/v1', LIMIT) == b'one, replaced'
+    assert cloud.get('other/v1', LIMIT) == b''
     assert cloud.list() == ['other/v1', 'unit/meta', 'unit/v1']
     assert cloud.list('unit/') == ['unit/meta', 'unit/v1']
     assert cloud.list('nothing') == []
@@ -53,7 +56,7 @@ def test_contract(cloud):
     assert cloud.list('unit/') == ['unit/meta']
     with pytest.raises(errors.BackendNotFound, match="cloud disk1: get failed: no object "
                                                      "'unit/v1'"):
-        cloud.get('unit/v1')
+        cloud.get('unit/v1', LIMIT)
 
 
 def test_keys_are_stored_flat_and_round_trip(cloud):
@@ -62,7 +65,7 @@ def test_keys_are_stored_flat_and_round_trip(cloud):
         cloud.put(key, b'%d' % number)
     assert cloud.list() == sorted(keys)
     for number, key in enumerate(keys):
-        assert cloud.get(key) == b'%d' % number
+        assert cloud.get(key, LIMIT) == b'%d' % number
     # One file per key directly in the directory, none of them hidden.
     assert all(not name.startswith('.') and '/' not in name for name in _files(cloud))
     assert len(_files(cloud)) == len(keys)
@@ -75,7 +78,7 @@ def test_keys_are_stored_flat_and_round_trip(cloud):
 def test_put_stream(cloud):
     cloud.put_stream('unit/v2', iter([b'abc', b'', b'def']), 6)
     cloud.put_stream('unit/v3', iter([b'abc']))
-    assert cloud.get('unit/v2') == b'abcdef' and cloud.get('unit/v3') == b'abc'
+    assert cloud.get('unit/v2', LIMIT) == b'abcdef' and cloud.get('unit/v3', LIMIT) == b'abc'
 
 
 def test_failing_stream_leaves_the_previous_object_and_no_partial_file(cloud):
@@ -89,7 +92,7 @@ def test_failing_stream_leaves_the_previous_object_and_no_partial_file(cloud):
         cloud.put_stream('unit/v1', chunks())
     with pytest.raises(errors.CloudStoreError, match='client went away'):
         cloud.put_stream('unit/v9', chunks())
-    assert cloud.get('unit/v1') == b'previous'
+    assert cloud.get('unit/v1', LIMIT) == b'previous'
     assert cloud.list() == ['unit/v1']
     assert _files(cloud) == ['unit%2Fv1']  # no temporary file left behind
 
@@ -104,7 +107,7 @@ def test_concurrent_writers_of_one_key_leave_one_whole_object(cloud):
     values = [bytes([number]) * 200000 for number in range(8)]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda value: cloud.put('unit/v1', value), values))
-    assert cloud.get('unit/v1') in values
+    assert cloud.get('unit/v1', LIMIT) in values
     assert _files(cloud) == ['unit%2Fv1']
 
 
@@ -121,7 +124,7 @@ def test_concurrent_writers_of_one_key_leave_one_whole_object(cloud):
 ])
 def test_traversal_and_bad_keys_are_refused(cloud, tmp_path, key, reason):
     for operation, call in (('put', lambda: cloud.put(key, b'x')),
-                            ('get', lambda: cloud.get(key)),
+                            ('get', lambda: cloud.get(key, LIMIT)),
                             ('delete', lambda: cloud.delete(key))):
         with pytest.raises(errors.BackendError) as info:
             call()
@@ -142,7 +145,7 @@ def test_foreign_files_are_not_listed(cloud):
 def test_missing_directory_is_a_backend_error(tmp_path):
     cloud = directory.DirectoryBackend('disk2', str(tmp_path / 'absent'))
     for operation, call in (('put', lambda: cloud.put('unit/v1', b'x')),
-                            ('get', lambda: cloud.get('unit/v1')),
+                            ('get', lambda: cloud.get('unit/v1', LIMIT)),
                             ('delete', lambda: cloud.delete('unit/v1')),
                             ('list', lambda: cloud.list())):
         with pytest.raises(errors.BackendError) as info:
@@ -152,7 +155,7 @@ def test_missing_directory_is_a_backend_error(tmp_path):
         assert str(info.value).startswith('cloud disk2: %s failed: ' % operation)
     cloud.ensure_container()
     cloud.put('unit/v1', b'x')
-    assert cloud.get('unit/v1') == b'x'
+    assert cloud.get('unit/v1', LIMIT) == b'x'
     assert os.stat(cloud.path).st_mode & 0o777 == 0o700
 
 
@@ -162,7 +165,7 @@ def test_directory_replaced_by_a_file_is_a_backend_error(cloud):
     with open(cloud.path, 'wb') as stream:
         stream.write(b'not a directory')
     for operation, call in (('put', lambda: cloud.put('unit/v1', b'x')),
-                            ('get', lambda: cloud.get('unit/v1')),
+                            ('get', lambda: cloud.get('unit/v1', LIMIT)),
                             ('delete', lambda: cloud.delete('unit/v1')),
                             ('list', lambda: cloud.list()),
                             ('ensure_container', cloud.ensure_container)):
@@ -178,7 +181,7 @@ def test_unreadable_object_is_a_backend_error(cloud):
     os.mkdir(os.path.join(cloud.path, 'unit%2Fv1'))
     with pytest.raises(errors.BackendError, match='cloud disk1: get failed: unit/v1: Is a '
                                                   'directory') as info:
-        cloud.get('unit/v1')
+        cloud.get('unit/v1', LIMIT)
     assert not isinstance(info.value, errors.BackendNotFound)
 
 

@@ -14,7 +14,7 @@ KEY = ed25519.Ed25519PrivateKey.generate()
 def _meta(**changes):
     fields = dict(data_unit='unit1', version=7, n=4, f=1, size=100, segment_size=65536,
                   nonce=b'\x01' * 12, digests=tuple('%064x' % i for i in range(4)),
-                  writer=metadata.key_id(KEY.public_key()))
+                  writer=metadata.key_id(KEY.public_key()), clouds=('c0', 'c1', 'c2', 'c3'))
     fields.update(changes)
     return metadata.Metadata(**fields)
 
@@ -22,7 +22,10 @@ def _meta(**changes):
 def _resign(document):
     body = document['body']
     canonical = json.dumps(body, sort_keys=True, separators=(',', ':')).encode()
-    document['signature'] = KEY.sign(metadata.SIGNING_CONTEXT + canonical).hex()
+    version_format = body.get('format')
+    context = metadata.SIGNING_CONTEXTS.get(
+        version_format if isinstance(version_format, str) else None, metadata.SIGNING_CONTEXT)
+    document['signature'] = KEY.sign(context + canonical).hex()
     return json.dumps(document).encode()
 
 
@@ -60,12 +63,50 @@ def test_other_data_unit_is_refused():
     ('segment_size', 4095, 'outside'),
     ('segment_size', 2 ** 27, 'outside'),
     ('format', 'other/1', 'expected'),
+    ('clouds', ['c0', 'c1', 'c2'], 'list of n=4 cloud names'),
+    ('clouds', 'c0,c1,c2,c3', 'list of n=4 cloud names'),
+    ('clouds', ['c0', 'c1', 'c2', 'c0'], 'names a cloud twice'),
 ])
 def test_signed_but_invalid_fields_are_named(field, value, message):
     document = json.loads(metadata.sign(_meta(), KEY))
     document['body'][field] = value
     with pytest.raises(errors.MetadataError, match=r'metadata\.%s: .*%s' % (field, message)):
         metadata.parse(_resign(document), KEY.public_key())
+
+
+@pytest.mark.parametrize('name', ['', 'a/b', 'x' * 65, 7, None])
+def test_bad_cloud_names_are_named(name):
+    document = json.loads(metadata.sign(_meta(), KEY))
+    document['body']['clouds'][2] = name
+    with pytest.raises(errors.MetadataError, match=r'metadata\.clouds\[2\]: expected 1-64'):
+        metadata.parse(_resign(document), KEY.public_key())
+
+
+def test_format_2_is_still_read_and_has_no_cloud_names():
+    old = _meta(format=metadata.FORMAT_2, clouds=None)
+    raw = metadata.sign(old, KEY)
+    assert b'"clouds"' not in raw
+    parsed = metadata.parse(raw, KEY.public_key())
+    assert parsed == old and parsed.value_format == 2 and parsed.clouds is None
+    # A format 2 body with format 3's field (or the reverse) is not a valid record.
+    document = json.loads(raw)
+    document['body']['clouds'] = ['c0', 'c1', 'c2', 'c3']
+    with pytest.raises(errors.MetadataError, match='unknown fields clouds'):
+        metadata.parse(_resign(document), KEY.public_key())
+    document = json.loads(metadata.sign(_meta(), KEY))
+    del document['body']['clouds']
+    with pytest.raises(errors.MetadataError, match='missing fields clouds'):
+        metadata.parse(_resign(document), KEY.public_key())
+
+
+def test_a_format_2_signature_does_not_verify_as_format_3():
+    # The signing context names the format: a body cannot be moved between formats.
+    document = json.loads(metadata.sign(_meta(), KEY))
+    canonical = json.dumps(document['body'], sort_keys=True, separators=(',', ':')).encode()
+    document['signature'] = KEY.sign(metadata.SIGNING_CONTEXTS[metadata.FORMAT_2]
+                                     + canonical).hex()
+    with pytest.raises(errors.MetadataError, match='signature'):
+        metadata.parse(json.dumps(document).encode(), KEY.public_key())
 
 
 def test_missing_and_extra_fields():
@@ -98,7 +139,8 @@ _json = st.recursive(
     max_leaves=20)
 
 
-@hypothesis.given(st.dictionaries(st.sampled_from(sorted(metadata._FIELDS) + ['x']), _json),
+@hypothesis.given(st.dictionaries(st.sampled_from(sorted(metadata._FIELDS[metadata.FORMAT])
+                                                  + ['x']), _json),
                   st.data())
 @hypothesis.settings(max_examples=300, deadline=None)
 def test_arbitrary_signed_documents_raise_only_metadata_error(changes, data):

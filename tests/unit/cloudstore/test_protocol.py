@@ -1,4 +1,5 @@
 import concurrent.futures
+import dataclasses
 import os
 
 import hypothesis
@@ -179,10 +180,30 @@ def test_configuration_errors(clouds, writer_key):
 
 def _encoded(data, segment_size=4096):
     nonce, values = coding.encode_value_objects(data, 'u', 1, 4, 1, segment_size)
+    where = coding.layout(len(data), segment_size, 4, 1)
     meta = metadata.Metadata('u', 1, 4, 1, len(data), nonce,
-                             tuple(coding.digest(v) for v in values), '0' * 64,
-                             segment_size=segment_size)
+                             tuple(coding.digest(v[where.pieces_end:]) for v in values),
+                             '0' * 64, segment_size=segment_size,
+                             clouds=('c0', 'c1', 'c2', 'c3'))
     return meta, values
+
+
+def _vouched(meta, values, pieces_of):
+    """Value objects made of other pieces, with trailers and signed digests to match.
+
+    What a faulty writer could produce: readers must still fail cleanly.
+    """
+    where = coding.layout_of(meta)
+    rebuilt = []
+    for value in values:
+        pieces = pieces_of([value[offset:offset + length] for _, length, offset in where])
+        fixed = value[where.pieces_end:where.pieces_end + coding.FIXED_BYTES]
+        rebuilt.append(b''.join(pieces) + fixed
+                       + b''.join(coding.piece_hash(piece) for piece in pieces))
+    vouched = dataclasses.replace(meta, digests=tuple(
+        coding.digest(value[where.pieces_end:]) if len(value) == where.total
+        else coding.digest(b'') for value in rebuilt))
+    return vouched, rebuilt
 
 
 def test_segments_of_any_chunking():
@@ -252,13 +273,19 @@ def test_a_failing_input_aborts_the_write_and_stores_nothing(clouds, writer_key)
 def test_swapped_segments_fail_the_tag_even_with_vouched_digests():
     data = os.urandom(3 * 4096)
     meta, values = _encoded(data)
-    segments = coding.layout(len(data), 4096, 4, 1)
-    swapped = []
-    for value in values:
-        pieces = [value[offset:offset + piece] for _, piece, offset in segments]
-        swapped.append(value[:coding.VALUE_HEADER_BYTES] + pieces[1] + pieces[0] + pieces[2])
+    meta, swapped = _vouched(meta, values, lambda pieces: [pieces[1], pieces[0], pieces[2]])
     with pytest.raises(errors.FragmentError, match='AES-GCM tag of segment 0'):
         coding.decode({0: swapped[0], 1: swapped[1]}, meta)
+
+
+def test_a_piece_that_does_not_match_the_trailer_is_named():
+    data = os.urandom(3 * 4096)
+    meta, values = _encoded(data)
+    where = coding.layout_of(meta)
+    bad = bytearray(values[1])
+    bad[where.offset(1) + 100] ^= 1
+    with pytest.raises(errors.FragmentError, match='piece of segment 1 does not match'):
+        coding.decode({0: values[0], 1: bytes(bad)}, meta)
 
 
 def test_truncated_value_object_names_the_length():
@@ -284,10 +311,15 @@ def test_signed_but_corrupted_value_objects_never_escape(garbage, cut):
     # must fail with FragmentError, never a pyeclib or struct exception.
     plain = b'data' * 2500
     meta, values = _encoded(plain)
-    broken = values[1][:coding.VALUE_HEADER_BYTES + cut] + garbage
-    broken += values[1][len(broken):]
+    where = coding.layout_of(meta)
+
+    def corrupt(pieces):
+        joined = b''.join(pieces)
+        joined = joined[:cut] + garbage + joined[cut + len(garbage):]
+        return [joined[offset:offset + length] for _, length, offset in where]
+    meta, vouched = _vouched(meta, values, corrupt)
     try:
-        data = coding.decode({0: values[0], 1: broken}, meta)
+        data = coding.decode({0: values[0], 1: vouched[1]}, meta)
     except errors.FragmentError:
         return
     assert data == plain

@@ -7,7 +7,7 @@ from tclouds_openstack.cloudstore import backends
 from tclouds_openstack.cloudstore.backends import s3
 from tclouds_openstack.cloudstore.backends import swift
 from tclouds_openstack.cloudstore import errors
-from tclouds_openstack.swift import cloudstore as middleware
+from tclouds_openstack.cloudstore import settings as settings_mod
 
 
 @pytest.fixture
@@ -20,7 +20,8 @@ def key_file(tmp_path):
 
 
 def _conf(key_file, **changes):
-    conf = {'clouds': 'a, b, c, d', 'writer_key_file': str(key_file)}
+    conf = {'clouds': 'a, b, c, d', 'writer_key_file': str(key_file),
+            'project_requirements': 'false'}
     for name in 'abc':
         conf.update({'cloud_%s_type' % name: 'swift', 'cloud_%s_auth_url' % name: 'http://x',
                      'cloud_%s_user' % name: 'u', 'cloud_%s_key' % name: 'k'})
@@ -31,7 +32,7 @@ def _conf(key_file, **changes):
 
 
 def test_valid_configuration_builds_both_backend_types(key_file):
-    settings = middleware.Settings(_conf(key_file))
+    settings = settings_mod.Settings(_conf(key_file))
     clouds = settings.build_clouds()
     assert [type(cloud) for cloud in clouds] == [swift.SwiftBackend] * 3 + [s3.S3Backend]
     assert settings.f == 1 and settings.policies == ['cloudofclouds']
@@ -44,24 +45,43 @@ def test_valid_configuration_builds_both_backend_types(key_file):
     ({'max_object_size': '1G'}, 'must be numbers'),
     ({'max_object_size': '0'}, 'max_object_size >= 1'),
     ({'writer_key_file': '/nonexistent/key.pem'}, 'cannot read the writer key'),
+    ({'window_segments': '0'}, 'window_segments >= 1'),
+    ({'clouds': 'a, b, c, d/e'}, "cloud name 'd/e'"),
+    ({'clouds': 'a, b, c, a'}, 'names a cloud twice'),
+    ({'cloud_a_country': 'EU'}, 'cloud_a_country: a host is labelled with exactly one'),
+    ({'cloud_a_country': 'XX'}, 'cloud_a_country'),
+    ({'cloud_a_country': 'DE,FR'}, 'cloud_a_country'),
+    ({'project_requirements': 'maybe'}, 'project_requirements must be true or false'),
+    ({'project_requirements': 'true'}, 'set tclouds_config_file'),
+    ({'reseller_prefix': ' , '}, 'reseller_prefix must name'),
 ])
 def test_bad_options_stop_the_proxy_with_a_reason(key_file, changes, message):
     with pytest.raises(ValueError, match=message):
-        middleware.Settings(_conf(key_file, **changes))
+        settings_mod.Settings(_conf(key_file, **changes))
+
+
+def test_cloud_countries(key_file):
+    settings = settings_mod.Settings(_conf(key_file, cloud_a_country='de', cloud_b_country='FR',
+                                           cloud_c_country=' nl '))
+    assert settings.placement.countries == {'a': 'DE', 'b': 'FR', 'c': 'NL', 'd': None}
+    # The country is the gateway's knowledge, not a driver option.
+    assert all('country' not in options for _, options in settings.cloud_options)
+    assert settings_mod.Settings(_conf(key_file, project_requirements='true',
+                                       tclouds_config_file='/x.conf')).project_requirements
 
 
 def test_missing_key_option_names_it(key_file):
     conf = _conf(key_file)
     del conf['writer_key_file']
     with pytest.raises(ValueError, match='writer_key_file'):
-        middleware.Settings(conf)
+        settings_mod.Settings(conf)
 
 
 def test_not_an_ed25519_key(tmp_path, key_file):
     bad = tmp_path / 'bad.pem'
     bad.write_bytes(b'-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')
     with pytest.raises(ValueError, match='writer key'):
-        middleware.Settings(_conf(key_file, writer_key_file=str(bad)))
+        settings_mod.Settings(_conf(key_file, writer_key_file=str(bad)))
 
 
 @pytest.mark.parametrize('options,message', [
@@ -79,7 +99,7 @@ def test_unreachable_cloud_raises_backend_error():
     cloud = backends.load('nowhere', {'type': 'swift', 'auth_url': 'http://127.0.0.1:9/auth',
                                       'user': 'u', 'key': 'k', 'timeout': '1'})
     with pytest.raises(errors.BackendError, match='cloud nowhere: get failed'):
-        cloud.get('x')
+        cloud.get('x', 100)
     s3cloud = backends.load('nowhere-s3', {'type': 's3', 'endpoint_url': 'http://127.0.0.1:9',
                                            'access_key': 'a', 'secret_key': 's',
                                            'timeout': '1'})
