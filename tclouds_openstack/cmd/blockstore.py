@@ -1,9 +1,10 @@
-"""``tclouds-blockstore``: create, serve, check and inspect protected volumes.
+"""``tclouds-blockstore``: create, serve, check, inspect, resize, rotate and upgrade volumes.
 
 Keys come from a file (``--key-file``, development) or the key manager (``--key-id``,
 through castellan as configured by ``--config-file``); the freshness anchor from a file
-(``--anchor PATH``) or the key service (``--anchor key-service``: the key release API,
-reached with the ``[tclouds_key_manager]`` credentials of ``--config-file``). ``serve``
+(``--anchor PATH``) or the key service (``--anchor key-service:<Cinder volume ID>``: the
+key release API, reached with the ``[tclouds_key_manager]`` credentials of
+``--config-file``). ``serve``
 replaces itself with nbdkit (its PID is the server's) and hands the key over an inherited
 pipe, never a file. Exit codes: 0 fine, 1 an integrity check
 failed (``check`` names the first bad sector), 2 unusable input (wrong key, bad header,
