@@ -8,6 +8,7 @@ stdout), 2 unusable input or configuration (one line on stderr, never a tracebac
 import argparse
 import base64
 import json
+import os
 import sys
 
 from oslo_config import cfg
@@ -27,7 +28,9 @@ def _conf(args):
     from tclouds_openstack import conf as tconf
     conf = cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds', default_config_files=args.config_file or [])
+    # exactly the files given: none by default (then every option has its default)
+    conf([], project='tclouds', default_config_files=args.config_file or [],
+         default_config_dirs=[])
     if args.db_url:
         conf.set_override('connection', args.db_url, group='securelog')
     if args.state_dir:
@@ -67,8 +70,11 @@ def cmd_append(args, conf):
         events.append((obj, tenant))
     st = _store(conf)
     name = args.source or conf.securelog.source_name or source.default_source_name('cli')
+    # The CLI's source lives with the store: its K0 goes to the store's auditor bundle,
+    # which "verify" reads (a first-time user sees OK with the default configuration).
     src = source.Source(name, conf.securelog.source_state_dir,
-                        conf.securelog.epoch_seconds, conf.securelog.epoch_entries)
+                        conf.securelog.epoch_seconds, conf.securelog.epoch_entries,
+                        auditor_dir=st.auditor_dir)
     indexes = []
     for i in range(0, len(events), conf.securelog.batch_size):
         # Sealed and appended in one transaction: one durable point per batch.
@@ -83,6 +89,10 @@ def cmd_verify(args, conf):
     from tclouds_openstack.securelog import keyfiles
     st = _store(conf)
     bundle = keyfiles.AuditorBundle.load(args.auditor_dir or st.auditor_dir)
+    if not args.auditor_dir:
+        # On the log's own host, also the K0s of sources created here before they were
+        # moved to the auditors (earlier versions put the CLI's K0 there too).
+        bundle.add_source_keys(os.path.join(conf.securelog.source_state_dir, 'auditor'))
     notes = []
     for path in args.checkpoint or []:
         try:
@@ -107,6 +117,38 @@ def cmd_verify(args, conf):
     print(report.summary() if report.ok else 'DAMAGED: first bad index %d (%s): %s'
           % (d.index, d.kind, d.detail), file=sys.stderr)
     return out, (EXIT_OK if out['ok'] else EXIT_DAMAGED)
+
+
+def cmd_enroll_source(args, conf):
+    from tclouds_openstack.securelog import keyfiles
+    directory = keyfiles.source_keys_dir(conf.securelog.state_dir,
+                                         conf.securelog.source_keys_dir)
+    if args.source and len(args.k0_file) != 1:
+        raise InputError('--source names one source: give exactly one K0 file')
+    enrolled, unchanged = [], []
+    for path in args.k0_file:
+        name = args.source or keyfiles.source_name_of_k0_file(path)
+        if not name:
+            raise InputError('%s is not named source-<name>.k0: give the name with --source'
+                             % path)
+        k0 = keyfiles.read_k0(path)
+        if keyfiles.enroll_source(directory, name, k0, replace=args.replace):
+            enrolled.append(name)
+        else:
+            unchanged.append(name)
+    return {'enrolled': enrolled, 'already_enrolled': unchanged,
+            'source_keys_dir': directory}
+
+
+def cmd_evidence(args, conf):
+    st = _store(conf)
+    rows = st.evidence(kind=args.kind, source=args.source, marker=args.marker,
+                       limit=args.limit)
+    return {'evidence': [{'id': r.id, 'kind': r.kind, 'source': r.source, 'seq': r.seq,
+                          'received_ns': r.received_ns, 'reason': r.reason,
+                          'stored_index': r.stored_index,
+                          'released_index': r.released_index, 'entry': _b64(r.entry)}
+                         for r in rows]}
 
 
 def cmd_prove_inclusion(args, conf):
@@ -177,12 +219,28 @@ def build_parser():
     p = sub.add_parser('show', help='a record, or the latest checkpoint')
     p.add_argument('index', type=_nonneg, nargs='?')
     sub.add_parser('checkpoint', help='sign and export a checkpoint now')
+    p = sub.add_parser('enroll-source', help='let the ingestion service accept a source: '
+                       'enrol its K0 (the source-<name>.k0 file it wrote into its auditor/ '
+                       'directory) in [securelog] source_keys_dir')
+    p.add_argument('k0_file', nargs='+', help='source-<name>.k0 file(s)')
+    p.add_argument('--source', help='the source name, when the file is named otherwise')
+    p.add_argument('--replace', action='store_true',
+                   help='replace the key of an enrolled source (a new chain under the old '
+                        'name; stop the ingestion service first)')
+    p = sub.add_parser('evidence', help='entries ingestion refused: conflicting duplicates, '
+                       'bad seals, held entries of unknown sources')
+    p.add_argument('--kind', choices=['conflict', 'bad-seal', 'unverifiable',
+                                      'unknown-source'])
+    p.add_argument('--source')
+    p.add_argument('--marker', type=_nonneg, default=0, help='first evidence id')
+    p.add_argument('--limit', type=_nonneg, default=100)
     return parser
 
 
 COMMANDS = {'init': cmd_init, 'append': cmd_append, 'verify': cmd_verify,
             'prove-inclusion': cmd_prove_inclusion, 'prove-consistency': cmd_prove_consistency,
-            'show': cmd_show, 'checkpoint': cmd_checkpoint}
+            'show': cmd_show, 'checkpoint': cmd_checkpoint,
+            'enroll-source': cmd_enroll_source, 'evidence': cmd_evidence}
 
 
 def main(argv=None):

@@ -26,6 +26,24 @@ securelog_opts = [
                     '(the auditor bundle). Default: <state_dir>/auditor. Move its files to '
                     'the auditors and delete the .k0 key files from this host: whoever holds a '
                     'K0 can forge that sealer\'s whole history.'),
+    cfg.StrOpt('source_keys_dir',
+               help='Where the ingestion service keeps the verification keys of the sources '
+                    'it accepts entries from (default: <state_dir>/source-keys), one file per '
+                    'source, enrolled by an admin with "tclouds-securelog enroll-source '
+                    'source-<name>.k0" (the K0 file the source wrote into its auditor/ '
+                    'directory). Every entry from the bus is appended only if its source '
+                    'seal verifies; entries of a source not enrolled are held (stored as '
+                    'evidence with an alarm, never trusted on first use) and appended once it '
+                    'is. The ingester evolves each key as epochs pass and erases the old one. '
+                    'Local, private (0700), not backed up.'),
+    cfg.ListOpt('enroll_from_dirs',
+                default=[],
+                help='Local directories of source K0 files (source-<name>.k0) whose sources '
+                     'the ingestion service enrols by itself when it first meets them: '
+                     'for sources on the ingestion host itself (an all-in-one or DevStack '
+                     'controller: <source_state_dir>/auditor). Only the local filesystem '
+                     'is trusted so, never the bus; sources on other hosts are enrolled by '
+                     'an admin with "tclouds-securelog enroll-source".'),
     cfg.StrOpt('origin',
                default='tclouds-securelog',
                help='Checkpoint origin line (C2SP tlog-checkpoint): a unique name of this '

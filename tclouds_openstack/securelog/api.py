@@ -2,8 +2,10 @@
 
 Routes (JSON): ``GET /v1/checkpoint[?size=N]``, ``GET /v1/records[?marker&limit&source&
 event_type&project_id]``, ``GET /v1/records/{index}``, ``POST /v1/records`` (202: the event
-is sealed by this service as its own source and goes through the bus like any
-notification), ``GET /v1/proofs/inclusion?index=I[&tree_size=N]``, ``GET
+is sealed by this service's source and goes through the bus like any notification,
+attributed to the caller: publisher ``user:<validated user id>``, the sealed context
+holding its user, project and roles, tenant its project; never to this service),
+``GET /v1/proofs/inclusion?index=I[&tree_size=N]``, ``GET
 /v1/proofs/consistency?first=M[&second=N]``. Reads come from the database; this process
 never appends, so any number of API workers may run beside the one ingestion service.
 """
@@ -60,6 +62,11 @@ def record_view(row):
         except ValueError:
             view['payload'] = entry.payload.decode('utf-8', 'replace')
     return view
+
+
+def submitter(ctx):
+    """The publisher id of an event appended through the API: the validated caller."""
+    return 'user:%s' % ctx.user_id
 
 
 class Controller(object):
@@ -157,8 +164,16 @@ class Controller(object):
         if self.publisher is None:
             raise exception.ServiceUnavailable('this API service has no message bus to '
                                                'publish to ([securelog] topic)')
-        self.publisher.info(request.context, event_type, payload)
-        return 202, {'accepted': True, 'event_type': event_type}
+        ctx = request.context
+        if not ctx.user_id:
+            raise exception.Forbidden('an appended event is attributed to its submitter: '
+                                      'the request carries no validated user')
+        # Attributed to the caller, never to this service: the publisher names the
+        # validated user, and the sealed context carries its user, project and roles
+        # (from the token keystonemiddleware validated), whoever the caller is.
+        self.publisher.prepare(publisher_id=submitter(ctx)).info(ctx, event_type, payload)
+        return 202, {'accepted': True, 'event_type': event_type,
+                     'submitted_by': submitter(ctx)}
 
     def inclusion(self, request):
         policy.authorize(request.context, policies.PROOF_GET, {})

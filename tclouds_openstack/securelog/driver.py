@@ -38,7 +38,10 @@ LOG = logging.getLogger(__name__)
 ENTRY_EVENT_TYPE = 'securelog.entry'
 _CONTEXT_FIELDS = ('user_id', 'project_id', 'domain_id', 'user_domain_id',
                    'project_domain_id', 'request_id', 'global_request_id', 'roles',
-                   'is_admin', 'user', 'tenant', 'user_name', 'project_name')
+                   'is_admin', 'user', 'tenant', 'user_name', 'project_name', 'system_scope')
+# oslo.context's to_dict() names some identifiers without "_id"
+_CONTEXT_ALIASES = (('user', 'user_id'), ('user_domain', 'user_domain_id'),
+                    ('project_domain', 'project_domain_id'))
 
 
 def safe_context(ctxt):
@@ -47,7 +50,11 @@ def safe_context(ctxt):
         return {}
     if not isinstance(ctxt, dict):
         ctxt = ctxt.to_dict() if hasattr(ctxt, 'to_dict') else {}
-    return {k: ctxt[k] for k in _CONTEXT_FIELDS if ctxt.get(k) is not None}
+    out = {k: ctxt[k] for k in _CONTEXT_FIELDS if ctxt.get(k) is not None}
+    for alias, name in _CONTEXT_ALIASES:
+        if name not in out and ctxt.get(alias) is not None:
+            out[name] = ctxt[alias]
+    return out
 
 
 def event_from_notification(ctxt, message, priority):

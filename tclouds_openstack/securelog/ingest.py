@@ -7,10 +7,20 @@ batch. Killed after the commit but before the acknowledgement: the batch is rede
 the append skips every (source, seq) it already holds. Either way no entry is lost and none
 is stored twice. Queues must be durable (``[oslo_messaging_rabbit] amqp_durable_queues =
 true``) to survive a broker restart.
+
+Anyone on the bus can publish on the topic, so nothing is taken on the message's word: the
+store appends an entry only if its source seal verifies with the source's enrolled key
+(``[securelog] source_keys_dir``, ``tclouds-securelog enroll-source``). A forged entry, a
+conflicting duplicate of a stored ``(source, seq)`` and the entries of a source nobody
+enrolled are kept as evidence (``securelog_evidence``), logged at ERROR and announced as
+notifications (``securelog.entry.conflict``, ``securelog.entry.refused``,
+``securelog.source.unknown``) from publisher ``securelog-ingest.<host>``; held entries of a
+source are appended, in order, once it is enrolled (checked every checkpoint interval).
 """
 import base64
 import binascii
 import logging
+import socket
 import threading
 
 import oslo_messaging
@@ -65,6 +75,10 @@ class IngestService(object):
         self.conf = conf
         self.store = store
         self.transport = transport or messaging.get_notification_transport(conf)
+        if store.alarm is None:
+            notifier = messaging.get_notifier(
+                conf, 'securelog-ingest.%s' % socket.gethostname(), transport=self.transport)
+            store.alarm = lambda event_type, payload: notifier.error({}, event_type, payload)
         self.endpoint = IngestEndpoint(store, after_commit)
         self.listener = oslo_messaging.get_batch_notification_listener(
             self.transport, [oslo_messaging.Target(topic=conf.securelog.topic)],
@@ -78,6 +92,11 @@ class IngestService(object):
         interval = max(self.conf.securelog.checkpoint_interval, 0.5)
         signed = -1
         while not self._stop.wait(interval):
+            try:
+                # entries held for sources an admin has enrolled since
+                self.store.release_held()
+            except Exception:
+                LOG.exception('securelog: appending held entries failed; retrying later')
             try:
                 size = self.store.tree().size
                 if size != signed:

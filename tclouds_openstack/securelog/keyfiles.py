@@ -19,7 +19,9 @@ percent-quoted), ``witness-*.vkey`` (trusted witnesses, optional).
 """
 import errno
 import fcntl
+import hmac
 import json
+import logging
 import os
 import threading
 import time
@@ -28,6 +30,7 @@ import urllib.parse
 from tclouds_openstack.securelog import checkpoint as cpmod
 from tclouds_openstack.securelog import sealing
 
+LOG = logging.getLogger(__name__)
 
 # flock() excludes other processes, but blocks a whole process; threads (and eventlet
 # green threads, as in Nova) of one process first queue on this in-process lock per path.
@@ -284,17 +287,6 @@ class AuditorBundle(object):
         if not os.path.isdir(directory):
             raise KeyFileError('auditor bundle %s is not a directory' % directory)
 
-        def hexkey(path):
-            raw = _read(path, 'key').decode('ascii', 'replace').strip()
-            try:
-                key = bytes.fromhex(raw)
-            except ValueError:
-                raise KeyFileError('%s is not a hex key' % path)
-            if len(key) != sealing.KEY_SIZE:
-                raise KeyFileError('%s holds %d bytes, want %d'
-                                   % (path, len(key), sealing.KEY_SIZE))
-            return key
-
         def vkey(path):
             raw = _read(path, 'verifier key').decode('utf-8', 'replace').strip()
             try:
@@ -302,13 +294,218 @@ class AuditorBundle(object):
             except cpmod.CheckpointError as exc:
                 raise KeyFileError('%s: %s' % (path, exc))
 
-        log_key = hexkey(os.path.join(directory, 'log.k0'))
+        log_key = read_k0(os.path.join(directory, 'log.k0'))
         log_verifier = vkey(os.path.join(directory, 'log.vkey'))
         sources, witnesses = {}, []
         for fname in sorted(os.listdir(directory)):
             path = os.path.join(directory, fname)
-            if fname.startswith('source-') and fname.endswith('.k0'):
-                sources[urllib.parse.unquote(fname[len('source-'):-len('.k0')])] = hexkey(path)
+            name = source_name_of_k0_file(fname)
+            if name is not None:
+                sources[name] = read_k0(path)
             elif fname.startswith('witness-') and fname.endswith('.vkey'):
                 witnesses.append(vkey(path))
         return cls(log_key, sources, log_verifier, witnesses)
+
+    def add_source_keys(self, directory):
+        """Also use the source K0s found in ``directory`` (those not in the bundle yet)."""
+        if not os.path.isdir(directory):
+            return
+        for fname in sorted(os.listdir(directory)):
+            name = source_name_of_k0_file(fname)
+            if name is not None and name not in self.source_keys:
+                self.source_keys[name] = read_k0(os.path.join(directory, fname))
+
+
+def source_keys_dir(state_dir, configured=None):
+    """The ingester's source key directory: ``[securelog] source_keys_dir`` or its default."""
+    return configured or os.path.join(state_dir, 'source-keys')
+
+
+def source_name_of_k0_file(path):
+    """The source name in a ``source-<name>.k0`` file name, or None."""
+    fname = os.path.basename(path)
+    if fname.startswith('source-') and fname.endswith('.k0'):
+        return urllib.parse.unquote(fname[len('source-'):-len('.k0')]) or None
+    return None
+
+
+def read_k0(path):
+    """A hex K0 file (``source-<name>.k0``, ``log.k0``) as bytes; KeyFileError if not one."""
+    raw = _read(path, 'key').decode('ascii', 'replace').strip()
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        raise KeyFileError('%s is not a hex key' % path)
+    if len(key) != sealing.KEY_SIZE:
+        raise KeyFileError('%s holds %d bytes, want %d' % (path, len(key), sealing.KEY_SIZE))
+    return key
+
+
+def source_verifier_filename(name):
+    return 'source-%s.key' % urllib.parse.quote(name, safe='@.-_:')
+
+
+def enroll_source(directory, name, k0, replace=False):
+    """Enrol source ``name`` with its K0 for ingestion (``tclouds-securelog enroll-source``).
+
+    Writes ``source-<name>.key`` in ``directory`` (the ingester's ``[securelog]
+    source_keys_dir``) at epoch 0. Enrolling the same K0 again changes nothing; another
+    K0 for an enrolled name is refused unless ``replace`` (a source that lost its state
+    and started a new chain: a deliberate act, the old chain's later entries are then
+    refused). Returns True when the file was written.
+    """
+    if len(k0) != sealing.KEY_SIZE:
+        raise KeyFileError('the K0 of source %r must be %d bytes, got %d'
+                           % (name, sealing.KEY_SIZE, len(k0)))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, source_verifier_filename(name))
+    if os.path.exists(path):
+        state = SourceKeys(directory)._load_state(name, path)
+        if _derive(k0, 0, state['epoch']) == state['key']:
+            return False
+        if not replace:
+            raise KeyFileError('source %r is already enrolled (%s) with another key: '
+                               'refusing to replace it without --replace' % (name, path))
+    _atomic_write(path, json.dumps({'name': name, 'epoch': 0, 'key': k0.hex()}).encode())
+    return True
+
+
+def _derive(key, from_epoch, to_epoch):
+    for _ in range(to_epoch - from_epoch):
+        key = sealing.evolve(key)
+    return key
+
+
+class SourceKeys(object):
+    """The ingester's verification keys of the sources it accepts entries from.
+
+    One file per enrolled source in ``directory`` (:func:`enroll_source`), holding the key
+    of the latest epoch the ingester has verified an entry of, never an older one: like
+    the sealer, the ingester evolves its copy and overwrites the old key, so whoever
+    takes the ingester later cannot forge a source's entries of past epochs. (An HMAC key
+    that verifies also seals: the ingester can seal entries of the current and later
+    epochs of every enrolled source; the auditor, holding K0, checks every entry again.)
+
+    ``check`` verifies one entry (in memory); ``commit`` makes the epochs reached durable
+    after the batch was stored, ``rollback`` forgets them when it was not.
+    """
+
+    def __init__(self, directory, enroll_from=()):
+        self.directory = directory
+        # local directories whose source-<name>.k0 files the operator declared enrolled
+        # ([securelog] enroll_from_dirs: a source on this very host)
+        self.enroll_from = list(enroll_from)
+        self._states = {}       # name -> {'epoch', 'key'} as on disk
+        self._ahead = {}        # name -> (epoch, key) verified in the open batch
+        self._hmacs = {}        # (name, epoch) -> HmacKey, epochs >= the durable one
+
+    def _load_state(self, name, path):
+        raw = _read(path, 'source verification key')
+        try:
+            state = json.loads(raw)
+            epoch = int(state['epoch'])
+            key = bytes.fromhex(state['key'])
+            stored_name = str(state['name'])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KeyFileError('source verification key %s is malformed: %s' % (path, exc))
+        if stored_name != name or len(key) != sealing.KEY_SIZE or epoch < 0:
+            raise KeyFileError('source verification key %s is not a %d-byte key of %r'
+                               % (path, sealing.KEY_SIZE, name))
+        return {'epoch': epoch, 'key': key}
+
+    def _state(self, name):
+        state = self._states.get(name)
+        if state is None:
+            path = os.path.join(self.directory, source_verifier_filename(name))
+            if not os.path.exists(path) and not self._enroll_local(name):
+                return None
+            state = self._states[name] = self._load_state(name, path)
+        return state
+
+    def _enroll_local(self, name):
+        for directory in self.enroll_from:
+            k0_path = os.path.join(directory, source_key_filename(name))
+            if os.path.exists(k0_path):
+                enroll_source(self.directory, name, read_k0(k0_path))
+                LOG.warning('securelog: source %r enrolled from %s ([securelog] '
+                            'enroll_from_dirs)', name, k0_path)
+                return True
+        return False
+
+    def known(self, name):
+        try:
+            return self._state(name) is not None
+        except KeyFileError:
+            return False
+
+    def check(self, entry, data):
+        """None when ``data`` (the encoded ``entry``) carries its source's valid seal.
+
+        Otherwise (kind, reason): ``unknown-source`` (not enrolled), ``unverifiable``
+        (sealed in an epoch older than the key the ingester holds) or ``bad-seal``.
+        """
+        name = entry.source
+        try:
+            state = self._state(name)
+        except KeyFileError as exc:
+            # held like an unknown source: appended once an admin repaired the key file
+            return ('unknown-source', 'source %r cannot be verified: %s' % (name, exc))
+        if state is None:
+            return ('unknown-source', 'source %r is not enrolled for ingestion: an admin '
+                    'enrols its K0 with "tclouds-securelog enroll-source" (its entries are '
+                    'held until then)' % name)
+        if entry.epoch < state['epoch']:
+            return ('unverifiable', 'entry of source %r sealed in epoch %d, but the ingester '
+                    'holds only the key of epoch %d and later (older keys are erased); an '
+                    'auditor with the source\'s K0 can check it'
+                    % (name, entry.epoch, state['epoch']))
+        if entry.epoch - state['epoch'] >= sealing.MAX_EPOCH_JUMP:
+            return ('bad-seal', 'entry of source %r claims epoch %d, implausibly far beyond '
+                    'epoch %d' % (name, entry.epoch, state['epoch']))
+        tagger = self._hmacs.get((name, entry.epoch))
+        if tagger is None:
+            ahead_epoch, ahead_key = self._ahead.get(name) or (state['epoch'], state['key'])
+            if entry.epoch >= ahead_epoch:
+                key = _derive(ahead_key, ahead_epoch, entry.epoch)
+            else:
+                key = _derive(state['key'], state['epoch'], entry.epoch)
+            tagger = sealing.HmacKey(key)
+        else:
+            key = None
+        if not hmac.compare_digest(tagger.tag(data[:-sealing.TAG_SIZE]), entry.tag):
+            return ('bad-seal', 'the seal of source %r does not verify (epoch %d, sequence '
+                    '%d): forged by someone without the source\'s key, or altered in transit'
+                    % (name, entry.epoch, entry.seq))
+        if key is not None:
+            self._hmacs[(name, entry.epoch)] = tagger
+            if entry.epoch > (self._ahead.get(name) or (state['epoch'],))[0]:
+                self._ahead[name] = (entry.epoch, key)
+        return None
+
+    def commit(self):
+        """The batch is stored: keep only the newest epoch's key of each source."""
+        ahead, self._ahead = self._ahead, {}
+        for name, (epoch, key) in ahead.items():
+            state = self._states[name]
+            if epoch <= state['epoch']:
+                continue
+            _atomic_write(os.path.join(self.directory, source_verifier_filename(name)),
+                          json.dumps({'name': name, 'epoch': epoch, 'key': key.hex()}).encode())
+            self._states[name] = {'epoch': epoch, 'key': key}
+            for cached in [k for k in self._hmacs if k[0] == name and k[1] < epoch]:
+                del self._hmacs[cached]
+
+    def rollback(self):
+        """The batch was not stored: the durable epochs stay (nothing was erased)."""
+        self._ahead = {}
+        self._hmacs = {k: v for k, v in self._hmacs.items()
+                       if k[1] == self._states.get(k[0], {}).get('epoch')}
+
+    def forget(self, name=None):
+        """Re-read ``name`` (or every source) from disk next time (after an enrolment)."""
+        if name is None:
+            self._states.clear()
+            self._hmacs.clear()
+        else:
+            self._states.pop(name, None)
+            self._hmacs = {k: v for k, v in self._hmacs.items() if k[0] != name}

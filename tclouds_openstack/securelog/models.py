@@ -3,6 +3,11 @@
 ``securelog_records``: one row per sealed record, ``log_index`` is the Merkle leaf index;
 ``(source, seq)`` is unique, which makes ingestion idempotent: a redelivered notification
 is recognised and not appended twice. ``securelog_checkpoints``: every signed tree head.
+``securelog_evidence``: entries ingestion refused to append, kept as evidence, never
+dropped: a conflicting duplicate of a stored ``(source, seq)`` (``conflict``, with the
+index of the stored one), an entry whose source seal does not verify (``bad-seal``) or can
+no longer be verified (``unverifiable``), and entries of sources nobody enrolled
+(``unknown-source``: held, and appended once the source is enrolled, ``released_index``).
 """
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -35,3 +40,21 @@ class Checkpoint(Base):
     tree_size = sa.Column(sa.BigInteger, primary_key=True, autoincrement=False)
     created_ns = sa.Column(sa.BigInteger, nullable=False)
     note = sa.Column(sa.Text, nullable=False)
+
+
+class Evidence(Base):
+    __tablename__ = 'securelog_evidence'
+    id = sa.Column(sa.BigInteger().with_variant(sa.Integer, 'sqlite'), primary_key=True,
+                   autoincrement=True)
+    kind = sa.Column(sa.String(32), nullable=False)
+    source = sa.Column(sa.String(255), nullable=False)
+    seq = sa.Column(sa.BigInteger, nullable=False)
+    received_ns = sa.Column(sa.BigInteger, nullable=False)
+    reason = sa.Column(sa.Text, nullable=False)
+    stored_index = sa.Column(sa.BigInteger, nullable=True)
+    released_index = sa.Column(sa.BigInteger, nullable=True)
+    entry = sa.Column(Blob, nullable=False)
+    __table_args__ = (
+        sa.Index('securelog_evidence_source_seq_idx', 'source', 'seq'),
+        sa.Index('securelog_evidence_kind_idx', 'kind'),
+    )

@@ -31,9 +31,12 @@ class Source(object):
     """
 
     def __init__(self, name, state_dir, epoch_seconds=60.0, epoch_entries=100000,
-                 encryptor=None):
+                 encryptor=None, auditor_dir=None):
         self.name = name
         self.state_dir = state_dir
+        # where a new sealer's K0 goes: the auditor bundle of this source's state, or the
+        # store's own bundle for a source that lives with the store (the CLI)
+        self.auditor_dir = auditor_dir or os.path.join(state_dir, 'auditor')
         self.encryptor = encryptor
         self._file_args = dict(epoch_seconds=epoch_seconds, epoch_entries=epoch_entries)
         self._store_file = None
@@ -41,8 +44,11 @@ class Source(object):
     def _file(self, **kwargs):
         fname = 'sealer-%s.json' % urllib.parse.quote(self.name, safe='@.-_:')
         return keyfiles.SealerFile(os.path.join(self.state_dir, fname), self.name,
-                                   os.path.join(self.state_dir, 'auditor'),
-                                   **self._file_args, **kwargs)
+                                   self.auditor_dir, **self._file_args, **kwargs)
+
+    def k0_path(self):
+        """Where this source's K0 was written when its sealer was created."""
+        return os.path.join(self.auditor_dir, keyfiles.source_key_filename(self.name))
 
     def store_file(self):
         """The sealer file as :meth:`.SecureLogStore.append_events` uses it (kept open).

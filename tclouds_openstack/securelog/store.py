@@ -41,6 +41,13 @@ VERSION_TABLE = 'securelog_alembic_version'
 _records = models.Record.__table__
 _first = operator.itemgetter(0)
 _checkpoints = models.Checkpoint.__table__
+_evidence = models.Evidence.__table__
+_RECORD_HEAD = sealing._RECORD_HEAD.size
+# Kinds of evidence (securelog_evidence.kind).
+CONFLICT = 'conflict'
+BAD_SEAL = 'bad-seal'
+UNVERIFIABLE = 'unverifiable'
+UNKNOWN_SOURCE = 'unknown-source'
 
 
 class StoreError(Exception):
@@ -81,13 +88,139 @@ def _event_type_of(event, entry):
     return ''
 
 
+_ALARMS = {CONFLICT: 'securelog.entry.conflict', BAD_SEAL: 'securelog.entry.refused',
+           UNVERIFIABLE: 'securelog.entry.refused', UNKNOWN_SOURCE: 'securelog.source.unknown'}
+
+
+class _Plan(object):
+    """What one append does with each candidate entry (de-duplication and evidence).
+
+    Everything is decided before anything is written; :meth:`write_evidence` then writes.
+    """
+
+    def __init__(self, keys, now_ns):
+        self.keys = keys
+        self.now_ns = now_ns
+        self.fresh = []             # rows for SecureLogStore._seal_and_insert
+        self._outcome = []          # per candidate: its (source, seq) if appended, else None
+        self._position = {}         # (source, seq) -> position in fresh
+        self._rows = []             # evidence rows to insert
+        self._updates = []          # (held evidence id, values)
+        self._alarms = []           # (event type, payload)
+        self._unknown = {}          # source -> entries held in this batch
+
+    def decide(self, candidates, stored, kept):
+        """Decide the fate of every candidate, in order.
+
+        ``candidates``: [(held evidence id or None, entry bytes, Entry)]; ``stored``:
+        {(source, seq): (log index, entry bytes)}; ``kept``: evidence already kept, as
+        {(kind, source, seq, entry bytes)}.
+        """
+        accepted = {}
+        for held_id, data, entry in candidates:
+            key = (entry.source, entry.seq)
+            prior = stored.get(key)
+            prior_data = prior[1] if prior is not None else accepted.get(key)
+            if prior_data is not None:
+                self._outcome.append(None)
+                if prior_data == data:
+                    # the same entry again (a redelivery): nothing to keep
+                    if held_id is not None:
+                        self._updates.append((held_id, {'released_index': prior[0]}
+                                              if prior is not None else
+                                              {'released_index': ('fresh', key)}))
+                    continue
+                problem = self.keys.check(entry, data)
+                where = ('at index %d' % prior[0] if prior is not None
+                         else 'earlier in the same batch')
+                seal = ('its seal verifies: the source, or someone holding its key, '
+                        'sealed two entries under one sequence number'
+                        if problem is None else 'its seal is not the source\'s (%s)'
+                        % problem[1])
+                self._keep(held_id, CONFLICT, entry, data, kept,
+                           'conflicting duplicate: source %r sequence %d differs from the '
+                           'entry the log holds %s, which stays; %s'
+                           % (entry.source, entry.seq, where, seal),
+                           prior[0] if prior is not None else ('fresh', key))
+                continue
+            problem = self.keys.check(entry, data)
+            if problem is not None:
+                self._outcome.append(None)
+                self._keep(held_id, problem[0], entry, data, kept, problem[1])
+                continue
+            accepted[key] = data
+            self._position[key] = len(self.fresh)
+            self.fresh.append((data, entry.source, entry.seq, entry.tenant[:255],
+                               _event_type(entry), entry.time_ns))
+            self._outcome.append(key)
+            if held_id is not None:
+                self._updates.append((held_id, {'released_index': ('fresh', key)}))
+
+    def _keep(self, held_id, kind, entry, data, kept, reason, stored_index=None):
+        values = {'kind': kind, 'reason': reason, 'stored_index': stored_index}
+        if held_id is not None:
+            self._updates.append((held_id, values))
+        else:
+            mark = (kind, entry.source, entry.seq, data)
+            if mark in kept:
+                return          # kept already (a redelivery of the same evidence)
+            kept.add(mark)
+            self._rows.append(dict(values, source=entry.source, seq=entry.seq,
+                                   received_ns=self.now_ns, released_index=None,
+                                   entry=data))
+        if kind == UNKNOWN_SOURCE:
+            self._unknown.setdefault(entry.source, []).append(entry.seq)
+        else:
+            self._alarms.append((_ALARMS[kind], {
+                'kind': kind, 'source': entry.source, 'seq': entry.seq, 'reason': reason,
+                'stored_index': stored_index}))
+
+    def _index(self, value, first):
+        if isinstance(value, tuple):
+            return first + self._position[value[1]]
+        return value
+
+    def write_evidence(self, conn, first):
+        rows = [dict(r, stored_index=self._index(r['stored_index'], first))
+                for r in self._rows]
+        if rows:
+            conn.execute(_evidence.insert(), rows)
+        for held_id, values in self._updates:
+            values = {k: self._index(v, first) for k, v in values.items()}
+            conn.execute(_evidence.update().where(_evidence.c.id == held_id).values(**values))
+
+    def alarms(self, first):
+        out = [(event_type, dict(payload, stored_index=self._index(payload['stored_index'],
+                                                                   first)))
+               for event_type, payload in self._alarms]
+        for source, seqs in sorted(self._unknown.items()):
+            out.append((_ALARMS[UNKNOWN_SOURCE], {
+                'kind': UNKNOWN_SOURCE, 'source': source, 'seq': min(seqs),
+                'held': len(seqs), 'stored_index': None,
+                'reason': '%d entr%s of source %r held, not appended (sequence %d..%d): the '
+                          'source is not enrolled for ingestion; enrol its K0 with '
+                          '"tclouds-securelog enroll-source" and they are appended in order'
+                          % (len(seqs), 'y' if len(seqs) == 1 else 'ies', source,
+                             min(seqs), max(seqs))}))
+        return out
+
+    def result(self, first):
+        return [None if key is None else first + self._position[key]
+                for key in self._outcome]
+
+
 class SecureLogStore(object):
     def __init__(self, connection, state_dir, auditor_dir=None, origin='tclouds-securelog',
                  epoch_seconds=60.0, epoch_entries=100000, exporters=(), cosigners=(),
-                 checkpoint_interval=10.0, migrate=True):
+                 checkpoint_interval=10.0, migrate=True, source_keys_dir=None, alarm=None,
+                 enroll_from_dirs=()):
         self.connection = connection
         self.state_dir = state_dir
         self.auditor_dir = auditor_dir or os.path.join(state_dir, 'auditor')
+        # The sources' verification keys (enrolled by an admin), and who hears alarms.
+        self.source_keys = keyfiles.SourceKeys(
+            keyfiles.source_keys_dir(state_dir, source_keys_dir), enroll_from_dirs)
+        self.alarm = alarm
         self.origin = origin
         self.exporters = list(exporters)
         self.cosigners = list(cosigners)
@@ -124,7 +257,9 @@ class SecureLogStore(object):
                     auditor_dir=opts.auditor_dir, origin=opts.origin,
                     epoch_seconds=opts.epoch_seconds, epoch_entries=opts.epoch_entries,
                     exporters=expmod.from_conf(conf), cosigners=cosigners,
-                    checkpoint_interval=opts.checkpoint_interval)
+                    checkpoint_interval=opts.checkpoint_interval,
+                    source_keys_dir=opts.source_keys_dir,
+                    enroll_from_dirs=opts.enroll_from_dirs)
         args.update(kwargs)
         return cls(**args)
 
@@ -168,9 +303,18 @@ class SecureLogStore(object):
         return tree
 
     def append(self, entries, now_ns=None):
-        """Append encoded sealed entries; returns [log index, or None for a duplicate].
+        """Append encoded sealed entries from elsewhere; returns [log index, or None].
 
-        Malformed entries raise :class:`BadEntry` before anything is written.
+        Entries arrive from the bus, where anyone may publish: each entry's source seal is
+        verified with the source's enrolled key (:attr:`source_keys`) before it is
+        appended. None marks an entry not appended: an exact redelivery of a stored entry
+        (skipped), or one kept as evidence with an alarm (:meth:`evidence`): a different
+        entry under a ``(source, seq)`` the log holds (``conflict``, the stored one stays),
+        a seal that does not verify (``bad-seal``) or no longer can (``unverifiable``), a
+        source nobody enrolled (``unknown-source``: held, and appended in order once it is
+        enrolled, see :meth:`release_held`). So a forged entry cannot take the place of a
+        genuine one, and neither is dropped silently. Malformed entries raise
+        :class:`BadEntry` before anything is written.
         """
         decoded = []
         for pos, data in enumerate(entries):
@@ -180,28 +324,122 @@ class SecureLogStore(object):
                 raise BadEntry(pos, str(exc))
         if not decoded:
             return []
+        return self._append(decoded, now_ns)
+
+    def enroll_source(self, name, k0, replace=False):
+        """Accept entries of source ``name`` sealed from ``k0`` (see keyfiles.enroll_source)."""
+        written = keyfiles.enroll_source(self.source_keys.directory, name, k0, replace)
+        with self._lock:
+            self.source_keys.forget(name)
+        return written
+
+    def release_held(self, now_ns=None):
+        """Append the held entries of sources enrolled since; returns how many went in."""
+        return sum(1 for index in self._append([], now_ns, every_source=True)
+                   if index is not None)
+
+    def _append(self, decoded, now_ns, every_source=False):
         now_ns = now_ns if now_ns is not None else time.time_ns()
+        keys = self.source_keys
+        alarms = []
         with self._lock:
             tree = self.tree()
-            with self._write_transaction() as conn:
-                known = self._existing_keys(conn, decoded)
-                fresh, result, position = [], [], {}
-                for data, entry in decoded:
-                    key = (entry.source, entry.seq)
-                    if key in known or key in position:
-                        result.append(None)
-                        continue
-                    position[key] = len(fresh)
-                    result.append(key)
-                    fresh.append((data, entry.source, entry.seq, entry.tenant[:255],
-                                  _event_type(entry), entry.time_ns))
-                if not fresh:
-                    return [None] * len(result)
-                first, leaf_hashes = self._seal_and_insert(conn, tree, fresh, now_ns)
-            self._grown(tree, leaf_hashes)
-            out = [None if key is None else first + position[key] for key in result]
-        self._maybe_checkpoint()
+            try:
+                with self._write_transaction() as conn:
+                    # entries held for sources enrolled since go first, in order
+                    held = [h for h in self._held(conn, None if every_source else
+                                                  {e.source for _d, e in decoded})
+                            if keys.known(h[2].source)]
+                    plan = _Plan(keys, now_ns)
+                    plan.decide(held + [(None, data, entry) for data, entry in decoded],
+                                self._stored_entries(conn, held + [
+                                    (None, d, e) for d, e in decoded]),
+                                self._evidence_held(conn, decoded))
+                    first = None
+                    if plan.fresh:
+                        first, leaf_hashes = self._seal_and_insert(conn, tree, plan.fresh,
+                                                                   now_ns)
+                    plan.write_evidence(conn, first)
+                    alarms = plan.alarms(first)
+            except BaseException:
+                keys.rollback()
+                raise
+            keys.commit()
+            if plan.fresh:
+                self._grown(tree, leaf_hashes)
+            out = plan.result(first)[len(held):]
+        for event_type, payload in alarms:
+            self._alarm(event_type, payload)
+        if plan.fresh:
+            self._maybe_checkpoint()
         return out
+
+    def _alarm(self, event_type, payload):
+        LOG.error('securelog: %s: %s', event_type, payload['reason'])
+        if self.alarm is not None:
+            try:
+                self.alarm(event_type, payload)
+            except Exception:  # the evidence is stored; a lost notification must not undo it
+                LOG.exception('securelog: could not send the %s alarm', event_type)
+
+    @staticmethod
+    def _held(conn, sources):
+        """[(evidence id, entry bytes, Entry)] held for ``sources`` (None: every source)."""
+        q = sa.select(_evidence.c.id, _evidence.c.entry).where(
+            _evidence.c.kind == UNKNOWN_SOURCE, _evidence.c.released_index.is_(None))
+        if sources is not None:
+            if not sources:
+                return []
+            q = q.where(_evidence.c.source.in_(sorted(sources)))
+        rows = [(i, bytes(e), sealing.decode_entry(e)) for i, e in conn.execute(
+            q.order_by(_evidence.c.source, _evidence.c.seq, _evidence.c.id))]
+        return rows
+
+    @staticmethod
+    def _stored_entries(conn, candidates):
+        """{(source, seq): (log index, entry bytes)} of the candidates' keys the log holds."""
+        by_source = {}
+        for _h, _d, e in candidates:
+            by_source.setdefault(e.source, set()).add(e.seq)
+        found = {}
+        for source, seqs in by_source.items():
+            q = sa.select(_records.c.seq, _records.c.log_index, _records.c.data).where(
+                _records.c.source == source,
+                _records.c.seq.between(min(seqs), max(seqs)))
+            for seq, index, data in conn.execute(q):
+                if seq in seqs:
+                    # A record is its header, the entry, and the log's tag.
+                    found[(source, seq)] = (index, bytes(data)[_RECORD_HEAD:-sealing.TAG_SIZE])
+        return found
+
+    @staticmethod
+    def _evidence_held(conn, decoded):
+        """{(kind, source, seq, entry bytes)} already kept for the batch's keys."""
+        by_source = {}
+        for _d, e in decoded:
+            by_source.setdefault(e.source, set()).add(e.seq)
+        found = set()
+        for source, seqs in by_source.items():
+            q = sa.select(_evidence.c.kind, _evidence.c.seq, _evidence.c.entry).where(
+                _evidence.c.source == source,
+                _evidence.c.seq.between(min(seqs), max(seqs)))
+            found.update((kind, source, seq, bytes(entry))
+                         for kind, seq, entry in conn.execute(q) if seq in seqs)
+        return found
+
+    def evidence(self, kind=None, source=None, marker=0, limit=100):
+        """Rows of ``securelog_evidence``, oldest first, ids from ``marker`` on.
+
+        Columns: id, kind, source, seq, received_ns, reason, stored_index, released_index,
+        entry.
+        """
+        q = sa.select(_evidence).where(_evidence.c.id >= marker)
+        if kind:
+            q = q.where(_evidence.c.kind == kind)
+        if source:
+            q = q.where(_evidence.c.source == source)
+        with self.engine.connect() as conn:
+            return conn.execute(q.order_by(_evidence.c.id).limit(limit)).all()
 
     def append_events(self, source, events, now_ns=None):
         """Seal [(event object, tenant)] as ``source`` and append them: one transaction.
@@ -313,21 +551,6 @@ class SecureLogStore(object):
         mark = '?' if self.engine.dialect.paramstyle == 'qmark' else '%s'
         return ('INSERT INTO securelog_records (log_index, source, seq, tenant, event_type, '
                 'time_ns, leaf_hash, data) VALUES (%s)' % ', '.join([mark] * 8))
-
-    @staticmethod
-    def _existing_keys(conn, decoded):
-        """(source, seq) pairs of the batch already stored: one range query per source."""
-        by_source = {}
-        for _d, e in decoded:
-            by_source.setdefault(e.source, []).append(e.seq)
-        found = set()
-        for source, seqs in by_source.items():
-            q = sa.select(_records.c.seq).where(
-                _records.c.source == source,
-                _records.c.seq.between(min(seqs), max(seqs)))
-            wanted = set(seqs)
-            found.update((source, s) for (s,) in conn.execute(q) if s in wanted)
-        return found
 
     def checkpoint(self, timestamp=None):
         """Sign, store and export a checkpoint of the current tree; returns the note."""

@@ -32,6 +32,7 @@ from tclouds_openstack.common import wsgi
 from tclouds_openstack import conf as tconf
 from tclouds_openstack.requirements import store as requirements_store
 from tclouds_openstack.securelog import api as securelog_api
+from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import source as srcmod
 from tclouds_openstack.securelog import store as securelog_store
 
@@ -117,7 +118,10 @@ class Apis(object):
         events = [({'event_type': 'compute.instance.create.end', 'n': i,
                     'note': 'secret-of-%s' % owner}, tenant)
                   for i in range(3) for owner, tenant in owners]
-        log.append(src.seal(events))
+        sealed = src.seal(events)
+        # the ingester appends only entries of enrolled sources (their K0, from src/auditor)
+        log.enroll_source(src.name, keyfiles.read_k0(src.k0_path()))
+        log.append(sealed)
         log.checkpoint()
         self.record_of = {}         # owner -> index of one of its records
         for index, (event, _) in enumerate(events):

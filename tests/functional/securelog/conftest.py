@@ -52,10 +52,14 @@ def db_url(request, tmp_path):
 
 _WRITER = '''
 import sys
-from tclouds_openstack.securelog import source, store
+from tclouds_openstack.securelog import keyfiles, source, store
 st = store.SecureLogStore(sys.argv[1], sys.argv[2], origin='test.example/securelog',
                           epoch_entries=300, checkpoint_interval=0.2)
 src = source.Source(sys.argv[3], sys.argv[2], epoch_entries=300)
+if sys.argv[4] != 'co-located':
+    with src.open():
+        pass
+    st.enroll_source(src.name, keyfiles.read_k0(src.k0_path()))
 i = 0
 while True:
     events = [({'event_type': 'crash.test', 'n': i + k}, '') for k in range(200)]
@@ -66,6 +70,28 @@ while True:
     i += 200
     print(i, flush=True)
 '''
+
+
+def enrolled(st, src):
+    """``src`` (a Source) with its sealer created and its K0 enrolled in store ``st``."""
+    from tclouds_openstack.securelog import keyfiles
+    with src.open():
+        pass
+    st.enroll_source(src.name, keyfiles.read_k0(src.k0_path()))
+    return src
+
+
+def enroll(keys_dir, source_dir, name):
+    """Create source ``name`` in ``source_dir`` and enrol its K0 in ``keys_dir``.
+
+    As its notification driver does at its first event, then an admin for the ingester.
+    """
+    from tclouds_openstack.securelog import keyfiles
+    from tclouds_openstack.securelog import source
+    src = source.Source(name, str(source_dir))
+    with src.open():
+        pass
+    keyfiles.enroll_source(str(keys_dir), name, keyfiles.read_k0(src.k0_path()))
 
 
 def kill_writer_mid_way(url, state, source_name, batches, mode):

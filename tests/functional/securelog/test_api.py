@@ -26,11 +26,15 @@ SERVICE = {'X-Roles': 'service', 'X-User-Id': 'swift', 'X-Project-Id': 'service'
 
 
 class FakePublisher(object):
-    def __init__(self):
-        self.sent = []
+    def __init__(self, sent=None, publisher_id='securelog-api'):
+        self.sent = [] if sent is None else sent
+        self.publisher_id = publisher_id
+
+    def prepare(self, publisher_id):
+        return FakePublisher(self.sent, publisher_id)
 
     def info(self, ctxt, event_type, payload):
-        self.sent.append((ctxt.project_id, event_type, payload))
+        self.sent.append((self.publisher_id, ctxt.project_id, event_type, payload))
 
 
 @pytest.fixture
@@ -44,6 +48,9 @@ def env(tmp_path):
                                     str(tmp_path / 'state'), origin='test.example/log',
                                     checkpoint_interval=3600)
     src = srcmod.Source('nova@ctl', str(tmp_path / 'src'))
+    with src.open():
+        pass                            # the sealer exists, its K0 in src/auditor
+    store.enroll_source('nova@ctl', keyfiles.read_k0(src.k0_path()))
     store.append(src.seal([({'event_type': 'compute.instance.create.end', 'n': i},
                             'p%d' % (i % 3)) for i in range(30)]))
     store.checkpoint()
@@ -113,7 +120,9 @@ def test_append_goes_to_the_bus_and_validates(env):
     app, _store, publisher, _tmp = env
     ok = {'event_type': 'object.delete', 'payload': {'path': '/v1/AUTH_p1/c/o'}}
     assert call(app, 'POST', '/v1/records', SERVICE, ok)[0] == 202
-    assert publisher.sent == [('service', 'object.delete', {'path': '/v1/AUTH_p1/c/o'})]
+    # attributed to the caller (user swift of project service), not to the API service
+    assert publisher.sent == [('user:swift', 'service', 'object.delete',
+                               {'path': '/v1/AUTH_p1/c/o'})]
     assert call(app, 'POST', '/v1/records', MEMBER_P1, ok)[0] == 403
     for body, message in ((b'{not json', 'body: malformed JSON'),
                           ({'payload': {}}, 'event_type: is required'),

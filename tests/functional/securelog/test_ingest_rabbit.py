@@ -19,6 +19,7 @@ from tclouds_openstack.common import messaging as common_messaging
 from tclouds_openstack import conf as tconf
 from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import store as storemod
+from tests.functional.securelog import conftest
 
 RABBIT = 'rabbit://guest:guest@127.0.0.1:5672/'
 
@@ -119,6 +120,8 @@ def test_broker_restart_and_killed_ingest_lose_and_duplicate_nothing(tmp_path, t
     path = _write_conf(tmp_path, topic)
     conf = _conf(path)
     transport, notifier = _notifier(conf, 'nova-compute@host1')
+    conftest.enroll(tmp_path / 'logstate' / 'source-keys', tmp_path / 'source',
+                    'nova-compute@host1')
     store = storemod.SecureLogStore.from_conf(conf)
     n_total = 600
     # The ingestion dies right after committing its 3rd batch, before the acknowledgement.
@@ -163,6 +166,8 @@ def test_wired_in_event_kinds_are_logged(tmp_path, topic):
     path.write_text(text)
     conf = _conf(path)
     notifier = common_messaging.get_notifier(conf, 'tclouds-attestation.ctl')
+    conftest.enroll(tmp_path / 'logstate' / 'source-keys', tmp_path / 'source',
+                    'tclouds-attestation@ctl')
     transport = notifier.transport
     store = storemod.SecureLogStore.from_conf(conf)
     proc = _start_ingest(path)
@@ -216,6 +221,8 @@ level = WARNING
     saved = root.handlers[:], root.level
     logging.config.fileConfig(str(ini), disable_existing_loggers=False)
     handler = root.handlers[0]
+    conftest.enroll(tmp_path / 'logstate' / 'source-keys', tmp_path / 'source',
+                    'glance-api-log@ctl')
     store = storemod.SecureLogStore.from_conf(_conf(path))
     proc = _start_ingest(path)
     try:

@@ -22,6 +22,7 @@ import pytest
 from tclouds_openstack.conf import securelog as securelog_conf
 from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import store as storemod
+from tests.functional.securelog import conftest
 from tests.functional.securelog import test_ingest_rabbit as rabbit
 
 API_PASTE = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
@@ -58,6 +59,8 @@ class TestNovaNotificationsReachTheLog(integrated_helpers.ProviderUsageBaseTestC
         self.stub_out('nova.rpc.NOTIFIER', oslo_messaging.Notifier(
             self.transport, 'nova', serializer=serializer, driver='securelog',
             topics=['versioned_notifications']))
+        conftest.enroll(self.tmp + '/logstate/source-keys', self.tmp + '/source',
+                        'nova@functional')
         self.ingest = rabbit._start_ingest(self.conf_path)
         self.addCleanup(self._cleanup)
         self._start_compute('host1')

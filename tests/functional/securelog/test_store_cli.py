@@ -48,7 +48,8 @@ def events(start, n):
 
 def test_store_on_each_database(db_url, tmp_path):
     st = make_store(db_url, tmp_path / 'state')
-    src = srcmod.Source('nova-api@ctl', str(tmp_path / 'src'), epoch_entries=50)
+    src = conftest.enrolled(st, srcmod.Source('nova-api@ctl', str(tmp_path / 'src'),
+                                              epoch_entries=50))
     entries = src.seal(events(0, 300))
     assert st.append(entries[:200]) == list(range(200))
     # Redelivery of a whole batch and of a batch overlapping new entries: no duplicate.
@@ -86,7 +87,8 @@ def big_log(tmp_path_factory):
     base = tmp_path_factory.mktemp('biglog')
     url = 'sqlite:///%s' % (base / 'log.sqlite')
     st = make_store(url, base / 'state', base / 'checkpoints')
-    src = srcmod.Source('cinder-volume@host7', str(base / 'state'), epoch_entries=EPOCH)
+    src = conftest.enrolled(st, srcmod.Source('cinder-volume@host7', str(base / 'state'),
+                                              epoch_entries=EPOCH))
     for start in range(0, 8000, 1000):
         st.append(src.seal(events(start, 1000), now_ns=10 ** 18 + start))
     st.checkpoint()
@@ -254,7 +256,7 @@ def test_killed_writer_leaves_no_half_written_batch(tmp_path):
     size = st.size()
     assert size >= 15 * 200 and size % 200 == 0     # whole batches only
     # The store is usable as it is: a new writer appends and the audit passes.
-    src = srcmod.Source('writer-2@host', state, epoch_entries=300)
+    src = conftest.enrolled(st, srcmod.Source('writer-2@host', state, epoch_entries=300))
     st.append(src.seal([({'event_type': 'after.crash'}, '')]))
     st.checkpoint()
     (tmp_path / 'c.conf').write_text('[securelog]\norigin = test.example/securelog\n')

@@ -48,7 +48,8 @@ def decoded(st):
 def test_append_events_on_each_database(db_url, tmp_path):
     st = make_store(db_url, tmp_path / 'state')
     src = srcmod.Source('keystone@ctl', str(tmp_path / 'src'), epoch_entries=EPOCH)
-    other = srcmod.Source('nova@cmp1', str(tmp_path / 'other'), epoch_entries=EPOCH)
+    other = conftest.enrolled(st, srcmod.Source('nova@cmp1', str(tmp_path / 'other'),
+                                                epoch_entries=EPOCH))
     assert st.append_events(src, events(0, 120), now_ns=NOW) == list(range(120))
     # Entries sealed elsewhere and ingested interleave with the co-located source.
     assert st.append(other.seal(events(0, 30), now_ns=NOW), now_ns=NOW) == list(range(120, 150))
@@ -84,7 +85,8 @@ def test_existing_source_state_is_taken_over(tmp_path):
     Its sequence and epochs continue where the file left them; the file is marked.
     """
     st = make_store('sqlite:///%s' % (tmp_path / 'log.sqlite'), tmp_path / 'state')
-    src = srcmod.Source('cli@ctl', str(tmp_path / 'src'), epoch_entries=EPOCH)
+    src = conftest.enrolled(st, srcmod.Source('cli@ctl', str(tmp_path / 'src'),
+                                              epoch_entries=EPOCH))
     st.append(src.seal(events(0, 70), now_ns=NOW), now_ns=NOW)
     path = tmp_path / 'src' / 'sealer-cli@ctl.json'
     assert 'sequence' not in json.loads(path.read_text())

@@ -105,10 +105,11 @@ def test_confidential_tenant_encrypted_yet_verifiable(tmp_path):
     # The auditor verifies all three without the tenant key.
     store = storemod.SecureLogStore('sqlite:///%s' % (tmp_path / 'c.sqlite'),
                                     str(tmp_path / 'state'), origin='t/log')
+    k0 = keyfiles.read_k0(str(tmp_path / 'src' / 'auditor' / 'source-cinder-api@ctl.k0'))
+    store.enroll_source('cinder-api@ctl', k0)
     assert store.append(entries) == [0, 1, 2]
     bundle = keyfiles.AuditorBundle.load(str(tmp_path / 'state' / 'auditor'))
-    bundle.source_keys['cinder-api@ctl'] = bytes.fromhex(
-        (tmp_path / 'src' / 'auditor' / 'source-cinder-api@ctl.k0').read_text())
+    bundle.source_keys['cinder-api@ctl'] = k0
     report, problems = store.audit(bundle)
     assert report.ok and not problems, report.summary()
     store.close()
@@ -121,6 +122,8 @@ def test_ingest_endpoint_drops_what_no_sealer_made_and_appends_the_rest(tmp_path
     good = transport.sent[0]
     store = storemod.SecureLogStore('sqlite:///%s' % (tmp_path / 'i.sqlite'),
                                     str(tmp_path / 'state'), origin='t/log')
+    store.enroll_source('cinder-api@ctl', keyfiles.read_k0(
+        str(tmp_path / 'src' / 'auditor' / 'source-cinder-api@ctl.k0')))
     endpoint = ingest.IngestEndpoint(store)
     bad = [{'event_type': 'securelog.entry', 'payload': {'entry': '!!!'}},
            {'event_type': 'compute.instance.update', 'payload': {}},
