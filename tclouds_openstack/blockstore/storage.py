@@ -50,12 +50,15 @@ class FileStorage:
                                          'offset %d' % (self.path, length - len(data), offset))
         return data
 
-    def preadv(self, views, offset):
-        """Fill the writable ``views`` in turn from ``offset`` (one system call normally).
+    def preadv(self, views, offset, length):
+        """Fill the writable ``views`` (``length`` bytes in all) in turn from ``offset``.
 
-        No allocation per read: a fresh large buffer per request costs page faults.
+        One system call normally, no allocation: a fresh large buffer per request costs
+        page faults.
         """
         done = os.preadv(self.fd, views, offset)
+        if done == length:
+            return
         pos = 0                         # where ``views`` stand in the file, from offset
         for view in views:
             n = len(view)
