@@ -1044,9 +1044,9 @@ class Volume:
 
     # ------------------------------------------------------------------ walking
     def _walk_pages(self, level=DEPTH, index=0):
-        """Yield the leaf pages that hold written sectors (non-zero in the tree), in order.
+        """Yield, in order, the leaf pages that hold written sectors (non-zero hashes).
 
-        or an IntegrityError for a subtree that fails its check.
+        A subtree that fails its check is yielded as an IntegrityError for its range.
         """
         first_sector = index << (7 * level + 4)
         try:
@@ -1068,10 +1068,10 @@ class Volume:
                 yield from self._walk_pages(level - 1, child)
 
     def written_runs(self, step=256):
-        """(first.
+        """Yield runs (first, count) covering every written sector.
 
-        count) runs of at most ``step`` sectors inside one segment covering every written
-        sector. IntegrityError items for subtrees that fail.
+        Runs stay inside one segment and hold at most ``step`` sectors; a subtree that
+        fails its check is yielded as an IntegrityError.
         """
         run_first = run_end = None
         n = self.header.sector_count
@@ -1130,9 +1130,9 @@ class Volume:
         return found
 
     def _write_header(self, header, both=False):
-        """Write ``header`` to the slot its generation selects (and the other with ``both``.
+        """Write ``header`` to the slot its generation selects.
 
-        so no slot keeps an older wrapping).
+        With ``both`` also to the other slot, so no slot keeps an older wrapping.
         """
         raw = header.pack()
         slot = header.generation % hdr.HEADER_SLOTS
@@ -1170,7 +1170,6 @@ class Volume:
         a crash at any point leaves a volume that opens with ``new_kek`` and reads right;
         calling this again (with the key that now opens the volume) resumes. Returns the
         number of sectors re-encrypted by this call.
-
         """
         self._check_writable()
         hdr.check_kek(new_kek)

@@ -212,10 +212,10 @@ def test_thread_state_kept_per_connection_and_released(served):
 
 
 def test_kill9_during_key_rotation_leaves_a_volume_that_reads_right(served, tmp_path):
-    """Issue 12 point 7.
+    """Issue 12 point 7: kill -9 in the middle of rotate-key.
 
-    Rotate-key re-encrypts every written sector under a new data key; kill -9 in the middle
-    leaves a volume that opens with the new key, reads right, and finishes with a second
+    rotate-key re-encrypts every written sector under a new data key; killed in the middle
+    it leaves a volume that opens with the new key, reads right, and finishes with a second
     rotate-key.
     """
     from tests.functional.blockstore.conftest import cli

@@ -82,7 +82,7 @@ def test_rollback_of_anchor_and_volume_never_repeats_a_keystream(tmp_path):
 
 
 def test_no_two_entries_share_key_and_nonce_across_rollbacks_and_crashes(tmp_path):
-    """White-box.
+    """White-box: no (key, nonce) twice, across rollbacks and crashes.
 
     Every sector entry ever journaled, across histories that roll back the anchor and the
     volume and crash without a flush, has its own (key, nonce).
@@ -148,10 +148,10 @@ def _forged_open(path, kek, real_anchor):
 
 
 def test_rotate_key_old_header_and_old_key_read_nothing_written_after(tmp_path):
-    """``rotate-key``.
+    """After ``rotate-key`` an old header copy and the old key read nothing new.
 
-    An old copy of the header plus the old key-encryption key must not read data written after
-    the rotation (nor, once it finished, any sector).
+    An old copy of the header plus the old key-encryption key must not read data written
+    after the rotation (nor, once it finished, any sector).
     """
     path = str(tmp_path / 'vol')
     anchor_path = str(tmp_path / 'anchor')
@@ -197,10 +197,11 @@ def test_rotate_key_old_header_and_old_key_read_nothing_written_after(tmp_path):
 
 
 def test_rotation_interrupted_anywhere_reads_right_and_resumes(tmp_path):
-    """An interruption during re-encryption (here an exception from the progress callback.
+    """An interrupted rotation leaves a volume that reads right and then finishes.
 
-    the functional test uses kill -9) leaves a volume that opens with the new key, reads every
-    sector right, and finishes when rotated again.
+    Here the interruption is an exception from the progress callback (the functional test
+    uses kill -9): the volume opens with the new key, reads every sector right, and the
+    rotation finishes when started again.
     """
     path = str(tmp_path / 'vol')
     anchor = storage.FileAnchor(str(tmp_path / 'anchor'))
@@ -243,7 +244,7 @@ def test_rotation_interrupted_anywhere_reads_right_and_resumes(tmp_path):
 
 
 def test_rotate_kek_only_says_what_it_protects(tmp_path):
-    """``rotate-key --kek-only`` rewraps.
+    """``rotate-key --kek-only`` only rewraps.
 
     An old header copy with the old key still opens the data (the command says so).
     """

@@ -115,9 +115,10 @@ ops = st.lists(st.one_of(
 @settings(max_examples=30, deadline=None)
 @given(ops)
 def test_small_cache_flushes_and_crashes_behave_like_a_disk(steps):
-    """A cache far smaller than the written data (evictions and reloads everywhere), flushes.
+    """A small cache, flushes and crashes: reads always match a model.
 
-    and kill -9 equivalents (reopen without flush). Reads always match a model.
+    The cache is far smaller than the written data (evictions and reloads everywhere);
+    crashes are kill -9 equivalents (reopen without flush).
     """
     kek = os.urandom(32)
     with tempfile.TemporaryDirectory() as tmp:
