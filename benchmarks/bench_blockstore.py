@@ -26,8 +26,9 @@ put client and server).
 
 ``BLOCKSTORE_BENCH_BASE=/path/to/an/older/checkout`` adds that checkout's server as a
 third target (same rows, same run), to compare two versions of the format against the
-same LUKS1 baseline; format 1 keeps its state in memory, so use it with
-``BLOCKSTORE_BENCH_SIZE=128M``.
+same LUKS1 baseline; its volume has ``BLOCKSTORE_BENCH_BASE_SIZE`` (default the same size:
+format 1 keeps its state in memory and opens in time linear in the size, so give it 128M,
+the size its own figures were taken at).
 
 Scale (issue 14): a sparse 1 TiB volume is created and opened (the time of the open is
 measured in a fresh process, with its peak RSS), served, written (10,000 4 KiB writes spread
@@ -272,13 +273,16 @@ def _ratio_tables(work, quick):
         ours, _ = _start_tclouds(work, 'format2', size)
         targets.append(ours)
         base_tree = os.environ.get('BLOCKSTORE_BENCH_BASE')
+        base_size = size
         if base_tree:
             env = dict(os.environ, PYTHONPATH=os.path.abspath(base_tree))
-            base, _ = _start_tclouds(work, 'base', size, env=env)
+            base_size = _size_bytes(os.environ.get('BLOCKSTORE_BENCH_BASE_SIZE', str(size)))
+            base, _ = _start_tclouds(work, 'base', base_size, env=env)
             base.name = 'base checkout'
             targets.append(base)
         targets.append(_start_luks(work, size))
-        print('volumes: %d GiB sparse each; tclouds cache 64 MiB' % (size >> 30))
+        print('volumes: %d MiB sparse (the base checkout\'s %d MiB); tclouds cache 64 MiB'
+              % (size >> 20, base_size >> 20))
         missed = _rows(targets, repeats, small_ops, 'the machine as it is')
         with _background_load():
             missed_loaded = _rows(targets, repeats, small_ops,

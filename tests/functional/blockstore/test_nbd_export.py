@@ -11,6 +11,7 @@ from tclouds_openstack.blockstore import format as fmt
 from tests.functional.blockstore.conftest import CLI
 from tests.functional.blockstore.conftest import qemu_io
 from tests.functional.blockstore.conftest import uri
+from tests import watchdog
 
 S = fmt.SECTOR_SIZE
 EIO = 'Input/output error'
@@ -257,3 +258,25 @@ def test_kill9_during_key_rotation_leaves_a_volume_that_reads_right(served, tmp_
     assert '"rotation_in_progress": false' in info.stdout
     assert '"data_key_generation": 2' in info.stdout
     assert cli('check', *new_args).returncode == 0
+
+
+def test_format1_volume_is_served_read_only(served):
+    """A volume written by the first release is exported read-only, its data intact."""
+    import gzip
+    data = os.path.join(os.path.dirname(__file__), '..', '..', 'unit', 'blockstore', 'data')
+    with gzip.open(os.path.join(data, 'v1-tree.vol.gz')) as src, \
+            open(served.volume, 'wb') as dst:
+        shutil.copyfileobj(src, dst)
+    shutil.copy(os.path.join(data, 'v1-tree.anchor'), served.anchor)
+    with open(served.key, 'w') as f:
+        f.write('5a' * 32)
+    assert served.start() is None
+    assert 'format version 1: served read-only' in served.server_log()
+    res = watchdog.run(['qemu-io', '-r', '-f', 'raw', '-c', 'read -P 0 %d 4k' % (100 * S),
+                        '-c', 'read -P 0x78 %d 50' % (3 * S + 100), uri(served.sock)],
+                       capture_output=True, text=True)
+    assert res.stdout.count('read ') == 2 and 'failed' not in res.stdout, res
+    assert 'Permission denied' in qemu_io(served.sock, 'write -P 0x11 0 4k')   # read-only
+    served.stop()
+    res = served.check()
+    assert res.returncode == 0 and 'all 300 sectors verified' in res.stdout, res.stderr
