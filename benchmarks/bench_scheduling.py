@@ -74,11 +74,16 @@ def run(quick=False):
 
 # --------------------------------------------------------------------------- child process
 def _start_attestation_api(tmp, connection):
-    """Run ``tclouds-attestation-api`` (noauth) on a free port; (process, url)."""
+    """Run ``tclouds-attestation-api`` (noauth) on a free port; (process, url).
+
+    It reads its own file only (tests/hermetic.py): no /etc/tclouds, no policy file there.
+    """
     import socket
-    import time
     import urllib.error
     import urllib.request
+
+    from tests import hermetic
+    from tests import watchdog
 
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
@@ -86,25 +91,48 @@ def _start_attestation_api(tmp, connection):
     path = os.path.join(tmp, 'attestation-api.conf')
     with open(path, 'w') as f:
         f.write('[api]\nauth_strategy = noauth\n[attestation]\nconnection = %s\n'
-                'api_host = 127.0.0.1\napi_port = %d\nmax_verdict_age = 3600\n'
-                % (connection, port))
-    proc = subprocess.Popen([sys.executable, '-m', 'tclouds_openstack.cmd.attestation_api',
-                             '--config-file', path],
+                'api_host = 127.0.0.1\napi_port = %d\nmax_verdict_age = 3600\n%s'
+                % (connection, port, hermetic.POLICY_SECTION))
+    proc = subprocess.Popen([sys.executable, '-m', 'tclouds_openstack.cmd.attestation_api']
+                            + hermetic.service_args(path, tmp),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = 'http://127.0.0.1:%d' % port
-    for _ in range(300):
+
+    def up():
         try:
-            urllib.request.urlopen(url + '/', timeout=1).close()
-            return proc, url
+            urllib.request.urlopen(url + '/', timeout=60).close()
+            return True
         except urllib.error.HTTPError:      # 401 without identity headers: it is up
-            return proc, url
+            return True
         except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError('tclouds-attestation-api did not start on %s' % url)
+            return False
+
+    try:
+        watchdog.wait_until(up, 'tclouds-attestation-api to answer on %s' % url, proc=proc)
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, url
 
 
 def _child(hosts, max_results, reps):
+    """One fleet size; prints RESULT <json>.
+
+    Exits at once, also on failure: Nova's services are never stopped, and their threads
+    would keep the interpreter from exiting (it hung there for good).
+    """
+    try:
+        _measure(hosts, max_results, reps)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)     # skip fixture cleanup of thousands of rows
+
+
+def _measure(hosts, max_results, reps):
     os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
     import nova.tests.functional  # noqa: F401  (nova's patching first)
 
@@ -138,6 +166,7 @@ def _child(hosts, max_results, reps):
     from tclouds_openstack.nova import verdicts as trust_verdicts
     from tclouds_openstack.requirements import client as req_client
     from tclouds_openstack.requirements import model
+    from tests import hermetic
 
     service_headers = {'X-Roles': 'service', 'X-User-Id': 'nova', 'X-Project-Id': 'service'}
 
@@ -146,6 +175,8 @@ def _child(hosts, max_results, reps):
             pass
 
     case = Bench('runTest')
+    # Nova's fixtures call oslo.config without default_config_dirs (/etc/nova/nova.conf.d)
+    hermetic.NoDefaultConfigDirs().setUp()
     case.setUp()
     logging.getLogger().setLevel(logging.WARNING)
     case.flags(max_placement_results=max_results, group='scheduler')
@@ -167,7 +198,7 @@ def _child(hosts, max_results, reps):
     tmp = tempfile.mkdtemp(prefix='bench-sched-')
     aconf = cfg.ConfigOpts()
     tconf.register_opts(aconf)
-    aconf([], project='tclouds-bench', default_config_files=[])
+    hermetic.parse(aconf, project='tclouds-bench')
     aconf.set_override('auth_strategy', 'noauth', group='api')
     aconf.set_override('connection', 'sqlite:///%s/att.sqlite' % tmp, group='attestation')
     aconf.set_override('max_verdict_age', 3600, group='attestation')
@@ -313,8 +344,6 @@ def _child(hosts, max_results, reps):
     api_proc.terminate()
     api_proc.wait(10)
     print('RESULT ' + json.dumps(result))
-    sys.stdout.flush()
-    os._exit(0)     # skip fixture cleanup of thousands of rows
 
 
 if __name__ == '__main__':

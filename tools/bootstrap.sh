@@ -1,13 +1,36 @@
 #!/bin/bash
 # Install what tclouds-openstack needs on a Debian/Ubuntu machine, idempotently:
 #   1. system packages listed in bindep.txt (only the missing ones; profile "demo" or "test"),
-#   2. a virtualenv in .venv (Debian's python3.11, so nbdkit's embedded Python can use it too)
-#      with the pinned requirements and the project installed in develop mode.
-# Usage: tools/bootstrap.sh [demo|test]      Safe to run any number of times.
+#   2. a virtualenv (Debian's python3.11, so nbdkit's embedded Python can use it too) with
+#      requirements.txt and test-requirements.txt installed under one of the two tested sets
+#      of constraints, and the project installed in develop mode:
+#        TCLOUDS_CONSTRAINTS=tested     (default) .venv, constraints.txt: the exact versions
+#                                       the project develops with;
+#        TCLOUDS_CONSTRAINTS=openstack  .venv-uc, OpenStack's upper-constraints plus
+#                                       constraints.txt for what it does not pin
+#                                       (tools/constraints.py; TCLOUDS_UPPER_CONSTRAINTS names
+#                                       another upper-constraints file or URL).
+#      TCLOUDS_VENV overrides the virtualenv's directory.
+# Usage: tools/bootstrap.sh [demo|test]      Safe to run any number of times: the venv is
+#        tools/bootstrap.sh --venv           (re)installed only when the requirements, the
+#                                            constraints or setup.cfg changed; --venv prints
+#                                            the virtualenv's directory and does nothing else.
 set -euo pipefail
-PROFILE=${1:-test}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 cd "$TOP"
+
+CONSTRAINTS=${TCLOUDS_CONSTRAINTS:-tested}
+case "$CONSTRAINTS" in
+    tested) VENV=${TCLOUDS_VENV:-$TOP/.venv} ;;
+    openstack) VENV=${TCLOUDS_VENV:-$TOP/.venv-uc} ;;
+    *) echo "bootstrap: TCLOUDS_CONSTRAINTS must be tested or openstack, not '$CONSTRAINTS'" >&2
+       exit 2 ;;
+esac
+if [ "${1:-}" = --venv ]; then
+    echo "$VENV"
+    exit 0
+fi
+PROFILE=${1:-test}
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -36,17 +59,22 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=/usr/bin/python3.11
-VENV="$TOP/.venv"
-STAMP="$VENV/.tclouds-requirements"
-want=$(cat requirements.txt test-requirements.txt upper-constraints.txt setup.cfg | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ]; then
     echo "bootstrap: creating virtualenv $VENV"
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install -q -U pip
 fi
+# The constraints this venv is installed with, kept beside it (pip reads them from there).
+CONSTRAINTS_FILE="$VENV/tclouds-constraints.txt"
+new=$(mktemp)
+trap 'rm -f "$new"' EXIT
+"$PY" tools/constraints.py "$CONSTRAINTS" > "$new"
+STAMP="$VENV/.tclouds-requirements"
+want=$(cat requirements.txt test-requirements.txt "$new" setup.cfg | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-    echo "bootstrap: installing pinned Python requirements into $VENV"
-    "$VENV/bin/pip" install -q -c upper-constraints.txt -r requirements.txt -r test-requirements.txt
+    echo "bootstrap: installing the requirements into $VENV ($CONSTRAINTS constraints)"
+    cp "$new" "$CONSTRAINTS_FILE"
+    "$VENV/bin/pip" install -q -c "$CONSTRAINTS_FILE" -r requirements.txt -r test-requirements.txt
     "$VENV/bin/pip" install -q --no-deps -e .
     echo "$want" > "$STAMP"
 fi
@@ -59,7 +87,7 @@ if [ -d "$GPG" ] && [ ! -e "$SITE/gpg" ]; then
 fi
 
 # Swift's own functional suite ships only in its sdist (test/functional): the cloud-of-clouds
-# tests run it against the middleware. Fetch it once, for the pinned Swift version.
+# tests run it against the middleware. Fetch it once, for the installed Swift version.
 if [ "$PROFILE" = test ]; then
     SWIFT_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("swift"))')
     SDIST_DIR=${TCLOUDS_SWIFT_SDIST_DIR:-$HOME/.cache/tclouds-openstack/swift-sdist}

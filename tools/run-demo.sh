@@ -5,4 +5,4 @@ set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 cd "$TOP"
 tools/bootstrap.sh demo
-exec "$TOP/.venv/bin/tclouds-demo" "$@"
+exec "$(tools/bootstrap.sh --venv)/bin/tclouds-demo" "$@"

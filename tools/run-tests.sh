@@ -1,14 +1,36 @@
 #!/bin/bash
 # The test command: install what the suite needs, start the services it talks to, then run
 # style checks, the documentation build and the whole test suite (unit + functional).
-# Extra arguments go to pytest, e.g. tools/run-tests.sh tests/unit/tpm -x
+#
+#   tools/run-tests.sh                  style, docs, the whole suite
+#   tools/run-tests.sh --suite          the whole suite only
+#   tools/run-tests.sh tests/unit/tpm -x    one pytest process; arguments go to pytest
+#
+# Which tested set (tools/bootstrap.sh): TCLOUDS_CONSTRAINTS=tested (default, .venv, the exact
+# versions of constraints.txt) or TCLOUDS_CONSTRAINTS=openstack (.venv-uc, OpenStack's
+# upper-constraints plus constraints.txt for what it does not pin).
+#
+# No wall-clock limit: a pytest process is stopped only when it is stuck, i.e. it and its
+# children used no CPU for TCLOUDS_STUCK_MINUTES (default 5), or when it used more than
+# TCLOUDS_CPU_BUDGET_MINUTES of CPU (default 60); see tests/watchdog.py.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 cd "$TOP"
 tools/bootstrap.sh test
 tools/services.sh
-export PATH="$TOP/.venv/bin:$PATH"
-if [ $# -eq 0 ]; then
+VENV=$(tools/bootstrap.sh --venv)
+export PATH="$VENV/bin:$PATH"
+echo "== tested set: ${TCLOUDS_CONSTRAINTS:-tested} ($VENV)"
+
+SUITE_ONLY=0
+if [ "${1:-}" = --suite ]; then
+    SUITE_ONLY=1
+    shift
+fi
+if [ $# -gt 0 ]; then
+    exec python -m tests.watchdog -- python -m pytest "$@"
+fi
+if [ $SUITE_ONLY = 0 ]; then
     echo "== style (flake8 + hacking)"
     flake8 tclouds_openstack tests benchmarks
     echo "== generated configuration sample is current"
@@ -16,21 +38,19 @@ if [ $# -eq 0 ]; then
     echo "== documentation (warnings are errors)"
     sphinx-build -q -E -W -b html doc/source doc/build/html
 fi
-if [ $# -gt 0 ]; then
-    exec python -m pytest "$@"
-fi
 # Each area's tests run in a pytest process of their own (tests/unit/<area>,
 # tests/functional/<area>), so threads, servers and global state one area leaves behind
 # cannot stall another; modules that run Nova/Cinder/... in-process get a process each
-# (tests/isolation.py decides which). A process that hangs is stopped after 20 minutes.
+# (tests/isolation.py decides which).
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
 status=0
 n=0
+start=$SECONDS
 run() {
     n=$((n + 1))
     echo "== tests: $*"
-    timeout --signal=KILL 1200 python -m pytest "$@" --junitxml="$reports/run-$n.xml" \
+    python -m tests.watchdog -- python -m pytest "$@" --junitxml="$reports/run-$n.xml" \
         </dev/null || status=1
     if [ ! -f "$reports/run-$n.xml" ]; then
         echo "== no test report from: $* (killed or crashed)"
@@ -47,4 +67,5 @@ for line in "${plan[@]}"; do
     fi
 done
 python -m tests.isolation summarize "$reports"/*.xml || status=1
+echo "== suite: $((SECONDS - start)) s (${TCLOUDS_CONSTRAINTS:-tested} set)"
 exit $status

@@ -71,7 +71,9 @@ def anchor_from_config(config_files):
     conf = cfg.ConfigOpts()
     driver.register_opts(conf)
     try:
-        conf(args=[], project='tclouds', default_config_files=[f for f in config_files if f])
+        # the files given only: never /etc/tclouds/tclouds.conf.d beside them
+        conf(args=[], project='tclouds', default_config_files=[f for f in config_files if f],
+             default_config_dirs=[])
         return KeyServiceAnchor(from_conf(conf))
     except cfg.Error as exc:
         raise bs_errors.AnchorError('key service anchor: configuration: %s' % exc)

@@ -49,8 +49,10 @@ class SecureLogHandler(logging.Handler):
                 if conf is None:
                     conf = cfg.ConfigOpts()
                     securelog_conf.register_opts(conf)
+                    # the named file only: never /etc/tclouds/tclouds.conf.d beside it
                     conf([], project='tclouds', default_config_files=(
-                        [self._config_file] if self._config_file else []))
+                        [self._config_file] if self._config_file else []),
+                        default_config_dirs=[])
                 securelog_conf.register_opts(conf)
                 name = self._source_name or conf.securelog.source_name or \
                     source.default_source_name(

@@ -16,7 +16,10 @@ import hashlib
 import hmac
 import os
 
-from cryptography.hazmat.decrepit.ciphers.modes import CFB
+try:
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:     # cryptography < 47 (OpenStack's upper-constraints pins 43.0.3)
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers import algorithms

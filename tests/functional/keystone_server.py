@@ -15,10 +15,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import requests
 
+from tests import hermetic
+from tests import watchdog
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADMIN_PASSWORD = 'admin-secret'
 
 
@@ -31,9 +34,13 @@ def _free_port():
 _SERVE = """
 import sys
 from wsgiref import simple_server
-from keystone.server.flask import core
-conf_file, port = sys.argv[1], int(sys.argv[2])
+conf_file, port, repo = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.argv = sys.argv[:1]      # keystone parses the command line for its own options
+sys.path.insert(0, repo)
+from tests import hermetic
+# conf_file only: keystone and its oslo.middleware look in /etc/keystone otherwise
+hermetic.NoDefaultConfigDirs().setUp()
+from keystone.server.flask import core
 app = core.initialize_application('public', config_files=[conf_file])
 simple_server.make_server('127.0.0.1', port, app).serve_forever()
 """
@@ -45,7 +52,7 @@ _CONF = ('[database]\nconnection = sqlite:///%(d)s/keystone.db\n'
          '[fernet_receipts]\nkey_repository = %(d)s/receipts\n'
          '[credential]\nkey_repository = %(d)s/credential\n'
          '[identity]\npassword_hash_rounds = 4\n'
-         '[token]\nprovider = fernet\n')
+         '[token]\nprovider = fernet\n' + hermetic.POLICY_SECTION)
 
 
 class Keystone:
@@ -74,8 +81,8 @@ class Keystone:
     def setup(self):
         """Create the database, keys and bootstrap admin with ``keystone-manage``."""
         self._write_conf()
-        manage = [os.path.join(os.path.dirname(sys.executable), 'keystone-manage'),
-                  '--config-file', self.conf]
+        manage = [os.path.join(os.path.dirname(sys.executable), 'keystone-manage')] + \
+            hermetic.service_args(self.conf, self.dir)
         for step in (['db_sync'],
                      ['fernet_setup', '--keystone-user', str(os.getuid()),
                       '--keystone-group', str(os.getgid())],
@@ -83,7 +90,7 @@ class Keystone:
                       '--keystone-group', str(os.getgid())],
                      ['bootstrap', '--bootstrap-password', ADMIN_PASSWORD,
                       '--bootstrap-public-url', self.url]):
-            subprocess.run(manage + step, check=True, capture_output=True, timeout=600)
+            watchdog.run(manage + step, check=True, capture_output=True)
         return self
 
     def start(self):
@@ -91,18 +98,21 @@ class Keystone:
         if not os.path.exists(os.path.join(self.dir, 'keystone.db')):
             self.setup()
         self.log = open(os.path.join(self.dir, 'keystone.log'), 'ab')
-        self.proc = subprocess.Popen([sys.executable, '-c', _SERVE, self.conf, str(self.port)],
-                                     stdout=self.log, stderr=self.log)
-        while True:
+        self.proc = subprocess.Popen([sys.executable, '-c', _SERVE, self.conf, str(self.port),
+                                      REPO], stdout=self.log, stderr=self.log)
+
+        def answers():
             try:
-                if requests.get(self.url, timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError('keystone did not start; see %s/keystone.log' % self.dir)
-            time.sleep(0.2)
+                return requests.get(self.url, timeout=60).status_code == 200
+            except requests.RequestException:
+                return False
+
+        try:
+            watchdog.wait_until(answers, 'keystone to answer on %s' % self.url, proc=self.proc,
+                                interval=0.2)
+        except AssertionError as exc:
+            self.stop()
+            raise RuntimeError('%s; see %s/keystone.log' % (exc, self.dir))
         self._point_catalog_here()
         return self
 

@@ -1,14 +1,16 @@
 """``tclouds-attestation-manage db sync`` on a fresh MariaDB, and services that refuse an
 outdated schema instead of racing to create it."""
+import os
 import subprocess
 import sys
-import time
 
 import pymysql
 import pytest
 
 from tclouds_openstack.attestation.service import store as store_mod
 from tests.functional.attestation import conftest as fx
+from tests import hermetic
+from tests import watchdog
 
 
 @pytest.fixture
@@ -22,10 +24,13 @@ def fresh(tmp_path):
         fx.drop_mariadb(name)
 
 
+def _command(module, path, *args):
+    return ([sys.executable, '-m', 'tclouds_openstack.cmd.%s' % module]
+            + hermetic.service_args(path, os.path.dirname(path)) + list(args))
+
+
 def run(module, path, *args):
-    return subprocess.run([sys.executable, '-m', 'tclouds_openstack.cmd.%s' % module,
-                           '--config-file', path] + list(args),
-                          capture_output=True, text=True, timeout=120)
+    return watchdog.run(_command(module, path, *args), capture_output=True, text=True)
 
 
 def test_services_refuse_an_unsynced_database_until_db_sync(fresh):
@@ -69,20 +74,22 @@ def test_concurrent_db_syncs_are_serialised_by_a_database_lock(fresh):
         with holder.cursor() as cur:
             cur.execute('SELECT GET_LOCK(%s, 0)', (store_mod.MIGRATION_LOCK,))
             assert cur.fetchone()[0] == 1
-        cmd = [sys.executable, '-m', 'tclouds_openstack.cmd.attestation_manage',
-               '--config-file', path, 'db', 'sync']
+        cmd = _command('attestation_manage', path, 'db', 'sync')
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(2)]
-        deadline = time.monotonic() + 60
-        while _waiting_on_lock(name) < 2:
-            assert time.monotonic() < deadline, 'db sync never waited for the lock'
+
+        def both_wait():
             assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-            time.sleep(0.1)
+            return _waiting_on_lock(name) >= 2
+
+        watchdog.wait_until(both_wait, 'both db syncs to wait for the lock')
         # both wait: neither has touched the schema while the lock is held
         assert store_mod.Store(url).schema_revisions()[0] is None
         with holder.cursor() as cur:
             cur.execute('SELECT RELEASE_LOCK(%s)', (store_mod.MIGRATION_LOCK,))
-        results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+        for p in procs:
+            watchdog.wait(p, 'db sync to finish once the lock is free')
+        results = [p.communicate() + (p.returncode,) for p in procs]
         assert all(rc == 0 for _, _, rc in results), results
         current, head = store_mod.Store(url).schema_revisions()
         assert current == head

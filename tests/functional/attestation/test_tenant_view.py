@@ -5,7 +5,6 @@ project's members see the trust of the host running their own servers, never its
 and another project's server is a 404 like a server that does not exist.
 """
 import json
-import os
 import sys
 
 from tclouds_openstack.conf import attestation as attestation_conf  # noqa: I100
@@ -32,8 +31,8 @@ from tclouds_openstack.attestation.service import store as store_mod
 from tclouds_openstack.common import policy
 from tclouds_openstack import conf as tconf
 from tests.functional.attestation import conftest as fx
+from tests.functional import nova_harness
 
-API_PASTE = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
 HOST = 'cn-secret-rack7'
 OTHER_PROJECT = '0ther0000000000000000000000000b2'
 
@@ -45,12 +44,11 @@ def headers(project, roles):
 
 
 @pytest.mark.forked
-class TestTenantView(integrated_helpers.ProviderUsageBaseTestCase):
+class TestTenantView(nova_harness.NovaHarness, integrated_helpers.ProviderUsageBaseTestCase):
     compute_driver = 'fake.MediumFakeDriver'
     microversion = 'latest'
 
     def setUp(self):
-        self.flags(api_paste_config=API_PASTE, group='wsgi')
         super().setUp()
         self._start_compute(HOST)
         name, url = fx.mariadb_url()
@@ -79,9 +77,6 @@ class TestTenantView(integrated_helpers.ProviderUsageBaseTestCase):
         self.other_api.microversion = 'latest'
         self.mine = self._boot(self.api)
         self.theirs = self._boot(self.other_api)
-
-    def _clear_attrs(self):
-        pass        # nova's cleanup deletes instance attributes pytest still needs
 
     def _boot(self, api_client):
         server = api_client.post_server({'server': self._build_server(networks='none')})

@@ -2,6 +2,7 @@
 a worker that dies hands its hosts over; kill -9 of the worker process loses nothing."""
 import collections
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,8 +12,9 @@ import uuid
 
 import pytest
 
-from tclouds_openstack.attestation.service.verifier import wait_for
 from tests.functional.attestation import conftest as fx
+from tests import hermetic
+from tests.watchdog import wait_for  # no time limit: see tests/watchdog.py
 
 INTERVAL = 1.0
 
@@ -116,8 +118,9 @@ ek_ca_bundle = {bundle}
 
 
 def _start_worker(path, log):
-    return subprocess.Popen([sys.executable, '-m', 'tclouds_openstack.cmd.attestation_worker',
-                             '--config-file', path], stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, '-m', 'tclouds_openstack.cmd.attestation_worker']
+                            + hermetic.service_args(path, os.path.dirname(path)),
+                            stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.parametrize('backend', ['sqlite', 'mariadb'])

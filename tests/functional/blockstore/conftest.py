@@ -8,6 +8,7 @@ import pytest
 
 from tclouds_openstack.blockstore import format as fmt
 from tclouds_openstack.cmd import blockstore as bs_cli
+from tests import watchdog
 
 CLI = [sys.executable, '-m', 'tclouds_openstack.cmd.blockstore']
 
@@ -20,12 +21,12 @@ def qemu_io(sock, *commands):
     cmd = ['qemu-io', '-f', 'raw']
     for c in commands:
         cmd += ['-c', c]
-    proc = subprocess.run(cmd + [uri(sock)], capture_output=True, text=True, timeout=120)
+    proc = watchdog.run(cmd + [uri(sock)], capture_output=True, text=True)
     return proc.stdout + proc.stderr
 
 
 def cli(*args):
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=120)
+    return watchdog.run(CLI + list(args), capture_output=True, text=True)
 
 
 class Served:

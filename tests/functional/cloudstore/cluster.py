@@ -20,6 +20,8 @@ import sys
 import time
 import urllib.request
 
+from tests import watchdog
+
 REPO = pathlib.Path(__file__).resolve().parents[3]
 PORT_BASE = 21000
 PORTS_PER_SLOT = 10
@@ -213,25 +215,28 @@ class Cluster:
             if not _port_free(port):
                 raise RuntimeError('cluster %s: port %d is busy (a cluster left over from '
                                    'another run?)' % (self.name, port))
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO)] + [
+            p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
         with open(self.log_file, 'ab') as log:
             self.process = subprocess.Popen(
                 [sys.executable, '-m', 'tests.functional.cloudstore.cluster', str(self.dir)],
                 cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError('cluster %s exited with %s: %s' % (
-                    self.name, self.process.returncode, self.log_file.read_text()[-3000:]))
+
+        def healthy():
             try:
-                with urllib.request.urlopen(self.url + '/healthcheck', timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
+                with urllib.request.urlopen(self.url + '/healthcheck', timeout=60) as resp:
+                    return resp.status == 200
             except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError('cluster %s did not answer on port %d within %d s'
-                           % (self.name, self.port, timeout))
+                return False
+
+        # No time limit (``timeout`` is ignored): it starts as long as it works on it.
+        try:
+            watchdog.wait_until(healthy, 'cluster %s to answer on port %d'
+                                % (self.name, self.port), proc=self.process, interval=0.05)
+        except AssertionError as exc:
+            self.stop()
+            raise RuntimeError('%s: %s' % (exc, self.log_file.read_text()[-3000:]))
+        return self
 
     def stop(self):
         """SIGKILL: like a provider vanishing; new requests fail at once."""
@@ -324,7 +329,8 @@ def cache_filter_factory(global_conf, **local_conf):
 
 
 def _serve(directory):
-    from swift.common import utils
+    from tests import hermetic
+    utils = hermetic.import_swift()     # not /etc/swift/swift.conf: swift_dir is set below
     utils.monkey_patch()
     # Server logs go to this process's stderr (the cluster's server.log), not syslog.
     syslog_get_logger = utils.get_logger

@@ -1,13 +1,18 @@
 """Helpers of the demo tests: run ``tclouds-demo`` as a user would, find leftover servers."""
 import os
-import subprocess
 import sys
 
+from tests import watchdog
 
-def run_demo(*args, timeout=180):
-    """``python -m tclouds_openstack.demo.main *args``; the CompletedProcess (text)."""
-    return subprocess.run([sys.executable, '-m', 'tclouds_openstack.demo.main', *args],
-                          capture_output=True, text=True, timeout=timeout)
+
+def run_demo(*args, timeout=None):
+    """``python -m tclouds_openstack.demo.main *args``; the CompletedProcess (text).
+
+    No time limit (``timeout`` is ignored): the demo is stopped only when it is stuck
+    (tests/watchdog.py), however long a loaded machine makes it take.
+    """
+    return watchdog.run([sys.executable, '-m', 'tclouds_openstack.demo.main', *args],
+                        capture_output=True, text=True)
 
 
 def processes(program, marker):

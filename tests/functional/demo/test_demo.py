@@ -3,7 +3,7 @@ from tests.functional import demo as demo_tests
 
 
 def test_demo_reports_trusted_and_tampered_hosts(tmp_path):
-    result = demo_tests.run_demo('--hosts', '3', '--workdir', str(tmp_path), timeout=300)
+    result = demo_tests.run_demo('--hosts', '3', '--workdir', str(tmp_path))
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert 'Traceback' not in out + result.stderr
@@ -32,12 +32,12 @@ def test_demo_reports_trusted_and_tampered_hosts(tmp_path):
 
 
 def test_demo_refuses_a_single_host():
-    result = demo_tests.run_demo('--hosts', '1', timeout=60)
+    result = demo_tests.run_demo('--hosts', '1')
     assert result.returncode == 2
     assert '--hosts must be at least 2' in result.stderr
 
 
 def test_one_chapter_alone(tmp_path):
-    result = demo_tests.run_demo('--chapter', 'audit', '--workdir', str(tmp_path), timeout=120)
+    result = demo_tests.run_demo('--chapter', 'audit', '--workdir', str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert '1. Secure log' in result.stdout and 'TPM' not in result.stdout

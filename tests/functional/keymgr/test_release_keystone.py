@@ -23,6 +23,7 @@ from tclouds_openstack.keymgr import client
 from tclouds_openstack.keymgr import driver
 from tclouds_openstack.keymgr import release
 from tests.functional.keymgr import keystone_server
+from tests import hermetic
 from tests.unit.keymgr import helpers
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -69,7 +70,7 @@ def release_api(keystone, tmp_path):
     conf = cfg.ConfigOpts()
     driver.register_opts(conf)
     conf_api.register_opts(conf)
-    conf(args=[], project='tclouds', default_config_files=[str(conf_file)])
+    hermetic.parse(conf, [conf_file])
     gate = release.Gate(conf, backend=Backend(conf), notifier=helpers.memory_notifier(conf))
     server = wsgi.make_server(api.build_app(conf, gate=gate), '127.0.0.1', 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -92,7 +93,7 @@ def compute_driver(tmp_path, keystone, api_url, host):
                                                    HOSTS[host])))
     conf = cfg.ConfigOpts()
     driver.register_opts(conf)
-    conf(args=[], project='tclouds', default_config_files=[str(conf_file)])
+    hermetic.parse(conf, [conf_file])
     return driver.TcloudsKeyManager(conf)
 
 

@@ -2,12 +2,11 @@
 trust plugins enabled: request filter, TrustedHostFilter, JurisdictionFilter, trait sync.
 
 Workarounds from ../shared/notes/feasibility-openstack.md: nova.tests.functional imported
-first, the wheel's api-paste.ini, ``_clear_attrs`` kept under pytest. Every test class
+first; the wheel's api-paste.ini, ``_clear_attrs`` kept under pytest, no machine
+configuration and no fixed waits come from tests/functional/nova_harness.py. Every test class
 using this base runs in a forked process (global oslo.config state).
 """
 import datetime
-import os
-import sys
 
 import nova.tests.functional  # noqa: F401,I100  (nova's patching first)
 
@@ -22,8 +21,8 @@ from tclouds_openstack.nova import placement as trust_placement
 from tclouds_openstack.nova import scheduler as trust_scheduler
 from tclouds_openstack.nova import verdicts as trust_verdicts
 from tclouds_openstack.requirements import model
+from tests.functional import nova_harness
 
-API_PASTE = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
 # host1 is preferred by the weigher, then host2, then host3.
 WEIGHTS = {'host1': 100, 'host2': 50, 'host3': 10}
 
@@ -55,7 +54,7 @@ class ControlledBackend(backend_base.AttestationBackend):
                 for h in hosts}
 
 
-class TrustTestBase(integrated_helpers.ProviderUsageBaseTestCase):
+class TrustTestBase(nova_harness.NovaHarness, integrated_helpers.ProviderUsageBaseTestCase):
     compute_driver = 'fake.MediumFakeDriver'
     microversion = 'latest'
     hosts = ('host1', 'host2', 'host3')
@@ -64,7 +63,6 @@ class TrustTestBase(integrated_helpers.ProviderUsageBaseTestCase):
     translate_to_traits = True
 
     def setUp(self):
-        self.flags(api_paste_config=API_PASTE, group='wsgi')
         self.flags(
             available_filters=['nova.scheduler.filters.all_filters',
                                'tclouds_openstack.nova.scheduler.TrustedHostFilter',
@@ -93,15 +91,6 @@ class TrustTestBase(integrated_helpers.ProviderUsageBaseTestCase):
                     self.admin_api.add_host_to_aggregate(agg['id'], host)
         self.sync = trust_placement.TraitSync(
             self.flags_conf(), self.placement_client(), self.nova_client(), self.backend)
-
-    def _clear_attrs(self):
-        # nova's cleanup deletes instance attributes pytest still needs.
-        pass
-
-    def _wait_for_server_parameter(self, server, expected_params, max_retries=10, **kw):
-        # nova waits 10 x 0.5 s; on a loaded 2-core CI machine a boot can take longer.
-        return super()._wait_for_server_parameter(server, expected_params,
-                                                  max(max_retries, 60), **kw)
 
     def make_backend(self):
         return ControlledBackend()

@@ -23,7 +23,6 @@ from tclouds_openstack.attestation.backends import tclouds as tclouds_backend
 from tclouds_openstack.attestation import client as att_client
 from tclouds_openstack.attestation.service import api as att_api
 from tclouds_openstack.attestation.service import store as att_store
-from tclouds_openstack.attestation.service.verifier import wait_for
 from tclouds_openstack.attestation import simfleet
 from tclouds_openstack.common import messaging as common_messaging
 from tclouds_openstack.common import policy
@@ -32,6 +31,7 @@ from tclouds_openstack.nova import reaction
 from tclouds_openstack.requirements import model
 from tests.functional.attestation import test_future_verdicts as att_fixtures
 from tests.functional.nova import base
+from tests.watchdog import wait_for  # no time limit: see tests/watchdog.py
 
 SERVICE = {'X-Roles': 'service', 'X-User-Id': 'nova', 'X-Project-Id': 'service'}
 WAIT = 120      # generous: the machine may be busy; the waits end as soon as it happened

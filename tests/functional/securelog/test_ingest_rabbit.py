@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 from oslo_config import cfg
@@ -20,6 +19,8 @@ from tclouds_openstack import conf as tconf
 from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import store as storemod
 from tests.functional.securelog import conftest
+from tests import hermetic
+from tests import watchdog
 
 RABBIT = 'rabbit://guest:guest@127.0.0.1:5672/'
 
@@ -51,8 +52,7 @@ epoch_entries = 100
 def _conf(path):
     conf = cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds', default_config_files=[str(path)])
-    return conf
+    return hermetic.parse(conf, [path])
 
 
 def _notifier(conf, source_name):
@@ -64,7 +64,7 @@ def _notifier(conf, source_name):
 
 def _start_ingest(path, env=None):
     exe = os.path.join(os.path.dirname(sys.executable), 'tclouds-securelog-ingest')
-    return subprocess.Popen([exe, '--config-file', str(path)],
+    return subprocess.Popen([exe] + hermetic.service_args(path, path.parent),
                             env=dict(os.environ, **(env or {})),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -79,25 +79,19 @@ def _stop(proc):
             proc.wait()
 
 
-def _wait_count(store, n, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if store.size() >= n:
-            return store.size()
-        time.sleep(0.2)
+def _wait_count(store, n):
+    watchdog.wait_until(lambda: store.size() >= n, 'the secure log to hold %d records' % n,
+                        interval=0.2)
     return store.size()
 
 
 def _delete_queue(topic):
-    subprocess.run(['rabbitmqctl', '-q', 'delete_queue', '%s.info' % topic],
-                   capture_output=True, timeout=30)
+    watchdog.run(['rabbitmqctl', '-q', 'delete_queue', '%s.info' % topic], capture_output=True)
 
 
 def _rabbit_restart():
-    subprocess.run(['rabbitmqctl', '-q', 'stop_app'], check=True, capture_output=True,
-                   timeout=60)
-    subprocess.run(['rabbitmqctl', '-q', 'start_app'], check=True, capture_output=True,
-                   timeout=60)
+    watchdog.run(['rabbitmqctl', '-q', 'stop_app'], check=True, capture_output=True)
+    watchdog.run(['rabbitmqctl', '-q', 'start_app'], check=True, capture_output=True)
 
 
 def _bundle(tmp_path):
@@ -130,7 +124,7 @@ def test_broker_restart_and_killed_ingest_lose_and_duplicate_nothing(tmp_path, t
         for i in range(200):
             notifier.info(tcontext.RequestContext(project_id='p1', auth_token='SECRET'),
                           'compute.instance.update', {'n': i})
-        proc.wait(timeout=60)
+        watchdog.wait(proc, 'the ingestion to die after its 3rd batch')
         assert proc.returncode == 137
         committed_at_crash = store.size()
         assert 0 < committed_at_crash < 200
@@ -180,7 +174,7 @@ def test_wired_in_event_kinds_are_logged(tmp_path, topic):
             ctx = tcontext.RequestContext(project_id='p9', request_id='req-1',
                                           auth_token='SECRET-TOKEN', roles=['admin'])
             notifier.info(ctx, event_type, payload)
-        assert _wait_count(store, len(kinds), timeout=30) == len(kinds)
+        assert _wait_count(store, len(kinds)) == len(kinds)
     finally:
         _stop(proc)
         transport.cleanup()
@@ -232,7 +226,7 @@ level = WARNING
             raise ValueError('boom')
         except ValueError:
             logging.getLogger('glance.store').exception('upload failed')
-        assert _wait_count(store, 2, timeout=30) == 2
+        assert _wait_count(store, 2) == 2
     finally:
         _stop(proc)
         root.handlers[:] = saved[0]

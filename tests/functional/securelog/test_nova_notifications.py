@@ -6,8 +6,6 @@ Nova sets global oslo.config state: the test runs in a forked process.
 """
 import os
 import subprocess
-import sys
-import time
 
 import nova.tests.functional  # noqa: F401,I100  (nova's patching first)
 
@@ -22,23 +20,21 @@ import pytest
 from tclouds_openstack.conf import securelog as securelog_conf
 from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import store as storemod
+from tests.functional import nova_harness
 from tests.functional.securelog import conftest
 from tests.functional.securelog import test_ingest_rabbit as rabbit
+from tests import watchdog
 
-API_PASTE = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
 CONF = nova_conf.CONF
 
 
 @pytest.mark.forked
-class TestNovaNotificationsReachTheLog(integrated_helpers.ProviderUsageBaseTestCase):
+class TestNovaNotificationsReachTheLog(nova_harness.NovaHarness,
+                                       integrated_helpers.ProviderUsageBaseTestCase):
     compute_driver = 'fake.SmallFakeDriver'
     microversion = 'latest'
 
-    def _clear_attrs(self):
-        pass   # pytest keeps instance attributes nova.test would delete
-
     def setUp(self):
-        self.flags(api_paste_config=API_PASTE, group='wsgi')
         self.flags(notification_format='both', group='notifications')
         super().setUp()
         import tempfile
@@ -77,12 +73,13 @@ class TestNovaNotificationsReachTheLog(integrated_helpers.ProviderUsageBaseTestC
         self._wait_for_state_change(server, 'ACTIVE')
         store = storemod.SecureLogStore.from_conf(rabbit._conf(self.conf_path))
         wanted = {'instance.create.end', 'compute.instance.create.end'}
-        deadline = time.monotonic() + 60
         types = set()
-        while time.monotonic() < deadline and not wanted <= types:
-            time.sleep(0.5)
-            types = {r.event_type for r in store.list(limit=1000)}
-        assert wanted <= types, types
+
+        def sealed():
+            types.update(r.event_type for r in store.list(limit=1000))
+            return wanted <= types
+
+        watchdog.wait_until(sealed, 'the log to hold %s' % sorted(wanted), interval=0.5)
         assert {'instance.create.start', 'scheduler.select_destinations.end'} <= types
         # Stop the ingestion (it signs a final checkpoint), then audit from genesis.
         rabbit._stop(self.ingest)

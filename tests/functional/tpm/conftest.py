@@ -12,12 +12,12 @@
   resource manager); returns the CompletedProcess.
 """
 import os
-import subprocess
 
 import pytest
 
 from tclouds_openstack.attestation.agent import swtpm as swtpm_mod
 from tclouds_openstack.attestation.agent import tpm_device as tpm_device_mod
+from tests import watchdog
 
 
 @pytest.fixture(scope='session')
@@ -65,10 +65,10 @@ def tpm_device(swtpm):
 
 def _run_tools(tcti, *argv, cwd=None, check=True):
     env = dict(os.environ, TPM2TOOLS_TCTI=tcti, TSS2_LOG='all+none')
-    result = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, timeout=60)
+    result = watchdog.run(list(argv), cwd=cwd, env=env, capture_output=True)
     if tcti != 'none':
         for flag in ('-t', '-s'):
-            subprocess.run(['tpm2_flushcontext', flag], env=env, capture_output=True, timeout=60)
+            watchdog.run(['tpm2_flushcontext', flag], env=env, capture_output=True)
     if check and result.returncode != 0:
         raise AssertionError('%s failed (rc %d): %s' % (' '.join(argv), result.returncode,
                                                         result.stderr.decode(errors='replace')))

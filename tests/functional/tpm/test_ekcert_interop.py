@@ -1,6 +1,5 @@
 """EK certificates made by swtpm_setup with our LocalCA, verified by verify_ek_certificate."""
 import datetime
-import subprocess
 
 from cryptography.hazmat.primitives import serialization
 import pytest
@@ -9,6 +8,7 @@ from tclouds_openstack.attestation.agent import swtpm as swtpm_mod
 from tclouds_openstack.attestation.agent import tpm_device
 from tclouds_openstack.tpm import ekcert
 from tclouds_openstack.tpm import errors
+from tests import watchdog
 
 
 @pytest.fixture(scope='module')
@@ -44,9 +44,9 @@ def test_openssl_agrees(ek_material, local_ca, tmp_path):
     """Cross-check the chain with openssl verify (the note's oracle)."""
     cert = ekcert.load_certificate(ek_material['rsa'][0])
     (tmp_path / 'ek.pem').write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    result = subprocess.run(['openssl', 'verify', '-CAfile', local_ca.root_cert, '-untrusted',
-                             local_ca.issuer_cert, str(tmp_path / 'ek.pem')],
-                            capture_output=True, timeout=30)
+    result = watchdog.run(['openssl', 'verify', '-CAfile', local_ca.root_cert, '-untrusted',
+                           local_ca.issuer_cert, str(tmp_path / 'ek.pem')],
+                          capture_output=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -11,9 +11,10 @@ started from locality 3.
 """
 import hashlib
 import json
+import os
 import random
 import struct
-import subprocess
+import sys
 
 import pytest
 import yaml
@@ -22,9 +23,10 @@ from tclouds_openstack.attestation.agent import simulated_boot
 from tclouds_openstack.attestation.agent import tpm_device as tpm_device_mod
 from tclouds_openstack.tpm import eventlog
 from tclouds_openstack.tpm import ima
-from tests.conftest import REPO
+from tests import watchdog
 
-CLI = str(REPO / '.venv' / 'bin' / 'tclouds-attestation')
+# the CLI of the virtualenv running the tests (.venv or .venv-uc)
+CLI = os.path.join(os.path.dirname(sys.executable), 'tclouds-attestation')
 REAL_LOGS = ('binary_bios_measurements', 'binary_bios_measurements-secureboot', 'mb_log.bin',
              'synthetic_bios_measurements')
 # TPM2_Startup(TPM_SU_CLEAR), TPM 2.0 Part 3 9.3
@@ -32,7 +34,7 @@ STARTUP_CLEAR = bytes.fromhex('80010000000c000001440000')
 
 
 def cli(*argv):
-    result = subprocess.run([CLI] + list(argv), capture_output=True, text=True, timeout=60)
+    result = watchdog.run([CLI] + list(argv), capture_output=True, text=True)
     assert 'Traceback' not in result.stderr, result.stderr
     return result
 
@@ -45,8 +47,7 @@ def cli_pcrs(path):
 
 
 def tpm2_eventlog_pcrs(path):
-    out = subprocess.run(['tpm2_eventlog', str(path)], capture_output=True, check=True,
-                         timeout=60).stdout
+    out = watchdog.run(['tpm2_eventlog', str(path)], capture_output=True, check=True).stdout
     # tpm2_eventlog copies event strings into its YAML byte for byte (not UTF-8, control
     # characters): that is not YAML, so read only its final ``pcrs:`` section.
     start = out.find(b'\npcrs:\n')
@@ -174,10 +175,10 @@ def start_at_locality(tpm, locality):
     (PFP 10.4.5.3).
     """
     ctrl = ['swtpm_ioctl', '--tcp', '127.0.0.1:%d' % tpm.ctrl_port]
-    subprocess.run(ctrl + ['-i'], check=True, capture_output=True, timeout=30)
-    subprocess.run(ctrl + ['-l', str(locality)], check=True, capture_output=True, timeout=30)
+    watchdog.run(ctrl + ['-i'], check=True, capture_output=True)
+    watchdog.run(ctrl + ['-l', str(locality)], check=True, capture_output=True)
     assert tpm.tpm_command(STARTUP_CLEAR)[6:10] == bytes(4)
-    subprocess.run(ctrl + ['-l', '0'], check=True, capture_output=True, timeout=30)
+    watchdog.run(ctrl + ['-l', '0'], check=True, capture_output=True)
 
 
 def replay_into_tpm(tpm, log):

@@ -9,7 +9,6 @@ import json
 import os
 import pathlib
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -20,6 +19,7 @@ from tclouds_openstack.cmd import attestation as cli
 from tclouds_openstack.tpm import errors
 from tclouds_openstack.tpm import quote
 from tclouds_openstack.tpm import structures
+from tests import watchdog
 
 CLI = str(pathlib.Path(sys.executable).parent / 'tclouds-attestation')
 SELECTION = 'sha256:0,1,2,3,4,5,6,7,10,16+sha1:10'
@@ -102,8 +102,8 @@ def test_tools_quote_verifies(tools_quotes, alg):
 @pytest.mark.parametrize('alg', ['rsa', 'ecc'])
 def test_cli_accepts_tools_quote(tools_quotes, alg):
     d = tools_quotes[alg]
-    result = subprocess.run([CLI] + _cli_args(d, **{'--pcr-list': 'sha256:0,1,10'}),
-                            capture_output=True, timeout=60)
+    result = watchdog.run([CLI] + _cli_args(d, **{'--pcr-list': 'sha256:0,1,10'}),
+                          capture_output=True)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out['verified'] is True
@@ -172,14 +172,13 @@ def test_rejections_each_name_their_check(tools_quotes, alg, tmp_path, capsys):
 def test_cli_exit_codes_from_the_real_binary(tools_quotes, tmp_path):
     """One failing and one malformed case through the installed console script."""
     d = tools_quotes['ecc']
-    bad = subprocess.run([CLI] + _cli_args(d, **{'--nonce': '00'}), capture_output=True,
-                         timeout=60)
+    bad = watchdog.run([CLI] + _cli_args(d, **{'--nonce': '00'}), capture_output=True)
     assert bad.returncode == 1
     assert b'nonce' in bad.stderr and bad.stdout == b''
     junk = tmp_path / 'junk.pcrs'
     junk.write_bytes((d / 'quote.pcrs').read_bytes()[:-3])
-    malformed = subprocess.run([CLI] + _cli_args(d, **{'--pcrs': junk}),
-                               capture_output=True, timeout=60)
+    malformed = watchdog.run([CLI] + _cli_args(d, **{'--pcrs': junk}),
+                             capture_output=True)
     assert malformed.returncode == 2
     assert malformed.stderr.startswith(b'malformed input: PCRS_FILE.')
     assert b'at offset' in malformed.stderr and b'Traceback' not in malformed.stderr

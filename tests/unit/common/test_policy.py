@@ -12,6 +12,7 @@ import pytest
 from tclouds_openstack.common import context
 from tclouds_openstack.common import exception
 from tclouds_openstack.common import policy
+from tests import hermetic
 
 A, B = 'project-a', 'project-b'
 CONTEXTS = {
@@ -65,7 +66,7 @@ EXPECTED = [
 def rules():
     policy.reset()
     conf = cfg.ConfigOpts()
-    conf([], project='tclouds', default_config_files=[], default_config_dirs=[])
+    hermetic.parse(conf)
     policy.get_enforcer(conf)
     policy.register_rules(RULES)
     yield conf

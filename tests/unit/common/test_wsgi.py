@@ -4,6 +4,7 @@ import webob
 from tclouds_openstack.common import exception
 from tclouds_openstack.common import wsgi
 from tclouds_openstack import conf as tconf
+from tests import hermetic
 
 
 def _router():
@@ -64,7 +65,7 @@ def test_bad_bodies_name_the_field():
 def test_noauth_requires_an_identity():
     conf = tconf.cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds', default_config_files=[], default_config_dirs=[])
+    hermetic.parse(conf)
     conf.set_override('auth_strategy', 'noauth', group='api')
     app = wsgi.build_app(conf, _router())
     assert _call(app, '/v1/things/a').status_int == 401
@@ -77,8 +78,7 @@ def test_keystone_strategy_rejects_missing_token(tmp_path):
     conf_file.write_text('[keystone_authtoken]\nwww_authenticate_uri = http://127.0.0.1:5000/v3\n')
     conf = tconf.cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds', default_config_files=[str(conf_file)],
-         default_config_dirs=[])
+    hermetic.parse(conf, [conf_file])
     app = wsgi.build_app(conf, _router())
     # auth_token with no token and no identity answers 401 before reaching the router.
     assert _call(app, '/v1/things/a').status_int == 401

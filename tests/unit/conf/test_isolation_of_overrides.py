@@ -3,13 +3,13 @@ from oslo_config import cfg
 
 from tclouds_openstack import conf as tconf
 from tclouds_openstack.conf import opts
+from tests import hermetic
 
 
 def _new():
     conf = cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds')
-    return conf
+    return hermetic.parse(conf)
 
 
 def test_overrides_stay_in_their_configuration():
