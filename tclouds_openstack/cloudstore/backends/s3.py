@@ -2,9 +2,11 @@
 
 Options: ``endpoint_url``, ``access_key``, ``secret_key``, ``bucket`` (default
 ``cloudstore``), ``region`` (default ``us-east-1``), ``timeout`` in seconds (default 10).
-Requests are SigV4 with path-style addressing; boto3 clients are thread-safe. A streamed
-upload is buffered first (the base class's ``put_stream``): SigV4 over plain HTTP signs
-the SHA-256 of the whole payload before sending it.
+Requests are SigV4 with path-style addressing; boto3 clients are thread-safe. SigV4 over
+plain HTTP signs the SHA-256 of a payload before sending it, so a streamed upload goes
+as a multipart upload of :data:`PART_BYTES` parts (one ``PutObject`` when it fits in one
+part): the gateway holds one part per upload, never the object. An upload whose chunks
+raise is aborted, so no object (and no part) stays behind.
 """
 import boto3
 from botocore import config as botocore_config
@@ -14,6 +16,14 @@ from tclouds_openstack.cloudstore.backends import base
 from tclouds_openstack.cloudstore import errors
 
 _NOT_FOUND = ('404', 'NoSuchKey', 'NotFound')
+#: Part size of streamed uploads (S3 wants at least 5 MiB for every part but the last).
+PART_BYTES = 8 * 1024 * 1024
+# botocore >= 1.36 adds checksums to every request and expects them in answers unless told
+# 'when_required' (what S3-compatible gateways such as Swift's s3api expect); older releases
+# (OpenStack's upper-constraints pins 1.35.99) behave so already and lack the options.
+_CHECKSUMS = ({'request_checksum_calculation': 'when_required',
+               'response_checksum_validation': 'when_required'}
+              if 'request_checksum_calculation' in botocore_config.Config.OPTION_DEFAULTS else {})
 
 
 class S3Backend(base.Backend):
@@ -28,9 +38,7 @@ class S3Backend(base.Backend):
             config=botocore_config.Config(
                 signature_version='s3v4', s3={'addressing_style': 'path'},
                 retries={'total_max_attempts': 1}, connect_timeout=timeout,
-                read_timeout=timeout, max_pool_connections=32,
-                request_checksum_calculation='when_required',
-                response_checksum_validation='when_required'))
+                read_timeout=timeout, max_pool_connections=32, **_CHECKSUMS))
 
     @classmethod
     def from_options(cls, name, options):
@@ -59,6 +67,59 @@ class S3Backend(base.Backend):
 
     def put(self, key, data):
         self._call('put', key, self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
+
+    def put_stream(self, key, chunks, length=None):
+        pending = []        # chunks not sent yet (joined once per part: one copy)
+        pending_bytes = 0
+        upload = None
+        parts = []
+
+        def send_part(data):
+            number = len(parts) + 1
+            response = self._call('put', key, self.client.upload_part, Bucket=self.bucket,
+                                  Key=key, UploadId=upload, PartNumber=number, Body=data)
+            parts.append({'PartNumber': number, 'ETag': response['ETag']})
+
+        try:
+            for chunk in chunks:
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+                # A full part is sent once more bytes follow it (the last part may be
+                # any size, every other one must be at least 5 MiB).
+                while pending_bytes > PART_BYTES:
+                    if upload is None:
+                        upload = self._call('put', key, self.client.create_multipart_upload,
+                                            Bucket=self.bucket, Key=key)['UploadId']
+                    part, size = [], 0
+                    while size < PART_BYTES:
+                        head = pending.pop(0)
+                        room = PART_BYTES - size
+                        if len(head) > room:
+                            view = memoryview(head)
+                            head = view[:room]
+                            pending.insert(0, view[room:])
+                        part.append(head)
+                        size += len(head)
+                    pending_bytes -= PART_BYTES
+                    send_part(b''.join(part))
+            total = len(parts) * PART_BYTES + pending_bytes
+            if length is not None and total != length:
+                raise errors.BackendError(self.name, 'put', '%s: %d bytes received, %d '
+                                          'announced' % (key, total, length))
+            if upload is None:
+                self.put(key, b''.join(pending))
+                return
+            send_part(b''.join(pending))
+            self._call('put', key, self.client.complete_multipart_upload, Bucket=self.bucket,
+                       Key=key, UploadId=upload, MultipartUpload={'Parts': parts})
+        except BaseException:
+            if upload is not None:
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                       UploadId=upload)
+                except Exception:  # best effort: the provider expires abandoned uploads
+                    pass
+            raise
 
     def _read(self, key, start, length):
         if length == 0:
