@@ -1,5 +1,7 @@
 """Merkle hash tree over sector leaves (RFC 9162 section 2.1.1 hashing), kept in memory.
 
+Used by the format 1 reader (``format_v1``); format 2 keeps its tree on disk (``format``).
+
 Leaves and interior nodes use RFC 9162's domain separation (0x00 leaf, 0x01 node); an
 odd node at the end of a level is promoted unchanged, which yields the same MTH as the
 RFC's recursive split. Levels are flat ``bytearray`` s (32 bytes per node) so a tree of a
