@@ -27,7 +27,7 @@
 # <logs>/summary.txt and appended to <logs>/../runs.tsv.
 set -euo pipefail
 
-TOP=$(cd "$(dirname "$0")/.." && pwd)
+TOP=${TCLOUDS_DEVSTACK_TOP:-$(cd "$(dirname "$0")/.." && pwd)}
 HERE=$TOP/tools/devstack
 DEVSTACK_DIR=${DEVSTACK_DIR:-$TOP/../shared/vendor/devstack}
 REQ_DIR=${TCLOUDS_REQUIREMENTS_DIR:-$TOP/../shared/vendor/openstack-requirements}
@@ -56,11 +56,13 @@ done
     echo "devstack-job: no upper-constraints.txt in $REQ_DIR" >&2; exit 1; }
 
 # One job at a time on a machine (they share the root and the network namespace name);
-# -o: the cloud left running by --keep-running does not keep holding the lock.
+# -o: the cloud left running by --keep-running does not keep holding the lock. The job runs
+# from a copy of this script, so editing the checkout meanwhile cannot change it mid-run.
 if [[ -z ${TCLOUDS_DEVSTACK_LOCKED:-} ]]; then
-    mkdir -p "$TCLOUDS_DEVSTACK_CACHE"
-    TCLOUDS_DEVSTACK_LOCKED=1 exec flock -n -o -E 75 "$TCLOUDS_DEVSTACK_CACHE/job.lock" "$0" "$@" \
-        || { echo "devstack-job: another job is running" >&2; exit 75; }
+    mkdir -p "$TCLOUDS_DEVSTACK_CACHE" "$TCLOUDS_DEVSTACK_STATE"
+    cp "$0" "$TCLOUDS_DEVSTACK_STATE/devstack-job.sh"
+    TCLOUDS_DEVSTACK_LOCKED=1 TCLOUDS_DEVSTACK_TOP=$TOP exec flock -n -o -E 75 \
+        "$TCLOUDS_DEVSTACK_CACHE/job.lock" bash "$TCLOUDS_DEVSTACK_STATE/devstack-job.sh" "$@"
 fi
 
 RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
@@ -94,7 +96,11 @@ phase() {
 }
 
 finish() {
-    local outcome=PASS
+    local rc=$? outcome=PASS
+    # the job itself failing (not a phase) fails it too
+    if (( rc != 0 )); then
+        STATUS=1
+    fi
     if (( STATUS != 0 )); then
         outcome=FAIL
     fi
@@ -110,6 +116,10 @@ finish() {
     printf '%s\t%s\t%ss\t%s\n' "$RUN_ID" "$outcome" "$(( $(date +%s) - JOB_START ))" \
         "$(IFS=';'; echo "${PHASES[*]}")" >>"$LOG_BASE/runs.tsv"
     echo "devstack-job: logs in $LOGS"
+    # A complete pass of the committed tree: CI need not run the job again for it.
+    if (( STATUS == 0 && !worktree && plugin && tempest && clean && !keep_running )); then
+        "$HERE/ci-gate.sh" record "$RUN_ID"
+    fi
     if (( keep_running )); then
         echo "devstack-job: the cloud is running; enter it with: $IROOT shell"
         echo "devstack-job: stop it with: $IROOT stop"
@@ -136,7 +146,21 @@ prepare_sources() {
     # DevStack itself (stack.sh writes beside itself), the service repositories, and this
     # checkout as a repository DevStack clones like any plugin.
     rm -rf "$ROOT/opt/stack/devstack" "$ROOT/opt/tclouds-devstack"
-    mkdir -p "$ROOT/opt/tclouds-devstack/git"
+    if (( keep_root )); then
+        # RECLONE=False keeps what is cloned: drop the clones that are not what this run
+        # deploys (the plugin always, the services when their versions changed).
+        rm -rf "$ROOT/opt/stack/tclouds-openstack"
+        local repo name
+        for repo in "$git_base"/openstack/*.git; do
+            name=$(basename "$repo" .git)
+            if [[ -d $ROOT/opt/stack/$name/.git && "$(git -c safe.directory="*" -C "$ROOT/opt/stack/$name" rev-parse HEAD)" != \
+                "$(git -C "$repo" rev-parse master)" ]]; then
+                rm -rf "${ROOT:?}/opt/stack/$name"
+            fi
+        done
+    fi
+    mkdir -p "$ROOT/opt/tclouds-devstack/git" "$ROOT/opt/tclouds-devstack/images"
+    head -c 1048576 /dev/urandom >"$ROOT/opt/tclouds-devstack/images/tclouds-fake-disk.raw"
     cp -a "$DEVSTACK_DIR" "$ROOT/opt/stack/devstack"
     cp -a "$git_base/openstack" "$ROOT/opt/tclouds-devstack/git/"
     if (( worktree )); then
@@ -186,6 +210,10 @@ EOF
 }
 
 stack() {
+    # A kept root may hold an install a stopped run interrupted.
+    if (( keep_root )); then
+        in_root env DEBIAN_FRONTEND=noninteractive dpkg --configure -a </dev/null
+    fi
     as_stack "cd /opt/stack/devstack && ./stack.sh" </dev/null
 }
 

@@ -13,6 +13,14 @@ with one line that says why.
     create-policy <name>            the appraisal policy of the reference boot (idempotent)
     enrol <host> <ek sha256> <credential id>   bind the host name to its EK and credential
     wait-trusted <timeout> <host>...  until every host is trusted (exit 1 with the verdicts)
+    tamper <host>                   a rogue boot component: extend PCR 4 of <host>'s software
+                                    TPM with a digest its event log does not hold (the host
+                                    turns untrusted at its next attestation)
+    restore <host>                  restart <host>'s software TPM (PCRs back to zero) and
+                                    measure the reference boot again (trusted again)
+
+tamper/restore read the host's agent configuration (/etc/tclouds/agent-<host>.conf); they
+are what the Tempest plugin's scenario tests run to turn a host untrusted and back.
 """
 import json
 import os
@@ -119,8 +127,36 @@ def wait_trusted(timeout, *hosts):
         time.sleep(2)
 
 
+def _agent_conf(host):
+    import configparser
+    parser = configparser.ConfigParser(interpolation=None)
+    path = os.path.join(os.environ.get('TCLOUDS_CONF_DIR', '/etc/tclouds'), 'agent-%s.conf' % host)
+    if not parser.read(path):
+        raise RuntimeError('no agent configuration %s' % path)
+    return parser.get('tpm', 'tcti'), os.path.dirname(parser.get('attestation', 'uefi_eventlog'))
+
+
+def tamper(host):
+    from tclouds_openstack.attestation.agent import tpm_device
+    tcti, _ = _agent_conf(host)
+    device = _device(tpm_device, tcti)
+    try:
+        device.pcr_extend(4, {'sha256': os.urandom(32), 'sha1': os.urandom(20)})
+    finally:
+        device.close()
+
+
+def restore(host):
+    import subprocess
+    tcti, host_dir = _agent_conf(host)
+    subprocess.run(['sudo', 'systemctl', 'restart', 'devstack@tclouds-swtpm-%s' % host],
+                   check=True)
+    boot(host_dir, tcti)
+
+
 COMMANDS = {'provision': provision, 'boot': boot, 'ek-sha256': ek_sha256,
-            'create-policy': create_policy, 'enrol': enrol, 'wait-trusted': wait_trusted}
+            'create-policy': create_policy, 'enrol': enrol, 'wait-trusted': wait_trusted,
+            'tamper': tamper, 'restore': restore}
 
 
 def main(argv):

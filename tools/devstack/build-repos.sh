@@ -4,16 +4,16 @@
 #
 # usage: build-repos.sh <versions file> <requirements dir> <cache dir>
 # Prints the directory to use as GIT_BASE. Repositories are cached in
-# <cache dir>/repos/<key>, key = hash of the versions file and the requirements files, so a
-# changed version builds a new set and an unchanged one costs nothing. Downloads are kept in
-# <cache dir>/sdists.
+# <cache dir>/repos/<key>, key = hash of the versions file, this script and the
+# requirements files, so a changed version builds a new set and an unchanged one costs
+# nothing. Downloads are kept in <cache dir>/sdists.
 set -euo pipefail
 
 versions=$1
 reqdir=$2
 cache=$3
 
-key=$( (cat "$versions"; cat "$reqdir/upper-constraints.txt" "$reqdir/global-requirements.txt") \
+key=$( (cat "$versions" "$0" "$(dirname "$0")/constraints-overrides.txt"; cat "$reqdir/upper-constraints.txt" "$reqdir/global-requirements.txt") \
     | sha256sum | cut -c1-16)
 out=$cache/repos/$key
 if [[ -f $out/.complete ]]; then
@@ -56,15 +56,22 @@ while read -r name project version; do
     fi
     mkdir -p "$work/src/$name"
     tar -xzf "$sdist" -C "$work/src/$name" --strip-components=1
+    if [[ $name == requirements ]]; then
+        # the constraints DevStack installs everything with: the current ones; and the
+        # setuptools that still has pkg_resources, which this old edit-constraints imports
+        cp "$reqdir"/*.txt "$work/src/$name/"
+        echo 'setuptools<81 # pkg_resources' >>"$work/src/$name/requirements.txt"
+        local_overrides=$(dirname "$0")/constraints-overrides.txt
+        while read -r pin; do
+            [[ -z "$pin" || "$pin" == \#* ]] && continue
+            sed -i -E "s/^${pin%%===*}===[^;]*/$pin/" "$work/src/$name/upper-constraints.txt"
+            grep -qx -- "$pin" "$work/src/$name/upper-constraints.txt" || \
+                { echo "override $pin matches no pin" >&2; exit 1; }
+        done < "$local_overrides"
+    fi
     _commit_tree "$work/src/$name" "$name" "$version"
     echo "repo $name: $project $version" >&2
 done < "$versions"
-
-# openstack/requirements: the constraints DevStack installs everything with.
-mkdir -p "$work/src/requirements"
-cp "$reqdir"/*.txt "$work/src/requirements/"
-[[ -f $reqdir/LICENSE ]] && cp "$reqdir/LICENSE" "$work/src/requirements/"
-_commit_tree "$work/src/requirements" requirements master-snapshot
 
 rm -rf "$work/src"
 touch "$work/.complete"

@@ -30,5 +30,6 @@ for d in /etc/nova /etc/cinder /etc/swift /etc/keystone /etc/glance /etc/neutron
 done
 echo "my.cnf: $(cat /etc/mysql/my.cnf /etc/mysql/mariadb.conf.d/*.cnf 2>/dev/null | sha256sum | cut -c1-16)"
 echo "fstab: $(sha256sum </etc/fstab | cut -c1-16)"
+echo "ip_forward: $(cat /proc/sys/net/ipv4/ip_forward)"
 echo "network namespaces: $(ip netns list 2>/dev/null | grep -c tclouds-devstack)"
 echo "mounts of the root: $(grep -c tclouds-devstack /proc/mounts)"

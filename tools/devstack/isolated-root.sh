@@ -120,10 +120,15 @@ mount -t sysfs sysfs '$ROOT/sys'
 mount --rbind /dev '$ROOT/dev'
 mount -t tmpfs -o mode=1777 shm '$ROOT/dev/shm'
 mount -t tmpfs -o mode=755 run '$ROOT/run'
+# what systemd's tmpfiles would create at boot (/run/lock for apache, ...)
+install -d -m 1777 '$ROOT/run/lock'
+if [ -x '$ROOT/usr/bin/systemd-tmpfiles' ]; then
+    chroot '$ROOT' /usr/bin/systemd-tmpfiles --create >/dev/null 2>&1 || true
+fi
 mkdir -p '$ROOT/var/cache/apt/archives' '$ROOT/root/.cache/pip' '$ROOT/opt/stack/.cache/pip'
 mount --bind '$CACHE/apt-archives' '$ROOT/var/cache/apt/archives'
 mount --bind '$CACHE/pip' '$ROOT/root/.cache/pip'
-mount --bind '$CACHE/pip' '$ROOT/opt/stack/.cache/pip'
+mount --bind '$CACHE/pip-stack' '$ROOT/opt/stack/.cache/pip'
 hostname '$HOSTNAME_INSIDE'
 ip link set lo up
 exec chroot '$ROOT' /usr/bin/tini -s -- /bin/sleep infinity
@@ -163,9 +168,13 @@ cmd_start() {
     slirp=$!
     echo "$slirp" >"$STATE/slirp.pid"
     _host_trust
+    install -m 755 "$HERE/systemctl-shim" "$ROOT/usr/bin/systemctl"
     printf 'nameserver 10.0.2.3\n' >"$ROOT/etc/resolv.conf"
     printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$HOSTNAME_INSIDE" >"$ROOT/etc/hosts"
     echo "$HOSTNAME_INSIDE" >"$ROOT/etc/hostname"
+    # pip's caches: root's (DevStack's sudo pip) and the stack user's (tox, Tempest).
+    mkdir -p "$CACHE/pip" "$CACHE/pip-stack" "$CACHE/apt-archives/partial"
+    chown "$(stat -c %u:%g "$ROOT/opt/stack")" "$CACHE/pip-stack"
     _init_script >"$STATE/init.sh"
     # setsid: the namespaces outlive this shell (and the job that started them).
     setsid ip netns exec "$NETNS" unshare --mount --uts --ipc --pid --fork \

@@ -23,8 +23,7 @@ SOURCES
 git config --system --add safe.directory '*'
 
 # systemd is not PID 1 in the root: docker-systemctl-replacement reads DevStack's and the
-# packages' unit files and runs them. Our wrapper (systemctl-shim) answers "start" of an
-# already active unit with success, as systemd does, so stack.sh can be run again.
+# packages' unit files and runs them.
 # dpkg-divert: the systemd package DevStack pulls in installs its own systemctl and
 # journalctl beside ours (.distrib) instead of over them (/bin is /usr/bin).
 for f in /usr/bin/systemctl /bin/systemctl /usr/bin/journalctl /bin/journalctl; do
@@ -32,29 +31,7 @@ for f in /usr/bin/systemctl /bin/systemctl /usr/bin/journalctl /bin/journalctl; 
 done
 python3 -m venv /opt/systemctl
 /opt/systemctl/bin/pip install -q --no-index /tmp/docker_systemctl_replacement-*.whl
-install -m 755 /dev/stdin /usr/bin/systemctl <<'SHIM'
-#!/bin/bash
-# systemctl for a root without systemd: docker-systemctl-replacement, plus systemd's
-# answer (success) to "start" of a unit that is already running.
-real=(/opt/systemctl/bin/python3 -m systemctl3)
-# systemd's own daemons do not run here: DevStack's restart of journald is a no-op.
-case "${1:-} ${2:-}" in
-    "restart systemd-journald"|"restart systemd-journald.service") exit 0 ;;
-esac
-if [[ ${1:-} == start ]]; then
-    shift
-    rc=0
-    for unit in "$@"; do
-        [[ $unit == -* ]] && continue
-        if "${real[@]}" is-active "$unit" >/dev/null 2>&1; then
-            continue
-        fi
-        "${real[@]}" start "$unit" || rc=$?
-    done
-    exit $rc
-fi
-exec "${real[@]}" "$@"
-SHIM
+# /usr/bin/systemctl itself (tools/devstack/systemctl-shim) is installed at each start.
 install -m 755 /dev/stdin /usr/bin/journalctl <<'SHIM'
 #!/bin/bash
 exec /opt/systemctl/bin/python3 -m systemctl2.journalctl3 "$@"

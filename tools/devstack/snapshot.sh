@@ -1,7 +1,8 @@
 #!/bin/bash
 # The repository DevStack clones the plugin from: a bare repository whose "master" is
 #   head      the checkout's HEAD (what is committed), or
-#   worktree  the checkout's tracked files as they are in the working tree (development).
+#   worktree  the checkout's files as they are in the working tree, untracked ones too
+#             (but not ignored ones): development.
 # usage: snapshot.sh <checkout> head|worktree <destination.git>
 set -euo pipefail
 src=$1 mode=$2 dest=$3
@@ -15,7 +16,7 @@ case $mode in
     worktree)
         tmp=$(mktemp -d)
         trap 'rm -rf "$tmp"' EXIT
-        (cd "$src" && git ls-files -z | xargs -0 -I{} sh -c \
+        (cd "$src" && git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c \
             '[ -e "{}" ] && cp --parents -P "{}" "$0"' "$tmp")
         git -C "$tmp" init -q -b master
         git -C "$tmp" add -A -f

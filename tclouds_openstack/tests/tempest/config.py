@@ -59,6 +59,36 @@ tclouds_opts = [
     cfg.StrOpt('cloudstore_policy', default='',
                help='Swift storage policy served by the cloud-of-clouds middleware. Empty: '
                     'its tests are skipped.'),
+    cfg.StrOpt('tamper_command', default='',
+               help='Command that turns compute host {host} untrusted (a rogue boot '
+                    'measurement); empty: the untrusted-host scenario is skipped.'),
+    cfg.StrOpt('restore_command', default='',
+               help='Command that makes compute host {host} trusted again (its reference '
+                    'boot measured anew).'),
+    cfg.ListOpt('cloudstore_backend_containers', default=[],
+                help='Swift containers of this cloud that the cloud-of-clouds policy uses as '
+                     'its clouds (development deployments); the scenario reads them to check '
+                     'that they hold no plaintext.'),
+    cfg.StrOpt('cloudstore_backend_username', default='swift',
+               help='User owning the backend containers.'),
+    cfg.StrOpt('cloudstore_backend_password', default='', secret=True,
+               help='Its password; empty: the no-plaintext scenario is skipped.'),
+    cfg.StrOpt('cloudstore_backend_project', default='service',
+               help='Its project.'),
+    cfg.StrOpt('host_user_format', default='tclouds-host-{host}',
+               help='Keystone user name of compute host {host}\'s own credential.'),
+    cfg.StrOpt('host_password', default='', secret=True,
+               help='Password of the compute hosts\' credentials; empty: the key release '
+                    'scenario is skipped.'),
+    cfg.StrOpt('host_project', default='service',
+               help='Project the compute host credentials hold their role on.'),
+    cfg.StrOpt('securelog_audit_command', default='',
+               help='Command that audits the whole secure log against the signed '
+                    'checkpoint in file {checkpoint} and prints a JSON report with "ok" '
+                    '(tclouds-securelog verify, run where the log\'s auditor bundle is); '
+                    'empty: the audit scenario is skipped.'),
+    cfg.StrOpt('openstack_cli', default='openstack',
+               help='The openstack command with the tclouds OSC plugin installed.'),
     cfg.IntOpt('attestation_interval', default=10,
                help='Seconds between two attestations of a host: how long tests wait for '
                     'a verdict to change.'),
