@@ -12,6 +12,7 @@ prints one total from the JUnit reports::
     python -m tests.isolation list                  # the isolated modules, one per line
     python -m tests.isolation plan                  # the pytest processes of the suite
     python -m tests.isolation summarize A.xml ...   # total; exit 1 on any failure/error
+    python -m tests.isolation compare DIR_A DIR_B   # tests whose outcome differs; exit 1 if any
 """
 import ast
 import pathlib
@@ -111,6 +112,29 @@ def summarize(reports):
     return passed, failed, skipped
 
 
+def outcomes(directory):
+    """{test id: 'passed'|'failed'|'error'|'skipped'} over the JUnit reports in a directory."""
+    found = {}
+    for report in sorted(pathlib.Path(directory).rglob('*.xml')):
+        for case in ElementTree.parse(report).getroot().iter('testcase'):
+            outcome = 'passed'
+            for kind in ('failure', 'error', 'skipped'):
+                if case.find(kind) is not None:
+                    outcome = {'failure': 'failed'}.get(kind, kind)
+            key = '%s::%s' % (case.get('classname'), case.get('name'))
+            # a test failing in teardown has a second entry for the same id: keep the worst
+            if found.get(key) not in ('failed', 'error'):
+                found[key] = outcome
+    return found
+
+
+def compare(first, second):
+    """Lines naming each test whose outcome differs between two report directories."""
+    a, b = outcomes(first), outcomes(second)
+    return ['%s: %s -> %s' % (key, a.get(key, 'absent'), b.get(key, 'absent'))
+            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
 def main(argv):
     if argv[:1] == ['list']:
         for module in isolated_modules():
@@ -123,6 +147,12 @@ def main(argv):
         for module in isolated:
             print('isolated ' + module)
         return 0
+    if argv[:1] == ['compare'] and len(argv) == 3:
+        differences = compare(argv[1], argv[2])
+        print('\n'.join(differences))
+        print('%d tests, %d with a different outcome'
+              % (len(outcomes(argv[1])), len(differences)))
+        return 1 if differences else 0
     if argv[:1] == ['summarize']:
         passed, failed, skipped = summarize(argv[1:])
         print('total: %d passed, %d failed, %d skipped' % (passed, failed, skipped))

@@ -14,6 +14,9 @@
 # more than it computes, so the two overlap well on two cores; output lines are prefixed
 # [tested] / [openstack]; the exit status fails if either fails).
 #
+# TCLOUDS_TEST_REPORTS=<dir> keeps the JUnit report of every pytest process there (for
+# comparing two runs: python -m tests.isolation compare DIR_A DIR_B).
+#
 # No wall-clock limit: a pytest process is stopped only when it is stuck, i.e. it and its
 # children used no CPU for TCLOUDS_STUCK_MINUTES (default 5), or when it used more than
 # TCLOUDS_CPU_BUDGET_MINUTES of CPU (default 60); see tests/watchdog.py.
@@ -29,7 +32,8 @@ if [ "${TCLOUDS_CONSTRAINTS:-}" = both ]; then
     run_set() {     # run_set tested|openstack ARGS...: this command under one set, prefixed
         local set=$1
         shift
-        { TCLOUDS_CONSTRAINTS=$set tools/run-tests.sh "$@" </dev/null 2>&1
+        { TCLOUDS_CONSTRAINTS=$set TCLOUDS_TEST_REPORTS=${TCLOUDS_TEST_REPORTS:+$TCLOUDS_TEST_REPORTS/$set} \
+              tools/run-tests.sh "$@" </dev/null 2>&1
           echo $? > "$status_dir/$set"; } | sed -u "s/^/[$set] /"
     }
     uc_args=("$@")
@@ -70,8 +74,13 @@ fi
 # tests/functional/<area>), so threads, servers and global state one area leaves behind
 # cannot stall another; modules that run Nova/Cinder/... in-process get a process each
 # (tests/isolation.py decides which).
-reports=$(mktemp -d)
-trap 'rm -rf "$reports"' EXIT
+if [ -n "${TCLOUDS_TEST_REPORTS:-}" ]; then
+    reports=$TCLOUDS_TEST_REPORTS
+    mkdir -p "$reports"
+else
+    reports=$(mktemp -d)
+    trap 'rm -rf "$reports"' EXIT
+fi
 status=0
 n=0
 start=$SECONDS

@@ -52,3 +52,19 @@ def test_plan_gives_areas_shared_runs_and_isolated_modules_their_own(monkeypatch
     shared, isolated = isolation.plan(tmp_path / 'tests')
     assert shared == [['tests/unit/test_loose.py'], ['tests/unit/tpm']]
     assert isolated == ['tests/functional/nova/test_boot.py']
+
+
+def test_compare_names_tests_whose_outcome_differs(tmp_path):
+    def report(directory, cases):
+        directory.mkdir()
+        body = ''.join('<testcase classname="m" name="%s">%s</testcase>' % (name, inner)
+                       for name, inner in cases)
+        (directory / 'run-1.xml').write_text('<testsuites><testsuite>%s</testsuite></testsuites>'
+                                             % body)
+        return directory
+
+    first = report(tmp_path / 'a', [('t1', ''), ('t2', '<skipped/>'), ('t3', '')])
+    second = report(tmp_path / 'b', [('t1', ''), ('t2', '<skipped/>'), ('t3', '<failure/>'),
+                                     ('t3', '<error/>')])
+    assert isolation.compare(first, first) == []
+    assert isolation.compare(first, second) == ['m::t3: passed -> failed']
