@@ -583,8 +583,8 @@ class SecureLogStore(object):
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(_records)).scalar()
 
-    def iter_records(self, batch=20000):
-        """Record bytes in log order, in constant memory on any database."""
+    def iter_records(self, batch=20000, start=0):
+        """Record bytes in log order from index ``start``, in constant memory on any database."""
         if self.engine.dialect.name == 'sqlite':
             # sqlite streams a plain cursor; skipping SQLAlchemy rows triples audit speed,
             # and iterating it in C (map over the cursor, no Python loop per row) saves
@@ -592,13 +592,13 @@ class SecureLogStore(object):
             with self.engine.connect() as conn:
                 cursor = conn.connection.dbapi_connection.cursor()
                 try:
-                    cursor.execute('SELECT data FROM securelog_records ORDER BY log_index')
+                    cursor.execute('SELECT data FROM securelog_records WHERE log_index >= ? '
+                                   'ORDER BY log_index', (start,))
                     yield from map(_first, cursor)
                     return
                 finally:
                     cursor.close()
         # Elsewhere keyset pagination: client-side cursors would buffer the whole log.
-        start = 0
         with self.engine.connect() as conn:
             while True:
                 rows = conn.execute(
@@ -644,10 +644,17 @@ class SecureLogStore(object):
                              % ('' if size is None else ' at size %d' % size))
         return row[0].encode('utf-8')
 
-    def checkpoint_notes(self):
+    def checkpoint_notes(self, min_size=0):
         with self.engine.connect() as conn:
             return [n.encode('utf-8') for (n,) in conn.execute(
-                sa.select(_checkpoints.c.note).order_by(_checkpoints.c.tree_size))]
+                sa.select(_checkpoints.c.note).where(_checkpoints.c.tree_size >= min_size)
+                .order_by(_checkpoints.c.tree_size))]
+
+    def end(self):
+        """One past the largest stored log index (0 for an empty log): an indexed read."""
+        with self.engine.connect() as conn:
+            last = conn.execute(sa.select(sa.func.max(_records.c.log_index))).scalar()
+        return 0 if last is None else last + 1
 
     def inclusion_proof(self, index, size=None):
         tree = self.tree()
@@ -667,13 +674,17 @@ class SecureLogStore(object):
 
     # ---- audit ----
 
-    def audit(self, bundle, extra_notes=(), use_exporters=True):
+    def audit(self, bundle, extra_notes=(), use_exporters=True, resume=None):
         """Full audit from genesis; returns (AuditReport, [checkpoint problems]).
 
         Checkpoints come from the store, the exporters and ``extra_notes``; one whose
         signature does not verify is itself reported as damage (fail closed).
+        ``resume``: an :class:`.audit.AuditState` of an earlier audit that found nothing:
+        only the records after it are read and checked (incremental audit), against the
+        checkpoints of at least its size.
         """
-        notes = [(n, 'store') for n in self.checkpoint_notes()]
+        start = resume.size if resume is not None else 0
+        notes = [(n, 'store') for n in self.checkpoint_notes(min_size=start)]
         store_sizes = []
         problems = []
         if use_exporters:
@@ -695,8 +706,17 @@ class SecureLogStore(object):
             verified.append(cp)
             if where == 'store':
                 store_sizes.append(cp.size)
-        report = auditmod.audit(self.iter_records(), bundle.log_key, bundle.source_keys,
-                                verified, store_checkpoint_size=max(store_sizes, default=0))
+        end = self.end() if resume is not None else None
+        report = auditmod.audit(self.iter_records(start=start), bundle.log_key,
+                                bundle.source_keys, verified,
+                                store_checkpoint_size=max(store_sizes, default=0),
+                                resume=resume)
+        if end is not None and end < start:
+            report.state = None
+            report.damages.insert(0, auditmod.Damage(
+                end, 'truncated', 'the store ends at index %d but the audit this one '
+                'resumes verified %d records: records %d..%d are gone'
+                % (end, start, end, start - 1)))
         return report, problems
 
 
