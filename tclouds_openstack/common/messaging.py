@@ -32,9 +32,14 @@ def register_opts(conf):
     the transport options lazily; a private configuration needs them up front.
     """
     from oslo_messaging._metrics import client as metrics
-    from oslo_messaging._tracing import client as tracing
     from oslo_messaging import opts
     for group, group_opts in opts.list_opts():
         conf.register_opts(group_opts, group=group)
-    conf.register_opts(tracing.oslo_messaging_tracing, group='oslo_messaging_tracing')
+    try:
+        # tracing came with oslo.messaging 18.3 (OpenStack's constraints may pin 18.2)
+        from oslo_messaging._tracing import client as tracing
+    except ImportError:
+        tracing = None
+    if tracing is not None:
+        conf.register_opts(tracing.oslo_messaging_tracing, group='oslo_messaging_tracing')
     conf.register_opts(metrics.oslo_messaging_metrics, group='oslo_messaging_metrics')
