@@ -243,7 +243,7 @@ def test_rotation_interrupted_anywhere_reads_right_and_resumes(tmp_path):
     st.close()
 
 
-def test_rotate_kek_only_says_what_it_protects(tmp_path):
+def test_rotate_kek_only_says_what_it_protects(tmp_path, capsys):
     """``rotate-key --kek-only`` only rewraps.
 
     An old header copy with the old key still opens the data (the command says so).
@@ -263,6 +263,8 @@ def test_rotate_kek_only_says_what_it_protects(tmp_path):
     old_header = read_raw(path, 0, 2 * fmt.HEADER_SLOT_SIZE)
     assert cli.main(['rotate-key', path, '--anchor', anchor_path, '--key-file', old_key,
                      '--new-key-file', new_key, '--kek-only']) == 0
+    assert 'an older copy of the header with the old key-encryption key still decrypts ' \
+        'every sector' in capsys.readouterr().out
     with open(path, 'r+b') as f:
         f.write(old_header)
     st, vol = _forged_open(path, old_kek, storage.FileAnchor(anchor_path))
