@@ -6,7 +6,9 @@ and Debian's ``python3-gpg``, see tools/bootstrap.sh), ``tpm2_eventlog`` on PATH
 Keylime's configuration files (``../shared/data/keylime-conf`` in this checkout's tests).
 Keylime reads the measured-boot policy engine from its verifier configuration, so
 :func:`setup` writes a copy with ``measured_boot_policy_name = example`` into a scratch
-directory and points Keylime's environment variables at it before the first import.
+directory and points Keylime's environment variables at it before the first import;
+:func:`check` selects another engine per call through Keylime's environment override
+(``KEYLIME_VERIFIER_MEASURED_BOOT_POLICY_NAME``).
 """
 import base64
 import copy
@@ -59,11 +61,16 @@ def quote_string(attest, signature, pcr_values, bank='sha256'):
     return 'r' + ':'.join(base64.b64encode(x).decode() for x in (attest, signature, pcrs))
 
 
-def check(evidence, nonce, tpm_policy=None, runtime_policy=None, mb_refstate=None):
+ENGINE_VARIABLE = 'KEYLIME_VERIFIER_MEASURED_BOOT_POLICY_NAME'
+
+
+def check(evidence, nonce, tpm_policy=None, runtime_policy=None, mb_refstate=None,
+          mb_engine='example'):
     """Keylime's verdict: (passed, [event ids]) or (None, 'raised <error>').
 
     ``nonce`` must be ASCII (Keylime passes it as text); the policies are Keylime's JSON
-    documents (deep-copied: Keylime mutates the runtime policy).
+    documents (deep-copied: Keylime mutates the runtime policy); ``mb_engine`` is the
+    measured-boot engine that reads ``mb_refstate``.
     """
     if _READY is None:
         raise KeylimeUnavailable('call setup() first')
@@ -72,6 +79,7 @@ def check(evidence, nonce, tpm_policy=None, runtime_policy=None, mb_refstate=Non
     ima = evidence.ima_log
     if isinstance(ima, bytes):
         ima = ima.decode('utf-8', 'surrogateescape')
+    os.environ[ENGINE_VARIABLE] = mb_engine
     try:
         failure = tpm_class().check_quote(
             None, nonce.decode('ascii'), None, quote, evidence.ak_public,
@@ -79,9 +87,11 @@ def check(evidence, nonce, tpm_policy=None, runtime_policy=None, mb_refstate=Non
             copy.deepcopy(runtime_policy) if runtime_policy is not None else None, sha256,
             None, evidence.uefi_log,
             json.dumps(mb_refstate) if mb_refstate is not None else None,
-            'example' if mb_refstate is not None else 'accept-all', count=0)
+            mb_engine if mb_refstate is not None else 'accept-all', count=0)
     except Exception as e:  # Keylime raises on some inputs; that is a finding, not a crash
         return None, 'raised %s' % type(e).__name__
+    finally:
+        del os.environ[ENGINE_VARIABLE]
     if not failure:
         return True, []
     return False, sorted({event.event_id for event in failure.events})

@@ -19,6 +19,7 @@ import oslo_messaging as messaging
 from tclouds_openstack.attestation.agent import agent as agent_mod
 from tclouds_openstack.attestation.agent import simulated_boot
 from tclouds_openstack.attestation.agent import swtpm as swtpm_mod
+from tclouds_openstack.attestation.agent import tpm_device
 from tclouds_openstack.attestation.appraisal import measured_boot
 from tclouds_openstack.attestation.appraisal import policy as pol
 from tclouds_openstack.attestation.service import registrar as registrar_mod
@@ -102,6 +103,9 @@ class SimHost(object):
 
     def boot(self, uefi_log=None, **overrides):
         """Measure a boot: the simulated one, or the recorded ``uefi_log`` replayed."""
+        self._measure(self.agent.device(), uefi_log, overrides)
+
+    def _measure(self, device, uefi_log, overrides):
         if uefi_log is None:
             mb = simulated(**overrides)
             log, extends, pcrs = mb.log, mb.extends, mb.pcrs
@@ -115,14 +119,23 @@ class SimHost(object):
             f.write(log)
         with open(self.ima, 'w') as f:
             f.write(measured.text)
-        device = self.agent.device()
         for pcr, digests in extends + measured.extends:
             device.pcr_extend(pcr, digests)
 
-    def reboot(self, **overrides):
-        self.agent.disconnect()
-        self.tpm.reboot()
-        self.boot(**overrides)
+    def reboot(self, orderly=True, **overrides):
+        """Reboot: a TPM reset, then the new boot measured, while the agent answers nothing.
+
+        A real host's agent does not run while the host boots; here a quote request waits
+        on the agent's TPM lock until the new boot is measured (a quote of a half-measured
+        boot would be a false "untrusted"). ``orderly`` False: a power loss.
+        """
+        with self.agent._lock:      # what Agent.device() takes
+            device, self.agent._device = self.agent._device, None
+            if device is not None:
+                device.close()
+            self.tpm.reboot(orderly=orderly)
+            with tpm_device.TPMDevice(self.tpm.tcti) as device:
+                self._measure(device, None, overrides)
 
     def run_file(self, path, contents):
         """The kernel measures a file: IMA entry appended, PCR 10 extended."""

@@ -16,8 +16,11 @@ What is recorded follows the TCG PC Client Platform Firmware Profile (PFP) 3.1 s
   certificate) and dbx (one list of SHA-256 entries), UEFI 2.x 32.4.1; with Secure Boot
   also the authority that verified the boot loader: the one db EFI_SIGNATURE_DATA, not the
   whole db (PFP 10.4.3);
-- PCR 4: "Calling EFI Application from Boot Option", then shim, grub and kernel images;
+- PCR 4: "Calling EFI Application from Boot Option", then shim, grub and (with Secure Boot,
+  verified through shim) kernel images;
 - PCR 0-7: EV_SEPARATOR;
+- PCR 14: shim's MokList, MokListX and MokListTrusted (EV_IPL named by the variable, the
+  digest of its contents);
 - PCR 8: grub's commands and the kernel command line as EV_IPL, hashed *without* the
   ``grub_cmd: ``/``kernel_cmdline: `` prefix and NUL (what grub extends);
 - PCR 9: the kernel and initrd files grub read, as EV_IPL.
@@ -138,20 +141,26 @@ DEFAULT_PK = x509_lists(b'simulated PK certificate')
 DEFAULT_KEK = x509_lists(b'simulated KEK certificate')
 DEFAULT_DB = x509_lists(b'simulated db certificate (signs shim)', b'simulated db certificate 2')
 DEFAULT_DBX = sha256_list(hashlib.sha256(b'simulated revoked boot loader').digest())
+# shim's Machine Owner Key lists (MokList: keys the owner enrolled; MokListX: revoked)
+DEFAULT_MOK_LIST = x509_lists(b'simulated MOK certificate')
+DEFAULT_MOK_LIST_X = sha256_list(hashlib.sha256(b'simulated revoked module').digest())
 
 
 def measured_boot(kernel=DEFAULT_KERNEL, initrd=DEFAULT_INITRD, cmdline=DEFAULT_CMDLINE,
                   firmware=DEFAULT_FIRMWARE, grub=DEFAULT_GRUB, shim=DEFAULT_SHIM,
                   secure_boot=True, pk=DEFAULT_PK, kek=DEFAULT_KEK,
                   db=DEFAULT_DB, dbx=DEFAULT_DBX, banks=DEFAULT_BANKS, startup_locality=None,
-                  crtm_version='1.0'):
+                  crtm_version='1.0', mok_list=DEFAULT_MOK_LIST, mok_list_x=DEFAULT_MOK_LIST_X,
+                  mok_list_trusted=True):
     """The UEFI event log and PCR extends of one measured boot.
 
     ``startup_locality`` None omits the StartupLocality event; 0 or 3 records it (3 means
     the TPM must be started from locality 3 for its PCR 0 to match ``pcrs``). ``pk``,
     ``kek``, ``db`` and ``dbx`` are the variables' contents, EFI_SIGNATURE_LIST arrays (see
     :func:`x509_lists`, :func:`sha256_list`); with Secure Boot the first db entry is the
-    one that verified the boot loader.
+    one that verified the boot loader. shim (unless ``shim`` is None) measures ``mok_list``
+    and ``mok_list_x`` to PCR 14 and, like shim 15.3 and later, MokListTrusted (``False``
+    leaves it out, as older shims do).
     """
     new = eventlog.new_event
     efi_db = eventlog.EFI_IMAGE_SECURITY_DATABASE
@@ -185,6 +194,12 @@ def measured_boot(kernel=DEFAULT_KERNEL, initrd=DEFAULT_INITRD, cmdline=DEFAULT_
                           _image_load_event(location, shim, '\\EFI\\debian\\shimx64.efi'),
                           banks, measured=shim))
         location -= 0x1000000
+        # shim measures the MOK lists' contents under their names (shim mok.c)
+        events += [new(14, eventlog.EV_IPL, b'MokList\0', banks, measured=mok_list),
+                   new(14, eventlog.EV_IPL, b'MokListX\0', banks, measured=mok_list_x)]
+        if mok_list_trusted:
+            events.append(new(14, eventlog.EV_IPL, b'MokListTrusted\0', banks,
+                              measured=b'\x01'))
     events.append(new(4, eventlog.EV_EFI_BOOT_SERVICES_APPLICATION,
                       _image_load_event(location, grub, '\\EFI\\debian\\grubx64.efi'),
                       banks, measured=grub))
@@ -199,10 +214,14 @@ def measured_boot(kernel=DEFAULT_KERNEL, initrd=DEFAULT_INITRD, cmdline=DEFAULT_
         new(9, eventlog.EV_IPL, (INITRD_PATH + '\0').encode(), banks, measured=initrd),
         new(8, eventlog.EV_IPL, ('kernel_cmdline: %s\0' % cmdline).encode(), banks,
             measured=cmdline.encode()),
-        new(4, eventlog.EV_EFI_BOOT_SERVICES_APPLICATION,
-            _image_load_event(location - 0x1000000, kernel, KERNEL_PATH.replace('/', '\\')),
-            banks, measured=kernel),
     ]
+    if secure_boot:
+        # shim verifies the kernel for grub (shim_lock) and measures it as an application;
+        # without Secure Boot grub loads it itself and only PCR 9 records it
+        events.append(new(4, eventlog.EV_EFI_BOOT_SERVICES_APPLICATION,
+                          _image_load_event(location - 0x1000000, kernel,
+                                            KERNEL_PATH.replace('/', '\\')),
+                          banks, measured=kernel))
     log = eventlog.marshal_eventlog(banks, events)
     parsed = eventlog.parse_eventlog(log)
     extends = [(e.pcr_index, dict(e.digests)) for e in parsed.events[1:]

@@ -26,6 +26,10 @@ import time
 _TPM2_STARTUP_CLEAR = struct.pack('>HIIH', 0x8001, 12, 0x144, 0x0000)
 # TPM2_Shutdown(TPM_SU_CLEAR) (Part 3, 9.4): an orderly shutdown before a kept state stops.
 _TPM2_SHUTDOWN_CLEAR = struct.pack('>HIIH', 0x8001, 12, 0x145, 0x0000)
+# TPM2_Shutdown(TPM_SU_STATE): saved state, so the next Startup is a TPM Restart or Resume
+# (Part 1, 36.6: restartCount grows, resetCount does not), as before a hibernation.
+_TPM2_SHUTDOWN_STATE = struct.pack('>HIIH', 0x8001, 12, 0x145, 0x0001)
+_SHUTDOWNS = {'clear': _TPM2_SHUTDOWN_CLEAR, 'state': _TPM2_SHUTDOWN_STATE}
 # TPM2_GetRandom(1), used as the liveness probe.
 _TPM2_GETRANDOM_1 = struct.pack('>HIIH', 0x8001, 12, 0x17B, 1)
 _TPM_RC_INITIALIZE = 0x100
@@ -227,12 +231,17 @@ class Swtpm:
                 response += chunk
         return response
 
-    def reboot(self):
+    def reboot(self, orderly=True):
         """Power-cycle the TPM (swtpm_ioctl -i, then TPM2_Startup(CLEAR)), like a host reboot.
 
         PCRs 0-15 return to their reset values and clockInfo.resetCount grows by one.
-        Transient objects and sessions are gone: close TPM clients (TPMDevice) first.
+        ``orderly``: the OS shuts the TPM down first (TPM2_Shutdown(CLEAR)), so the clock
+        stays safe; False is a power loss (clockInfo.safe turns NO until the TPM next saves
+        its clock, about 4 s later in swtpm). Transient objects and sessions are gone: close
+        TPM clients (TPMDevice) first.
         """
+        if orderly:
+            self.tpm_command(_TPM2_SHUTDOWN_CLEAR)
         result = subprocess.run([_tool('swtpm_ioctl'), '--tcp', '127.0.0.1:%d' % self.ctrl_port,
                                  '-i'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 timeout=30)
@@ -243,20 +252,22 @@ class Swtpm:
         if rc not in (0, _TPM_RC_INITIALIZE):
             raise SwtpmError('TPM2_Startup(CLEAR) after reboot returned 0x%x' % rc)
 
-    def stop(self, keep_state=False):
+    def stop(self, keep_state=False, shutdown='clear'):
         """Shut the TPM down and terminate swtpm (idempotent).
 
         A temporary state directory is removed unless ``keep_state``; a kept state gets an
-        orderly TPM2_Shutdown first, so restarting it looks like a clean host restart.
+        orderly TPM2_Shutdown first (``shutdown`` 'clear': restarting it looks like a clean
+        host restart, a TPM Reset; 'state': like a hibernation, the restart is a TPM
+        Restart; None: no shutdown, a power loss).
         """
         proc, self.proc = self.proc, None
         keeping = self.state_dir and not (self._own_state and not keep_state)
-        if proc is not None and proc.poll() is None and keeping:
+        if proc is not None and proc.poll() is None and keeping and shutdown:
             # Like an OS shutting down: the next start sees an orderly shutdown
             # (clockInfo.safe stays YES), not a power loss. Skipped if a client holds
             # the (single-client) command port.
             try:
-                self.tpm_command(_TPM2_SHUTDOWN_CLEAR, timeout=0.5)
+                self.tpm_command(_SHUTDOWNS[shutdown], timeout=0.5)
             except (OSError, struct.error):
                 pass
         if proc is not None:

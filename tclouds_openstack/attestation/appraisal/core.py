@@ -9,12 +9,23 @@ gets an :class:`Appraisal`. The order of checks, and why:
    selection against the supplied values, the composite digest, the required PCRs. If the
    quote is not authentic nothing else it claims can be believed, so appraisal stops with
    that one failure (Keylime 7.14.3 instead treats an invalid signature as success).
-2. The reset counter (TPM 2.0 Part 1, 36.6): a higher ``resetCount`` than last time is a
-   reboot (recorded, not a failure; the IMA list must then start again at entry 0), a lower
-   one is a rolled-back or different TPM.
+2. The TPM's clock (TPM 2.0 Part 1, 36): ``clockInfo`` (clock, resetCount, restartCount,
+   safe) and ``firmwareVersion`` are compared with what the last authentic quote said
+   (:class:`HostState`). A higher ``resetCount`` is a reboot (recorded, not a failure; the
+   IMA list must then start again at entry 0). Untrusted, each with its own reason: a lower
+   ``resetCount`` (a rolled-back, cleared or different TPM); within one boot (same
+   ``resetCount``) a lower ``restartCount``, a clock that went back, or another
+   ``firmwareVersion``; across a reboot a clock that went back although the TPM says it is
+   safe (safe = YES promises no higher value was reported before), or an older
+   ``firmwareVersion`` (a TPM firmware downgrade; an upgrade across a reboot is accepted);
+   ``safe`` = NO (the TPM was not shut down orderly, e.g. power loss, so its clock may
+   have gone back) unless the policy allows it (``allow_unorderly_shutdown``). When a
+   clock check fails the remembered clock is kept, so the next quote is compared with the
+   last good one, never with the rolled-back one.
 3. The PCR allowlist (Keylime ``tpm_policy``), every listed PCR.
 4. The UEFI event log replayed against the quoted PCRs (every PCR the log touches), then
-   the measured-boot reference state.
+   the policy's measured-boot engine (:mod:`.measured_boot`) on the digests of the quoted
+   bank.
 5. The IMA list: template hashes, the runtime policy per entry, and the replay of PCR 10
    from where the previous appraisal stopped (incremental), accepting the longest prefix
    the quote covers (entries measured after the quote wait for the next round).
@@ -52,12 +63,17 @@ class Failure:
 class HostState:
     """What the verifier remembers of a host between appraisals (None fields: first time).
 
-    ``ima_offset`` entries of the IMA list have been appraised and extend PCR 10 of the
-    quoted bank to ``ima_pcr``; both are only valid within ``reset_count``.
+    The TPM's ``clockInfo`` and ``firmwareVersion`` of the last authentic quote whose clock
+    checks passed; ``ima_offset`` entries of the IMA list have been appraised and extend
+    PCR 10 of the quoted bank to ``ima_pcr`` (both only valid within ``reset_count``).
     """
     reset_count: int = None
     ima_offset: int = 0
     ima_pcr: bytes = None
+    restart_count: int = None
+    clock: int = None
+    safe: bool = None
+    firmware_version: int = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +111,7 @@ def required_pcrs(policy, bank, base=()):
     pcrs = set(int(p) for p in base) | set(policy.tpm_policy.pcrs)
     if policy.runtime_policy is not None:
         pcrs.add(IMA_PCR)
-    if policy.mb_refstate is not None:
-        pcrs.update(range(0, 10))
+    pcrs.update(measured_boot.ENGINE_PCRS.get(policy.mb_engine, ()))
     return {bank: sorted(pcrs)}
 
 
@@ -132,17 +147,11 @@ def appraise(evidence, policy, nonce, hash_alg='sha256', base_pcrs=(), previous=
         return Appraisal(failures=(Failure('quote_validation', 'malformed evidence: %s' % exc),),
                          state=previous)
 
-    failures = []
     clock = verified.attest.clock_info
+    firmware = verified.attest.firmware_version
     pcrs = verified.pcr_values.get(hash_alg, {})
-    rebooted = False
-    if previous.reset_count is not None:
-        if clock.reset_count < previous.reset_count:
-            failures.append(Failure('quote.reset_count', 'resetCount went back from %d to %d: '
-                                    'a rolled-back or different TPM'
-                                    % (previous.reset_count, clock.reset_count)))
-        elif clock.reset_count > previous.reset_count:
-            rebooted = True
+    failures = check_clock(previous, clock, firmware, policy.allow_unorderly_shutdown)
+    rebooted = previous.reset_count is not None and clock.reset_count > previous.reset_count
     if rebooted or previous.reset_count is None or failures:
         start_offset, start_pcr = 0, None
     else:
@@ -159,14 +168,19 @@ def appraise(evidence, policy, nonce, hash_alg='sha256', base_pcrs=(), previous=
                                     'PCR %d = %s is not in the allowlist' % (index, value.hex())))
 
     # 4. measured boot (cached: a host sends the same log every round until it reboots)
-    if policy.mb_refstate is not None or evidence.uefi_log:
+    if policy.mb_engine is not None or evidence.uefi_log:
         failures.extend(_appraise_uefi_cached(
-            bytes(evidence.uefi_log or b''), policy.mb_refstate,
+            bytes(evidence.uefi_log or b''), policy.mb_engine, policy.mb_refstate,
             tuple(sorted((i, v) for i, v in pcrs.items() if i != IMA_PCR)), hash_alg))
 
     # 5. IMA
-    state = HostState(reset_count=clock.reset_count, ima_offset=start_offset,
-                      ima_pcr=start_pcr)
+    if any(f.check in CLOCK_CHECKS for f in failures):
+        # remember the last good clock, not the rolled-back one
+        state = dataclasses.replace(previous, ima_offset=start_offset, ima_pcr=start_pcr)
+    else:
+        state = HostState(reset_count=clock.reset_count, ima_offset=start_offset,
+                          ima_pcr=start_pcr, restart_count=clock.restart_count,
+                          clock=clock.clock, safe=clock.safe, firmware_version=firmware)
     if policy.runtime_policy is not None:
         ima_failures, state = _appraise_ima(evidence, policy.runtime_policy, verified.pcr_values,
                                             hash_alg, state)
@@ -174,6 +188,61 @@ def appraise(evidence, policy, nonce, hash_alg='sha256', base_pcrs=(), previous=
     return Appraisal(failures=tuple(_limit(failures)), reset_count=clock.reset_count,
                      restart_count=clock.restart_count, clock=clock.clock, rebooted=rebooted,
                      state=state)
+
+
+CLOCK_CHECKS = frozenset(['quote.reset_count', 'quote.restart_count', 'quote.clock',
+                          'quote.firmware_version', 'quote.clock_safe'])
+
+
+def check_clock(previous, clock, firmware_version, allow_unorderly_shutdown=False):
+    """The TPM clock checks (module docstring, step 2) of one quote as [Failure].
+
+    ``previous``: HostState; ``clock``: the quote's TPMS_CLOCK_INFO.
+    """
+    failures = []
+    if previous.reset_count is not None:
+        if clock.reset_count < previous.reset_count:
+            failures.append(Failure('quote.reset_count', 'resetCount went back from %d to %d: '
+                                    'a rolled-back, cleared or different TPM (re-enrol the '
+                                    'host if its TPM was cleared or replaced)'
+                                    % (previous.reset_count, clock.reset_count)))
+        elif clock.reset_count == previous.reset_count:
+            if previous.restart_count is not None and \
+                    clock.restart_count < previous.restart_count:
+                failures.append(Failure(
+                    'quote.restart_count', 'restartCount went back from %d to %d within one '
+                    'boot (resetCount %d): a rolled-back TPM state'
+                    % (previous.restart_count, clock.restart_count, clock.reset_count)))
+            if previous.clock is not None and clock.clock < previous.clock:
+                failures.append(Failure(
+                    'quote.clock', 'the TPM clock went back from %d to %d ms within one boot '
+                    '(resetCount %d): a rolled-back or replayed TPM state'
+                    % (previous.clock, clock.clock, clock.reset_count)))
+            if previous.firmware_version is not None and \
+                    firmware_version != previous.firmware_version:
+                failures.append(Failure(
+                    'quote.firmware_version', 'firmwareVersion changed from 0x%x to 0x%x '
+                    'without a TPM reset (resetCount %d): not the same TPM firmware'
+                    % (previous.firmware_version, firmware_version, clock.reset_count)))
+        else:
+            if previous.clock is not None and clock.safe and clock.clock < previous.clock:
+                failures.append(Failure(
+                    'quote.clock', 'the TPM clock went back from %d to %d ms across a reboot '
+                    'although the TPM reports it safe (no higher value reported before): a '
+                    'rolled-back or different TPM' % (previous.clock, clock.clock)))
+            if previous.firmware_version is not None and \
+                    firmware_version < previous.firmware_version:
+                failures.append(Failure(
+                    'quote.firmware_version', 'firmwareVersion went back from 0x%x to 0x%x: '
+                    'a TPM firmware downgrade' % (previous.firmware_version,
+                                                  firmware_version)))
+    if not clock.safe and not allow_unorderly_shutdown:
+        failures.append(Failure(
+            'quote.clock_safe', 'clockInfo.safe is NO: the TPM was not shut down orderly '
+            '(power loss or crash), so its clock may have gone back; it turns YES once the '
+            'TPM has saved a clock beyond every value it reported (allow_unorderly_shutdown '
+            'in the policy accepts such a TPM)'))
+    return failures
 
 
 def _limit(failures):
@@ -186,15 +255,15 @@ def _limit(failures):
 
 
 @functools.lru_cache(maxsize=1024)
-def _appraise_uefi_cached(data, refstate, pcr_items, hash_alg):
+def _appraise_uefi_cached(data, engine, refstate, pcr_items, hash_alg):
     """_appraise_uefi on hashable arguments; the result depends on nothing else."""
-    return tuple(_appraise_uefi(data, refstate, dict(pcr_items), hash_alg))
+    return tuple(_appraise_uefi(data, engine, refstate, dict(pcr_items), hash_alg))
 
 
-def _appraise_uefi(data, refstate, pcrs, hash_alg):
+def _appraise_uefi(data, engine, refstate, pcrs, hash_alg):
     if not data:
-        return [Failure('measured_boot.missing_log', 'the policy has a measured-boot reference '
-                        'state but the agent sent no UEFI event log')]
+        return [Failure('measured_boot.missing_log', 'the policy has a measured-boot engine '
+                        '(%s) but the agent sent no UEFI event log' % engine)]
     try:
         log = eventlog.parse_eventlog(data)
         replayed = eventlog.replay(log)
@@ -209,11 +278,12 @@ def _appraise_uefi(data, refstate, pcrs, hash_alg):
             failures.append(Failure('measured_boot.invalid_pcr_%d' % index,
                                     'PCR %d replayed from the event log is %s, the quote says %s'
                                     % (index, bank[index].hex(), pcrs[index].hex())))
-    # Every failed check is listed (as Keylime does): the reference state is also checked
-    # when the log does not reproduce the PCRs, though such a log proves nothing anyway.
-    if refstate is not None:
-        failures.extend(Failure(check, message)
-                        for check, message in measured_boot.appraise(log, refstate))
+    # The engine only reads events of PCRs the quote vouches for (it requires them, see
+    # required_pcrs); every failed check is listed, as Keylime does, also when the log does
+    # not reproduce the PCRs (such a log proves nothing anyway).
+    if engine is not None:
+        failures.extend(Failure(check, message) for check, message in
+                        measured_boot.appraise(log, refstate, engine, hash_alg))
     return failures
 
 

@@ -18,6 +18,8 @@ AK_ATTRIBUTES = (c.TPMA_OBJECT_RESTRICTED | c.TPMA_OBJECT_SIGN_ENCRYPT | c.TPMA_
                  | c.TPMA_OBJECT_FIXEDPARENT | c.TPMA_OBJECT_SENSITIVEDATAORIGIN
                  | c.TPMA_OBJECT_USERWITHAUTH)
 BANKS = ('sha1', 'sha256')
+# PCRs 0-10 and 14: what a policy with IMA and the example measured-boot engine needs
+DEFAULT_PCRS = tuple(range(0, 11)) + (14,)
 
 
 class SoftTPM:
@@ -31,7 +33,10 @@ class SoftTPM:
             unique_y=numbers.y.to_bytes(32, 'big'))
         self.ak_public = self.public.marshal_tpm2b_public()
         self.reset_count = 0
+        self.restart_count = 0
         self.clock = 1000
+        self.safe = True
+        self.firmware_version = 0x20191023
         self.pcrs = None
         self.reboot(count=False)
 
@@ -49,7 +54,7 @@ class SoftTPM:
         for pcr, digests in extends:
             self.extend(pcr, digests)
 
-    def quote(self, nonce, pcrs=range(0, 11), bank='sha256'):
+    def quote(self, nonce, pcrs=DEFAULT_PCRS, bank='sha256'):
         """(attest, signature, pcr_values) over ``pcrs`` of ``bank``."""
         selection = [(bank, sorted(pcrs))]
         values = {bank: {i: self.pcrs[bank][i] for i in pcrs}}
@@ -59,8 +64,9 @@ class SoftTPM:
         attest = structures.TPMSAttest(
             magic=c.TPM_GENERATED_VALUE, type=c.TPM_ST_ATTEST_QUOTE,
             qualified_signer=self.public.name, extra_data=bytes(nonce),
-            clock_info=structures.TPMSClockInfo(self.clock, self.reset_count, 0, True),
-            firmware_version=0x20191023,
+            clock_info=structures.TPMSClockInfo(self.clock, self.reset_count,
+                                                self.restart_count, self.safe),
+            firmware_version=self.firmware_version,
             attested=structures.TPMSQuoteInfo(selection, digest)).marshal()
         der = self.key.sign(attest, ec.ECDSA(hashes.SHA256()))
         r, s = asym_utils.decode_dss_signature(der)
@@ -68,7 +74,7 @@ class SoftTPM:
                                        s=s.to_bytes(32, 'big')).marshal()
         return attest, sig, values
 
-    def evidence(self, nonce, uefi_log=None, ima_log=None, ima_offset=0, pcrs=range(0, 11)):
+    def evidence(self, nonce, uefi_log=None, ima_log=None, ima_offset=0, pcrs=DEFAULT_PCRS):
         attest, sig, values = self.quote(nonce, pcrs)
         return core.Evidence(ak_public=self.ak_public, attest=attest, signature=sig,
                              pcr_values=values, uefi_log=uefi_log, ima_log=ima_log,

@@ -164,13 +164,13 @@ def test_unknown_pcr_extend_fails_allowlist(host):
     nonce = os.urandom(20)
     allow = {'16': ['00' * 32]}
     policy = golden_policy(host, tpm_policy=allow)
-    assert core.appraise(host.tpm.evidence(nonce, pcrs=list(range(11)) + [16],
+    assert core.appraise(host.tpm.evidence(nonce, pcrs=list(softtpm.DEFAULT_PCRS) + [16],
                                            uefi_log=host.mb.log,
                                            ima_log=ima.marshal(host.ima_entries)),
                          policy, nonce).trusted
     host.tpm.extend(16, {'sha256': hashlib.sha256(b'unknown').digest()})
     nonce = os.urandom(20)
-    result = core.appraise(host.tpm.evidence(nonce, pcrs=list(range(11)) + [16],
+    result = core.appraise(host.tpm.evidence(nonce, pcrs=list(softtpm.DEFAULT_PCRS) + [16],
                                              uefi_log=host.mb.log,
                                              ima_log=ima.marshal(host.ima_entries)),
                            policy, nonce)
@@ -308,12 +308,17 @@ def test_runtime_policy_errors_name_field(document, field):
     assert err.value.field == field
 
 
-def test_mb_refstate_errors_name_field():
+def test_mb_refstate_errors_name_field(host):
+    refstate = measured_boot.create_refstate(eventlog.parse_eventlog(host.mb.log))
+    bad = copy.deepcopy(refstate)
+    bad['kernels'][0]['kernel_cmdline'] = '('
     with pytest.raises(pol.PolicyError) as err:
-        pol.parse_mb_refstate({'kernels': [{'kernel_cmdline': '('}]})
+        pol.parse_mb_refstate(bad)
     assert err.value.field == 'mb_refstate.kernels[0].kernel_cmdline'
+    bad = copy.deepcopy(refstate)
+    bad['pk'] = [{'SignatureOwner': OWNER, 'SignatureData': 'nothex'}]
     with pytest.raises(pol.PolicyError) as err:
-        pol.parse_mb_refstate({'pk': [{'SignatureOwner': 'x', 'SignatureData': 'nothex'}]})
+        pol.parse_mb_refstate(bad)
     assert err.value.field == 'mb_refstate.pk[0].SignatureData'
 
 
