@@ -26,6 +26,33 @@ class AttestationClient(client.ServiceClient):
     def attest(self, host):
         return self.post('/v1/hosts/%s/attest' % host)
 
+    def enrol(self, host, ek_sha256, credentials=()):
+        return self.request('PUT', '/v1/hosts/%s/enrolment' % host, body={
+            'ek_sha256': ek_sha256, 'credentials': list(credentials)})['enrolment']
+
+    def show_enrolment(self, host):
+        return self.get('/v1/hosts/%s/enrolment' % host)['enrolment']
+
+    def list_enrolments(self):
+        return self.get('/v1/enrolments')['enrolments']
+
+    def approve(self, host, ek_sha256=None, credentials=None):
+        body = {}
+        if ek_sha256 is not None:
+            body['ek_sha256'] = ek_sha256
+        if credentials is not None:
+            body['credentials'] = list(credentials)
+        return self.post('/v1/hosts/%s/approve' % host, body)
+
+    def host_for_credential(self, credential_id):
+        """The enrolled host a Keystone user/application credential ID stands for, or None."""
+        try:
+            return self.get('/v1/host-credentials/%s' % credential_id)['host']
+        except client.ClientError as e:
+            if e.status == 404:
+                return None
+            raise
+
     def verdicts(self, hosts):
         """{host: verdict dict} for ``hosts`` in one call."""
         return self.get('/v1/verdicts', params={'hosts': ','.join(hosts)})['verdicts']

@@ -38,6 +38,18 @@ class ComputeClient(client.ServiceClient):
                 return servers
             marker = page[-1]['id']
 
+    def migration_destinations(self, server_id, statuses):
+        """Destination hosts of ``server_id``'s migrations whose status is in ``statuses``.
+
+        ``GET /os-migrations?instance_uuid=`` (admin): live and cold migrations, resizes and
+        evacuations alike. The key release API lets a destination connect the server's
+        volumes while a migration to it is under way.
+        """
+        found = self.get('/os-migrations', params={'instance_uuid': server_id})
+        return sorted({m.get('dest_compute') for m in found.get('migrations') or []
+                       if m.get('instance_uuid') == server_id and m.get('status') in statuses
+                       and m.get('dest_compute')})
+
 
 def _placement(server):
     return (server.get('tenant_id'), server.get('OS-EXT-SRV-ATTR:host'), server.get('hostId'))

@@ -6,7 +6,10 @@
   exchange).
 - :class:`SimHost`: one swtpm (manufactured by a local CA, or bare) with the simulated
   measured boot and IMA list of :mod:`.agent.simulated_boot` applied, and its agent.
-- :class:`Fleet`: a store, registrar and verifier workers over one database, plus hosts.
+- :class:`Fleet`: a store, registrar and verifier workers over one database, plus hosts,
+  each enrolled with its EK by default, as an operator does before a host registers.
+- :func:`admit_host`: a registration made active directly in a store, without a TPM (API
+  and scheduling tests that need a registered host, not a registration).
 """
 import concurrent.futures
 import hashlib
@@ -29,6 +32,7 @@ from tclouds_openstack.common import messaging as common_messaging
 from tclouds_openstack import conf as tconf
 from tclouds_openstack.tpm import eventlog
 from tclouds_openstack.tpm import ima
+from tclouds_openstack.tpm import structures
 
 RABBIT = 'rabbit://guest:guest@127.0.0.1:5672/'
 OWNER = '77fa9abd-0359-4d32-bd60-28f4e78f784b'
@@ -85,6 +89,22 @@ def golden_policy_documents(uefi_log=None, refstate=None):
     return {'tpm_policy': {}, 'runtime_policy': runtime, 'mb_refstate': refstate}
 
 
+def admit_host(store, name, ek_public=None, ak_name=None):
+    """Enrol, register and activate ``name`` in ``store`` (what the registrar and an admin do).
+
+    No TPM: ``ek_public`` stands for the EK (default: derived from the name), its hash is
+    its SHA-256. Returns the AK name recorded.
+    """
+    ek_public = ek_public or ('ek-of-%s' % name).encode()
+    ek_sha256 = hashlib.sha256(ek_public).hexdigest()
+    ak_name = ak_name or hashlib.sha256(b'ak-of-' + name.encode()).hexdigest() + '000b'
+    digest = hashlib.sha256(b'challenge-of-' + name.encode()).hexdigest()
+    store.enrol(name, ek_sha256)
+    store.register(name, ek_public, ek_sha256, None, b'ak', ak_name, digest)
+    store.activate(name, ak_name, digest)
+    return ak_name
+
+
 class SimHost(object):
     """A simulated compute host: swtpm + its boot measurements + an agent."""
 
@@ -121,6 +141,11 @@ class SimHost(object):
             f.write(measured.text)
         for pcr, digests in extends + measured.extends:
             device.pcr_extend(pcr, digests)
+
+    def ek_sha256(self):
+        """The hash under which an operator enrols this host's EK."""
+        ek = structures.parse_tpm2b_public(self.agent.device().ek_public())
+        return registrar_mod.key_sha256(ek.public_key())
 
     def reboot(self, orderly=True, **overrides):
         """Reboot: a TPM reset, then the new boot measured, while the agent answers nothing.
@@ -163,9 +188,9 @@ class Fleet(object):
         self.events = []
         self.listener = None
 
-    def start_registrar(self, bundle, require_ek_certificate=True):
+    def start_registrar(self, bundle, require_ek_certificate=True, allow_unenrolled=True):
         registrar = registrar_mod.Registrar(self.store, bundle, require_ek_certificate,
-                                            'default')
+                                            'default', allow_unenrolled=allow_unenrolled)
         target = messaging.Target(topic=self.conf.attestation.registrar_topic,
                                   server='registrar')
         server = messaging.get_rpc_server(self.transport,
@@ -190,9 +215,22 @@ class Fleet(object):
             executor='threading')
         self.listener.start()
 
-    def add_host(self, name, ca=None, register=True, serve=True):
+    def enrol(self, name, credentials=None):
+        """The operator enrols host ``name``'s EK (and credentials) for that name."""
+        self.store.enrol(name, self.hosts[name].ek_sha256(), credentials)
+
+    def approve_all(self):
+        """Approve every registration awaiting it (benchmarks: hosts registered elsewhere)."""
+        for host in self.store.list_hosts():
+            if host.registration == 'awaiting_approval':
+                self.store.approve(host.name)
+
+    def add_host(self, name, ca=None, register=True, serve=True, enrol=True):
+        """A SimHost, enrolled (``enrol``), registered and serving as asked."""
         host = SimHost(name, self.conf, self.transport, ca or self.ca, self.workdir)
         self.hosts[name] = host
+        if enrol:
+            self.enrol(name)
         if register:
             host.agent.register()
         if serve:

@@ -44,8 +44,9 @@ def main(argv=None):
         print('tclouds-attestation-worker: not starting: %s' % e, file=sys.stderr)
         return 1
     transport = common_messaging.get_transport(conf)
-    registrar = registrar_mod.Registrar(store, _ca_bundle(conf), opts.require_ek_certificate,
-                                        opts.default_policy)
+    registrar = registrar_mod.Registrar(
+        store, _ca_bundle(conf), opts.require_ek_certificate, opts.default_policy,
+        allow_unenrolled=opts.unenrolled_registration == 'await_approval')
     server = messaging.get_rpc_server(
         transport, messaging.Target(topic=opts.registrar_topic, server=conf.host),
         [verifier_mod.RegistrarEndpoint(registrar)], executor='threading')

@@ -77,49 +77,19 @@ attestation_opts = [
                 default=True,
                 help='Refuse registrations without an EK certificate chaining to '
                      '[tpm] ek_ca_bundle. Only disable for lab TPMs without certificates.'),
-    cfg.StrOpt('endpoint_override',
-               help='URL of the attestation API, bypassing the Keystone catalog (tests, '
-                    'DevStack without catalog entry). Unset: use the catalog.'),
-    # --- verifier workers
-    cfg.FloatOpt('interval',
-                 default=30.0, min=0.1,
-                 help='Seconds between two attestations of the same host.'),
-    cfg.FloatOpt('jitter',
-                 default=0.2, min=0.0, max=1.0,
-                 help='Random extra delay per host and round, as a fraction of interval '
-                      '(0.2: 0-20 percent), so that a fleet is not quoted all at once.'),
-    cfg.IntOpt('concurrency',
-               default=32, min=1,
-               help='Maximum number of hosts a worker attests at the same time (outstanding '
-                    'quote requests). Bounds memory and message-bus load.'),
-    cfg.FloatOpt('rpc_timeout',
-                 default=10.0, min=0.1,
-                 help='Seconds a worker waits for an agent to answer a quote request '
-                      'before the attempt counts as failed (the host keeps its verdict until '
-                      'max_verdict_age, then turns "unknown").'),
-    cfg.StrOpt('coordination_url',
-               help='tooz backend URL used to partition hosts among several workers (for '
-                    'example redis://127.0.0.1:6379, etcd3+http://..., zookeeper://...). '
-                    'Unset: a single worker attests every host.'),
-    cfg.StrOpt('connection',
-               default='sqlite:////var/lib/tclouds/attestation.sqlite',
-               secret=True,
-               help='SQLAlchemy URL of the attestation database (registrations, policies, '
-                    'verdicts, history). sqlite for one node, mysql+pymysql:// or '
-                    'postgresql:// for several workers.'),
-    cfg.IntOpt('history_limit',
-               default=1000, min=1,
-               help='Appraisals kept per host in the history table; older ones are '
-                    'deleted by the worker.'),
-    cfg.StrOpt('default_policy',
-               default='default',
-               help='Name of the appraisal policy applied to hosts registered without an '
-                    'explicit policy. A host whose policy does not exist is "untrusted" '
-                    'with reason "no appraisal policy".'),
-    cfg.BoolOpt('require_ek_certificate',
-                default=True,
-                help='Refuse registrations without an EK certificate chaining to '
-                     '[tpm] ek_ca_bundle. Only disable for lab TPMs without certificates.'),
+    cfg.StrOpt('unenrolled_registration',
+               default='await_approval',
+               choices=[('await_approval', 'A host name nobody enrolled may register: its AK '
+                                           'is activated, then it waits, never attested, '
+                                           'until an admin approves its EK ("openstack '
+                                           'attestation host approve HOST").'),
+                        ('refuse', 'Only names enrolled beforehand with their EK ("openstack '
+                                   'attestation host enroll HOST --ek-sha256 ...") may '
+                                   'register; others are refused.')],
+               help='What happens to the registration of a host name not enrolled with the '
+                    'registering TPM\'s EK. Either way no host becomes trusted before an '
+                    'admin bound its name to its EK, and an EK enrolled or registered for '
+                    'one name is refused for any other.'),
     cfg.StrOpt('agent_topic',
                default='tclouds-attestation-agent',
                help='oslo.messaging RPC topic the host agents serve (server = host name). '
@@ -182,6 +152,14 @@ keylime_opts = [
                 default={},
                 help='Map Nova compute host name to Keylime agent UUID, '
                      'host1:uuid1,host2:uuid2. Hosts not listed are "unknown".'),
+    cfg.DictOpt('host_credentials',
+                default={},
+                help='Map Keystone credential ID to Nova compute host name, '
+                     'credential1:host1,credential2:host2: the user IDs (or application '
+                     'credential IDs) of the per-host credentials with which compute hosts '
+                     'ask the key release API for volume keys (Keylime has no enrolment of '
+                     'its own). A credential not listed stands for no host: its key '
+                     'requests are refused.'),
     cfg.FloatOpt('timeout',
                  default=5.0, min=0.1,
                  help='Seconds per request to the Keylime verifier; on timeout the backend '

@@ -15,9 +15,9 @@ keymgr_opts = [
                default='controller',
                choices=[('controller', 'Create, store, delete and get keys in the wrapped '
                                        'store directly (Cinder, the key release API).'),
-                        ('compute', 'Get keys only through the key release API, '
-                                    'authenticated as this host\'s Keystone service user '
-                                    '(see the keystoneauth options of this group).')],
+                        ('compute', 'Get volume keys only through the key release API, '
+                                    'authenticated with this host\'s own Keystone credential '
+                                    '(the keystoneauth options of this group).')],
                help='Where this process sits. A compute host never holds the store\'s '
                     'master key.'),
     cfg.StrOpt('wrapped_backend',
@@ -35,11 +35,15 @@ keymgr_opts = [
                help='File with the 32-byte master key (64 hex characters) of the local '
                     'store, readable only by the key service user. Missing or malformed: '
                     'every key operation fails with the reason.'),
-    cfg.StrOpt('host_user_prefix',
-               default='tclouds-host-',
-               help='A compute host authenticates to the key release API as the Keystone '
-                    'user named <prefix><nova host name>. The host whose verdict is checked '
-                    'is derived from the authenticated user name, never from the request.'),
+    cfg.StrOpt('host_domain_id',
+               default='default',
+               help='ID of the Keystone domain the compute host credentials live in. The key '
+                    'release API refuses a caller whose user is in any other domain, so a '
+                    'domain manager of a tenant\'s domain cannot mint one. A host credential '
+                    'is a user of this domain with the role tclouds_host (policy '
+                    'keymgr:volume:*) whose user ID (or application credential ID) an admin '
+                    'enrolled for its host ("openstack attestation host enroll HOST '
+                    '--credential ID"); its name decides nothing.'),
     cfg.IntOpt('max_verdict_age',
                min=1,
                help='Freshness bound for releasing a key, in seconds. Unset: '
@@ -57,9 +61,43 @@ keymgr_opts = [
 ]
 
 
+cinder_group = cfg.OptGroup(
+    'tclouds_cinder', title='Cinder, as seen by the key release API',
+    help='Service credential (keystoneauth1 session, auth and adapter options) with which '
+         'the key release API asks Cinder which volume a key belongs to and to which host the '
+         'volume is attached. The user needs Cinder\'s "admin" role (another project\'s '
+         'volume, its encryption key ID and the hosts of its attachments are an admin view). '
+         'Without auth_type and endpoint_override every key request is refused with the '
+         'reason. Attachments Cinder shows no host for (still attaching) are looked up in '
+         'Nova with the [attestation_compute] credentials.')
+
+
 def register_opts(conf):
     base.register(conf, keymgr_group, keymgr_opts)
+    register_cinder_opts(conf)
+
+
+def register_cinder_opts(conf):
+    """``[tclouds_cinder]``: keystoneauth1's session, auth and adapter options."""
+    from keystoneauth1 import loading as ks_loading
+    try:
+        getattr(conf, cinder_group.name)
+        return      # registered already (a castellan driver and the API in one process)
+    except cfg.NoSuchOptError:
+        pass
+    base.register(conf, cinder_group, [])
+    ks_loading.register_session_conf_options(conf, cinder_group.name)
+    ks_loading.register_auth_conf_options(conf, cinder_group.name)
+    ks_loading.register_adapter_conf_options(conf, cinder_group.name)
+
+
+def _ks_opts():
+    from keystoneauth1 import loading as ks_loading
+    return (ks_loading.get_session_conf_options()
+            + ks_loading.get_auth_common_conf_options()
+            + ks_loading.get_auth_plugin_conf_options('password')
+            + ks_loading.get_adapter_conf_options(include_deprecated=False))
 
 
 def list_opts():
-    return [(keymgr_group, keymgr_opts)]
+    return [(keymgr_group, keymgr_opts + _ks_opts()), (cinder_group, _ks_opts())]

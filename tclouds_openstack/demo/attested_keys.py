@@ -1,25 +1,30 @@
 """Demo chapter: attested compute hosts and attestation-gated key release (data flows 1, 2).
 
-Flow 1: swtpm-backed compute hosts register with the attestation service over the message
-bus (EK certificate chain, AK activation by MakeCredential/ActivateCredential); the
-verifier attests them on its schedule with a fresh nonce per round and stores each verdict
-with its reasons (sqlite); the attestation API serves the verdicts, read back through the
-project's client as a Nova filter or the key service reads them.
+Flow 1: the operator enrols each compute host (its name, its TPM's EK hash and the
+Keystone ID of its own credential); swtpm-backed compute hosts register with the
+attestation service over the message bus (EK certificate chain, AK activation by
+MakeCredential/ActivateCredential); a TPM claiming a name enrolled for another is refused;
+the verifier attests them on its schedule with a fresh nonce per round and stores each
+verdict with its reasons (sqlite); the attestation API serves the verdicts, read back
+through the project's client as a Nova filter or the key service reads them.
 
 Flow 2: Cinder creates a volume key through the ``tclouds`` castellan driver (role
-controller, embedded encrypted key store); compute hosts ask the key release API for it
-with the compute-role driver. The key is released only to a caller whose authenticated
-credential names a compute host with a fresh ``trusted`` verdict: the tampered host, a
-host never attested, a host whose last verdict is too old and a caller that is not a host
-are refused, each with the reason.
+controller, embedded encrypted key store); the compute host the volume is attached to asks
+the key release API for it with the compute-role driver, naming the volume. The key is
+released only to an enrolled host credential whose host has a fresh ``trusted`` verdict
+and to which Cinder shows the volume attached: the tampered host, a credential nobody
+enrolled (whatever its name), a caller that is not a host, a host the volume is not
+attached to and a host whose last verdict is too old are refused, each with the reason.
 
 Everything runs in this process: the real registrar, verifier, agents, attestation API,
 key release API and castellan driver, over oslo.messaging's in-process ``fake://``
 transport (no broker) and loopback HTTP. The APIs run with ``[api] auth_strategy =
 noauth``: the X-User-*/X-Roles headers each client sends stand in for the Keystone token
 keystonemiddleware would validate. There is no Nova or Cinder: the demo calls the
-castellan driver as they would. The services' notifications (``attestation.host.*``,
-``keymgr.key.*``) are received on the bus and sealed into the demo's secure log.
+castellan driver as they would, and a table answers the key release API what Cinder's API
+would (which volume has which key, attached to which host). The services' notifications
+(``attestation.host.*``, ``keymgr.key.*``) are received on the bus and sealed into the
+demo's secure log.
 """
 import hashlib
 import logging
@@ -28,6 +33,7 @@ import re
 import threading
 import time
 import traceback
+import uuid
 
 from castellan.common import exception as castellan_exc
 from keystoneauth1 import session as ks_session
@@ -41,6 +47,7 @@ from tclouds_openstack.attestation import client as attestation_client
 from tclouds_openstack.attestation.service import api as attestation_api
 from tclouds_openstack.attestation.service import verifier as verifier_mod
 from tclouds_openstack.attestation import simfleet
+from tclouds_openstack.common import cinder as cinder_mod
 from tclouds_openstack.common import context as tc_context
 from tclouds_openstack.common import messaging as common_messaging
 from tclouds_openstack.common import policy
@@ -62,6 +69,8 @@ KEY_MAX_AGE = 4
 RPC_TIMEOUT = 2.0
 WAIT = 30
 PROJECT = 'demo-project'
+VOLUME = 'volume-demo'
+HOST_ROLE = 'tclouds_host'
 
 
 def _short(reason):
@@ -69,14 +78,33 @@ def _short(reason):
     return re.sub(r'\b([0-9a-f]{12})[0-9a-f]{52}\b', r'\1...', reason)
 
 
-def _headers(user, roles, project='service'):
+def _headers(user, roles, project='service', user_id=None):
     """What keystonemiddleware would put in the request for a validated token (noauth)."""
-    return {'X-User-Id': 'id-%s' % user, 'X-User-Name': user, 'X-Project-Id': project,
-            'X-Roles': roles}
+    return {'X-User-Id': user_id or 'id-%s' % user, 'X-User-Name': user,
+            'X-User-Domain-Id': 'default', 'X-Project-Id': project, 'X-Roles': roles}
 
 
 def _session(user, roles, project='service'):
     return ks_session.Session(additional_headers=_headers(user, roles, project))
+
+
+class DemoCinder(object):
+    """What Cinder's API would tell the key release API about the demo volume.
+
+    The demo runs no Cinder: Nova attaching the volume to a host is a new attachment here.
+    """
+
+    def __init__(self):
+        self.volumes = {}
+
+    def attach(self, volume_id, key_id, project, host):
+        self.volumes[volume_id] = cinder_mod.Volume(
+            id=volume_id, project_id=project, status='in-use', encryption_key_id=key_id,
+            attachments=(cinder_mod.Attachment(id='attachment-%s' % host, status='attached',
+                                               instance_id='server-demo', host=host),))
+
+    def volume(self, volume_id):
+        return self.volumes.get(volume_id)
 
 
 def _conf(**options):
@@ -230,6 +258,14 @@ def _run(demo, started):
                                              uefi_log=uefi_log)
     report.note('started %d swtpm hosts manufactured by a private CA, each with its agent; '
                 'measured boot done, %s booted a tampered kernel' % (len(names), tampered))
+    # the operator enrols each host: name, its TPM's EK hash, its own credential's ID
+    credentials = {name: uuid.uuid4().hex for name in names}
+    for name in names:
+        fleet.enrol(name, [credentials[name]])
+    example = '%s sha256:%s...' % (names[0], fleet.hosts[names[0]].ek_sha256()[:12])
+    report.step('the operator enrolled %s: each name bound to its TPM\'s EK (SHA-256 of the '
+                'EK public key, e.g. %s) and to the Keystone user ID of the host\'s own '
+                'credential' % (', '.join(names), example))
     # the registrar trusts exactly the CA that manufactured these TPMs
     fleet.start_registrar(ca.ca_bundle_pem())
     registered = []
@@ -247,6 +283,7 @@ def _run(demo, started):
         host.agent.start()
         registered.append(name)
     _rogue(report, fleet, state)
+    _impostor(report, fleet, names[0], state)
     if len(registered) < len(names):
         return
 
@@ -285,7 +322,7 @@ def _run(demo, started):
 
     # Flow 2: the key release API and the volume key Cinder creates.
     _release_keys(demo, servers, conf, announcements, service, names, tampered, unknown_host,
-                  fleet)
+                  fleet, credentials)
     sealed = demo.recorded[start:]
     report.note('sealed into the demo\'s secure log: %s' % ', '.join(
         '%s x%d' % (event_type, sealed.count(event_type))
@@ -304,6 +341,27 @@ def _rogue(report, fleet, state):
     report.step('rogue1 (TPM certified by another CA): REGISTERED (must be refused)', ok=False)
 
 
+def _impostor(report, fleet, victim, state):
+    """Another host's genuine, certified TPM claiming ``victim``'s enrolled name: refused."""
+    from tclouds_openstack.attestation.agent import agent as agent_mod
+    thief = [name for name in fleet.hosts if name != victim][0]
+    fleet.hosts[thief].agent.disconnect()       # swtpm serves one client at a time
+    impostor = agent_mod.Agent(fleet.conf, fleet.transport, host=victim,
+                               tcti=fleet.hosts[thief].tpm.tcti,
+                               state_dir=os.path.join(state, 'impostor'))
+    try:
+        impostor.register()
+    except Exception as exc:
+        reason = str(exc).splitlines()[0]
+        report.step('%s\'s certified TPM registering as %s: refused (%s)'
+                    % (thief, victim, _short(reason)), ok='is enrolled with the EK' in reason)
+    else:
+        report.step('%s\'s TPM registered as %s: ACCEPTED (must be refused)'
+                    % (thief, victim), ok=False)
+    finally:
+        impostor.disconnect()
+
+
 def _seal(demo, announcements, prefix, match, what):
     """Seal the service's notification into the demo's secure log; its event type."""
     found = announcements.take(prefix, match)
@@ -317,7 +375,7 @@ def _seal(demo, announcements, prefix, match, what):
 
 
 def _release_keys(demo, servers, conf, announcements, service, names, tampered, unknown_host,
-                  fleet):
+                  fleet, credentials):
     report = demo.report
     keys = demo.path('keys')
     master = os.path.join(keys, 'master.key')
@@ -337,39 +395,43 @@ def _release_keys(demo, servers, conf, announcements, service, names, tampered, 
     # production: the backend's client authenticates with [attestation_client]; noauth: the
     # key service's identity headers (role service) instead of its token
     backend = tclouds_backend.TCloudsBackend(key_conf, client=service)
-    gate = release.Gate(key_conf, backend=backend)
+    cinder_api = DemoCinder()
+    gate = release.Gate(key_conf, backend=backend, cinder=cinder_api)
     key_url = servers.serve(keymgr_api.build_app(key_conf, gate=gate))
-    report.note('key release API on %s (noauth), key store %s; it releases a key only for a '
-                'trusted verdict younger than %d s' % (key_url, keys, KEY_MAX_AGE))
+    report.note('key release API on %s (noauth), key store %s; it releases a volume\'s key '
+                'only to the enrolled host credential of a host with a trusted verdict younger '
+                'than %d s, to which Cinder shows the volume attached'
+                % (key_url, keys, KEY_MAX_AGE))
 
     # Cinder creates the volume key through castellan (driver tclouds, role controller).
     cinder = driver.TcloudsKeyManager(key_conf)
     owner = tc_context.RequestContext(user_id='demo-user', project_id=PROJECT)
     key_id = cinder.create_key(owner, 'AES', 256, name='volume-demo encryption key')
     secret = cinder.get(owner, key_id).get_encoded()
-    report.step('Cinder (castellan driver "tclouds", role controller) created volume key %s '
-                '(AES-256, fingerprint sha256:%s...) in the encrypted local store'
-                % (key_id, hashlib.sha256(secret).hexdigest()[:12]))
+    report.step('Cinder (castellan driver "tclouds", role controller) created the key %s of '
+                '%s (AES-256, fingerprint sha256:%s...) in the encrypted local store'
+                % (key_id, VOLUME, hashlib.sha256(secret).hexdigest()[:12]))
 
     rows = []
 
-    def ask(caller, host, expect, label=None):
-        """nova-compute on ``host`` attaches the volume: the driver asks for the key.
+    def ask(caller, host, expect, label=None, user_id=None, roles=HOST_ROLE, attached=None):
+        """nova-compute on ``host`` attaches the volume: the driver asks for its key.
 
-        The castellan driver (role compute) asks the key release API, authenticated as
-        ``caller``; ``expect`` is None for a release, else a part of the refusal reason.
+        Nova attached the volume to ``attached`` (default ``host``); the castellan driver
+        (role compute) asks the key release API, authenticated as ``caller`` (Keystone ID
+        ``user_id``); ``expect`` is None for a release, else a part of the refusal reason.
         """
+        cinder_api.attach(VOLUME, key_id, PROJECT, attached or host)
         compute_conf = _conf(**{'tclouds_key_manager.role': 'compute',
                                 'tclouds_key_manager.release_endpoint_override': key_url,
                                 'tclouds_key_manager.release_timeout': 10.0})
         manager = driver.TcloudsKeyManager(compute_conf)
-        # production: the session of this host's Keystone user ([tclouds_key_manager]
-        # keystoneauth options); noauth: its identity headers instead of a token
+        # production: the session of this host's own Keystone credential
+        # ([tclouds_key_manager] keystoneauth options); noauth: its identity headers
         manager.client.http.session.additional_headers.update(
-            _headers(caller, 'service' if host else 'member',
-                     'service' if host else PROJECT))
+            _headers(caller, roles, 'service' if host else PROJECT, user_id))
         try:
-            key = manager.get(owner, key_id)
+            key = manager.get_volume_key(owner, VOLUME, key_id)
             outcome = 'released' if key.get_encoded() == secret else 'WRONG KEY'
             refusal = None
         except castellan_exc.Forbidden as exc:
@@ -394,15 +456,24 @@ def _release_keys(demo, servers, conf, announcements, service, names, tampered, 
         rows.append((who, payload.get('verdict_status') or '-', outcome,
                      reason if len(reason) <= 110 else reason[:107] + '...'))
 
-    prefix = key_conf.tclouds_key_manager.host_user_prefix
+    def host_ask(name, expect, label=None, attached=None):
+        ask('tclouds-host-%s' % name, name, expect, label, user_id=credentials[name],
+            attached=attached)
+
     trusted = [n for n in names if n != tampered]
     for name in trusted:
-        ask(prefix + name, name, None)
-    ask(prefix + tampered, tampered, 'is untrusted')
-    ask(prefix + unknown_host, unknown_host, 'is not registered for attestation',
-        label='%s (never registered, never attested)' % unknown_host)
-    ask('demo-user', None, 'not a compute host credential',
+        host_ask(name, None)
+    host_ask(tampered, 'is untrusted')
+    # a credential nobody enrolled, named like a host credential and holding the host role
+    ask('tclouds-host-%s' % unknown_host, unknown_host, 'stands for no enrolled compute host',
+        label='a user named tclouds-host-%s with the host role, not enrolled'
+        % unknown_host)
+    ask('demo-user', None, 'not a compute host credential', roles='member,reader',
         label='demo-user (a project member, not a compute host credential)')
+    if len(trusted) > 1:
+        host_ask(trusted[0], 'is not attached to host %s' % trusted[0],
+                 label='%s, volume attached to %s' % (trusted[0], trusted[1]),
+                 attached=trusted[1])
 
     # A host that can no longer be attested: its last verdict ages past the key service's
     # bound; it stays "trusted" in the attestation service (limit ATTESTATION_MAX_AGE).
@@ -418,9 +489,7 @@ def _release_keys(demo, servers, conf, announcements, service, names, tampered, 
         if age is not None and age >= KEY_MAX_AGE + 1:
             break
         time.sleep(min(1.0, max(0.1, KEY_MAX_AGE + 1 - (age or 0))))
-    ask(prefix + silent, silent, 'is stale',
-        label='%s, %.0f s after its last verdict' % (silent, age or 0))
+    host_ask(silent, 'is stale', label='%s, %.0f s after its last verdict' % (silent, age or 0))
     if trusted[0] != silent:
-        ask(prefix + trusted[0], trusted[0], None,
-            label='%s, attested again meanwhile' % trusted[0])
+        host_ask(trusted[0], None, label='%s, attested again meanwhile' % trusted[0])
     report.table(['host', 'verdict', 'key release', 'reason'], rows)

@@ -3,7 +3,10 @@
 Controllers (Cinder, the key release API) use the wrapped store directly, so creation and
 deletion of volume keys by Cinder behave exactly as with any castellan backend. Compute
 hosts ([tclouds_key_manager] role = compute) fetch keys only through the key release API,
-which releases a key only to an attested host (see ``release.py``).
+one volume at a time (:meth:`TcloudsKeyManager.get_volume_key`, called by the tclouds
+encryptor): it releases a volume's key only to the enrolled, attested host Cinder shows the
+volume attached to (see ``release.py``). castellan's ``get(context, key_id)`` names no
+volume, so a compute host refuses it with the reason.
 
 Top-level imports stay light (castellan loads every driver while ``nova.conf`` imports):
 no oslo.messaging, no keystoneauth, no sqlite here; those load on first use.
@@ -217,9 +220,27 @@ class TcloudsKeyManager(key_manager.KeyManager):
     def get(self, context, managed_object_id, metadata_only=False):
         if self.group.role == 'controller':
             return self.wrapped.get(context, managed_object_id, metadata_only=metadata_only)
+        raise castellan_exc.KeyManagerError(
+            'key %s: a compute host receives a volume key only for a volume attached to it, '
+            'and castellan get() does not name the volume; use the tclouds encryptor '
+            '(provider tclouds_openstack.blockstore.encryptor.TcloudsEncryptor), which asks '
+            'get_volume_key()' % managed_object_id)
+
+    def get_volume_key(self, context, volume_id, key_id):
+        """The key ``key_id`` of Cinder volume ``volume_id``, attached to this host.
+
+        On a compute host the key release API decides (Forbidden with its reason); on a
+        controller this is ``get``.
+        """
+        if self.group.role == 'controller':
+            return self.wrapped.get(context, key_id)
         if context is None:
             raise castellan_exc.Forbidden('a request context is required')
-        return self.client.release(managed_object_id)
+        if not volume_id:
+            raise castellan_exc.KeyManagerError('key %s: the volume it belongs to is not '
+                                                'known, so the key cannot be asked for'
+                                                % key_id)
+        return self.client.release_volume_key(volume_id, key_id)
 
     def list(self, context, object_type=None, metadata_only=False):
         self._controller_only('list')

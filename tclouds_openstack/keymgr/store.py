@@ -1,7 +1,9 @@
 """The embedded key store: key material AES-256-GCM encrypted under a master key, in SQLite.
 
-Also keeps the blockstore freshness anchors (versioned, compare-and-set), so a volume's
-Merkle root lives beside its key, outside the storage the volume is on.
+Also keeps, per Cinder volume, the blockstore freshness anchor (versioned, compare-and-set),
+so a volume's Merkle root lives beside its key, outside the storage the volume is on, and
+its format mark (claimed once: the volume was formatted, by which host, as which
+blockstore volume), so a host never formats a volume that holds data.
 """
 import json
 import os
@@ -18,6 +20,9 @@ CREATE TABLE IF NOT EXISTS secrets (
     created REAL NOT NULL, consumers TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS anchors (
     volume TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS format_marks (
+    volume TEXT PRIMARY KEY, blockstore_uuid TEXT NOT NULL, host TEXT,
+    created REAL NOT NULL);
 """
 
 
@@ -142,6 +147,25 @@ class LocalKeyStore:
             db.execute('INSERT OR REPLACE INTO anchors (volume, version, state) VALUES '
                        '(?, ?, ?)', (volume, state['version'], json.dumps(state)))
             db.execute('COMMIT')
+
+    # ----------------------------------------------------------- format marks
+    def format_mark(self, volume):
+        """The format mark of ``volume`` ({blockstore_uuid, host, created_at}) or None."""
+        with self._db() as db:
+            row = db.execute('SELECT * FROM format_marks WHERE volume = ?',
+                             (volume,)).fetchone()
+        if row is None:
+            return None
+        return {'blockstore_uuid': row['blockstore_uuid'], 'host': row['host'],
+                'created_at': row['created']}
+
+    def claim_format_mark(self, volume, blockstore_uuid, host):
+        """Create the format mark of ``volume`` unless it exists: (claimed, the mark)."""
+        with self._db() as db:
+            claimed = db.execute('INSERT OR IGNORE INTO format_marks (volume, blockstore_uuid, '
+                                 'host, created) VALUES (?, ?, ?, ?)',
+                                 (volume, blockstore_uuid, host, time.time())).rowcount == 1
+        return claimed, self.format_mark(volume)
 
 
 class _Closing:

@@ -100,7 +100,11 @@ class Agent(object):
         return self.ak, True
 
     def register(self):
-        """Register EK + certificate + AK and prove they share the TPM (raises on refusal)."""
+        """Register EK + certificate + AK and prove they share the TPM (raises on refusal).
+
+        Returns the registration state: ``active``, or ``awaiting_approval`` while the EK
+        is not enrolled for this host name.
+        """
         if self.ak is None:
             self.load_or_create_ak()
         device = self.device()
@@ -109,8 +113,16 @@ class Agent(object):
         id_object, encrypted_secret = registrar.register(
             self.host, device.ek_public(), device.ek_certificate(), self.ak.public)
         secret = device.activate_credential(self.ak, id_object, encrypted_secret)
-        registrar.activate(self.host, self.ak.name, secret)
-        LOG.info('agent %s registered, AK %s', self.host, self.ak.name.hex())
+        reply = registrar.activate(self.host, self.ak.name, secret)
+        state = reply.get('status') if isinstance(reply, dict) else None
+        if state == 'awaiting_approval':
+            LOG.warning('agent %s registered, AK %s; the registration awaits an admin\'s '
+                        'approval of this TPM\'s EK for this host name (openstack attestation '
+                        'host approve %s): not attested until then', self.host,
+                        self.ak.name.hex(), self.host)
+        else:
+            LOG.info('agent %s registered, AK %s', self.host, self.ak.name.hex())
+        return state
 
     # ------------------------------------------------------------------ RPC
     def start(self):

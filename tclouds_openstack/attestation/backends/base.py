@@ -110,3 +110,15 @@ class AttestationBackend(metaclass=abc.ABCMeta):
 
         Raise BackendUnavailable when the backend cannot be reached or answers badly.
         """
+
+    def host_for_credential(self, credential_id):
+        """The compute host a validated Keystone credential ID stands for, or None.
+
+        ``credential_id`` is a user ID or application credential ID taken from a token
+        keystonemiddleware validated. The answer comes from the operator's enrolment (the
+        record joining host name, EK and credentials), never from names. None: the
+        credential stands for no host. Raise BackendUnavailable when the backend cannot
+        answer, or cannot map credentials at all (this default): fail closed.
+        """
+        raise BackendUnavailable('the %s attestation backend does not map Keystone '
+                                 'credentials to compute hosts' % type(self).__name__)

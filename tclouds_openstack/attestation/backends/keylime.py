@@ -9,6 +9,11 @@ is ``trusted`` as of that time; FAILED (7), INVALID_QUOTE (9) and TENANT_FAILED 
 ``untrusted``; every other state (registered, starting, retrying, terminated) is
 ``unknown``. Keylime has no batched read, so one request per host is made; any transport
 or format error makes the whole call raise BackendUnavailable (fail closed).
+
+Keylime has no enrolment of Keystone credentials: which compute host a key release caller
+stands for comes from ``[keylime] host_credentials`` (Keystone user or application
+credential ID -> Nova host name), written by the operator. A credential not listed there
+stands for no host (refused).
 """
 import datetime
 
@@ -44,6 +49,7 @@ class KeylimeBackend(base.AttestationBackend):
         opts = conf.keylime
         self.base_url = '%s/v%s' % (opts.verifier_url.rstrip('/'), opts.api_version)
         self.agents = dict(opts.host_agents or {})
+        self.credentials = dict(opts.host_credentials or {})
         self.timeout = opts.timeout
         self.session = session or requests.Session()
         if opts.ca_file:
@@ -76,3 +82,7 @@ class KeylimeBackend(base.AttestationBackend):
                 raise base.BackendUnavailable('Keylime verifier answered non-JSON')
             out[host] = verdict_from_agent(host, results)
         return out
+
+    def host_for_credential(self, credential_id):
+        """The host ``[keylime] host_credentials`` maps ``credential_id`` to, or None."""
+        return self.credentials.get(credential_id) or None

@@ -49,3 +49,14 @@ class TCloudsBackend(base.AttestationBackend):
         return {host: verdict_from_dict(host, raw.get(host)) if host in raw
                 else base.unknown(host, 'host %s is not registered for attestation' % host)
                 for host in hosts}
+
+    def host_for_credential(self, credential_id):
+        """The enrolment's answer (GET /v1/host-credentials/{id}), or None."""
+        try:
+            host = self.client.host_for_credential(credential_id)
+        except (common_client.ServiceUnavailable, common_client.ClientError) as e:
+            raise base.BackendUnavailable('attestation API: %s' % e)
+        if host is not None and (not isinstance(host, str) or not host):
+            raise base.BackendUnavailable('attestation API: malformed host of credential %s'
+                                          % credential_id)
+        return host

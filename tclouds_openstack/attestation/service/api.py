@@ -9,6 +9,13 @@
     DELETE /v1/hosts/{host}               forget a registration                (admin)
     GET    /v1/hosts/{host}/history       verdict history, newest first        (operator)
     POST   /v1/hosts/{host}/attest        attest now (202)                     (admin)
+    POST   /v1/hosts/{host}/approve       enrol the EK of the host's registration
+                                          {"ek_sha256"?, "credentials"?}       (admin)
+    PUT    /v1/hosts/{host}/enrolment     {"ek_sha256", "credentials": [ids]}  (admin)
+    GET    /v1/hosts/{host}/enrolment     the host's enrolment                 (operator)
+    GET    /v1/enrolments                 every enrolment                      (operator)
+    GET    /v1/host-credentials/{id}      the host a Keystone user or application
+                                          credential ID stands for (key release) (service)
     GET    /v1/verdicts?hosts=a,b         batched verdicts for consumers       (operator, service)
     GET    /v1/policies                   appraisal policies                   (operator)
     POST   /v1/policies                   {"name", "tpm_policy", "runtime_policy",
@@ -55,6 +62,9 @@ def effective_verdict(host, max_age, now=None, max_skew=base.DEFAULT_MAX_CLOCK_S
     """(status, reasons) as consumers must see them: stale or future trust is unknown."""
     reasons = json.loads(host.reasons or '[]')
     status = host.status
+    if host.registration == 'awaiting_approval':
+        return base.UNKNOWN, ['registration awaits an admin\'s approval: its EK (sha256:%s) '
+                              'is not enrolled for this host name' % host.ek_sha256]
     if host.registration != 'active':
         return base.UNKNOWN, ['registration not completed (AK not activated)']
     if status == base.TRUSTED:
@@ -95,7 +105,9 @@ class AttestationController(object):
                          'activated_at': _iso(host.activated_at),
                          'next_attest_at': _iso(host.next_attest_at),
                          'attested_by': host.attested_by,
-                         'has_ek_certificate': host.ek_certificate is not None})
+                         'has_ek_certificate': host.ek_certificate is not None,
+                         'ek_sha256': host.ek_sha256,
+                         'pending_ak_name': host.pending_ak_name})
         return view
 
     # ------------------------------------------------------------------ hosts
@@ -153,6 +165,53 @@ class AttestationController(object):
             found[host.name] = {'status': status, 'reasons': reasons,
                                 'verified_at': _iso(host.verified_at)}
         return {'verdicts': found}
+
+    # ------------------------------------------------------------------ enrolment
+    @staticmethod
+    def _enrolment_view(enrolment, credentials):
+        return {'host': enrolment.host, 'ek_sha256': enrolment.ek_sha256,
+                'origin': enrolment.origin, 'created_at': _iso(enrolment.created_at),
+                'created_by': enrolment.created_by, 'credentials': credentials}
+
+    def enrol(self, request, host):
+        policy.authorize(request.context, 'attestation:enrolment:create', {})
+        body = wsgi.json_body(request)
+        ek_sha256 = _ek_sha256(wsgi.require(body, 'ek_sha256', str))
+        credentials = _credentials(body.get('credentials', []))
+        self.store.enrol(_host_name(host), ek_sha256, credentials,
+                         created_by=request.context.user_id)
+        return {'enrolment': self._enrolment_view(*self.store.get_enrolment(host))}
+
+    def show_enrolment(self, request, host):
+        policy.authorize(request.context, 'attestation:enrolment:get', {})
+        return {'enrolment': self._enrolment_view(*self.store.get_enrolment(host))}
+
+    def list_enrolments(self, request):
+        policy.authorize(request.context, 'attestation:enrolment:list', {})
+        return {'enrolments': [self._enrolment_view(e, c)
+                               for e, c in self.store.list_enrolments()]}
+
+    def approve(self, request, host):
+        policy.authorize(request.context, 'attestation:host:approve', {})
+        body = wsgi.json_body(request, required=False)
+        ek_sha256 = body.get('ek_sha256')
+        if ek_sha256 is not None:
+            ek_sha256 = _ek_sha256(wsgi.require(body, 'ek_sha256', str))
+        credentials = None
+        if body.get('credentials') is not None:
+            credentials = _credentials(body['credentials'])
+        self.store.approve(host, ek_sha256, credentials, approved_by=request.context.user_id)
+        return {'host': self._host_view(self.store.get_host(host)),
+                'enrolment': self._enrolment_view(*self.store.get_enrolment(host))}
+
+    def host_credential(self, request, credential_id):
+        """Which enrolled host a (validated) Keystone credential ID stands for."""
+        policy.authorize(request.context, 'attestation:host_credential:get', {})
+        host = self.store.host_for_credential(credential_id)
+        if host is None:
+            raise exception.NotFound('credential %s stands for no enrolled host'
+                                     % credential_id)
+        return {'credential_id': credential_id, 'host': host}
 
     # ------------------------------------------------------------------ tenant view
     def _nova(self, method, *args):
@@ -252,6 +311,41 @@ class AttestationController(object):
                 'time': datetime.datetime.now(datetime.timezone.utc).isoformat()}
 
 
+_HEX = frozenset('0123456789abcdef')
+MAX_CREDENTIALS = 16
+
+
+def _host_name(value):
+    if not value or len(value) > 255:
+        raise exception.BadRequest('must be a Nova compute host name of 1..255 characters',
+                                   field='host')
+    return value
+
+
+def _ek_sha256(value):
+    """The EK hash of an API body: 64 hex digits (an optional "sha256:" prefix, any case)."""
+    digest = value.strip().lower()
+    if digest.startswith('sha256:'):
+        digest = digest[len('sha256:'):]
+    if len(digest) != 64 or not set(digest) <= _HEX:
+        raise exception.BadRequest('must be the SHA-256 of the EK\'s SubjectPublicKeyInfo: 64 '
+                                   'hexadecimal digits', field='ek_sha256')
+    return digest
+
+
+def _credentials(value):
+    """Keystone user or application credential IDs of an API body."""
+    if not isinstance(value, list) or len(value) > MAX_CREDENTIALS:
+        raise exception.BadRequest('must be a list of at most %d Keystone user or application '
+                                   'credential IDs' % MAX_CREDENTIALS, field='credentials')
+    for item in value:
+        if not isinstance(item, str) or not 0 < len(item) <= 255 or not (
+                item.replace('-', '').replace('_', '').isalnum() and item.isascii()):
+            raise exception.BadRequest('%r is not a Keystone ID' % (item,),
+                                       field='credentials')
+    return value
+
+
 def build_router(conf, store, compute=None):
     controller = AttestationController(conf, store, compute)
     router = wsgi.Router()
@@ -263,6 +357,11 @@ def build_router(conf, store, compute=None):
     router.connect('/v1/hosts/{host}', c.delete_host, ['DELETE'])
     router.connect('/v1/hosts/{host}/history', c.history, ['GET'])
     router.connect('/v1/hosts/{host}/attest', c.attest, ['POST'])
+    router.connect('/v1/hosts/{host}/approve', c.approve, ['POST'])
+    router.connect('/v1/hosts/{host}/enrolment', c.enrol, ['PUT'])
+    router.connect('/v1/hosts/{host}/enrolment', c.show_enrolment, ['GET'])
+    router.connect('/v1/enrolments', c.list_enrolments, ['GET'])
+    router.connect('/v1/host-credentials/{credential_id}', c.host_credential, ['GET'])
     router.connect('/v1/verdicts', c.verdicts, ['GET'])
     router.connect('/v1/policies', c.list_policies, ['GET'])
     router.connect('/v1/policies', c.create_policy, ['POST'])

@@ -5,6 +5,11 @@ and the host's current verdict with what the verifier must remember between roun
 count, IMA offset and PCR 10 value). ``verdict_history`` keeps every appraisal result
 that changed the state, plus periodic confirmations; ``policies`` stores the three Keylime
 documents as JSON text.
+
+``enrolments`` is the operator's word, the one truth joining a Nova host name, the TPM's
+endorsement key (SHA-256 of its SubjectPublicKeyInfo) and the Keystone credentials (user or
+application credential IDs, ``host_credentials``) that stand for that host. A registration
+becomes ``active`` only for an EK enrolled (or approved) for its name.
 """
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -15,9 +20,14 @@ Base = orm.declarative_base()
 # would bend the schedule and the claim comparisons)
 DateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql')
 
-# Registration states: waiting for the AK activation proof, then active.
+# Registration states: waiting for the AK activation proof (``pending``); AK proven but
+# the EK is not enrolled for this name (``awaiting_approval``, never attested); ``active``.
 PENDING = 'pending'
+AWAITING_APPROVAL = 'awaiting_approval'
 ACTIVE = 'active'
+# How an enrolment came to be.
+ENROLLED = 'enrolled'       # the operator named the EK beforehand
+APPROVED = 'approved'       # the operator approved a registration's EK
 
 
 class Host(Base):
@@ -26,10 +36,16 @@ class Host(Base):
     name = sa.Column(sa.String(255), primary_key=True)
     registration = sa.Column(sa.String(16), nullable=False, default=PENDING)
     ek_public = sa.Column(sa.LargeBinary, nullable=False)
+    # one TPM is one host: unique (NULL only for rows the upgrade found sharing an EK)
+    ek_sha256 = sa.Column(sa.String(64), nullable=True, unique=True, index=True)
     ek_certificate = sa.Column(sa.LargeBinary, nullable=True)
     ak_public = sa.Column(sa.LargeBinary, nullable=False)
     ak_name = sa.Column(sa.String(140), nullable=False)
-    # SHA-256 of the MakeCredential secret while pending (never the secret itself).
+    # A new AK of a host whose AK is already proven waits here until it is activated in
+    # turn: the proven AK and the verdict stay in use meanwhile.
+    pending_ak_public = sa.Column(sa.LargeBinary, nullable=True)
+    pending_ak_name = sa.Column(sa.String(140), nullable=True)
+    # SHA-256 of the MakeCredential secret while an AK awaits activation (never the secret).
     challenge_digest = sa.Column(sa.String(64), nullable=True)
     policy = sa.Column(sa.String(255), nullable=True)
     registered_at = sa.Column(DateTime, nullable=False)
@@ -71,4 +87,25 @@ class Policy(Base):
                                nullable=True)
     mb_refstate = sa.Column(sa.Text().with_variant(mysql.LONGTEXT(), 'mysql'),
                             nullable=True)
+    created_at = sa.Column(DateTime, nullable=False)
+
+
+class Enrolment(Base):
+    __tablename__ = 'attestation_enrolments'
+
+    host = sa.Column(sa.String(255), primary_key=True)
+    ek_sha256 = sa.Column(sa.String(64), nullable=False, unique=True, index=True)
+    origin = sa.Column(sa.String(16), nullable=False)
+    created_at = sa.Column(DateTime, nullable=False)
+    created_by = sa.Column(sa.String(255), nullable=True)
+
+
+class HostCredential(Base):
+    __tablename__ = 'attestation_host_credentials'
+
+    # a credential stands for at most one host
+    credential_id = sa.Column(sa.String(255), primary_key=True)
+    host = sa.Column(sa.String(255), sa.ForeignKey('attestation_enrolments.host',
+                                                   ondelete='CASCADE'),
+                     nullable=False, index=True)
     created_at = sa.Column(DateTime, nullable=False)

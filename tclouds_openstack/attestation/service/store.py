@@ -8,6 +8,7 @@ overlap for a moment (tooz membership change) still never attest the same host t
 a round.
 """
 import datetime
+import functools
 import json
 import os
 import random
@@ -50,6 +51,7 @@ _LOCKED_RETRIES = 100
 
 
 def _guard(fn):
+    @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         for attempt in range(_LOCKED_RETRIES):
             try:
@@ -62,8 +64,6 @@ def _guard(fn):
                     continue
                 raise DatabaseUnavailable('attestation database unavailable: %s'
                                           % str(e).splitlines()[0][:200])
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
     return wrapper
 
 
@@ -167,49 +167,221 @@ class Store(object):
 
     # ------------------------------------------------------------------ registration
     @_guard
-    def register(self, name, ek_public, ek_certificate, ak_public, ak_name, challenge_digest,
-                 policy=None):
-        """Record (or renew) the registration of ``name`` as pending activation.
+    def register(self, name, ek_public, ek_sha256, ek_certificate, ak_public, ak_name,
+                 challenge_digest, policy=None, allow_unenrolled=True):
+        """Record a registration of ``name`` whose AK now awaits activation.
 
-        A host name stays bound to its first EK: another EK under the same name is a
-        Conflict (an operator deletes the host to re-enrol new hardware).
+        Refused with Conflict (the message is the reason) when the name is enrolled with
+        another EK, the EK is enrolled or registered for another name, the name is bound to
+        another EK, or the name is not enrolled and ``allow_unenrolled`` is false. A host
+        whose AK is already proven (active or awaiting approval) keeps that AK and its
+        verdict: the new AK waits in ``pending_ak_*`` until :meth:`activate`.
+        """
+        now = utcnow()
+        with self._writer() as session:
+            enrolment = session.get(models.Enrolment, name)
+            if enrolment is not None and enrolment.ek_sha256 != ek_sha256:
+                raise exception.Conflict(
+                    'host %s is enrolled with the EK sha256:%s, not with this TPM\'s EK '
+                    'sha256:%s' % (name, enrolment.ek_sha256, ek_sha256))
+            other = (session.query(models.Enrolment.host)
+                     .filter(models.Enrolment.ek_sha256 == ek_sha256,
+                             models.Enrolment.host != name).first())
+            if other is not None:
+                raise exception.Conflict('this TPM\'s EK (sha256:%s) is enrolled for host %s, '
+                                         'not %s' % (ek_sha256, other[0], name))
+            other = (session.query(models.Host.name)
+                     .filter(models.Host.ek_sha256 == ek_sha256, models.Host.name != name)
+                     .first())
+            if other is not None:
+                raise exception.Conflict(
+                    'this TPM\'s EK (sha256:%s) is registered as host %s: one TPM is one '
+                    'host (an admin deletes %s to move the TPM)' % (ek_sha256, other[0],
+                                                                    other[0]))
+            host = session.get(models.Host, name)
+            if host is not None and host.ek_public != ek_public:
+                raise exception.Conflict('host %s is registered with another endorsement key '
+                                         '(sha256:%s); an admin deletes the host to re-enrol '
+                                         'it' % (name, host.ek_sha256))
+            if enrolment is None and not allow_unenrolled:
+                raise exception.Conflict(
+                    'host %s is not enrolled and [attestation] unenrolled_registration is '
+                    '"refuse": an admin runs "openstack attestation host enroll %s '
+                    '--ek-sha256 %s" first' % (name, name, ek_sha256))
+            if host is None:
+                host = models.Host(name=name, ek_public=ek_public, registered_at=now,
+                                   status='unknown', reasons=json.dumps(['not attested yet']),
+                                   ima_offset=0, next_attest_at=now, policy=policy,
+                                   registration=models.PENDING)
+                session.add(host)
+            host.ek_sha256 = ek_sha256
+            host.ek_certificate = ek_certificate
+            host.challenge_digest = challenge_digest
+            if host.registration == models.PENDING:
+                # nothing proven yet: the new AK simply replaces the old one
+                host.ak_public = ak_public
+                host.ak_name = ak_name
+                host.pending_ak_public = None
+                host.pending_ak_name = None
+                self._forget_quote_chain(host)
+            else:
+                host.pending_ak_public = ak_public
+                host.pending_ak_name = ak_name
+            try:
+                session.flush()
+            except db_exc.DBDuplicateEntry:
+                raise exception.Conflict('this TPM\'s EK (sha256:%s) was registered for '
+                                         'another host at the same moment' % ek_sha256)
+
+    @staticmethod
+    def _forget_quote_chain(host):
+        # a new AK means a new quote chain: forget the incremental state
+        host.reset_count = None
+        host.ima_offset = 0
+        host.ima_pcr = None
+
+    @_guard
+    def activate(self, name, ak_name, challenge_digest):
+        """Accept the activation proof of the AK awaiting it; the new registration state.
+
+        A first AK makes the host ``active`` if its EK is enrolled for its name, else
+        ``awaiting_approval``. A new AK of a proven host replaces the old one (the state
+        and verdict are kept; the host is attested again at once). None when the proof
+        does not match the pending challenge.
         """
         now = utcnow()
         with self._writer() as session:
             host = session.get(models.Host, name)
-            if host is not None and host.ek_public != ek_public:
-                raise exception.Conflict('host %s is registered with another endorsement key; '
-                                         'delete the host to re-enrol it' % name)
-            if host is None:
-                host = models.Host(name=name, ek_public=ek_public, registered_at=now,
-                                   status='unknown', reasons=json.dumps(['not attested yet']),
-                                   ima_offset=0, next_attest_at=now, policy=policy)
-                session.add(host)
-            host.registration = models.PENDING
-            host.ek_certificate = ek_certificate
-            host.ak_public = ak_public
-            host.ak_name = ak_name
-            host.challenge_digest = challenge_digest
-            # a new AK means a new quote chain: forget the incremental state
-            host.reset_count = None
-            host.ima_offset = 0
-            host.ima_pcr = None
-
-    @_guard
-    def activate(self, name, ak_name, challenge_digest):
-        """Mark ``name`` active if the proof matches the pending challenge; False otherwise."""
-        now = utcnow()
-        with self._writer() as session:
-            host = session.get(models.Host, name)
-            if (host is None or host.registration != models.PENDING
-                    or host.ak_name != ak_name or not host.challenge_digest
+            if (host is None or not host.challenge_digest
                     or host.challenge_digest != challenge_digest):
-                return False
-            host.registration = models.ACTIVE
+                return None
+            if host.pending_ak_name is not None:
+                if host.pending_ak_name != ak_name:
+                    return None
+                if host.ak_name != ak_name:
+                    self._forget_quote_chain(host)
+                host.ak_public = host.pending_ak_public
+                host.ak_name = host.pending_ak_name
+                host.pending_ak_public = None
+                host.pending_ak_name = None
+            elif host.registration != models.PENDING or host.ak_name != ak_name:
+                return None
+            else:
+                enrolment = session.get(models.Enrolment, name)
+                enrolled = enrolment is not None and enrolment.ek_sha256 == host.ek_sha256
+                host.registration = models.ACTIVE if enrolled else models.AWAITING_APPROVAL
             host.challenge_digest = None
             host.activated_at = now
             host.next_attest_at = now
-            return True
+            return host.registration
+
+    # ------------------------------------------------------------------ enrolment
+    @_guard
+    def enrol(self, name, ek_sha256, credentials=None, origin=models.ENROLLED,
+              created_by=None):
+        """Bind ``name`` to the EK ``ek_sha256`` and (when given) exactly ``credentials``.
+
+        Conflict when the EK is enrolled or registered for another name, the name is
+        registered with another EK, or a credential stands for another host. A
+        registration of this EK awaiting approval becomes active.
+        """
+        now = utcnow()
+        with self._writer() as session:
+            other = (session.query(models.Enrolment.host)
+                     .filter(models.Enrolment.ek_sha256 == ek_sha256,
+                             models.Enrolment.host != name).first())
+            if other is not None:
+                raise exception.Conflict('the EK sha256:%s is enrolled for host %s; one TPM '
+                                         'is one host' % (ek_sha256, other[0]))
+            other = (session.query(models.Host.name)
+                     .filter(models.Host.ek_sha256 == ek_sha256, models.Host.name != name)
+                     .first())
+            if other is not None:
+                raise exception.Conflict('the EK sha256:%s is registered as host %s; delete '
+                                         'that host first' % (ek_sha256, other[0]))
+            host = session.get(models.Host, name)
+            if host is not None and host.ek_sha256 != ek_sha256:
+                raise exception.Conflict(
+                    'host %s is registered with the EK sha256:%s; an admin deletes the host '
+                    'before enrolling another TPM under its name' % (name, host.ek_sha256))
+            if credentials is not None:
+                taken = (session.query(models.HostCredential)
+                         .filter(models.HostCredential.credential_id.in_(list(credentials)),
+                                 models.HostCredential.host != name).first())
+                if taken is not None:
+                    raise exception.Conflict('credential %s already stands for host %s'
+                                             % (taken.credential_id, taken.host))
+            enrolment = session.get(models.Enrolment, name)
+            if enrolment is None:
+                enrolment = models.Enrolment(host=name, ek_sha256=ek_sha256, origin=origin,
+                                             created_at=now, created_by=created_by)
+                session.add(enrolment)
+            else:
+                enrolment.ek_sha256 = ek_sha256
+                enrolment.origin = origin
+                enrolment.created_at = now
+                enrolment.created_by = created_by
+            session.flush()
+            if credentials is not None:
+                session.query(models.HostCredential).filter_by(host=name).delete()
+                for credential in sorted(set(credentials)):
+                    session.add(models.HostCredential(credential_id=credential, host=name,
+                                                      created_at=now))
+            if host is not None and host.registration == models.AWAITING_APPROVAL:
+                host.registration = models.ACTIVE
+                host.next_attest_at = now
+            try:
+                session.flush()
+            except db_exc.DBDuplicateEntry:
+                raise exception.Conflict('the EK or a credential was enrolled for another '
+                                         'host at the same moment; retry')
+
+    @_guard
+    def approve(self, name, ek_sha256=None, credentials=None, approved_by=None):
+        """Enrol the EK of ``name``'s registration (``ek_sha256``, when given, must be it)."""
+        host = self.get_host(name)
+        if host.ek_sha256 is None:
+            raise exception.Conflict('host %s has no EK hash: its EK is unreadable or shared '
+                                     'with other registrations (found at upgrade); delete '
+                                     'them, then the genuine host registers again' % name)
+        if ek_sha256 is not None and ek_sha256 != host.ek_sha256:
+            raise exception.Conflict('host %s registered the EK sha256:%s, not the EK '
+                                     'sha256:%s you approve' % (name, host.ek_sha256,
+                                                                ek_sha256))
+        self.enrol(name, host.ek_sha256, credentials, origin=models.APPROVED,
+                   created_by=approved_by)
+
+    @_guard
+    def get_enrolment(self, name):
+        """(Enrolment, [credential ids]) of ``name``; NotFound if it is not enrolled."""
+        with self._reader() as session:
+            enrolment = session.get(models.Enrolment, name)
+            if enrolment is None:
+                raise exception.NotFound('host %s is not enrolled' % name)
+            credentials = [r[0] for r in session.query(models.HostCredential.credential_id)
+                           .filter_by(host=name).order_by(models.HostCredential.credential_id)]
+            session.expunge(enrolment)
+            return enrolment, credentials
+
+    @_guard
+    def list_enrolments(self):
+        """[(Enrolment, [credential ids])] ordered by host name."""
+        with self._reader() as session:
+            enrolments = session.query(models.Enrolment).order_by(models.Enrolment.host).all()
+            credentials = {}
+            for credential_id, host in session.query(models.HostCredential.credential_id,
+                                                     models.HostCredential.host):
+                credentials.setdefault(host, []).append(credential_id)
+            for enrolment in enrolments:
+                session.expunge(enrolment)
+            return [(e, sorted(credentials.get(e.host, []))) for e in enrolments]
+
+    @_guard
+    def host_for_credential(self, credential_id):
+        """The enrolled host ``credential_id`` stands for, or None."""
+        with self._reader() as session:
+            row = session.get(models.HostCredential, credential_id)
+            return row.host if row is not None else None
 
     @_guard
     def get_host(self, name):
@@ -233,10 +405,14 @@ class Store(object):
 
     @_guard
     def delete_host(self, name):
+        """Forget the registration, history and enrolment (with its credentials) of ``name``."""
         with self._writer() as session:
             session.query(models.VerdictHistory).filter_by(host=name).delete()
-            if not session.query(models.Host).filter_by(name=name).delete():
-                raise exception.NotFound('no host %s is registered' % name)
+            registered = session.query(models.Host).filter_by(name=name).delete()
+            session.query(models.HostCredential).filter_by(host=name).delete()
+            enrolled = session.query(models.Enrolment).filter_by(host=name).delete()
+            if not registered and not enrolled:
+                raise exception.NotFound('no host %s is registered or enrolled' % name)
 
     @_guard
     def set_host_policy(self, name, policy):
@@ -280,11 +456,13 @@ class Store(object):
     # ------------------------------------------------------------------ verdicts
     @_guard
     def save_verdict(self, name, status, reasons, verified_at, worker, state=None,
-                     answered=True, history_limit=1000):
+                     answered=True, history_limit=1000, ak_name=None):
         """Store the verdict of one round; returns the previous status (None if gone).
 
         ``state`` (appraisal HostState) is stored only when given (a successful appraisal).
-        A history row is added when the status or the reasons change.
+        A history row is added when the status or the reasons change. ``ak_name``: the AK
+        the round appraised with; when the host's AK was replaced meanwhile (activation of
+        a new AK) the verdict is about an old quote chain and is not stored (None).
         """
         reasons_json = json.dumps(list(reasons))
         values = {'verified_at': verified_at}
@@ -295,14 +473,15 @@ class Store(object):
                           ima_pcr=state.ima_pcr.hex() if state.ima_pcr is not None else None)
         with self._writer() as session:
             # the common case, nothing changed: one UPDATE, no read, no history row
-            same = (session.query(models.Host)
-                    .filter(models.Host.name == name, models.Host.status == status,
-                            models.Host.reasons == reasons_json)
-                    .update(values, synchronize_session=False))
-            if same:
+            same = session.query(models.Host).filter(
+                models.Host.name == name, models.Host.status == status,
+                models.Host.reasons == reasons_json)
+            if ak_name is not None:
+                same = same.filter(models.Host.ak_name == ak_name)
+            if same.update(values, synchronize_session=False):
                 return status
             host = session.get(models.Host, name)
-            if host is None:
+            if host is None or ak_name is not None and host.ak_name != ak_name:
                 return None
             previous = host.status
             previous_reasons = host.reasons

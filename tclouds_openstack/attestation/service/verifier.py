@@ -229,9 +229,10 @@ class Verifier(object):
 
     def _record(self, host, status, reasons, state=None, rebooted=False, answered=True):
         now = store_mod.utcnow()
+        # a round that began before a new AK was activated judged the old quote chain
         previous = self.store.save_verdict(
             host.name, status, reasons, now, self.worker, state=state, answered=answered,
-            history_limit=self.conf.attestation.history_limit)
+            history_limit=self.conf.attestation.history_limit, ak_name=host.ak_name)
         if previous is not None and previous != status:
             self._notify(host, status, previous, reasons, now, state)
         if rebooted:
@@ -337,8 +338,8 @@ class RegistrarEndpoint(object):
     @messaging.expected_exceptions(exception.TCloudsException, rpcapi.BadMessage)
     def activate(self, ctxt, host, ak_name, secret):
         secret = rpcapi.unb64({'secret': secret}, 'secret')
-        self.registrar.activate(host, ak_name, secret)
-        return {'host': host, 'status': 'active'}
+        state = self.registrar.activate(host, ak_name, secret)
+        return {'host': host, 'status': state}
 
 
 def wait_for(predicate, timeout, step=0.05):

@@ -113,6 +113,92 @@ class DeleteHost(command.Command):
         _call(_client(self.app).delete_host, parsed_args.host)
 
 
+def _ek_sha256(parsed_args):
+    """The EK hash an admin enrols: --ek-sha256, or computed from --ek-certificate."""
+    if parsed_args.ek_certificate is None:
+        return parsed_args.ek_sha256
+    from tclouds_openstack.attestation.service import registrar
+    from tclouds_openstack.tpm import errors
+    try:
+        with open(parsed_args.ek_certificate, 'rb') as f:
+            return registrar.ek_sha256_of_certificate(f.read())
+    except OSError as e:
+        raise exceptions.CommandError('--ek-certificate %s: %s' % (parsed_args.ek_certificate,
+                                                                   e.strerror))
+    except errors.TPMError as e:
+        raise exceptions.CommandError('--ek-certificate %s: %s' % (parsed_args.ek_certificate,
+                                                                   e))
+
+
+class EnrollHost(command.ShowOne):
+    """Bind a host name to its TPM's endorsement key and its Keystone credentials.
+
+    Only an EK enrolled (or approved) for a name can become trusted under it, and only the
+    credentials enrolled for a host receive its volumes' keys.
+    """
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('host', help='Nova compute host name')
+        ek = parser.add_mutually_exclusive_group(required=True)
+        ek.add_argument('--ek-certificate', metavar='<file>',
+                        help='the TPM\'s EK certificate (PEM or DER), e.g. from '
+                             '"tpm2_getekcertificate"; its public key is enrolled')
+        ek.add_argument('--ek-sha256', metavar='<hex>',
+                        help='SHA-256 of the EK\'s DER SubjectPublicKeyInfo, e.g. '
+                             '"tpm2_readpublic -c 0x81010001 -f der -o ek.der; sha256sum '
+                             'ek.der" on the host')
+        parser.add_argument('--credential', metavar='<id>', action='append', default=[],
+                            help='Keystone user ID or application credential ID with which '
+                                 'this host asks for volume keys (repeat for several)')
+        return parser
+
+    def take_action(self, parsed_args):
+        return _show(_call(_client(self.app).enrol, parsed_args.host, _ek_sha256(parsed_args),
+                           parsed_args.credential))
+
+
+class ApproveHost(command.ShowOne):
+    """Approve the EK of a registration that awaits it (enrols it for the host's name)."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('host', help='Nova compute host name')
+        parser.add_argument('--ek-sha256', metavar='<hex>',
+                            help='refuse unless the registration\'s EK has this hash (check it '
+                                 'against the host\'s own TPM before approving)')
+        parser.add_argument('--credential', metavar='<id>', action='append',
+                            help='Keystone user or application credential ID of the host '
+                                 '(repeat; default: keep the enrolled ones)')
+        return parser
+
+    def take_action(self, parsed_args):
+        answer = _call(_client(self.app).approve, parsed_args.host, parsed_args.ek_sha256,
+                       parsed_args.credential)
+        return _show(dict(answer['enrolment'], registration=answer['host']['registration'],
+                          status=answer['host']['status']))
+
+
+class ShowEnrolment(command.ShowOne):
+    """Show a host's enrolment: its EK hash and credentials."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('host', help='Nova compute host name')
+        return parser
+
+    def take_action(self, parsed_args):
+        return _show(_call(_client(self.app).show_enrolment, parsed_args.host))
+
+
+class ListEnrolment(command.Lister):
+    """List enrolled hosts with their EK hashes and credentials."""
+
+    def take_action(self, parsed_args):
+        columns = ('host', 'ek_sha256', 'credentials', 'origin', 'created_at')
+        return columns, [_row(e, columns) for e in _call(_client(self.app).list_enrolments)]
+
+
 def _load_json(path, option):
     if path is None:
         return None

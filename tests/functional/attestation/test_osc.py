@@ -40,8 +40,7 @@ def server(tmp_path):
     conf.set_override('auth_strategy', 'noauth', group='api')
     store = store_mod.Store(conf.attestation.connection)
     store.migrate()
-    store.register('compute-1', b'ek', None, b'ak', 'aa', 'c')
-    store.activate('compute-1', 'aa', 'c')
+    fx.simfleet.admit_host(store, 'compute-1', ak_name='aa')
     store.save_verdict('compute-1', 'untrusted', ['ima: /tmp/x not allowed'],
                        store_mod.utcnow(), 'w1')
     httpd = wsgi.make_server(api.create_app(conf, store), '127.0.0.1', 0)
@@ -83,3 +82,69 @@ def test_host_and_policy_commands(server):
     _run(osc.DeletePolicy, admin, 'p1')
     _run(osc.DeleteHost, admin, 'compute-1')
     assert _run(osc.ListHost, reader)[1] == []
+
+
+def _ek_certificate(path):
+    """A certificate for a fresh RSA key (enrolment only reads the key it certifies)."""
+    import datetime
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'ek')])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    from tclouds_openstack.attestation.service import registrar
+    return registrar.key_sha256(key.public_key())
+
+
+def test_enroll_and_approve_commands(server):
+    endpoint, tmp = server
+    admin = _App(endpoint, 'admin')
+    reader = _App(endpoint, 'reader')
+    expected = _ek_certificate(tmp / 'ek.pem')
+    keys, values = _run(osc.EnrollHost, admin, 'compute-2', '--ek-certificate',
+                        str(tmp / 'ek.pem'), '--credential', 'user-2')
+    shown = dict(zip(keys, values))
+    assert (shown['ek_sha256'], shown['credentials']) == (expected, json.dumps(['user-2']))
+    digest = 'ab' * 32
+    _run(osc.EnrollHost, admin, 'compute-3', '--ek-sha256', 'SHA256:' + digest.upper(),
+         '--credential', 'user-3a', '--credential', 'user-3b')
+    keys, values = _run(osc.ShowEnrolment, reader, 'compute-3')
+    assert dict(zip(keys, values))['ek_sha256'] == digest
+    columns, rows = _run(osc.ListEnrolment, reader)
+    assert [(r[0], r[2]) for r in rows] == [('compute-1', ''), ('compute-2', 'user-2'),
+                                            ('compute-3', 'user-3a, user-3b')]
+    # refusals say why: a credential of another host, a malformed hash, a reader, a file
+    for argv, reason in (
+            (('compute-4', '--ek-sha256', 'cd' * 32, '--credential', 'user-2'),
+             'credential user-2 already stands for host compute-2'),
+            (('compute-4', '--ek-sha256', 'xyz'), 'ek_sha256: must be the SHA-256'),
+            (('compute-4', '--ek-certificate', str(tmp / 'missing.pem')),
+             '--ek-certificate %s' % (tmp / 'missing.pem'))):
+        with pytest.raises(exceptions.CommandError) as err:
+            _run(osc.EnrollHost, admin, *argv)
+        assert reason in str(err.value)
+    with pytest.raises(exceptions.CommandError) as err:
+        _run(osc.EnrollHost, reader, 'compute-4', '--ek-sha256', 'cd' * 32)
+    assert '403' in str(err.value)
+    # a registration nobody enrolled waits; the admin approves the EK it checked
+    store = store_mod.Store('sqlite:///%s' % (tmp / 'a.sqlite'))
+    store.register('compute-5', b'ek-5', 'ee' * 32, None, b'ak', 'aa5', 'c5')
+    assert store.activate('compute-5', 'aa5', 'c5') == 'awaiting_approval'
+    with pytest.raises(exceptions.CommandError) as err:
+        _run(osc.ApproveHost, admin, 'compute-5', '--ek-sha256', 'ff' * 32)
+    assert 'registered the EK sha256:%s, not the EK sha256:%s' % ('ee' * 32, 'ff' * 32) \
+        in str(err.value)
+    keys, values = _run(osc.ApproveHost, admin, 'compute-5', '--ek-sha256', 'ee' * 32,
+                        '--credential', 'user-5')
+    shown = dict(zip(keys, values))
+    assert (shown['registration'], shown['origin'], shown['credentials']) == (
+        'active', 'approved', json.dumps(['user-5']))

@@ -61,8 +61,7 @@ class TestTenantView(nova_harness.NovaHarness, integrated_helpers.ProviderUsageB
         conf.set_override('connection', url, group='attestation')
         self.store = store_mod.Store(url)
         self.store.migrate()
-        self.store.register(HOST, b'ek', None, b'ak', 'aa' * 34, 'c' * 64)
-        self.store.activate(HOST, 'aa' * 34, 'c' * 64)
+        fx.simfleet.admit_host(self.store, HOST, ak_name='aa' * 34)
         self.store.save_verdict(HOST, 'trusted', [], store_mod.utcnow(), 'w')
         # the attestation API's Nova client: service credentials with the admin role
         session = ks_session.Session(additional_headers={

@@ -1,147 +1,177 @@
 """The host credential, end to end with a real Keystone and keystonemiddleware.
 
-A compute host's castellan driver (role compute) authenticates as its own Keystone user;
-the key release API validates the token with keystonemiddleware and derives the host from
-the validated user only. Identity headers a caller sets itself are ignored.
+A compute host's castellan driver (role compute) and ``tclouds-blockstore --anchor
+key-service:<volume>`` authenticate with the host's own Keystone credential (the
+``personas`` of tests/functional/personas.py); the key release API validates the token with
+keystonemiddleware and maps the validated user ID to the host through the enrolment the
+attestation API serves. Identity headers a caller sets itself are ignored. Cinder's
+answers are a table here (test_volume_release.py asks a real Cinder).
 """
 import datetime
 import os
 import threading
 
 from castellan.common import exception as castellan_exc
-from keystoneauth1.identity import v3
 from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 import pytest
 
 from tclouds_openstack.attestation.backends import base
+from tclouds_openstack.common import cinder
 from tclouds_openstack.common import context as tc_context
+from tclouds_openstack.common import policy
 from tclouds_openstack.common import wsgi
 from tclouds_openstack.conf import api as conf_api
 from tclouds_openstack.keymgr import api
 from tclouds_openstack.keymgr import client
 from tclouds_openstack.keymgr import driver
 from tclouds_openstack.keymgr import release
-from tests.functional.keymgr import keystone_server
-from tests import hermetic
+from tests.functional import personas as personas_mod
 from tests.unit.keymgr import helpers
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
-HOSTS = {'node1': 'pw-node1', 'node2': 'pw-node2'}
+NODE1, NODE2 = personas_mod.HOST, 'compute-2'
 
 
 class Backend(base.AttestationBackend):
+    """Verdicts, and the enrolment's answer for the two host credentials."""
+
+    credentials = {}
+
     def get_verdicts(self, hosts):
-        known = {'node1': base.Verdict('node1', base.TRUSTED, (), NOW),
-                 'node2': base.Verdict('node2', base.UNTRUSTED, ('PCR 4: unknown kernel',),
-                                       NOW)}
+        known = {NODE1: base.Verdict(NODE1, base.TRUSTED, (), NOW),
+                 NODE2: base.Verdict(NODE2, base.UNTRUSTED, ('PCR 4: unknown kernel',), NOW)}
         return {h: known.get(h, base.unknown(h, 'never attested')) for h in hosts}
+
+    def host_for_credential(self, credential_id):
+        return self.credentials.get(credential_id)
+
+
+class Volumes:
+    def __init__(self):
+        self.table = {}
+
+    def attach(self, volume_id, key_id, host):
+        self.table[volume_id] = cinder.Volume(
+            id=volume_id, project_id='p-alice', status='in-use', encryption_key_id=key_id,
+            attachments=(cinder.Attachment('att-' + volume_id, 'attached', 'srv', host),))
+
+    def volume(self, volume_id):
+        return self.table.get(volume_id)
 
 
 @pytest.fixture(scope='module')
-def keystone(tmp_path_factory):
-    server = keystone_server.Keystone(str(tmp_path_factory.mktemp('keystone')))
-    try:
-        server.start()
-        for host, password in HOSTS.items():
-            server.create_user('tclouds-host-' + host, password)
-        yield server
-    finally:
-        server.stop()
+def hosts(personas):
+    if 'host:' + NODE2 not in personas._users:
+        personas.add_host_credential(NODE2)
+    Backend.credentials = {personas.user_id('host'): NODE1,
+                           personas.user_id('host:' + NODE2): NODE2}
+    return {NODE1: 'host', NODE2: 'host:' + NODE2}
 
 
-def _auth_section(url, user, password):
+def _auth_section(personas, persona):
     return ('auth_type = password\nauth_url = %s\nusername = %s\npassword = %s\n'
-            'project_name = admin\nuser_domain_id = default\nproject_domain_id = default\n'
-            % (url, user, password))
+            'project_name = service\nuser_domain_id = default\nproject_domain_id = default\n'
+            % (personas.url, personas._names[persona], personas.password(persona)))
 
 
 @pytest.fixture
-def release_api(keystone, tmp_path):
+def release_api(personas, hosts, tmp_path):
     master = tmp_path / 'master.key'
     master.write_text(os.urandom(32).hex())
     conf_file = tmp_path / 'api.conf'
-    conf_file.write_text(
-        '[api]\nauth_strategy = keystone\n'
-        '[keystone_authtoken]\nwww_authenticate_uri = %s\ninterface = public\n%s'
-        '[tclouds_key_manager]\nlocal_store_path = %s\nmaster_key_file = %s\n'
-        % (keystone.url, _auth_section(keystone.url, 'admin', keystone_server.ADMIN_PASSWORD),
-           tmp_path / 'keys.sqlite', master))
+    conf_file.write_text('[api]\nauth_strategy = keystone\n%s'
+                         '[tclouds_key_manager]\nlocal_store_path = %s\nmaster_key_file = %s\n'
+                         % (personas.authtoken_conf(), tmp_path / 'keys.sqlite', master))
     conf = cfg.ConfigOpts()
     driver.register_opts(conf)
     conf_api.register_opts(conf)
-    hermetic.parse(conf, [conf_file])
-    gate = release.Gate(conf, backend=Backend(conf), notifier=helpers.memory_notifier(conf))
+    conf(args=[], project='tclouds', default_config_files=[str(conf_file)],
+         default_config_dirs=[])
+    helpers.hermetic_policy(conf, tmp_path)
+    policy.reset()
+    volumes = Volumes()
+    gate = release.Gate(conf, backend=Backend(conf), notifier=helpers.memory_notifier(conf),
+                        cinder=volumes)
     server = wsgi.make_server(api.build_app(conf, gate=gate), '127.0.0.1', 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     owner = tc_context.RequestContext(user_id='alice', project_id='p-alice')
     key_id = driver.TcloudsKeyManager(conf).create_key(owner, 'AES', 256)
+    volumes.attach('vol-1', key_id, NODE1)
     try:
-        yield 'http://127.0.0.1:%d' % server.server_port, key_id, owner
+        yield 'http://127.0.0.1:%d' % server.server_port, key_id, owner, volumes
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+        policy.reset()
 
 
-def compute_driver(tmp_path, keystone, api_url, host):
+def compute_driver(tmp_path, personas, hosts, api_url, host):
     conf_file = tmp_path / ('compute-%s.conf' % host)
     conf_file.write_text('[tclouds_key_manager]\nrole = compute\n'
                          'release_endpoint_override = %s\n%s'
-                         % (api_url, _auth_section(keystone.url, 'tclouds-host-' + host,
-                                                   HOSTS[host])))
+                         % (api_url, _auth_section(personas, hosts[host])))
     conf = cfg.ConfigOpts()
     driver.register_opts(conf)
-    hermetic.parse(conf, [conf_file])
+    conf(args=[], project='tclouds', default_config_files=[str(conf_file)],
+         default_config_dirs=[])
     return driver.TcloudsKeyManager(conf)
 
 
-def test_trusted_host_credential_gets_the_key(keystone, release_api, tmp_path):
-    url, key_id, owner = release_api
-    key = compute_driver(tmp_path, keystone, url, 'node1').get(owner, key_id)
+def test_enrolled_host_credential_gets_its_volume_key(personas, hosts, release_api,
+                                                      tmp_path):
+    url, key_id, owner, _ = release_api
+    key = compute_driver(tmp_path, personas, hosts, url, NODE1).get_volume_key(
+        owner, 'vol-1', key_id)
     assert len(key.get_encoded()) == 32
     ((event_type, _, payload),) = helpers.notifications()
-    assert event_type == release.RELEASED and payload['host'] == 'node1'
+    assert event_type == release.RELEASED and payload['host'] == NODE1
+    assert payload['user_id'] == personas.user_id('host')
 
 
-def test_untrusted_host_credential_is_refused(keystone, release_api, tmp_path):
-    url, key_id, owner = release_api
+def test_untrusted_host_credential_is_refused(personas, hosts, release_api, tmp_path):
+    url, key_id, owner, volumes = release_api
+    volumes.attach('vol-2', key_id, NODE2)
     with pytest.raises(castellan_exc.Forbidden) as exc:
-        compute_driver(tmp_path, keystone, url, 'node2').get(owner, key_id)
+        compute_driver(tmp_path, personas, hosts, url, NODE2).get_volume_key(
+            owner, 'vol-2', key_id)
     assert 'untrusted: PCR 4: unknown kernel' in str(exc.value)
 
 
-def test_identity_headers_from_the_caller_are_ignored(keystone, release_api):
-    url, key_id, _ = release_api
-    auth = v3.Password(auth_url=keystone.url, username='tclouds-host-node2',
-                       password=HOSTS['node2'], project_name='admin',
-                       user_domain_id='default', project_domain_id='default')
-    spoofing = ks_session.Session(auth=auth, additional_headers={
-        'X-User-Name': 'tclouds-host-node1', 'X-Identity-Status': 'Confirmed'})
+def test_identity_headers_from_the_caller_are_ignored(personas, hosts, release_api):
+    url, key_id, _, _ = release_api
+    spoofing = personas.session(hosts[NODE2])
+    spoofing.additional_headers = {
+        'X-User-Id': personas.user_id('host'), 'X-User-Name': 'tclouds-host-' + NODE1,
+        'X-Roles': 'tclouds_host', 'X-Identity-Status': 'Confirmed'}
     http = client.KeyReleaseClient(spoofing, endpoint_override=url)
     with pytest.raises(castellan_exc.Forbidden) as exc:
-        http.release(key_id)
-    assert 'node2' in str(exc.value)            # judged as the token's user, not the header
+        http.release_volume_key('vol-1', key_id)
+    # judged as the token's user (compute-2's, untrusted), not as the headers say
+    assert NODE2 in str(exc.value)
     anonymous = client.KeyReleaseClient(ks_session.Session(additional_headers={
-        'X-User-Name': 'tclouds-host-node1', 'X-Identity-Status': 'Confirmed'}),
-        endpoint_override=url)
+        'X-User-Id': personas.user_id('host'), 'X-Roles': 'tclouds_host',
+        'X-Identity-Status': 'Confirmed'}), endpoint_override=url)
     with pytest.raises(castellan_exc.Forbidden) as exc:
-        anonymous.release(key_id)
+        anonymous.release_volume_key('vol-1', key_id)
     assert '401' in str(exc.value) or 'authentication' in str(exc.value).lower()
 
 
-def test_volume_anchored_in_the_key_service_end_to_end(keystone, release_api, tmp_path):
-    """tclouds-blockstore create/serve/check with --anchor key-service as host node1."""
+def test_volume_anchored_in_the_key_service_end_to_end(personas, hosts, release_api,
+                                                       tmp_path):
+    """tclouds-blockstore create/serve/check with --anchor key-service:vol-1 as compute-1."""
     from tests.functional.blockstore import conftest as bs
 
-    url, _, _ = release_api
+    url, _, _, _ = release_api
     served = bs.Served(tmp_path)
-    for host in HOSTS:
+    for host, persona in hosts.items():
         (tmp_path / ('%s.conf' % host)).write_text(
             '[tclouds_key_manager]\nrelease_endpoint_override = %s\n%s'
-            % (url, _auth_section(keystone.url, 'tclouds-host-' + host, HOSTS[host])))
-    node1 = ['--anchor', 'key-service', '--config-file', str(tmp_path / 'node1.conf')]
+            % (url, _auth_section(personas, persona)))
+    node1 = ['--anchor', 'key-service:vol-1', '--config-file',
+             str(tmp_path / ('%s.conf' % NODE1))]
     served.args = lambda key=None: [served.volume, '--key-file', key or served.key] + node1
     try:
         res = bs.cli('create', *served.args(), '--size', '2M')
@@ -152,7 +182,7 @@ def test_volume_anchored_in_the_key_service_end_to_end(keystone, release_api, tm
         assert bs.cli('check', *served.args()).returncode == 0
         assert not os.path.exists(str(tmp_path / 'anchor.json'))   # nothing local
         res = bs.cli('check', served.volume, '--key-file', served.key, '--anchor',
-                     'key-service', '--config-file', str(tmp_path / 'node2.conf'))
+                     'key-service:vol-1', '--config-file', str(tmp_path / ('%s.conf' % NODE2)))
         assert res.returncode == 2 and 'untrusted' in res.stderr
     finally:
         served.stop()

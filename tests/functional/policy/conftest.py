@@ -15,7 +15,11 @@ The stores hold objects of both projects and of the operator:
   each payload naming its owner (``secret-of-<owner>``), so a leak shows in any answer;
 - Nova's answer for two servers, ``server-a`` in project A and ``server-b`` in project B
   (the tenant view asks Nova which project and host a server has: here a table, the
-  real-Nova version of the seam is tests/functional/attestation/test_tenant_view.py).
+  real-Nova version of the seam is tests/functional/attestation/test_tenant_view.py);
+- for the key release API: the ``host`` persona's credential enrolled for ``compute-1``, a
+  volume key of project A in the key store and Cinder's answer for its volume ``vol-a``,
+  attached to ``compute-1`` (a table; the real-Cinder version of the seam is
+  tests/functional/keymgr/test_volume_release.py).
 """
 import inspect
 import threading
@@ -74,6 +78,16 @@ def add_host(store, name, status='trusted'):
     store.save_verdict(name, status, [], attestation_store.utcnow(), 'worker-1')
 
 
+class CinderAnswers(object):
+    """What Cinder answers the key release API about volumes (common.cinder.Volume)."""
+
+    def __init__(self, volumes):
+        self.volumes = volumes
+
+    def volume(self, volume_id):
+        return self.volumes.get(volume_id)
+
+
 class Apis(object):
     """Base URLs of the running APIs and the objects in their stores."""
 
@@ -130,6 +144,34 @@ class Apis(object):
         self.notifier = oslo_messaging.Notifier(transport, publisher_id='securelog-api',
                                                 driver='test')
         self.securelog = self._serve(securelog_api.build_app(conf, log, self.notifier))
+        self.keymgr = self._serve_key_release(conf, personas, tmp)
+
+    def _serve_key_release(self, conf, personas, tmp):
+        from tclouds_openstack.attestation.backends import tclouds as tclouds_backend
+        from tclouds_openstack.attestation import client as attestation_client
+        from tclouds_openstack.common import cinder
+        from tclouds_openstack.common import context
+        from tclouds_openstack.keymgr import api as keymgr_api
+        from tclouds_openstack.keymgr import driver
+        from tclouds_openstack.keymgr import release
+        (tmp / 'master.key').write_text('ab' * 32)
+        conf.set_override('local_store_path', str(tmp / 'keys.sqlite'), 'tclouds_key_manager')
+        conf.set_override('master_key_file', str(tmp / 'master.key'), 'tclouds_key_manager')
+        store = self.attestation_store
+        store.enrol('compute-1', store.get_host('compute-1').ek_sha256,
+                    [personas.user_id('host')])
+        manager = driver.LocalKeyManager(conf)
+        self.keystore = manager.keystore
+        self.key_id = manager.create_key(context.RequestContext(project_id=self.project['A']))
+        volumes = CinderAnswers({'vol-a': cinder.Volume(
+            id='vol-a', project_id=self.project['A'], status='in-use',
+            encryption_key_id=self.key_id, attachments=(cinder.Attachment(
+                id='att-a', status='attached', instance_id='server-a', host='compute-1'),))})
+        service = attestation_client.AttestationClient(personas.session('service'),
+                                                       endpoint_override=self.attestation)
+        self.gate = release.Gate(conf, backend=tclouds_backend.TCloudsBackend(conf, service),
+                                 notifier=self.notifier, cinder=volumes, compute=self.nova)
+        return self._serve(keymgr_api.build_app(conf, gate=self.gate, manager=manager))
 
     def _serve(self, app):
         server = wsgi.make_server(app, '127.0.0.1', 0)

@@ -19,6 +19,7 @@ import json
 import pytest
 
 from tclouds_openstack.attestation.service import api as attestation_api
+from tclouds_openstack.keymgr import api as keymgr_api
 from tclouds_openstack.requirements import store as requirements_store
 from tclouds_openstack.securelog import api as securelog_api
 from tests.functional.policy import conftest as fx
@@ -174,6 +175,58 @@ ROWS = [
         body={'event_type': 'matrix.check', 'payload': {'by': '{persona}'}}),
 ]
 
+# ---------------------------------------------------------------------- key release rows
+HOST = {'host'}
+ANCHOR = {'uuid': 'bs-a', 'version': 1, 'root': 'ab', 'size': 1, 'mac': 'cd'}
+
+
+def _no_anchor(apis, persona):
+    with apis.keystore._db() as db:
+        db.execute('DELETE FROM anchors WHERE volume = ?', ('vol-a',))
+
+
+def _anchor(apis, persona):
+    _no_anchor(apis, persona)
+    apis.keystore.anchor_commit('vol-a', ANCHOR, None)
+
+
+def _no_mark(apis, persona):
+    with apis.keystore._db() as db:
+        db.execute('DELETE FROM format_marks WHERE volume = ?', ('vol-a',))
+
+
+def _mark(apis, persona):
+    _no_mark(apis, persona)
+    apis.keystore.claim_format_mark('vol-a', 'bs-a', 'compute-1')
+
+
+def _the_volume_key(apis, persona, body):
+    assert body['secret'] == apis.keystore.get(apis.key_id)['secret'].hex()
+
+
+KEY_RELEASE_ROWS = [
+    # only compute-1's enrolled credential, for the volume Cinder shows attached to it
+    Row('keymgr', 'POST', '/v1/volumes/{volume_id}/key', HOST, url='/v1/volumes/vol-a/key',
+        body={'key_id': '{key_id}'}, visible=_the_volume_key),
+    Row('keymgr', 'GET', '/v1/volumes/{volume_id}/anchor', HOST,
+        url='/v1/volumes/vol-a/anchor', prepare=_anchor),
+    Row('keymgr', 'PUT', '/v1/volumes/{volume_id}/anchor', HOST,
+        url='/v1/volumes/vol-a/anchor', body={'state': ANCHOR, 'expected': None},
+        prepare=_no_anchor),
+    Row('keymgr', 'GET', '/v1/volumes/{volume_id}/format-mark', HOST,
+        url='/v1/volumes/vol-a/format-mark', prepare=_mark),
+    Row('keymgr', 'PUT', '/v1/volumes/{volume_id}/format-mark', HOST,
+        url='/v1/volumes/vol-a/format-mark', body={'blockstore_uuid': 'bs-a'}, ok=201,
+        prepare=_no_mark),
+    # the routes that named no volume are gone for everyone
+    Row('keymgr', 'POST', '/v1/keys/{key_id}/release', EVERYONE,
+        url='/v1/keys/{key_id}/release', ok=410),
+    Row('keymgr', 'GET', '/v1/anchors/{volume}', EVERYONE, url='/v1/anchors/bs-a', ok=410),
+    Row('keymgr', 'PUT', '/v1/anchors/{volume}', EVERYONE, url='/v1/anchors/bs-a', ok=410,
+        body={'state': ANCHOR, 'expected': None}),
+]
+ROWS += KEY_RELEASE_ROWS
+
 # Routes another area adds: their rows run once the route is served.
 PENDING_ROWS = [
     Row('attestation', 'POST', '/v1/hosts/{host}/approve', ADMIN,
@@ -197,6 +250,7 @@ def _routes(apis):
         'attestation': attestation_api.build_router(apis.conf, apis.attestation_store,
                                                     apis.nova),
         'securelog': securelog_api.build_router(apis.securelog_store, apis.notifier),
+        'keymgr': keymgr_api.build_router(apis.conf, apis.gate),
     }
     found = set()
     for name, router in routers.items():
@@ -209,6 +263,7 @@ def _routes(apis):
 
 def _format(value, apis, persona):
     values = dict(persona=persona, A=apis.project['A'], B=apis.project['B'],
+                  key_id=apis.key_id,
                   **{'record_%s' % owner: index for owner, index in apis.record_of.items()})
     if isinstance(value, str):
         return value.format(**values)
@@ -220,7 +275,8 @@ def _format(value, apis, persona):
 
 
 def _base(apis, row):
-    return {'attestation': apis.attestation, 'securelog': apis.securelog}[row.api]
+    return {'attestation': apis.attestation, 'securelog': apis.securelog,
+            'keymgr': apis.keymgr}[row.api]
 
 
 @pytest.mark.parametrize('row', ROWS + PENDING_ROWS, ids=repr)

@@ -10,6 +10,7 @@ from tclouds_openstack.attestation.backends import base
 from tclouds_openstack.attestation.backends import tclouds as tclouds_backend
 from tclouds_openstack.attestation.service import api
 from tclouds_openstack.attestation.service import store as store_mod
+from tclouds_openstack.attestation import simfleet
 from tclouds_openstack.common import policy
 from tclouds_openstack import conf as tconf
 
@@ -38,9 +39,8 @@ def env(tmp_path):
     conf = make_conf(tmp_path)
     store = store_mod.Store(conf.attestation.connection)
     store.migrate()
-    store.register('compute-1', b'ek', None, b'ak', 'aa' * 34, 'c' * 64)
-    store.activate('compute-1', 'aa' * 34, 'c' * 64)
-    store.register('compute-2', b'ek2', None, b'ak', 'bb' * 34, 'd' * 64)
+    simfleet.admit_host(store, 'compute-1', ak_name='aa' * 34)
+    store.register('compute-2', b'ek2', 'e2' * 32, None, b'ak', 'bb' * 34, 'd' * 64)
     app = api.create_app(conf, store)
     yield conf, store, app
     policy.reset()

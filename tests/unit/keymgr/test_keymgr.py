@@ -9,8 +9,11 @@ from stevedore import driver as sd_driver
 from stevedore import extension
 
 from tclouds_openstack.attestation.backends import base
+from tclouds_openstack.common import cinder
 from tclouds_openstack.common import context as tc_context
+from tclouds_openstack.common import policy
 from tclouds_openstack.keymgr import driver
+from tclouds_openstack.keymgr import policies
 from tclouds_openstack.keymgr import release
 from tclouds_openstack.keymgr import store
 from tests.unit.keymgr import helpers
@@ -19,9 +22,11 @@ NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
 class FakeBackend(base.AttestationBackend):
-    """A test attestation backend: verdicts from a dict, or unavailable."""
+    """A test attestation backend: verdicts and enrolled credentials from dicts."""
 
     verdicts = {}
+    credentials = {'u-node1': 'node1', 'u-node2': 'node2', 'u-node3': 'node3',
+                   'appcred-node1': 'node1'}
     down = False
 
     def get_verdicts(self, hosts):
@@ -29,10 +34,57 @@ class FakeBackend(base.AttestationBackend):
             raise base.BackendUnavailable('verifier at http://127.0.0.1:1 refused')
         return {h: self.verdicts.get(h, base.unknown(h, 'host not registered')) for h in hosts}
 
+    def host_for_credential(self, credential_id):
+        if self.down:
+            raise base.BackendUnavailable('verifier at http://127.0.0.1:1 refused')
+        return self.credentials.get(credential_id)
+
+
+def volume(volume_id='vol-1', key='key-1', project='p-alice', attachments=()):
+    return cinder.Volume(id=volume_id, project_id=project, status='in-use',
+                         encryption_key_id=key, attachments=tuple(attachments))
+
+
+def attached(host, status='attached', server='srv-1', attachment='att-1'):
+    return cinder.Attachment(id=attachment, status=status, instance_id=server, host=host)
+
+
+class FakeCinder:
+    """What Cinder's API answers (the functional tests ask a real Cinder)."""
+
+    def __init__(self, *volumes):
+        self.volumes = {v.id: v for v in volumes}
+        self.down = False
+
+    def volume(self, volume_id):
+        if self.down:
+            raise cinder.CinderUnavailable('Cinder unreachable for volume %s: connection '
+                                           'refused' % volume_id)
+        return self.volumes.get(volume_id)
+
+
+class FakeNova:
+    def __init__(self, servers=None, migrations=None):
+        self.servers = servers or {}
+        self.migrations = migrations or {}
+
+    def server(self, server_id):
+        host = self.servers.get(server_id)
+        return None if host is None else ('p-alice', host, 'hostid')
+
+    def migration_destinations(self, server_id, statuses):
+        return [dest for dest, status in self.migrations.get(server_id, ())
+                if status in statuses]
+
 
 @pytest.fixture
 def conf(tmp_path):
-    return helpers.keymgr_conf(tmp_path, **{'tclouds_key_manager.max_verdict_age': 60})
+    policy.reset()
+    policy.register_rules(policies.list_rules())
+    conf = helpers.keymgr_conf(tmp_path, **{'tclouds_key_manager.max_verdict_age': 60})
+    policy.get_enforcer(conf)
+    yield conf
+    policy.reset()
 
 
 @pytest.fixture
@@ -46,42 +98,117 @@ def gate(conf):
     # Loaded the way get_backend loads one, through stevedore's test helper.
     mgr = sd_driver.DriverManager.make_test_instance(
         extension.Extension('fake', None, backend_cls, backend_cls(conf)))
-    return release.Gate(conf, backend=mgr.driver, notifier=helpers.memory_notifier(conf))
+    volumes = FakeCinder(volume('vol-1', attachments=[attached('node1')]),
+                         volume('vol-2', key='key-2', attachments=[attached('node2')]),
+                         volume('vol-3', key='key-3', attachments=[attached('node3')]),
+                         volume('vol-plain', key=None, attachments=[attached('node1')]))
+    return release.Gate(conf, backend=mgr.driver, notifier=helpers.memory_notifier(conf),
+                        cinder=volumes, compute=None)
 
 
-def host_ctx(name):
-    return tc_context.RequestContext(user_id='u-' + name, user_name=name,
-                                     project_id='service')
+def host_ctx(name, roles=('tclouds_host',), domain='default', user_id=None):
+    return tc_context.RequestContext(user_id=user_id or 'u-' + name, user_name=name,
+                                     user_domain_id=domain, project_id='service',
+                                     roles=list(roles))
 
 
-def test_trusted_host_released_and_notified(gate):
-    assert gate.authorize(host_ctx('tclouds-host-node1'), 'key-1') == 'node1'
+RULE = 'keymgr:volume:key:release'
+
+
+def test_enrolled_trusted_host_gets_the_key_of_its_volume(gate):
+    host, vol = gate.authorize(host_ctx('node1'), 'vol-1', key_id='key-1', rule=RULE)
+    assert (host, vol.project_id) == ('node1', 'p-alice')
     ((event_type, priority, payload),) = helpers.notifications()
     assert (event_type, priority) == (release.RELEASED, 'INFO')
-    assert payload['host'] == 'node1' and payload['subject'] == 'key-1'
+    assert (payload['host'], payload['subject'], payload['volume_id']) == (
+        'node1', 'key-1', 'vol-1')
+    assert 'volume vol-1 is attached to host node1' in payload['reason']
 
 
-@pytest.mark.parametrize('user,reason', [
-    ('tclouds-host-node2', 'untrusted: PCR 7 mismatch'),
-    ('tclouds-host-node3', 'node3 is stale'),
-    ('tclouds-host-node9', 'unknown: host not registered'),
-    ('alice', 'not a compute host credential'),
-    ('tclouds-host-', 'not a compute host credential'),
+@pytest.mark.parametrize('ctx,volume_id,key_id,reason', [
+    (host_ctx('node2'), 'vol-2', 'key-2', 'untrusted: PCR 7 mismatch'),
+    (host_ctx('node3'), 'vol-3', 'key-3', 'node3 is stale'),
+    # names decide nothing: a user named like a host, not enrolled
+    (host_ctx('tclouds-host-node1', user_id='u-impostor'), 'vol-1', 'key-1',
+     'credential u-impostor stands for no enrolled compute host'),
+    # an enrolled host's user ID in a token without the host role
+    (host_ctx('node1', roles=('member', 'reader')), 'vol-1', 'key-1',
+     'not a compute host credential: policy does not allow'),
+    (host_ctx('node1', domain='d-tenant'), 'vol-1', 'key-1',
+     'its user is in domain d-tenant, host credentials live in domain default'),
+    # per volume: another host's volume, another volume's key, a volume without key
+    (host_ctx('node1'), 'vol-2', 'key-2', 'volume vol-2 is not attached to host node1 '
+                                          '(Cinder: attached to node2)'),
+    (host_ctx('node1'), 'vol-1', 'key-2', 'key key-2 is not the encryption key of volume vol-1'),
+    (host_ctx('node1'), 'vol-plain', 'key-1', 'volume vol-plain is not encrypted'),
+    (host_ctx('node1'), 'vol-9', 'key-1', 'Cinder has no volume vol-9'),
 ])
-def test_refusals_carry_the_reason(gate, user, reason):
+def test_refusals_carry_the_reason(gate, ctx, volume_id, key_id, reason):
     with pytest.raises(release.Refused) as exc:
-        gate.authorize(host_ctx(user), 'key-1')
+        gate.authorize(ctx, volume_id, key_id=key_id, rule=RULE)
     assert reason in exc.value.reason
     ((event_type, priority, payload),) = helpers.notifications()
     assert (event_type, priority) == (release.REFUSED, 'WARN')
-    assert reason in payload['reason']
+    assert reason in payload['reason'] and payload['volume_id'] == volume_id
 
 
-def test_backend_down_fails_closed(gate):
+def test_application_credential_id_decides_over_the_user(gate):
+    token_info = {'token': {'application_credential': {'id': 'appcred-node1'}}}
+    ctx = host_ctx('node1', user_id='u-node2')      # the app credential's owner
+    assert gate.authorize(ctx, 'vol-1', key_id='key-1', rule=RULE,
+                          token_info=token_info)[0] == 'node1'
+    unknown = {'token': {'application_credential': {'id': 'appcred-other'}}}
+    with pytest.raises(release.Refused) as exc:
+        gate.authorize(host_ctx('node1'), 'vol-1', key_id='key-1', rule=RULE,
+                       token_info=unknown)
+    assert 'credential appcred-other stands for no enrolled' in exc.value.reason
+
+
+def test_unreachable_services_fail_closed(gate):
+    gate.cinder.down = True
+    with pytest.raises(release.Refused) as exc:
+        gate.authorize(host_ctx('node1'), 'vol-1', key_id='key-1', rule=RULE)
+    assert 'cannot check volume vol-1: Cinder unreachable' in exc.value.reason
+    gate.cinder.down = False
     gate._backend.down = True
     with pytest.raises(release.Refused) as exc:
-        gate.authorize(host_ctx('tclouds-host-node1'), 'key-1')
-    assert 'unavailable' in exc.value.reason
+        gate.authorize(host_ctx('node1'), 'vol-1', key_id='key-1', rule=RULE)
+    assert 'attestation backend unavailable' in exc.value.reason
+    gate._backend.down = False
+    gate._cinder = None         # built from [tclouds_cinder]: nothing configured
+    with pytest.raises(release.Refused) as exc:
+        gate.authorize(host_ctx('node1'), 'vol-1', key_id='key-1', rule=RULE)
+    assert 'no Cinder credentials ([tclouds_cinder])' in exc.value.reason
+
+
+def test_attaching_volume_and_migration_target_are_asked_of_nova(gate):
+    gate.cinder.volumes['vol-m'] = volume('vol-m', key='key-m', attachments=[
+        attached('node2', server='srv-m', attachment='old'),
+        attached(None, status='attaching', server='srv-m', attachment='new')])
+    # no Nova credentials: an attachment without host proves nothing
+    with pytest.raises(release.Refused) as exc:
+        gate.authorize(host_ctx('node1'), 'vol-m', key_id='key-m', rule=RULE)
+    assert 'no Nova credentials ([attestation_compute])' in exc.value.reason
+    # Nova: the server runs on node2 and is not migrating to node1
+    gate._compute = FakeNova(servers={'srv-m': 'node2'},
+                             migrations={'srv-m': [('node1', 'completed')]})
+    with pytest.raises(release.Refused) as exc:
+        gate.authorize(host_ctx('node1'), 'vol-m', key_id='key-m', rule=RULE)
+    assert 'not attached to host node1 (Cinder: attached to node2)' in exc.value.reason
+    # a live migration to node1 under way: the destination connects the volume
+    gate._compute = FakeNova(servers={'srv-m': 'node2'},
+                             migrations={'srv-m': [('node1', 'running')]})
+    host, _ = gate.authorize(host_ctx('node1'), 'vol-m', key_id='key-m', rule=RULE)
+    assert host == 'node1'
+    assert 'Nova places its server srv-m there' in helpers.notifications()[-1][2]['reason']
+
+
+def test_credential_id_prefers_the_application_credential():
+    ctx = tc_context.RequestContext(user_id='u1')
+    assert release.credential_id(ctx) == 'u1'
+    assert release.credential_id(ctx, {'token': {}}) == 'u1'
+    assert release.credential_id(ctx, {'token': {'application_credential': {
+        'id': 'ac1'}}}) == 'ac1'
 
 
 def test_store_encrypts_at_rest_and_anchor_cas(conf, tmp_path):
@@ -143,6 +270,13 @@ def test_compute_role_cannot_create_or_delete(conf):
     assert 'compute host' in str(exc.value)
     with pytest.raises(castellan_exc.KeyManagerError):
         km.delete(ctx, 'x')
+    # castellan get() names no volume: a compute host never asks for a key that way
+    with pytest.raises(castellan_exc.KeyManagerError) as exc:
+        km.get(ctx, 'key-1')
+    assert 'does not name the volume' in str(exc.value)
+    with pytest.raises(castellan_exc.KeyManagerError) as exc:
+        km.get_volume_key(ctx, None, 'key-1')
+    assert 'volume it belongs to is not known' in str(exc.value)
 
 
 def test_castellan_loads_the_driver_by_name(conf):
