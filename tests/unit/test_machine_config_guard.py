@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests import conftest
 
 PROBE = '''
@@ -60,3 +62,39 @@ def test_forbidden_locations():
         assert forbidden(path), path
     for path in ('/etc/novarc', '/etc/hosts', '/tmp/etc/nova/nova.conf', 3, None):
         assert not forbidden(path), path
+
+
+def test_hermetic_helpers_look_nowhere(tmp_path):
+    script = '''
+import sys
+sys.path.insert(0, %r)
+from oslo_config import cfg
+from oslo_policy import policy
+from tests import hermetic
+conf = hermetic.parse(cfg.ConfigOpts())
+policy.Enforcer(conf).load_rules()
+with hermetic.NoDefaultConfigDirs():
+    cfg.ConfigOpts()([], project='nova')
+''' % str(conftest.REPO)
+    log = tmp_path / 'guard.log'
+    log.write_text('')
+    subprocess.run([sys.executable, '-c', script], check=True, capture_output=True,
+                   env=dict(os.environ, TCLOUDS_MACHINE_CONFIG_LOG=str(log)))
+    assert log.read_text() == ''
+
+
+def test_swift_imports_past_a_garbage_swift_conf(tmp_path):
+    """On a machine whose /etc/swift/swift.conf is garbage (tools/with-machine-config.sh)."""
+    tool = str(conftest.REPO / 'tools' / 'with-machine-config.sh')
+    # the plain import below does read it: its guard lines go to a log of their own
+    env = dict(os.environ, TCLOUDS_MACHINE_CONFIG_LOG=str(tmp_path / 'guard.log'))
+    probe = [tool, sys.executable, '-c', 'import sys; sys.path.insert(0, %r); ' % str(
+        conftest.REPO) + 'from tests import hermetic; print(hermetic.import_swift().__name__)']
+    result = subprocess.run(probe, capture_output=True, text=True, env=env)
+    if 'unshare' in result.stderr and result.returncode != 0:
+        pytest.skip('no private mount namespaces here: %s' % result.stderr.strip()[-200:])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'swift.common.utils'
+    plain = subprocess.run([tool, sys.executable, '-c', 'import swift.common.utils'],
+                           capture_output=True, text=True, env=env)
+    assert plain.returncode != 0 and 'swift.conf' in plain.stderr + plain.stdout
