@@ -12,15 +12,14 @@ n clouds, at most f of them faulty (crashed, slow, or arbitrarily malicious), n 
   must still take it), so a slow cloud cannot make the writer buffer the object.
 - **Read** (Algorithm 2): fetch metadata until n - f clouds answered, keep the highest
   *valid* (signature-verified) version, then take f + 1 clouds whose value objects verify
-  against that metadata (one more per failure) and decode. Format 3 value objects are
-  verified piece by piece (:mod:`.coding`): the reader fetches each cloud's trailer of
-  piece hashes, then a window of segments at a time (only the segments a range needs),
-  so its memory is bounded by the window, not the object, and a cloud that serves a bad
-  piece mid-object is replaced by the next one for the rest of the read. Format 2 value
-  objects are fetched and verified whole.
+  against that metadata (one more per failure) and decode (:mod:`.reading`: a window of
+  segments at a time, only those a range needs, each piece checked against its signed
+  hash; memory bounded by the window, not the object). A caller that holds the signed
+  metadata of the version it wants in a trusted place (the Swift middleware keeps it in
+  the object's stub) skips the metadata round: there is no newer version to look for.
 - Every read from a cloud is bounded: metadata by :data:`.metadata.MAX_METADATA_BYTES`,
   value objects and their parts by the exact length the signed metadata implies; a cloud
-  serving more is faulty, and costs the reader one chunk past the bound.
+  serving more is faulty, and costs the reader at most one byte past the bound.
 - Clouds that answer with unverifiable or oversized metadata, an older version, or a
   value object that does not match its signed digests are reported as faulty
   (``faults`` in the results and the ``fault_listener`` callback); unreachable ones as
@@ -32,14 +31,13 @@ n clouds, at most f of them faulty (crashed, slow, or arbitrarily malicious), n 
   cloud. No plaintext is released before the pieces it comes from matched their digests.
 
 Parallelism comes from the ``executor`` the adapter passes in (a ``concurrent.futures``
-executor); without one every call runs inline, in cloud order. Hashing and decoding of
-large buffers go through ``offload``: the Swift proxy passes eventlet's ``tpool.execute``
-so that they run on a native thread while green threads keep sending. Nothing here opens
+executor); without one every call runs inline, in cloud order. Hashing of large buffers
+goes through ``offload``: the Swift proxy passes eventlet's ``tpool.execute`` so
+that it runs on a native thread while green threads keep sending. Nothing here opens
 a socket or reads configuration.
 """
 import concurrent.futures
 import dataclasses
-import hashlib
 import queue
 import threading
 import typing
@@ -47,10 +45,10 @@ import typing
 from tclouds_openstack.cloudstore import coding
 from tclouds_openstack.cloudstore import errors
 from tclouds_openstack.cloudstore import metadata as metadata_mod
-from tclouds_openstack.cloudstore import shamir
+from tclouds_openstack.cloudstore import reading
 
-FAULTY = 'faulty'
-UNAVAILABLE = 'unavailable'
+FAULTY = reading.FAULTY
+UNAVAILABLE = reading.UNAVAILABLE
 #: Segments a reader fetches per request and holds per cloud (plus one window ahead).
 WINDOW_SEGMENTS = 16
 
@@ -59,8 +57,7 @@ def metadata_key(data_unit):
     return '%s/meta' % data_unit
 
 
-def value_key(data_unit, version):
-    return '%s/v%020d' % (data_unit, version)
+value_key = reading.value_key
 
 
 class InlineExecutor(concurrent.futures.Executor):
@@ -153,10 +150,6 @@ class _PieceStream:
             yield item
 
 
-def _piece_hashes(pieces):
-    return [coding.piece_hash(piece) for piece in pieces]
-
-
 def _exactly(chunks, size):
     """``chunks``, raising before their end unless they add up to ``size`` bytes."""
     total = 0
@@ -208,6 +201,8 @@ class WriteResult:
     metadata: metadata_mod.Metadata
     acked: typing.List[str]
     faults: typing.Dict[str, Fault]
+    #: The signed metadata as stored on the clouds (a caller may keep it: see open()).
+    signed: bytes = b''
 
 
 @dataclasses.dataclass
@@ -223,7 +218,7 @@ class OpenResult:
 
     metadata: metadata_mod.Metadata
     faults: typing.Dict[str, Fault]
-    reader: 'VersionReader'
+    reader: reading.VersionReader
 
     @property
     def segments(self):
@@ -243,276 +238,6 @@ class RepairResult:
     version: int
     repaired: typing.Dict[str, str]
     failed: typing.Dict[str, str]
-
-
-class _Source:
-    """One cloud whose value object verified against the metadata (its share and hashes).
-
-    Whole value objects (format 2, or a format 3 object within one window) keep their
-    pieces; larger ones fetch a window of pieces at a time.
-    """
-
-    def __init__(self, index, share, hashes=None, pieces=None):
-        self.index = index
-        self.share = share
-        self.hashes = hashes
-        self.pieces = pieces
-        self.windows = {}   # window number -> future of its raw bytes
-
-
-class VersionReader:
-    """The plaintext of one verified version, from f + 1 clouds, window by window.
-
-    Iterating yields every segment's plaintext; :meth:`read` yields the bytes of a range
-    (only the segments it needs are fetched and decoded). Faults found while reading are
-    reported like those of :meth:`DepSkyCA.open` and the faulty cloud is replaced by the
-    next one; :class:`~.errors.QuorumError` when fewer than f + 1 clouds remain.
-    """
-
-    def __init__(self, depsky, meta, order, faults, writing=frozenset()):
-        self.depsky = depsky
-        #: Clouds still being written when the read began (not judged on a missing object).
-        self.writing = writing
-        self.metadata = meta
-        self.faults = faults
-        self.layout = coding.layout_of(meta)
-        self.k = meta.f + 1
-        self.window = depsky.window_segments
-        self.whole = (meta.value_format == coding.FORMAT_2
-                      or self.layout.count <= self.window)
-        self._key = value_key(meta.data_unit, meta.version)
-        self._candidates = list(order)
-        self._opening = {}      # future -> (cloud index, 'whole' or 'trailer')
-        self._early = {}        # cloud index -> {window: future} while it is verified
-        self._tried = set()
-        self._sources = []
-        self._decoder = None
-
-    def adopt(self, opening, early):
-        """Use fetches already started (:meth:`DepSkyCA.open`'s prefetch)."""
-        self._opening.update(opening)
-        self._early.update(early)
-        self._tried.update(index for index, _ in opening.values())
-
-    # -- sources --------------------------------------------------------------------------
-
-    def _fault(self, index, kind, reason):
-        self.depsky._fault(self.faults, index, kind, reason, self.metadata.data_unit)
-
-    def _open_source(self, index, first_window):
-        """Start fetching what verifies cloud ``index`` (and its first window)."""
-        self._tried.add(index)
-        depsky = self.depsky
-        cloud = depsky.clouds[index]
-        where = self.layout
-        if self.whole:
-            future = depsky.executor.submit(cloud.get, self._key, where.total)
-            self._opening[future] = (index, 'whole')
-            return
-        future = depsky.executor.submit(cloud.get_range, self._key, where.pieces_end,
-                                        where.trailer_bytes)
-        self._opening[future] = (index, 'trailer')
-        self._window_future(index, first_window)
-
-    def _window_future(self, index, number, source=None):
-        start, length = self.layout.span(*self._window_bounds(number))
-        cloud = self.depsky.clouds[index]
-        future = self.depsky.executor.submit(cloud.get_range, self._key, start, length)
-        if source is not None:
-            source.windows[number] = future
-        else:
-            self._early.setdefault(index, {})[number] = future
-        return future
-
-    def _window_bounds(self, number):
-        first = number * self.window
-        return first, min(first + self.window, self.layout.count)
-
-    def _verify_opening(self, index, what, data):
-        """A :class:`_Source` for ``index`` from its fetched bytes; raises FragmentError."""
-        meta = self.metadata
-        where = self.layout
-        offload = self.depsky.offload
-        if what == 'whole':
-            if meta.value_format == coding.FORMAT_2:
-                if offload(coding.digest, data) != meta.digests[index]:
-                    raise errors.FragmentError('digest', 0, 'SHA-256 of the %d-byte value '
-                                               'object does not match the signed metadata'
-                                               % len(data))
-                share, pieces = coding.parse_value_object(data, index, meta)
-                return _Source(index, share, pieces=pieces)
-            if len(data) != where.total:
-                raise errors.FragmentError('length', min(len(data), where.total),
-                                           'value object is %d bytes, the metadata implies %d'
-                                           % (len(data), where.total))
-            self._check_trailer(index, memoryview(data)[where.pieces_end:])
-            share, pieces = offload(coding.parse_value_object, data, index, meta)
-            return _Source(index, share, pieces=pieces)
-        share, hashes = self._check_trailer(index, data)
-        return _Source(index, share, hashes=hashes)
-
-    def _check_trailer(self, index, trailer):
-        if self.depsky.offload(coding.digest, trailer) != self.metadata.digests[index]:
-            raise errors.FragmentError('digest', self.layout.pieces_end, 'SHA-256 of the '
-                                       '%d-byte trailer does not match the signed metadata'
-                                       % len(trailer))
-        return coding.parse_trailer(trailer, index, self.metadata)
-
-    def _judge(self, index, exc):
-        meta = self.metadata
-        if isinstance(exc, errors.BackendNotFound):
-            if index not in self.writing:
-                self._fault(index, FAULTY, 'missing value object of version %d'
-                            % meta.version)
-        elif isinstance(exc, errors.ObjectTooLarge):
-            self._fault(index, FAULTY, 'bad value object of version %d: longer than the %d '
-                        'bytes the signed metadata implies' % (meta.version, exc.limit))
-        elif isinstance(exc, errors.FragmentError):
-            self._fault(index, FAULTY, 'bad value object of version %d: %s'
-                        % (meta.version, exc))
-        else:
-            self._fault(index, UNAVAILABLE, str(self.depsky._wrap(index, 'get', exc)))
-
-    def _ensure_sources(self, first_window):
-        """Verify clouds until f + 1 are usable (Algorithm 2: one more per failure)."""
-        depsky = self.depsky
-        while len(self._sources) < self.k:
-            while self._candidates and \
-                    len(self._sources) + len({i for i, _ in self._opening.values()}) < self.k:
-                index = self._candidates.pop(0)
-                if index not in self._tried:
-                    self._open_source(index, first_window)
-            if not self._opening:
-                raise errors.QuorumError(
-                    'read', self.metadata.data_unit, self.k,
-                    {fault.cloud: fault.reason for fault in self.faults.values()})
-            done, _ = concurrent.futures.wait(list(self._opening), timeout=depsky.timeout,
-                                              return_when=concurrent.futures.FIRST_COMPLETED)
-            if not done:
-                for future, (index, _) in list(self._opening.items()):
-                    self._fault(index, UNAVAILABLE, 'value object: no answer within %.1f s'
-                                % depsky.timeout)
-                    self._opening.pop(future)
-                    self._early.pop(index, None)
-                continue
-            for future in done:
-                index, what = self._opening.pop(future)
-                try:
-                    source = self._verify_opening(index, what, future.result())
-                except Exception as exc:
-                    self._judge(index, exc)
-                    self._early.pop(index, None)
-                    continue
-                if len(self._sources) >= self.k:
-                    continue        # a prefetched extra: not needed
-                source.windows.update(self._early.pop(index, {}))
-                self._sources.append(source)
-        if self._decoder is None:
-            self._decoder = coding.SegmentDecoder(self.metadata,
-                                                  [source.share for source in self._sources])
-
-    def _window_pieces(self, source, number):
-        """The verified pieces of window ``number`` from ``source``; raises on a fault."""
-        if source.pieces is not None:
-            first, stop = self._window_bounds(number)
-            return source.pieces[first:stop]
-        future = source.windows.pop(number, None)
-        if future is None:
-            future = self._window_future(source.index, number, source)
-            source.windows.pop(number)
-        try:
-            data = future.result(timeout=self.depsky.timeout)
-        except concurrent.futures.TimeoutError:
-            raise errors.BackendError(self.depsky.clouds[source.index].name, 'get',
-                                      'window of segments: no answer within %.1f s'
-                                      % self.depsky.timeout)
-        first, stop = self._window_bounds(number)
-        start, length = self.layout.span(first, stop)
-        if len(data) != length:
-            raise errors.FragmentError('length', start + len(data), 'segments %d-%d: %d bytes '
-                                       'received, the metadata implies %d'
-                                       % (first, stop - 1, len(data), length))
-        pieces = []
-        for segment in range(first, stop):
-            offset = self.layout.offset(segment) - start
-            pieces.append(coding._piece(data, offset, self.layout.piece(segment)))
-        del data
-        hashes = self.depsky.offload(_piece_hashes, pieces)
-        for segment, digest in zip(range(first, stop), hashes):
-            if digest != source.hashes[segment]:
-                raise errors.FragmentError('piece', self.layout.offset(segment), 'piece of '
-                                           'segment %d does not match its hash in the '
-                                           'verified trailer' % segment)
-        return pieces
-
-    def _request_windows(self, numbers):
-        for source in self._sources:
-            if source.pieces is not None:
-                continue
-            for number in numbers:
-                if number not in source.windows:
-                    self._window_future(source.index, number, source)
-
-    def _window(self, number, ahead):
-        """``[pieces of source]`` for window ``number``, replacing failing sources."""
-        collected = {}
-        while True:
-            self._ensure_sources(number)
-            self._request_windows([number] + ahead)
-            complete = True
-            for source in list(self._sources):
-                if source.index in collected:
-                    continue
-                try:
-                    collected[source.index] = self._window_pieces(source, number)
-                except Exception as exc:
-                    self._judge(source.index, exc)
-                    self._sources.remove(source)
-                    for future in source.windows.values():
-                        future.cancel()
-                    complete = False
-            if complete:
-                return [collected[source.index] for source in self._sources]
-
-    # -- plaintext ------------------------------------------------------------------------
-
-    def segments(self, first=0, stop=None):
-        """Yield the plaintext of segments ``first`` .. ``stop - 1``."""
-        stop = self.layout.count if stop is None else stop
-        if first >= stop:
-            return
-        last_window = (stop - 1) // self.window
-        for number in range(first // self.window, last_window + 1):
-            ahead = [number + 1] if number < last_window else []
-            pieces = self._window(number, ahead)
-            window_first, window_stop = self._window_bounds(number)
-            for segment in range(max(first, window_first), min(stop, window_stop)):
-                position = segment - window_first
-                yield self.depsky.offload(self._decoder.decode, segment,
-                                          [part[position] for part in pieces])
-            del pieces
-
-    def __iter__(self):
-        return self.segments()
-
-    def read(self, start, stop):
-        """Yield the plaintext bytes ``start`` .. ``stop - 1`` (only their segments)."""
-        stop = min(stop, self.metadata.size)
-        if start >= stop:
-            return
-        size = self.metadata.segment_size
-        first = start // size
-        for number, plaintext in enumerate(self.segments(first, (stop - 1) // size + 1),
-                                           first):
-            base = number * size
-            yield plaintext[max(start - base, 0):stop - base]
-
-    def close(self):
-        """Drop what is still being fetched (a client that went away)."""
-        for source in self._sources:
-            for future in source.windows.values():
-                future.cancel()
-            source.windows.clear()
 
 
 class DepSkyCA:
@@ -692,7 +417,7 @@ class DepSkyCA:
         try:
             for index, plaintext, last in _segments(chunks, self.segment_size):
                 pieces = encoder.encode(index, plaintext, last)
-                hashes = self.offload(_piece_hashes, pieces)
+                hashes = self.offload(reading.piece_hashes, pieces)
                 for stream, piece, digest in zip(streams, pieces, hashes):
                     stream.hashes.append(digest)
                     stream.feed(piece, self.timeout)
@@ -704,7 +429,11 @@ class DepSkyCA:
         except BaseException as exc:
             for stream in streams:
                 stream.abort(exc)
-            # Aborted uploads never complete; removing leftovers is best effort.
+            # Aborted uploads never complete; they end at their next piece (a provider's
+            # pending multipart upload is aborted then). Wait for that, so the refusal
+            # leaves nothing behind when it is answered; removing leftovers is best effort.
+            if futures:
+                concurrent.futures.wait(futures, timeout=self.timeout)
             self._discard_version(data_unit, version)
             raise
         for index, stream in enumerate(streams):
@@ -744,7 +473,7 @@ class DepSkyCA:
         if len(acked) < quorum:
             raise errors.QuorumError('write (metadata phase)', data_unit, quorum,
                                      {fault.cloud: fault.reason for fault in faults.values()})
-        return WriteResult(metadata=meta, acked=acked, faults=faults)
+        return WriteResult(metadata=meta, acked=acked, faults=faults, signed=signed)
 
     def _discard_version(self, data_unit, version):
         """Best effort: remove value objects of a version that never became current."""
@@ -768,15 +497,18 @@ class DepSkyCA:
             raise errors.MetadataError('(document)', 'longer than %d bytes (reading stopped '
                                        'there)' % metadata_mod.MAX_METADATA_BYTES)
         meta = metadata_mod.parse(raw, self.public_key, data_unit)
-        if not own_clouds:
-            return meta, raw
+        if own_clouds:
+            self._check_placement(meta)
+        return meta, raw
+
+    def _check_placement(self, meta):
+        """MetadataError unless ``meta`` is a version stored on these clouds."""
         if meta.clouds is not None and meta.clouds != self.names:
             raise errors.MetadataError('clouds', 'the version is stored on %s, read from %s'
                                        % (', '.join(meta.clouds), ', '.join(self.names)))
         if meta.n != self.n or meta.f != self.f:
             raise errors.MetadataError('n', 'n=%d, f=%d; read with n=%d, f=%d'
                                        % (meta.n, meta.f, self.n, self.f))
-        return meta, raw
 
     def _judge_metadata(self, data_unit, index, answer, best_version, faults, wait_all,
                         writing, faults_dict=True):
@@ -865,36 +597,54 @@ class DepSkyCA:
         for future in pending:
             future.add_done_callback(lambda future: judge(future, False))
 
-    def _prefetch(self, data_unit, version, size, start):
+    def _prefetch(self, data_unit, version, size, start, stop):
         """Start fetching from clouds 0 .. f what a read of ``version`` will need."""
         guess = metadata_mod.Metadata(
             data_unit=data_unit, version=version, n=self.n, f=self.f, size=size,
             segment_size=self.segment_size, nonce=b'\0' * coding.NONCE_BYTES,
             digests=('0' * 64,) * self.n, writer='0' * 64, clouds=self.names)
-        reader = VersionReader(self, guess, [], {})
-        first_window = min(start // self.segment_size, reader.layout.count - 1) \
-            // self.window_segments
+        reader = reading.VersionReader(self, guess, [], {})
+        window = reader.first_window(start, stop)
         for index in range(self.f + 1):
-            reader._open_source(index, first_window)
+            reader.open_source(index, window)
         return guess, reader._opening, reader._early
 
     def open(self, data_unit, min_version=None, expected_version=None, expected_size=None,
-             start=0):
+             start=0, stop=None, signed_metadata=None):
         """Verify the newest version and return :class:`OpenResult` (decoded lazily).
 
+        ``signed_metadata``: the version's signed metadata from a trusted place (the
+        Swift stub keeps :attr:`WriteResult.signed`). Its signature is still checked; the
+        clouds' metadata is then not read at all (a version the caller pins needs no
+        quorum to find it): only f + 1 value objects are fetched, from clouds 0 .. f
+        first. ``check`` judges the metadata every cloud holds.
+
         ``expected_version`` and ``expected_size`` (the Swift stub pins both) let value
-        objects of clouds 0 .. f be fetched while the metadata is still being read (from
-        byte ``start`` on, where the caller will begin reading); they are used only if
-        the metadata quorum names that version and size, and only after they match its
-        digests. Raises :class:`~.errors.NotFoundError` when a quorum holds no valid
-        metadata, :class:`~.errors.StaleError` when the newest valid version is below
-        ``min_version``, :class:`~.errors.QuorumError` when too few clouds answer or too
-        few value objects verify.
+        objects of clouds 0 .. f be fetched while the metadata is still being read, for a
+        read of plaintext bytes ``start`` .. ``stop - 1`` (the caller's first range); they
+        are used only if the metadata quorum names that version and size, and only after
+        they match its digests. Raises :class:`~.errors.NotFoundError` when a quorum
+        holds no valid metadata, :class:`~.errors.StaleError` when the newest valid
+        version is below ``min_version``, :class:`~.errors.QuorumError` when too few
+        clouds answer or too few value objects verify.
         """
         writing = self._writing_now(data_unit)
+        if signed_metadata is not None:
+            try:
+                meta = metadata_mod.parse(signed_metadata, self.public_key, data_unit)
+                self._check_placement(meta)
+            except errors.MetadataError:
+                meta = None     # then the clouds' metadata decides, as without it
+            if meta is not None:
+                if min_version is not None and meta.version < min_version:
+                    raise errors.StaleError(data_unit, meta.version, min_version)
+                reader = reading.VersionReader(self, meta, list(range(self.n)), {}, writing)
+                reader.ensure_sources(reader.first_window(start, stop))
+                return OpenResult(metadata=meta, faults=reader.faults, reader=reader)
         prefetched = None
         if expected_version is not None and expected_size is not None:
-            prefetched = self._prefetch(data_unit, expected_version, expected_size, start)
+            prefetched = self._prefetch(data_unit, expected_version, expected_size, start,
+                                        stop)
         late = {}
         best, answers, faults = self._read_metadata(data_unit, late=late, writing=writing)
         if best is None:
@@ -908,19 +658,17 @@ class DepSkyCA:
         current = [index for index, value in sorted(answers.items())
                    if isinstance(value, tuple) and value[0].version == meta.version]
         order = current + [index for index in range(self.n) if index not in current]
-        reader = VersionReader(self, meta, order, faults, writing)
+        reader = reading.VersionReader(self, meta, order, faults, writing)
         if prefetched is not None:
             guess, opening, early = prefetched
             if coding.layout_of(guess) == reader.layout and guess.version == meta.version \
                     and meta.value_format == coding.VALUE_FORMAT:
                 reader.adopt(opening, early)
             else:
-                for future in list(opening) + [future for windows in early.values()
-                                               for future in windows.values()]:
+                for future in list(opening) + [future for fetches in early.values()
+                                               for future in fetches.values()]:
                     future.cancel()
-        first_window = min(start // meta.segment_size, reader.layout.count - 1) \
-            // reader.window
-        reader._ensure_sources(first_window)
+        reader.ensure_sources(reader.first_window(start, stop))
         # Clouds slower than the quorum have usually answered by now; judge them too.
         self._judge_late(data_unit, late, meta.version, faults, writing)
         return OpenResult(metadata=meta, faults=faults, reader=reader)
@@ -940,31 +688,6 @@ class DepSkyCA:
 
     # -- check and repair -----------------------------------------------------------------
 
-    def _verify_cloud(self, meta, index):
-        """Verify cloud ``index``'s whole value object of ``meta``, window by window.
-
-        Returns its :class:`_Source`; raises what :meth:`VersionReader._judge` judges.
-        Runs in an executor thread (no ``offload``): memory stays within one window.
-        """
-        reader = VersionReader(self, meta, [], {})
-        reader.depsky = _NoOffload(self)
-        cloud = self.clouds[index]
-        where = reader.layout
-        if reader.whole:
-            return reader._verify_opening(index, 'whole', cloud.get(reader._key, where.total))
-        source = reader._verify_opening(index, 'trailer', cloud.get_range(
-            reader._key, where.pieces_end, where.trailer_bytes))
-        for number in range(-(-where.count // reader.window)):
-            future = concurrent.futures.Future()
-            start, length = where.span(*reader._window_bounds(number))
-            future.set_result(cloud.get_range(reader._key, start, length))
-            source.windows[number] = future
-            reader._window_pieces(source, number)
-        # Nothing may follow the trailer (a whole read would have refused it too).
-        if cloud.get_range(reader._key, where.total, 1):
-            raise errors.ObjectTooLarge(cloud.name, reader._key, where.total)
-        return source
-
     def _check_all(self, data_unit):
         """``(meta, signed, answers, faults, verified)`` with every cloud judged."""
         writing = self._writing_now(data_unit)
@@ -973,14 +696,15 @@ class DepSkyCA:
             raise errors.NotFoundError(data_unit)
         meta, signed = best
         verified = {}
-        results = self._collect(self._submit(lambda index: self._verify_cloud(meta, index),
-                                             range(self.n)), 'get', lambda r: False)
-        judge = VersionReader(self, meta, [], faults, writing)
+        results = self._collect(
+            self._submit(lambda index: reading.verify_cloud(self, meta, index), range(self.n)),
+            'get', lambda r: False)
+        judge = reading.VersionReader(self, meta, [], faults, writing)
         for index, (ok, value) in sorted(results.items()):
             if ok:
                 verified[index] = value
             else:
-                judge._judge(index, value)
+                judge.judge(index, value)
         return meta, signed, answers, faults, verified
 
     def check(self, data_unit):
@@ -1021,82 +745,6 @@ class DepSkyCA:
                 failures[self.clouds[index].name] = str(value)
         return sorted(units), failures
 
-    def _rebuilt(self, meta, sources, missing):
-        """Chunk iterators of the value objects of ``missing`` clouds.
-
-        Rebuilt window by window from the verified ``sources``; each raises before its
-        last chunk unless the result matches the signed digest, so no upload of a wrong
-        object completes.
-        """
-        reader = VersionReader(self, meta, [], {})
-        reader.depsky = _NoOffload(self)
-        reader._sources = sources
-        where = reader.layout
-        k = meta.f + 1
-        driver = coding.ec_driver(k, meta.n - k)
-        shares = {index: (index + 1, shamir.interpolate([s.share for s in sources], index + 1))
-                  for index in missing}
-        lock = threading.Lock()
-        cache = {}
-
-        windows = -(-where.count // reader.window)
-
-        def window(number):
-            # The first rebuilt cloud to need a window decodes it for all of them (one
-            # window is kept: a cloud that falls behind has it fetched again).
-            with lock:
-                if number not in cache:
-                    cache.clear()
-                    for source in sources:
-                        for ahead in (number, number + 1):
-                            if source.pieces is None and ahead < windows and \
-                                    ahead not in source.windows:
-                                reader._window_future(source.index, ahead, source)
-                    parts = [reader._window_pieces(source, number) for source in sources]
-                    first, stop = reader._window_bounds(number)
-                    rebuilt = {index: [] for index in missing}
-                    for position, segment in enumerate(range(first, stop)):
-                        try:
-                            pieces = driver.reconstruct([part[position] for part in parts],
-                                                        list(missing))
-                        except Exception as exc:  # pyeclib's own error family
-                            raise errors.FragmentError(
-                                'fragment', where.offset(segment),
-                                'reconstruction of segment %d failed: %s' % (segment, exc))
-                        for index, piece in zip(missing, pieces):
-                            rebuilt[index].append(piece)
-                    cache[number] = rebuilt
-                return cache[number]
-
-        def chunks(index):
-            hashes = []
-            whole = hashlib.sha256()
-            header = None
-            if meta.value_format == coding.FORMAT_2:
-                header = coding.value_header(index, shares[index])
-                whole.update(header)
-                yield header
-            for number in range(windows):
-                pieces = window(number)[index]
-                for piece in pieces:
-                    hashes.append(coding.piece_hash(piece))
-                    whole.update(piece)
-                if meta.value_format == coding.FORMAT_2 and number == windows - 1:
-                    # Format 2: the digest covers everything; hold back the last window.
-                    if whole.hexdigest() != meta.digests[index]:
-                        raise errors.FragmentError('digest', 0, 'rebuilt value object does '
-                                                   'not match the signed digest')
-                yield from pieces
-            if meta.value_format == coding.FORMAT_3:
-                trailer = coding.fixed_fields(coding.FORMAT_3, index, shares[index]) + \
-                    b''.join(hashes)
-                if coding.digest(trailer) != meta.digests[index]:
-                    raise errors.FragmentError('digest', where.pieces_end, 'rebuilt value '
-                                               'object does not match the signed digest')
-                yield trailer
-
-        return {index: chunks(index) for index in missing}
-
     def repair(self, data_unit, collect_garbage=True):
         """Rewrite missing, stale or bad value objects and metadata of ``data_unit``.
 
@@ -1115,7 +763,7 @@ class DepSkyCA:
         rebuilt = {}
         if missing:
             sources = [verified[index] for index in sorted(verified)[:self.f + 1]]
-            rebuilt = self._rebuilt(meta, sources, missing)
+            rebuilt = reading.rebuilt_value_objects(self, meta, sources, missing)
         metadata_targets = [index for index in range(self.n)
                             if not (isinstance(answers.get(index), tuple)
                                     and answers[index][1] == signed)]
@@ -1185,14 +833,3 @@ class DepSkyCA:
             raise errors.QuorumError('delete', data_unit, quorum,
                                      {fault.cloud: fault.reason for fault in faults.values()})
         return faults
-
-
-class _NoOffload:
-    """A view of a :class:`DepSkyCA` for work inside executor threads: no ``offload``."""
-
-    def __init__(self, depsky):
-        self._depsky = depsky
-        self.offload = _inline
-
-    def __getattr__(self, name):
-        return getattr(self._depsky, name)

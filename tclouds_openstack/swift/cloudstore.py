@@ -4,10 +4,12 @@ For containers whose storage policy is named in ``policies``, object data never 
 this cluster's object servers: a PUT body is encrypted, secret-shared and erasure-coded
 by :mod:`tclouds_openstack.cloudstore.protocol` onto the configured clouds, and the local
 cluster keeps only a zero-byte *stub* whose system metadata names the data unit, version,
-size and ETag. Everything else stays Swift's own: authorization, listings (the stub's
-container update carries the real size and ETag), user metadata and POST, conditional
-requests, SLO/DLO manifests and segments, versioning, symlinks. GET reads the stub, then
-the version it pins from the clouds, and serves ranges from the plaintext.
+size, ETag, the clouds the version is on and its signed metadata. Everything else stays
+Swift's own: authorization, listings (the stub's container update carries the real size
+and ETag), user metadata and POST, conditional requests, SLO/DLO manifests and segments,
+versioning, symlinks. GET reads the stub, then the version it pins from the clouds (no
+metadata round: f + 1 value objects, verified piece by piece against the stub's signed
+metadata), and serves ranges by fetching and decoding only their segments.
 
 Place it right of ``slo dlo versioned_writes symlink`` and left of ``proxy-logging
 proxy-server`` (where ``encryption`` would go; it replaces that middleware for these
@@ -75,6 +77,10 @@ SYSMETA_SIZE = SYSMETA_PREFIX + 'Size'
 SYSMETA_ETAG = SYSMETA_PREFIX + 'Etag'
 #: The clouds of the stub's version, in order (absent: every configured cloud).
 SYSMETA_CLOUDS = SYSMETA_PREFIX + 'Clouds'
+#: The version's signed metadata: a GET then reads no metadata from the clouds.
+SYSMETA_SIGNED = SYSMETA_PREFIX + 'Signed'
+#: Larger signed metadata (many clouds) stays on the clouds only (header size limits).
+MAX_STUB_METADATA = 4096
 SWIFT_SOURCE = 'CLOUDSTORE'
 _READ_CHUNK = 1024 * 1024
 
@@ -385,6 +391,10 @@ class CloudStoreMiddleware:
         req.headers.update({SYSMETA_DATA_UNIT: data_unit, SYSMETA_VERSION: str(version),
                             SYSMETA_SIZE: str(size), SYSMETA_ETAG: etag,
                             SYSMETA_CLOUDS: ','.join(depsky.names)})
+        if len(result.signed) <= MAX_STUB_METADATA:
+            req.headers[SYSMETA_SIGNED] = result.signed.decode('ascii')
+        else:
+            req.headers.pop(SYSMETA_SIGNED, None)   # e.g. a copy's source's
         for key, value in (('etag', etag), ('size', str(size))):
             override = request_helpers.get_container_update_override_key(key)
             if override not in req.headers:
@@ -438,15 +448,19 @@ class CloudStoreMiddleware:
         # re-read it).
         range_req = swob.Request(dict(req.environ))
         request_helpers.resolve_ignore_range_header(range_req, stub.headers)
-        start = 0
+        # The first range swob will ask for (in the order the client gave them) is what
+        # the clouds are asked for while the metadata is being read.
+        start, stop = 0, None
         if range_req.range:
             ranges = range_req.range.ranges_for_length(size)
             if ranges:
-                start = min(first for first, _ in ranges)
+                start, stop = ranges[0]
         try:
             opened = self._stub_depsky(stub.headers).open(
                 data_unit, min_version=version, expected_version=version, expected_size=size,
-                start=start)
+                start=start, stop=stop,
+                signed_metadata=(stub.headers[SYSMETA_SIGNED].encode('ascii')
+                                 if SYSMETA_SIGNED in stub.headers else None))
             if opened.metadata.version != version:
                 raise errors.StaleError(data_unit, version, opened.metadata.version)
         except errors.CloudStoreError as exc:

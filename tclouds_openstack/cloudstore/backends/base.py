@@ -116,6 +116,14 @@ class Backend(abc.ABC):
                 raise errors.ObjectTooLarge(self.name, key, limit)
         return bytes(data)
 
+    def iter_range(self, key, start, length):
+        """Yield at most ``length`` bytes of ``key`` from offset ``start``, in chunks.
+
+        Stops reading as soon as ``length`` bytes arrived, whatever the provider sends;
+        fewer mean the object is shorter. Failures are those of :meth:`get`.
+        """
+        return self._bounded(key, start, length)
+
     def get_range(self, key, start, length):
         """Return at most ``length`` bytes of ``key`` from offset ``start``.
 

@@ -36,7 +36,7 @@ _FRONT_PIPELINE = ('catch_errors gatekeeper healthcheck proxy-logging cache list
                    'proxy-logging proxy-server')
 _KEYSTONE_AUTH = 'authtoken keystoneauth'
 _BACKEND_PIPELINE = ('catch_errors gatekeeper healthcheck proxy-logging cache listing_formats '
-                     '%(s3api)s tempauth proxy-logging proxy-server')
+                     '%(s3api)s tempauth %(slo)s proxy-logging proxy-server')
 
 _PROXY_CONF = """[DEFAULT]
 swift_dir = %(dir)s
@@ -97,6 +97,16 @@ swift_hash_path_suffix = %(name)s-suffix
 [storage-policy:0]
 name = %(policy)s
 default = yes
+%(policy_options)s"""
+
+#: Swift's own erasure coding, as an operator would configure it (2 data + 2 parity
+#: fragments by liberasurecode's ISA-L backend, 1 MiB segments): every fragment on its own
+#: device of the one object server.
+_EC_POLICY = """policy_type = erasure_coding
+ec_type = isa_l_rs_vand
+ec_num_data_fragments = %(k)d
+ec_num_parity_fragments = %(m)d
+ec_object_segment_size = 1048576
 """
 
 
@@ -147,7 +157,7 @@ class Cluster:
     """One Swift cluster in its own process; devices and config under a tmpfs dir."""
 
     def __init__(self, name, slot, root, s3api=False, cloudstore=None, log_level='ERROR',
-                 backend_only=False, keystone_authtoken=None):
+                 backend_only=False, keystone_authtoken=None, ec=None, split=False):
         """A cluster; with ``keystone_authtoken`` its proxy trusts a real Keystone.
 
         ``keystone_authtoken`` holds the ``[keystone_authtoken]`` options of a Keystone
@@ -156,6 +166,11 @@ class Cluster:
         """
         self.name = name
         self.keystone_authtoken = keystone_authtoken
+        #: ``(k, m)``: the default policy is Swift's erasure coding (k data + m parity).
+        self.ec = ec
+        #: The proxy in one process (``process``), the storage servers in a child of it.
+        self.split = split
+        self.devices = ['sda%d' % (index + 1) for index in range(sum(ec) if ec else 1)]
         self.backend_only = backend_only
         self.port = slot_port(slot)
         self.dir = pathlib.Path(root) / name
@@ -187,12 +202,16 @@ class Cluster:
 
     def write_config(self):
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / 'devs' / 'sda1' / 'tmp').mkdir(parents=True, exist_ok=True)
-        policy = 'cloudofclouds' if self.cloudstore else 'plain'
-        (self.dir / 'swift.conf').write_text(_SWIFT_CONF % {'name': self.name,
-                                                            'policy': policy})
+        for device in self.devices:
+            (self.dir / 'devs' / device / 'tmp').mkdir(parents=True, exist_ok=True)
+        policy = 'cloudofclouds' if self.cloudstore else 'ec' if self.ec else 'plain'
+        (self.dir / 'swift.conf').write_text(_SWIFT_CONF % {
+            'name': self.name, 'policy': policy, 'policy_options': _EC_POLICY % {
+                'k': self.ec[0], 'm': self.ec[1]} if self.ec else ''})
         template = _BACKEND_PIPELINE if self.backend_only else _FRONT_PIPELINE
         pipeline = template % {'s3api': 's3api' if self.s3api else '',
+                               # s3api completes multipart uploads as SLO manifests.
+                               'slo': 'slo' if self.s3api else '',
                                'cloudstore': 'cloudstore' if self.cloudstore else '',
                                'auth': _KEYSTONE_AUTH if self.keystone_authtoken
                                else 'tempauth'}
@@ -206,7 +225,8 @@ class Cluster:
             'dir': self.dir, 'pipeline': ' '.join(pipeline.split()), 'name': self.name,
             'extra': extra, 'log_level': self.log_level})
         (self.dir / 'cluster.json').write_text(json.dumps({
-            'name': self.name, 'dir': str(self.dir), 'port': self.port}))
+            'name': self.name, 'dir': str(self.dir), 'port': self.port,
+            'devices': self.devices, 'split': self.split}))
 
     def start(self, timeout=30):
         if not (self.dir / 'cluster.json').exists():
@@ -256,15 +276,17 @@ class Cluster:
         self.stop()
         return self.start()
 
+    def storage_pid(self):
+        """The pid of the storage servers' process of a ``split`` cluster."""
+        return int((self.dir / 'storage.pid').read_text())
+
     def stored_bytes(self):
         """Every file byte on this cluster's object device (what the provider holds)."""
-        total = 0
-        for path in (self.dir / 'devs' / 'sda1').rglob('*.data'):
-            total += path.stat().st_size
-        return total
+        return sum(path.stat().st_size for path in self.stored_files())
 
     def stored_files(self):
-        return sorted((self.dir / 'devs' / 'sda1').rglob('*.data'))
+        return sorted(path for device in self.devices
+                      for path in (self.dir / 'devs' / device).rglob('*.data'))
 
 
 def make_root(prefix):
@@ -328,7 +350,31 @@ def cache_filter_factory(global_conf, **local_conf):
     return factory
 
 
-def _serve(directory):
+def _storage_process(directory):
+    """Start this cluster's account, container and object servers in a child process.
+
+    The child dies with this process (PR_SET_PDEATHSIG), so a SIGKILLed cluster leaves
+    nothing behind; its pid is in ``storage.pid`` (the benchmark counts its CPU apart).
+    """
+    import ctypes
+    import signal as signal_module
+
+    def die_with_parent():
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal_module.SIGKILL)
+
+    child = subprocess.Popen([sys.executable, '-m', 'tests.functional.cloudstore.cluster',
+                              directory, 'storage'], preexec_fn=die_with_parent)
+    (pathlib.Path(directory) / 'storage.pid').write_text(str(child.pid))
+    return child
+
+
+def _serve(directory, role='all'):
+    """Serve the cluster in ``directory``: ``all`` its servers, or one ``role``.
+
+    ``proxy`` or ``storage`` (account, container, object servers): a cluster with
+    ``split`` runs the two apart, as a deployment does, so that a proxy's own CPU and
+    memory can be measured.
+    """
     from tests import hermetic
     utils = hermetic.import_swift()     # not /etc/swift/swift.conf: swift_dir is set below
     utils.monkey_patch()
@@ -351,23 +397,39 @@ def _serve(directory):
 
     config = json.loads((pathlib.Path(directory) / 'cluster.json').read_text())
     port = config['port']
+    storage = None
+    if role == 'all' and config.get('split'):
+        role = 'proxy'
+        storage = _storage_process(directory)
     if utils.set_swift_dir(directory):
         constraints.reload_constraints()
         storage_policy.reload_storage_policies()
-    devices = {'id': 0, 'region': 1, 'zone': 1, 'device': 'sda1', 'ip': '127.0.0.1',
-               'replication_ip': '127.0.0.1'}
+    device = {'region': 1, 'zone': 1, 'ip': '127.0.0.1', 'replication_ip': '127.0.0.1'}
     for offset, kind in ((1, 'account'), (2, 'container'), (3, 'object')):
-        dev = dict(devices, port=port + offset, replication_port=port + offset)
-        ring.RingData([[0] * 4], [dev], 30).save(os.path.join(directory, '%s.ring.gz' % kind))
+        # One replica on one device; an EC object ring has a replica (fragment index)
+        # per device, every partition of replica r on device r.
+        names = config.get('devices', ['sda1']) if kind == 'object' else ['sda1']
+        devs = [dict(device, id=index, device=name, port=port + offset,
+                     replication_port=port + offset) for index, name in enumerate(names)]
+        ring.RingData([[index] * 4 for index in range(len(devs))], devs, 30).save(
+            os.path.join(directory, '%s.ring.gz' % kind))
     conf = {'devices': os.path.join(directory, 'devs'), 'swift_dir': directory,
             'mount_check': 'false', 'log_level': 'ERROR', 'allow_versions': 'true',
             'log_name': config['name'], 'log_address': '/nonexistent'}
-    apps = [
-        (port, wsgi.loadapp(os.path.join(directory, 'proxy-server.conf'), global_conf=conf)),
-        (port + 1, account_server.AccountController(conf)),
-        (port + 2, container_server.ContainerController(conf)),
-        (port + 3, object_server.ObjectController(conf)),
-    ]
+    apps = []
+    if role in ('all', 'storage'):
+        apps += [(port + 1, account_server.AccountController(conf)),
+                 (port + 2, container_server.ContainerController(conf)),
+                 (port + 3, object_server.ObjectController(conf))]
+    if storage is not None:
+        # The proxy answers health checks only once its storage servers listen.
+        while any(_port_free(port + offset) for offset in (1, 2, 3)):
+            if storage.poll() is not None:
+                raise SystemExit('storage servers exited with %s' % storage.returncode)
+            time.sleep(0.05)
+    if role in ('all', 'proxy'):
+        apps.append((port, wsgi.loadapp(os.path.join(directory, 'proxy-server.conf'),
+                                        global_conf=conf)))
     null_logger = utils.NullLogger()
     threads = []
     for app_port, app in apps:
@@ -390,4 +452,4 @@ def _port_free(port):
 
 
 if __name__ == '__main__':
-    _serve(sys.argv[1])
+    _serve(*sys.argv[1:3])

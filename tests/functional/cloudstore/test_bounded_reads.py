@@ -45,10 +45,11 @@ def _zeros(count):
 @pytest.mark.parametrize('bad', [1, 3], ids=['swift-cloud', 's3-cloud'])
 def test_a_cloud_serving_oversized_objects_costs_a_bounded_read(swift, container, clouds,
                                                                 reader, front_proxy, bad):
-    before = set(clouds[0].backend().list(''))
+    before = test_faults._units(clouds)
     data = os.urandom(300 * 1024)
     swift.put_object(container, 'obj', data)
     unit = test_faults._unit_of(clouds, before)
+    test_faults._written_everywhere(clouds, unit)
     meta = reader.read_metadata(unit)
     backend = clouds[bad].backend()
     key = protocol.value_key(unit, meta.version)

@@ -204,6 +204,27 @@ def _keys(clouds):
     return {item.name: set(item.backend().list('')) for item in clouds}
 
 
+def _gained(clouds, before):
+    """The keys each cloud holds that it did not hold ``before``."""
+    return {name: keys - before[name] for name, keys in _keys(clouds).items()}
+
+
+def _put(tenant, container, name, data, clouds, expected):
+    """PUT, then wait until every ``expected`` cloud holds the new version.
+
+    Returns ``(data unit, keys gained per cloud)``. A PUT returns once n - f clouds took
+    it; the wait has no time limit (the suite's watchdog reports a hang).
+    """
+    before = _keys(clouds)
+    tenant.put_object(container, name, data)
+    while True:
+        gained = _gained(clouds, before)
+        units = {key.split('/')[0] for keys in gained.values() for key in keys}
+        if len(units) == 1 and all(len(gained[cloud]) == 2 for cloud in expected):
+            return units.pop(), gained
+        time.sleep(0.05)
+
+
 def _set(personas, requirements, project, jurisdictions):
     client = requirements_client.RequirementsClient(personas.session('admin'),
                                                     endpoint_override=requirements.url)
@@ -236,19 +257,13 @@ def test_eu_project_objects_stay_on_the_eu_clouds(front, personas, requirements,
     _set(personas, requirements, 'A', ['EU'])
     tenant = _tenant(front, personas, 'member_a', 'A')
     tenant.put_container('records')
-    before = _keys(front[1])
     data = os.urandom(200 * 1024)
-    tenant.put_object('records', 'patient-1', data)
-    after = _keys(front[1])
-    gained = {name: after[name] - before[name] for name in after}
-    units = {key.split('/')[0] for key in gained['cloud0']}
-    assert len(units) == 1
-    for name in EU_CLOUDS:
-        assert len(gained[name]) == 2, gained      # metadata and value object
+    unit, gained = _put(tenant, 'records', 'patient-1', data, front[1], EU_CLOUDS)
+    # Metadata and value object on each EU cloud; nothing anywhere else.
     assert not gained['cloud4'] and not gained['cloud5'], gained
     assert tenant.get_object('records', 'patient-1')[1] == data
     # Where each fragment went is sealed into the secure log, under the project.
-    views = _placements(securelog[1], units.pop())
+    views = _placements(securelog[1], unit)
     assert len(views) == 1
     payload = views[0]['payload']['payload']
     assert views[0]['tenant'] == personas.project_id('A')
@@ -264,7 +279,7 @@ def test_too_few_clouds_in_the_project_countries_refuses_the_write(front, person
     tenant = _tenant(front, personas, 'member_b', 'B')
     tenant.put_container('plans')
     # Written while B had no restriction: on all six clouds.
-    tenant.put_object('plans', 'old', b'written before the restriction')
+    _put(tenant, 'plans', 'old', b'written before the restriction', front[1], COUNTRIES)
     _set(personas, requirements, 'B', ['DE', 'FR'])
     before = _keys(front[1])
     with pytest.raises(swiftclient.ClientException) as info:
@@ -274,7 +289,7 @@ def test_too_few_clouds_in_the_project_countries_refuses_the_write(front, person
     assert 'may be stored only in DE,FR' in body, body
     assert 'cloud0 (DE), cloud1 (FR)' in body and '4 are needed' in body
     assert 'cloud4 (US)' in body and 'cloud5 (CH)' in body
-    assert _keys(front[1]) == before                 # nothing stored on any cloud
+    assert not any(_gained(front[1], before).values())     # nothing stored anywhere
     assert [o['name'] for o in tenant.get_container('plans')[1]] == ['old']
     # Reads still work: the old object is where it was written.
     assert tenant.get_object('plans', 'old')[1] == b'written before the restriction'
@@ -290,16 +305,11 @@ def test_a_restriction_added_later_moves_the_next_version_inside(front, personas
     _set(personas, requirements, 'A', None)
     tenant = _tenant(front, personas, 'manager_a', 'A')
     tenant.put_container('moving')
-    before = _keys(front[1])
-    tenant.put_object('moving', 'doc', b'version 1, anywhere')
-    gained = {name: keys - before[name] for name, keys in _keys(front[1]).items()}
-    assert all(gained[name] for name in COUNTRIES)   # unrestricted: all six clouds
+    # Unrestricted: all six clouds.
+    _put(tenant, 'moving', 'doc', b'version 1, anywhere', front[1], COUNTRIES)
     _set(personas, requirements, 'A', ['EU'])
-    before = _keys(front[1])
-    tenant.put_object('moving', 'doc', b'version 2, EU only')
-    gained = {name: keys - before[name] for name, keys in _keys(front[1]).items()}
+    _, gained = _put(tenant, 'moving', 'doc', b'version 2, EU only', front[1], EU_CLOUDS)
     assert not gained['cloud4'] and not gained['cloud5'], gained
-    assert all(len(gained[name]) == 2 for name in EU_CLOUDS), gained
     assert tenant.get_object('moving', 'doc')[1] == b'version 2, EU only'
 
 
@@ -307,7 +317,7 @@ def test_unreadable_requirements_refuse_writes_and_keep_reads(front, personas, r
     _set(personas, requirements, 'A', ['EU'])
     tenant = _tenant(front, personas, 'member_a', 'A')
     tenant.put_container('outage')
-    tenant.put_object('outage', 'kept', b'readable during the outage')
+    _put(tenant, 'outage', 'kept', b'readable during the outage', front[1], EU_CLOUDS)
     requirements.stop()
     try:
         before = _keys(front[1])
@@ -317,7 +327,7 @@ def test_unreadable_requirements_refuse_writes_and_keep_reads(front, personas, r
         body = info.value.http_response_content.decode()
         assert 'trust requirements of project %s cannot be read' % personas.project_id(
             'A') in body, body
-        assert _keys(front[1]) == before
+        assert not any(_gained(front[1], before).values())
         assert tenant.get_object('outage', 'kept')[1] == b'readable during the outage'
     finally:
         requirements.start()

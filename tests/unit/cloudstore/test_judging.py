@@ -94,17 +94,26 @@ def test_check_judges_every_cloud_not_only_the_first_f_plus_1(depsky, clouds):
     assert depsky.read('unit').faults == {}
 
 
+def _write(clouds, writer_key, *versions):
+    """Write ``(data, version)`` pairs and return once every cloud took every upload."""
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key, pool,
+                                   segment_size=64 * 1024)
+        for data, version in versions:
+            depsky.write('unit', data, version)
+
+
 def test_the_clouds_asked_beside_the_metadata_are_judged_however_late_they_answer(
         writer_key):
     clouds = [GatedBackend('cloud0', gate_key='unit/meta')]
     clouds += [conftest.MemoryBackend('cloud%d' % i) for i in range(1, 4)]
+    clouds[0].gate.set()
+    _write(clouds, writer_key, (DATA, 1))
+    clouds[0].gate.clear()
+    _corrupt(clouds[0], protocol.value_key('unit', 1))
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key, pool,
+        depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), executor=pool,
                                    segment_size=64 * 1024)
-        clouds[0].gate.set()
-        depsky.write('unit', DATA, 1)
-        clouds[0].gate.clear()
-        _corrupt(clouds[0], protocol.value_key('unit', 1))
         # cloud0's metadata answer never comes during the read (the quorum is 1, 2, 3),
         # yet its value object was asked for at once and is judged on every run.
         read = depsky.read('unit', expected_version=1, expected_size=len(DATA))
@@ -118,16 +127,16 @@ def test_a_stale_cloud_answering_after_the_read_is_still_reported(writer_key):
     clouds = [GatedBackend('cloud0', gate_key='unit/meta')]
     clouds += [conftest.MemoryBackend('cloud%d' % i) for i in range(1, 4)]
     reported = []
+    clouds[0].gate.set()
+    _write(clouds, writer_key, (b'one', 1))
+    old = clouds[0].objects['unit/meta']
+    _write(clouds, writer_key, (b'two', 2))
+    clouds[0].objects['unit/meta'] = old         # cloud0 replays version 1's metadata
+    clouds[0].gate.clear()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key, pool,
+        depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), executor=pool,
                                    fault_listener=lambda unit, fault: reported.append(
                                        (fault.cloud, fault.kind, fault.reason)))
-        clouds[0].gate.set()
-        depsky.write('unit', b'one', 1)
-        old = clouds[0].objects['unit/meta']
-        depsky.write('unit', b'two', 2)
-        clouds[0].objects['unit/meta'] = old     # cloud0 replays version 1's metadata
-        clouds[0].gate.clear()
         assert depsky.read('unit').data == b'two'
         assert reported == []                    # cloud0 has not answered yet
         clouds[0].gate.set()
