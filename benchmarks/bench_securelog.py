@@ -10,17 +10,26 @@ Each row measures this project and a named baseline in the same run and prints t
    (``SecureLogStore.append_events``, as for a co-located service): its sequence numbers
    are committed with the records, so a batch has one durable point, and the sealers' key
    files are replaced (fsync, rename, directory fsync) whenever a key evolves. For
-   comparison, a source that hands its entries out first (``Source.seal``, its state file
-   replaced every batch: the path of a notification driver's host, three durable points)
-   followed by ``SecureLogStore.append``.
+   comparison, a source that hands its entries out first (``Source.seal``: the path of a
+   notification driver's host) followed by ``SecureLogStore.append``: the source makes a
+   batch durable with one ``fdatasync`` of its journal (its state file, the key, changes
+   only with the key), and the count of the source's syncs per batch is printed.
 2. verify: full audit from genesis (parse, two seals per record, Merkle root, checkpoint)
    from the store, and of the same records in memory, versus the floor of any Merkle
    audit: one SHA-256 per record. Goal >= 200,000 entries/s.
 3. proofs at 1,000,000 entries: inclusion and consistency proof generation + verification
    from the kept tree, versus recomputing the root from all leaf hashes (what an auditor
    without proofs must do). Goal < 5 ms.
+4. logs that never stop growing, in MariaDB: a log of 10,000,000 entries (``--quick``:
+   100,000) audited from genesis (the auditor's state is kept), then 10,000 entries more
+   (``--quick``: 1,000) and a new checkpoint; the incremental audit of the new entries
+   (frontier + new records + the new checkpoint, O(new + log n)) versus the full audit
+   from genesis of the grown log, same run. Goal: incremental < 1 s.
+
+The load average is printed beside every section (the machine is shared).
 """
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -43,6 +52,10 @@ def _event(i):
             'payload': {'instance_id': '%08x-0000-4000-8000-%012x' % (i, i), 'state': 'active',
                         'project_id': 'p%d' % (i % 7), 'host': 'host%d' % (i % 50)},
             'context': {'project_id': 'p%d' % (i % 7), 'request_id': 'req-%d' % i}}
+
+
+def _loadavg():
+    return '%.2f %.2f %.2f' % os.getloadavg()
 
 
 def _plain(path, events, batch):
@@ -68,10 +81,24 @@ def _sealed(store, src, events, batch):
 
 
 def _sealed_handed_out(store, src, events, batch):
-    t0 = time.perf_counter()
-    for start in range(0, len(events), batch):
-        store.append(src.seal(events[start:start + batch]))
-    return time.perf_counter() - t0
+    """Seconds, and the source's fsync/fdatasync calls per batch (the store's are sqlite's)."""
+    syncs = [0]
+    real = os.fsync, os.fdatasync
+
+    def counting(fd, _real):
+        syncs[0] += 1
+        return _real(fd)
+    os.fsync = lambda fd: counting(fd, real[0])
+    os.fdatasync = lambda fd: counting(fd, real[1])
+    try:
+        t0 = time.perf_counter()
+        for start in range(0, len(events), batch):
+            entries = src.seal(events[start:start + batch])
+            store.append(entries)
+        elapsed = time.perf_counter() - t0
+    finally:
+        os.fsync, os.fdatasync = real
+    return elapsed, syncs[0] / ((len(events) + batch - 1) // batch)
 
 
 def bench_append(tmp, n, batch, rounds=3):
@@ -86,14 +113,19 @@ def bench_append(tmp, n, batch, rounds=3):
         plain.append(_plain(os.path.join(tmp, 'plain-%d.log' % r), events, batch))
         src = srcmod.Source('bench-%d@host' % r, os.path.join(tmp, 'state'))
         ours.append(_sealed(store, src, events, batch))
-        src = srcmod.Source('bench-out-%d@host' % r, os.path.join(tmp, 'state'))
+        src = srcmod.Source('bench-out-%d@host' % r, os.path.join(tmp, 'source-state'))
+        with src.open():
+            pass            # the source exists: an admin enrols it for ingestion
+        store.enroll_source(src.name, keyfiles.read_k0(src.k0_path()))
         handed_out.append(_sealed_handed_out(store, src, events, batch))
     store.checkpoint()
-    return n / min(ours), n / min(plain), n / min(handed_out), store
+    return (n / min(ours), n / min(plain), n / min(t for t, _s in handed_out),
+            max(s for _t, s in handed_out), store)
 
 
 def bench_verify(tmp, store):
     bundle = keyfiles.AuditorBundle.load(os.path.join(tmp, 'state', 'auditor'))
+    bundle.add_source_keys(os.path.join(tmp, 'source-state', 'auditor'))
     notes = store.checkpoint_notes()
     cps = [cpmod.open_checkpoint(n, bundle.log_verifier)[0] for n in notes]
     records = [bytes(r) for r in store.iter_records()]
@@ -112,6 +144,80 @@ def bench_verify(tmp, store):
         sha(b'\x00' + r).digest()
     floor = time.perf_counter() - t0
     return n / from_store, n / in_memory, n / floor
+
+
+def _mariadb():
+    """A throw-away MariaDB database (root, as on this machine); (url, drop)."""
+    import uuid
+
+    import pymysql
+    name = 'tclouds_bench_slog_%s' % uuid.uuid4().hex[:8]
+
+    def admin(sql):
+        conn = pymysql.connect(host='127.0.0.1', user='root', password='')
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        conn.close()
+    admin('CREATE DATABASE %s CHARACTER SET utf8mb4' % name)
+    return ('mysql+pymysql://root:@127.0.0.1/%s?charset=utf8mb4' % name,
+            lambda: admin('DROP DATABASE IF EXISTS %s' % name))
+
+
+def _floor(records):
+    sha = hashlib.sha256
+    t0 = time.perf_counter()
+    for r in records:
+        sha(b'\x00' + r).digest()
+    return len(records) / (time.perf_counter() - t0)
+
+
+def bench_growing(tmp, n_log, n_new, batch=10000):
+    """A log of ``n_log`` entries in MariaDB, audited; then ``n_new`` more.
+
+    Returns the timings of the full audit, the incremental audit of the new entries and
+    a full audit of the grown log.
+    """
+    import resource
+    url, drop = _mariadb()
+    out = {}
+    try:
+        state_dir = os.path.join(tmp, 'big-state')
+        store = storemod.SecureLogStore(url, state_dir, origin='bench/big',
+                                        checkpoint_interval=3600, epoch_entries=100000)
+        src = srcmod.Source('big@host', state_dir, epoch_entries=100000)
+        t0 = time.perf_counter()
+        for start in range(0, n_log, batch):
+            store.append_events(src, [(_event(i), 'p%d' % (i % 7))
+                                      for i in range(start, min(n_log, start + batch))])
+        store.checkpoint()
+        out['build_s'] = time.perf_counter() - t0
+        store._tree = None          # the writer's in-memory tree is not the auditor's
+        bundle = keyfiles.AuditorBundle.load(os.path.join(state_dir, 'auditor'))
+        t0 = time.perf_counter()
+        report, problems = store.audit(bundle)
+        out['full_s'] = time.perf_counter() - t0
+        assert report.ok and not problems, report.summary()
+        out['floor'] = _floor([bytes(r) for r in itertools.islice(store.iter_records(),
+                                                                  min(n_log, 200000))])
+        state = report.state
+        for start in range(n_log, n_log + n_new, batch):
+            store.append_events(src, [(_event(i), 'p%d' % (i % 7))
+                                      for i in range(start, min(n_log + n_new, start + batch))])
+        store.checkpoint()
+        store._tree = None
+        t0 = time.perf_counter()
+        again, problems = store.audit(bundle, resume=state)
+        out['incremental_s'] = time.perf_counter() - t0
+        assert again.ok and not problems and again.size == n_log + n_new, again.summary()
+        t0 = time.perf_counter()
+        full, problems = store.audit(bundle)
+        out['full_grown_s'] = time.perf_counter() - t0
+        assert full.ok and full.root == again.root
+        out['rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        store.close()
+    finally:
+        drop()
+    return out
 
 
 def bench_proofs(n, samples):
@@ -144,14 +250,17 @@ def run(quick=False):
     n_proof = 100000 if quick else 1000000
     tmp = tempfile.mkdtemp(prefix='bench-securelog-')
     try:
-        ours, plain, handed_out, store = bench_append(tmp, n_append, batch)
+        print('machine: %d cores, load average %s' % (os.cpu_count(), _loadavg()))
+        ours, plain, handed_out, source_syncs, store = bench_append(tmp, n_append, batch)
         print('append   %7d records, batch %d, fsync per batch, best of 3' % (n_append, batch))
         print('  sealed durable append (sqlite)  %10.0f records/s' % ours)
         print('  logging.FileHandler + fsync     %10.0f records/s' % plain)
         print('  ratio                           %10.2fx   (goal >= 0.5x)' % (ours / plain))
-        print('  for comparison: source state file per batch, then append')
+        print('  a source that hands its entries out (the notification driver\'s path):')
         print('    Source.seal + append          %10.0f records/s   (%.2fx)'
               % (handed_out, handed_out / plain))
+        print('    source fsyncs per batch       %10.2f   (its journal; 2 before: the state '
+              'file and its directory, every batch)' % source_syncs)
         from_store, in_memory, floor = bench_verify(tmp, store)
         print('verify   %7d records from genesis' % (6 * n_append))
         print('  full audit from the store        %10.0f entries/s   (goal >= 200,000/s)'
@@ -162,6 +271,25 @@ def run(quick=False):
         store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    n_log, n_new = (100000, 1000) if quick else (10 ** 7, 10 ** 4)
+    tmp = tempfile.mkdtemp(prefix='bench-securelog-big-')
+    try:
+        load = _loadavg()
+        big = bench_growing(tmp, n_log, n_new)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print('growing log in MariaDB: %d entries (built in %.0f s), then %d more; load average '
+          '%s -> %s' % (n_log, big['build_s'], n_new, load, _loadavg()))
+    print('  full audit from genesis (%d)    %10.0f entries/s   (%.1f s)'
+          % (n_log, n_log / big['full_s'], big['full_s']))
+    print('  floor: one SHA-256 per record    %10.0f entries/s' % big['floor'])
+    print('  ratio full audit / floor         %10.2fx   (goal >= 0.3x)'
+          % (n_log / big['full_s'] / big['floor']))
+    print('  incremental audit of the %d new  %10.3f s     (goal < 1 s)'
+          % (n_new, big['incremental_s']))
+    print('  baseline: full audit of %d       %10.1f s' % (n_log + n_new, big['full_grown_s']))
+    print('  ratio baseline / incremental     %10.0fx   (peak RSS %.0f MiB)'
+          % (big['full_grown_s'] / big['incremental_s'], big['rss_mib']))
     build, inclusion, consistency, recompute = bench_proofs(n_proof, 200 if quick else 1000)
     print('proofs   tree of %d entries (built in %.1f s)' % (n_proof, build))
     print('  inclusion proof + verify          %10.3f ms   (goal < 5 ms)' % (inclusion * 1e3))

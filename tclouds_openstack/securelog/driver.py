@@ -11,13 +11,15 @@ keystonemiddleware's audit middleware takes the same setting in
 ``[audit_middleware_notifications] driver = securelog`` (CADF events).
 
 For each notification the driver, holding the per-source sealer lock: seals it (sequence
-number, epoch key), writes the sealed entry to the source's spool directory (fsync), then
-publishes every spooled entry in sequence order to ``[securelog] topic`` on the service's
-notification transport and deletes each one once sent. If the bus is down the entries
-wait in the spool and go out, still in order, with the next notification or from the
-background flusher: nothing sealed is lost, and the ingestion service's idempotent append
-drops what a retry sends twice. The request context is reduced to identifiers: tokens and
-service catalogs never reach the log.
+number, epoch key), appends the sealed entry to the source's journal (one ``fdatasync``,
+the only durable point; the sealer's state file is replaced only when its key evolves, so
+forward security is kept: the old key is gone before an entry sealed with the new one is
+durable), then publishes every journaled entry not yet published, in sequence order, to
+``[securelog] topic`` on the service's notification transport. If the bus is down the
+entries wait in the journal and go out, still in order, with the next notification or
+from the background flusher: nothing sealed is lost, and the ingestion service's
+idempotent append drops what a retry sends twice. The request context is reduced to
+identifiers: tokens and service catalogs never reach the log.
 """
 import base64
 import logging
@@ -73,26 +75,26 @@ def event_from_notification(ctxt, message, priority):
     return event, str(tenant)
 
 
-class Spool(object):
-    """Sealed entries not yet published: one file per sequence number."""
+def _legacy_spool(source, directory):
+    """Entries an earlier version left spooled (one file per sequence number), in order.
 
-    def __init__(self, directory):
-        self.directory = directory
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-
-    def add(self, seq, entry):
-        from tclouds_openstack.securelog import keyfiles
-        keyfiles._atomic_write(os.path.join(self.directory, '%020d' % seq), entry)
-
-    def pending(self):
-        return sorted(n for n in os.listdir(self.directory) if n.isdigit())
-
-    def read(self, name):
-        with open(os.path.join(self.directory, name), 'rb') as f:
-            return f.read()
-
-    def remove(self, name):
-        os.unlink(os.path.join(self.directory, name))
+    They are moved into the journal, still unpublished, and the files removed.
+    """
+    if not os.path.isdir(directory):
+        return
+    names = sorted(n for n in os.listdir(directory) if n.isdigit())
+    f = source.open()
+    with f:
+        entries = []
+        for name in names:
+            with open(os.path.join(directory, name), 'rb') as stream:
+                entries.append(stream.read())
+        if entries:
+            f.journal.append(entries)
+        for name in names:
+            os.unlink(os.path.join(directory, name))
+    LOG.warning('securelog: %d spooled entries of %s moved into its journal',
+                len(names), source.name)
 
 
 class SecureLogDriver(notifier.Driver):
@@ -108,8 +110,11 @@ class SecureLogDriver(notifier.Driver):
         self.source = srcmod.Source(name, opts.source_state_dir, opts.epoch_seconds,
                                     opts.epoch_entries,
                                     encryptor=encryptor or _encryptor(conf))
-        self.spool = Spool(os.path.join(opts.source_state_dir, 'spool-%s' % urllib.parse.quote(
-            name, safe='@.-_:')))
+        # one sealer file for the driver's life: its sealer and journal position stay in
+        # memory between notifications (re-read only when another process changed them)
+        self._file = self.source.open()
+        _legacy_spool(self.source, os.path.join(
+            opts.source_state_dir, 'spool-%s' % urllib.parse.quote(name, safe='@.-_:')))
         self.target = oslo_messaging.Target(topic='%s.info' % opts.topic)
         self.publish_retry = publish_retry
         self._wake = threading.Event()
@@ -119,37 +124,46 @@ class SecureLogDriver(notifier.Driver):
 
     def notify(self, ctxt, message, priority, retry):
         event, tenant = event_from_notification(ctxt, message, priority)
-        f = self.source.open()
+        f = self._file
         with f as sealer:
             entry = self.source.seal_one(sealer, event, tenant)
-            # Spool before the new sequence number is saved: a crash between the two
-            # re-seals the same number, never leaves a sealed entry nobody can find.
-            self.spool.add(sealer.next_seq - 1, entry)
-            f.save()
+            # Durable before it may leave: a crash after this publishes it on restart, a
+            # crash before it reuses the number (nothing sealed with it left).
+            f.append([entry])
             if not self._publish_pending():
                 self._wake.set()
 
     def _publish_pending(self):
-        """Publish spooled entries in order; True when the spool is empty. Lock held."""
-        for name in self.spool.pending():
-            entry = self.spool.read(name)
-            message = {'message_id': str(uuid.uuid4()), 'publisher_id': self.source.name,
-                       'event_type': ENTRY_EVENT_TYPE, 'priority': 'INFO',
-                       'payload': {'entry': base64.b64encode(entry).decode('ascii')},
-                       'timestamp': time.strftime('%Y-%m-%d %H:%M:%S')}
-            try:
-                self.transport._send_notification(self.target, {}, message, version=2.0,
-                                                  retry=self.publish_retry)
-            except Exception as exc:  # any transport failure: keep it spooled, retry later
-                LOG.warning('securelog: %d sealed entries wait in %s: %s',
-                            len(self.spool.pending()), self.spool.directory, exc)
-                return False
-            self.spool.remove(name)
+        """Publish journaled entries in order; True when none is left. Lock held."""
+        journal = self._file.journal
+        sent = None
+        try:
+            for end, entry in journal.pending():
+                message = {'message_id': str(uuid.uuid4()), 'publisher_id': self.source.name,
+                           'event_type': ENTRY_EVENT_TYPE, 'priority': 'INFO',
+                           'payload': {'entry': base64.b64encode(entry).decode('ascii')},
+                           'timestamp': time.strftime('%Y-%m-%d %H:%M:%S')}
+                try:
+                    self.transport._send_notification(self.target, {}, message, version=2.0,
+                                                      retry=self.publish_retry)
+                except Exception as exc:  # any transport failure: keep it, retry later
+                    LOG.warning('securelog: sealed entries wait in %s: %s', journal.path, exc)
+                    return False
+                sent = end
+        finally:
+            if sent is not None:
+                journal.mark_published(sent)
+        self._file.compact()
         return True
 
+    def pending(self):
+        """How many sealed entries wait to be published."""
+        with self._file:
+            return len(self._file.journal.pending())
+
     def flush(self):
-        """Publish what is spooled now; True when nothing is left."""
-        with self.source.open():
+        """Publish what is journaled now; True when nothing is left."""
+        with self._file:
             return self._publish_pending()
 
     def _flush_loop(self, interval):
@@ -157,8 +171,7 @@ class SecureLogDriver(notifier.Driver):
             self._wake.wait(interval)
             self._wake.clear()
             try:
-                if self.spool.pending():
-                    self.flush()
+                self.flush()
             except Exception:  # the flusher must survive anything and try again
                 LOG.exception('securelog: spool flush failed')
 

@@ -3,11 +3,15 @@
 Sealer state lives in a small JSON file per sealer, replaced atomically (write, fsync,
 rename, fsync directory), and guarded by an exclusive ``flock`` so the worker processes of
 one service on one host share one sequence. A source that hands its entries out (the
-notification driver, :meth:`.Source.seal`) saves after every batch; a source whose entries
-go straight into the store (:meth:`.SecureLogStore.append_events`) keeps its sequence in the
-store's database instead (``"sequence": "store"`` in the file, which only changes when the
-epoch key does), and the log sealer's sequence is the log index itself. The key never
-leaves this file: see :meth:`SealerFile.save` for why it is not kept in the database.
+notification driver, :meth:`.Source.seal`) appends each batch to its **journal** (one
+``fdatasync``: the batch's only durable point) before the entries leave; its state file
+changes only with the key (and when a fully published journal is compacted), so the
+sequence is the state file's or the journal's last entry's, whichever is later. A source
+whose entries go straight into the store (:meth:`.SecureLogStore.append_events`) keeps its
+sequence in the store's database instead (``"sequence": "store"`` in the file, which only
+changes when the epoch key does), and the log sealer's sequence is the log index itself.
+The key never leaves this file: see :meth:`SealerFile.save` for why it is not kept in the
+database.
 
 When a sealer is created, its K0 goes to the **auditor bundle** directory and nowhere else:
 the operator moves that directory to the auditors (off the host), exactly like journald's
@@ -23,6 +27,7 @@ import hmac
 import json
 import logging
 import os
+import struct
 import threading
 import time
 import urllib.parse
@@ -103,7 +108,9 @@ class SealerFile(object):
     """
 
     def __init__(self, path, name, auditor_dir, k0_filename=None, epoch_seconds=60.0,
-                 epoch_entries=100000, now_ns=None, sequence_in_store=False):
+                 epoch_entries=100000, now_ns=None, sequence_in_store=False,
+                 journaled=False):
+        self.journal = Journal(path + '.journal') if journaled else None
         self.path = path
         self.name = name
         self.auditor_dir = auditor_dir
@@ -132,10 +139,46 @@ class SealerFile(object):
                 self.sealer = None
                 self.sealer = self._load()
                 self._loaded = True
+                if self.journal is not None:
+                    self.journal.forget()
+            if self.journal is not None:
+                self._catch_up()
+            self._epoch_at_enter = self.sealer.epoch
+            self._seq_at_enter = self.sealer.next_seq
         except BaseException:
             self._unlock()
             raise
         return self.sealer
+
+    def _catch_up(self):
+        """Continue the sequence after what the journal holds (other processes, a crash)."""
+        last = self.journal.catch_up()
+        if last is not None and last + 1 > self.sealer.next_seq:
+            self.sealer.next_seq = last + 1
+            if self._epoch_start is not None:
+                self.sealer.entries_in_epoch = max(0, last + 1 - self._epoch_start)
+
+    def append(self, entries):
+        """Make sealed ``entries`` durable before they leave (journaled files; lock held).
+
+        One ``fdatasync`` of the journal. When the key evolved while they were sealed, the
+        state file is replaced first (the old key gone before anything sealed with the new
+        one is durable), saved with the batch's first sequence number: a crash before the
+        journal write resumes from there, and those numbers never left.
+        """
+        if self.sealer.epoch != self._epoch_at_enter:
+            self._save(self.sealer, next_seq=self._seq_at_enter,
+                       epoch_start=self.sealer.next_seq - self.sealer.entries_in_epoch)
+            self._epoch_at_enter = self.sealer.epoch
+        self.journal.append(entries)
+        self._seq_at_enter = self.sealer.next_seq
+
+    def compact(self):
+        """Once everything journaled was published: start an empty journal (lock held)."""
+        if self.journal.compactable():
+            self._save(self.sealer, epoch_start=(
+                self.sealer.next_seq - self.sealer.entries_in_epoch))
+            self.journal.truncate()
 
     def invalidate(self):
         """Forget the sealer held in memory: the next batch reloads the file."""
@@ -192,7 +235,7 @@ class SealerFile(object):
                     'or retire the old key deliberately)'
                     % (self.path, os.path.join(self.auditor_dir, self.k0_filename), self.name))
             raise
-        self._save(sealer)
+        self._save(sealer, epoch_start=sealer.next_seq)    # epoch 0 begins here
         return sealer
 
     def _save(self, sealer, next_seq=None, epoch_start=None):
@@ -242,6 +285,115 @@ class SealerFile(object):
     def __exit__(self, *exc):
         self._unlock()
         return False
+
+
+class Journal(object):
+    """The sealed entries of a source that hands them out, in sequence order (a file).
+
+    Frames: ``u32 length || entry``, appended and made durable with one ``fdatasync``;
+    ``<journal>.published`` holds the offset up to which they were published (rewritten in
+    place without a sync: a lost update only republishes, and the ingestion skips what it
+    holds). A torn last frame (a crash during the write) never left the process and is cut
+    off. Used under the sealer file's lock.
+    """
+
+    COMPACT_BYTES = 1 << 20
+
+    def __init__(self, path):
+        self.path = path
+        self.marker = path + '.published'
+        self._offset = 0            # how far this process has read the journal
+        self._last_seq = None
+
+    def forget(self):
+        self._offset, self._last_seq = 0, None
+
+    def _frames(self, data, offset):
+        """Yield (end offset, entry bytes) of the complete frames in ``data``."""
+        pos = 0
+        while pos + 4 <= len(data):
+            (length,) = struct.unpack_from('>I', data, pos)
+            end = pos + 4 + length
+            if end > len(data):
+                return
+            entry = data[pos + 4:end]
+            try:
+                sealing.decode_entry(entry)
+            except sealing.SealError:
+                return
+            yield offset + end, entry
+            pos = end
+
+    def catch_up(self):
+        """The last sequence number journaled (None: empty); cuts a torn tail off."""
+        try:
+            size = os.path.getsize(self.path)
+        except FileNotFoundError:
+            self.forget()
+            return None
+        if size < self._offset:         # compacted by another process
+            self.forget()
+        if size > self._offset:
+            with open(self.path, 'rb') as f:
+                f.seek(self._offset)
+                data = f.read()
+            good = self._offset
+            for good, entry in self._frames(data, self._offset):
+                self._last_seq = sealing.decode_entry(entry).seq
+            if good < size:
+                os.truncate(self.path, good)
+            self._offset = good
+        return self._last_seq
+
+    def append(self, entries):
+        frames = b''.join(struct.pack('>I', len(e)) + e for e in entries)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, frames)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        self._offset += len(frames)
+        if entries:
+            self._last_seq = sealing.decode_entry(entries[-1]).seq
+
+    def end(self):
+        """The journal's size as this process knows it (all of it, under the lock)."""
+        return self._offset
+
+    def published(self):
+        try:
+            with open(self.marker, 'rb') as f:
+                raw = f.read(8)
+        except FileNotFoundError:
+            return 0
+        value = struct.unpack('>Q', raw)[0] if len(raw) == 8 else 0
+        return value if value <= self._offset else 0
+
+    def mark_published(self, offset):
+        fd = os.open(self.marker, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, struct.pack('>Q', offset), 0)
+        finally:
+            os.close(fd)
+
+    def pending(self):
+        """[(end offset, entry)] journaled but not published yet, in order."""
+        start = self.published()
+        if start >= self._offset:
+            return []
+        with open(self.path, 'rb') as f:
+            f.seek(start)
+            data = f.read(self._offset - start)
+        return list(self._frames(data, start))
+
+    def compactable(self):
+        return self._offset >= self.COMPACT_BYTES and self.published() == self._offset
+
+    def truncate(self):
+        os.truncate(self.path, 0)
+        self.mark_published(0)
+        self.forget()
 
 
 def _identity(path):

@@ -43,6 +43,7 @@ class Source(object):
 
     def _file(self, **kwargs):
         fname = 'sealer-%s.json' % urllib.parse.quote(self.name, safe='@.-_:')
+        kwargs.setdefault('journaled', not kwargs.get('sequence_in_store'))
         return keyfiles.SealerFile(os.path.join(self.state_dir, fname), self.name,
                                    self.auditor_dir, **self._file_args, **kwargs)
 
@@ -60,7 +61,11 @@ class Source(object):
         return self._store_file
 
     def open(self):
-        """The locked sealer file (context manager yielding the sealer; call .save())."""
+        """The sealer file, journaled (a context manager yielding the sealer, locked).
+
+        Seal with :meth:`seal_one` inside it, then ``.append(entries)`` before the entries
+        leave the process (their one durable point), as :meth:`seal` does.
+        """
         return self._file()
 
     def seal_one(self, sealer, event, tenant, now_ns=None):
@@ -77,11 +82,15 @@ class Source(object):
     def seal(self, events, now_ns=None):
         """Seal [(event object, tenant)] in order; returns the encoded entries.
 
-        The sealer state (new sequence numbers, evolved key) is saved before returning, so
-        entries handed out are never sealed twice under the same sequence number.
+        The batch is journaled (one ``fdatasync``; the state file is replaced only when the
+        key evolved) before returning, so entries handed out are never sealed twice under
+        the same sequence number. The caller hands them out: the journal counts them as
+        published.
         """
         f = self._file()
         with f as sealer:
             out = [self.seal_one(sealer, event, tenant, now_ns) for event, tenant in events]
-            f.save()
+            f.append(out)
+            f.journal.mark_published(f.journal.end())
+            f.compact()
         return out

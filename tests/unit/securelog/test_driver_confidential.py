@@ -1,5 +1,5 @@
 """The notification driver without a broker (a transport that fails, then recovers) and
-per-tenant AEAD: spooled entries survive outages in order, tokens never reach the log,
+per-tenant AEAD: journaled entries survive outages in order, tokens never reach the log,
 confidential payloads stay verifiable by everyone and readable only with the key."""
 import base64
 import json
@@ -63,17 +63,17 @@ def _entries(transport):
     return [base64.b64decode(m['payload']['entry']) for m in transport.sent]
 
 
-def test_spool_survives_an_outage_in_sequence_order(tmp_path):
+def test_journal_survives_an_outage_in_sequence_order(tmp_path):
     transport = FlakyTransport(failures=10 ** 6)
     drv = drivermod.SecureLogDriver(_conf(tmp_path), [], transport, flush_interval=3600)
     ctx = {'project_id': 'p1', 'auth_token': 'gAAAA-SECRET', 'user_id': 'u1'}
     for i in range(5):
         drv.notify(ctx, {'event_type': 'volume.create.end', 'payload': {'n': i},
                          'publisher_id': 'volume.ctl', 'message_id': 'm%d' % i}, 'INFO', None)
-    # The broker is down: every sealed entry waits in the spool, none is lost.
-    assert len(drv.spool.pending()) == 5 and transport.sent == []
+    # The broker is down: every sealed entry waits in the journal, none is lost.
+    assert drv.pending() == 5 and transport.sent == []
     transport.failures = 0
-    assert drv.flush() is True and drv.spool.pending() == []
+    assert drv.flush() is True and drv.pending() == 0
     entries = [sealing.decode_entry(e) for e in _entries(transport)]
     assert [e.seq for e in entries] == [0, 1, 2, 3, 4]
     assert all(b'SECRET' not in e.payload for e in entries)
