@@ -38,7 +38,6 @@ over the written data against the same export's sequential read, and its peak RS
 (getrusage of that child). Goals: server <= 256 MiB, open <= 2 s, check >= 0.5x the
 sequential read, bounded memory.
 """
-import contextlib
 import os
 import re
 import resource
@@ -57,6 +56,7 @@ from cryptography.hazmat.primitives.ciphers import modes
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac
 
+from benchmarks import load
 from tclouds_openstack.cmd import blockstore as blockstore_cli
 
 CLI = [sys.executable, '-m', 'tclouds_openstack.cmd.blockstore']
@@ -88,26 +88,6 @@ def _peak_rss_mib(pid):
             if line.startswith('VmHWM:'):
                 return int(line.split()[1]) / 1024
     raise RuntimeError('no VmHWM for pid %d' % pid)
-
-
-def _loadavg():
-    with open('/proc/loadavg') as stream:
-        return ' '.join(stream.read().split()[:3])
-
-
-@contextlib.contextmanager
-def _background_load(busy=2):
-    """Two busy processes (a compute host's VMs), stopped when the block ends."""
-    procs = [subprocess.Popen([sys.executable, '-c', 'while True:\n    pass'])
-             for _ in range(busy)]
-    try:
-        time.sleep(1)         # let the scheduler see them before the first measurement
-        yield
-    finally:
-        for proc in procs:
-            proc.kill()
-        for proc in procs:
-            proc.wait()
 
 
 class _Target:
@@ -201,7 +181,7 @@ ROWS = [  # name, write, request size, depth, unit, flush every N requests (0: a
 def _rows(targets, repeats, small_ops, title):
     """Run every row on every target; print the table (first target vs the last)."""
     ours, base = targets[0], targets[-1]
-    load_before = _loadavg()
+    load_before = load.loadavg()
     results = {}
     for name, write, req, depth, unit, flush_every in ROWS:
         count = (SEQ_BYTES // req) if req > 4096 else small_ops
@@ -222,7 +202,7 @@ def _rows(targets, repeats, small_ops, title):
             results[name, target.name, 'cpu'] = cpu[target.name] / moved_gib
         ratios = [a / b for a, b in zip(rates[ours.name], rates[base.name])]
         results[name, 'range'] = min(ratios), max(ratios)
-    print('--- %s (load average before %s, after %s)' % (title, load_before, _loadavg()))
+    print('--- %s (load average before %s, after %s)' % (title, load_before, load.loadavg()))
     head = '%-22s' % 'test'
     for target in targets:
         head += ' %14s' % target.name[:14]
@@ -284,7 +264,7 @@ def _ratio_tables(work, quick):
         print('volumes: %d MiB sparse (the base checkout\'s %d MiB); tclouds cache 64 MiB'
               % (size >> 20, base_size >> 20))
         missed = _rows(targets, repeats, small_ops, 'the machine as it is')
-        with _background_load():
+        with load.background_load():
             missed_loaded = _rows(targets, repeats, small_ops,
                                   'with two busy processes (background load)')
         return missed, missed_loaded
@@ -310,7 +290,7 @@ def _child_open(args):
 
 def _scale(work, quick):
     size = _size_bytes('64G' if quick else '1T')
-    print('--- scale: a sparse %d GiB volume (load average %s)' % (size >> 30, _loadavg()))
+    print('--- scale: a sparse %d GiB volume (load average %s)' % (size >> 30, load.loadavg()))
     t = time.perf_counter()
     server, args = _start_tclouds(work, 'scale', size)
     started = time.perf_counter() - t
@@ -375,23 +355,11 @@ def run(quick=False):
     print('cipher per 4 KiB sector (Python, cryptography): AES-256-GCM %.2f us, '
           'AES-256-XTS + HMAC-SHA256 %.2f us -> GCM (%.1fx cheaper)'
           % (t_gcm * 1e6, t_xts * 1e6, t_xts / t_gcm))
-    print('machine: %d CPUs, %s; benchmark process peak RSS so far %.0f MiB'
-          % (os.cpu_count(), _cpu_model(),
-             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    print('machine: %s; benchmark process peak RSS so far %.0f MiB'
+          % (load.machine(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     work = tempfile.mkdtemp(prefix='bench-blockstore-')
     try:
         _ratio_tables(work, quick)
         _scale(work, quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _cpu_model():
-    try:
-        with open('/proc/cpuinfo') as stream:
-            for line in stream:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return 'unknown CPU'
