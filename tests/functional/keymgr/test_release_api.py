@@ -29,7 +29,6 @@ from tclouds_openstack.keymgr import driver
 from tclouds_openstack.keymgr import release
 from tests.unit.keymgr import helpers
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
 PROJECT = 'p-alice'
 
 
@@ -37,10 +36,11 @@ class Backend(base.AttestationBackend):
     credentials = {'id-node1': 'node1', 'id-node2': 'node2', 'id-node3': 'node3'}
 
     def get_verdicts(self, hosts):
-        known = {'node1': base.Verdict('node1', base.TRUSTED, (), NOW),
-                 'node2': base.Verdict('node2', base.UNTRUSTED, ('IMA: /usr/bin/evil',), NOW),
+        now = datetime.datetime.now(datetime.timezone.utc)      # made when asked
+        known = {'node1': base.Verdict('node1', base.TRUSTED, (), now),
+                 'node2': base.Verdict('node2', base.UNTRUSTED, ('IMA: /usr/bin/evil',), now),
                  'node3': base.Verdict('node3', base.TRUSTED, (),
-                                       NOW - datetime.timedelta(hours=1))}
+                                       now - datetime.timedelta(hours=1))}
         return {h: known.get(h, base.unknown(h, 'never attested')) for h in hosts}
 
     def host_for_credential(self, credential_id):

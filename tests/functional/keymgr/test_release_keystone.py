@@ -29,7 +29,6 @@ from tclouds_openstack.keymgr import release
 from tests.functional import personas as personas_mod
 from tests.unit.keymgr import helpers
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
 NODE1, NODE2 = personas_mod.HOST, 'compute-2'
 
 
@@ -39,8 +38,9 @@ class Backend(base.AttestationBackend):
     credentials = {}
 
     def get_verdicts(self, hosts):
-        known = {NODE1: base.Verdict(NODE1, base.TRUSTED, (), NOW),
-                 NODE2: base.Verdict(NODE2, base.UNTRUSTED, ('PCR 4: unknown kernel',), NOW)}
+        now = datetime.datetime.now(datetime.timezone.utc)      # made when asked
+        known = {NODE1: base.Verdict(NODE1, base.TRUSTED, (), now),
+                 NODE2: base.Verdict(NODE2, base.UNTRUSTED, ('PCR 4: unknown kernel',), now)}
         return {h: known.get(h, base.unknown(h, 'never attested')) for h in hosts}
 
     def host_for_credential(self, credential_id):

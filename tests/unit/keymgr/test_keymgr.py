@@ -18,8 +18,6 @@ from tclouds_openstack.keymgr import release
 from tclouds_openstack.keymgr import store
 from tests.unit.keymgr import helpers
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
-
 
 class FakeBackend(base.AttestationBackend):
     """A test attestation backend: verdicts and enrolled credentials from dicts."""
@@ -81,7 +79,7 @@ class FakeNova:
 def conf(tmp_path):
     policy.reset()
     policy.register_rules(policies.list_rules())
-    conf = helpers.keymgr_conf(tmp_path, **{'tclouds_key_manager.max_verdict_age': 60})
+    conf = helpers.keymgr_conf(tmp_path, **{'tclouds_key_manager.max_verdict_age': 300})
     policy.get_enforcer(conf)
     yield conf
     policy.reset()
@@ -89,11 +87,13 @@ def conf(tmp_path):
 
 @pytest.fixture
 def gate(conf):
+    # verdicts made now: collecting and running the suite before this test takes time
+    now = datetime.datetime.now(datetime.timezone.utc)
     backend_cls = type('Backend', (FakeBackend,), {'verdicts': {
-        'node1': base.Verdict('node1', base.TRUSTED, (), NOW),
-        'node2': base.Verdict('node2', base.UNTRUSTED, ('PCR 7 mismatch',), NOW),
+        'node1': base.Verdict('node1', base.TRUSTED, (), now),
+        'node2': base.Verdict('node2', base.UNTRUSTED, ('PCR 7 mismatch',), now),
         'node3': base.Verdict('node3', base.TRUSTED, (),
-                              NOW - datetime.timedelta(seconds=600)),
+                              now - datetime.timedelta(seconds=600)),
     }})
     # Loaded the way get_backend loads one, through stevedore's test helper.
     mgr = sd_driver.DriverManager.make_test_instance(
