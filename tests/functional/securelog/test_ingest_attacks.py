@@ -130,15 +130,16 @@ def test_forged_and_conflicting_entries_are_evidence_never_displacing(bus, tmp_p
         equivocation = sealer.seal_entry(b'{"event_type":"compute.instance.delete"}',
                                          entry1.time_ns + 2, tenant='p1')
     publish(attacker, equivocation)
-    wait_for(lambda: len(store.evidence()) == 3, 'the 3 attacks to be kept as evidence')
     # the genuine sequence 3 arrives after its forgery: it is the one appended
     genuine(notifier, 3)
-    wait_for(lambda: store.size() == 4, 'the genuine 4th entry to be stored')
-
+    wait_for(lambda: store.size() >= 4, 'a 4th entry to be stored')
     rows = store.list(limit=10)
     assert [(r.seq, payload_of(r)['payload']) for r in rows] == [
         (n, {'n': n}) for n in range(4)]
     assert [payload_of(r)['event_type'] for r in rows] == ['compute.instance.update'] * 4
+
+    # nothing dropped: the attacks are kept as evidence
+    wait_for(lambda: len(store.evidence()) == 3, 'the 3 attacks to be kept as evidence')
     evidence = {(e.kind, e.seq): e for e in store.evidence()}
     assert set(evidence) == {('bad-seal', 3), ('conflict', 1), ('conflict', 2)}
     assert bytes(evidence['bad-seal', 3].entry) == forged_next
