@@ -32,7 +32,7 @@ RESULTS = []
 
 def check(name, ok, found=''):
     RESULTS.append(ok)
-    print('%-4s %s%s' % ('ok' if ok else 'FAIL', name, (': %s' % found) if found else ''))
+    print('%-4s %s%s' % ('ok' if ok else 'FAIL', name, (': %s' % (found,)) if found else ''))
     return ok
 
 
@@ -163,7 +163,7 @@ def units(caps, hosts):
 
 def check_services(args, session):
     for unit in units(args.capabilities, args.hosts):
-        state = subprocess.run(['systemctl', 'is-active', 'devstack@%s' % unit],
+        state = subprocess.run(['systemctl', 'is-active', 'devstack@%s.service' % unit],
                                capture_output=True, text=True).stdout.strip()
         check('unit devstack@%s active' % unit, state == 'active', state)
     import requests

@@ -73,6 +73,26 @@ while read -r name project version; do
     echo "repo $name: $project $version" >&2
 done < "$versions"
 
+# openstack/os-test-images is not on PyPI. DevStack's configure_tempest clones it and runs
+# "tox -e generate" for the manifest of the image-format tests of Tempest's image API
+# (not in the job's selection): a stand-in with an empty manifest.
+mkdir -p "$work/src/os-test-images"
+cat >"$work/src/os-test-images/README.rst" <<'README'
+Stand-in for openstack/os-test-images made by tclouds-openstack's DevStack job
+(tools/devstack/build-repos.sh): "tox -e generate" writes an empty images/manifest.yaml,
+so Tempest's image-format tests find no test images.
+README
+cat >"$work/src/os-test-images/tox.ini" <<'TOX'
+[tox]
+skipsdist = True
+
+[testenv:generate]
+skip_install = True
+allowlist_externals = sh
+commands = sh -c "mkdir -p images && echo 'images: []' > images/manifest.yaml"
+TOX
+_commit_tree "$work/src/os-test-images" os-test-images stand-in
+
 rm -rf "$work/src"
 touch "$work/.complete"
 mv "$work" "$out"
