@@ -13,6 +13,8 @@ import time
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from tclouds_openstack.common import fileutils
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (
     id TEXT PRIMARY KEY, project_id TEXT, kind TEXT NOT NULL, algorithm TEXT,
@@ -39,6 +41,7 @@ class AnchorConflict(KeyStoreError):
 
 
 def load_master_key(path):
+    fileutils.warn_if_exposed(path, 'master key file')
     try:
         with open(path, 'rb') as f:
             raw = f.read().strip()
@@ -59,8 +62,7 @@ class LocalKeyStore:
     def __init__(self, path, master_key):
         self.path = path
         self._aead = AESGCM(master_key)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        fileutils.private_file(path, 'key store')     # 0600 before SQLite creates it
         with self._db() as db:
             db.executescript(_SCHEMA)
 

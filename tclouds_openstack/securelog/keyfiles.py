@@ -32,6 +32,7 @@ import threading
 import time
 import urllib.parse
 
+from tclouds_openstack.common import fileutils
 from tclouds_openstack.securelog import checkpoint as cpmod
 from tclouds_openstack.securelog import sealing
 
@@ -125,7 +126,7 @@ class SealerFile(object):
         self._epoch_start = None
 
     def __enter__(self):
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        fileutils.private_dir(os.path.dirname(os.path.abspath(self.path)))
         self._plock = _process_lock(self.path)
         self._plock.acquire()
         try:
@@ -224,7 +225,7 @@ class SealerFile(object):
             return sealer
         now = self.now_ns if self.now_ns is not None else time.time_ns()
         sealer, k0 = sealing.Sealer.create(self.name, now, **self.kwargs)
-        os.makedirs(self.auditor_dir, mode=0o700, exist_ok=True)
+        fileutils.private_dir(self.auditor_dir)
         try:
             _write_new(os.path.join(self.auditor_dir, self.k0_filename), k0.hex().encode())
         except OSError as exc:
@@ -415,10 +416,10 @@ def load_or_create_signer(path, name, auditor_dir):
             raise KeyFileError('signing key %s is not hex' % path)
         signer = cpmod.NoteSigner.from_seed(name, seed)
     else:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fileutils.private_dir(os.path.dirname(os.path.abspath(path)))
         signer = cpmod.NoteSigner.generate(name)
         _write_new(path, signer.seed().hex().encode())
-    os.makedirs(auditor_dir, mode=0o700, exist_ok=True)
+    fileutils.private_dir(auditor_dir)
     vkey_path = os.path.join(auditor_dir, 'log.vkey')
     if not os.path.exists(vkey_path):
         _atomic_write(vkey_path, (signer.vkey() + '\n').encode(), mode=0o644)
@@ -509,7 +510,7 @@ def enroll_source(directory, name, k0, replace=False):
     if len(k0) != sealing.KEY_SIZE:
         raise KeyFileError('the K0 of source %r must be %d bytes, got %d'
                            % (name, sealing.KEY_SIZE, len(k0)))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fileutils.private_dir(directory)
     path = os.path.join(directory, source_verifier_filename(name))
     if os.path.exists(path):
         state = SourceKeys(directory)._load_state(name, path)

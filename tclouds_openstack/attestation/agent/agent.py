@@ -21,6 +21,7 @@ import oslo_messaging as messaging
 
 from tclouds_openstack.attestation.agent import tpm_device
 from tclouds_openstack.attestation import rpcapi
+from tclouds_openstack.common import fileutils
 
 LOG = logging.getLogger(__name__)
 AK_FILE = 'ak.json'
@@ -91,7 +92,7 @@ class Agent(object):
             except (OSError, ValueError, KeyError, tpm_device.TPMDeviceError) as e:
                 LOG.warning('saved AK %s unusable (%s); creating a new one', path, e)
         self.ak = device.create_ak(self.key_type)
-        os.makedirs(self.state_dir, exist_ok=True)
+        fileutils.private_dir(self.state_dir)
         tmp = path + '.tmp'
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, 'w') as f:

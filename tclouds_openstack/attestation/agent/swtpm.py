@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 
+from tclouds_openstack.common import fileutils
+
 # TPM2_Startup(TPM_SU_CLEAR) (Part 3, 9.3): tag TPM_ST_NO_SESSIONS, size 12, TPM_CC_Startup.
 _TPM2_STARTUP_CLEAR = struct.pack('>HIIH', 0x8001, 12, 0x144, 0x0000)
 # TPM2_Shutdown(TPM_SU_CLEAR) (Part 3, 9.4): an orderly shutdown before a kept state stops.
@@ -63,7 +65,7 @@ class LocalCA:
     def __init__(self, directory, pcr_banks=('sha256', 'sha1')):
         self.directory = os.path.abspath(directory)
         self.state_dir = os.path.join(self.directory, 'ca')
-        os.makedirs(self.state_dir, exist_ok=True)
+        fileutils.private_dir(self.state_dir)
         self.signing_key = os.path.join(self.state_dir, 'signkey.pem')
         self.issuer_cert = os.path.join(self.state_dir, 'issuercert.pem')
         self.root_cert = os.path.join(self.state_dir, 'swtpm-localca-rootca-cert.pem')
@@ -162,7 +164,7 @@ class Swtpm:
             raise SwtpmError('swtpm already started')
         if self.state_dir is None:
             self.state_dir = tempfile.mkdtemp(prefix='swtpm-')
-        os.makedirs(self.state_dir, exist_ok=True)
+        fileutils.private_dir(self.state_dir)
         if self.ca is not None and not self.provisioned:
             self.ca.provision(self.state_dir, os.path.join(self.state_dir, 'swtpm_setup.log'))
             open(os.path.join(self.state_dir, '.tclouds-provisioned'), 'w').close()
