@@ -3,6 +3,7 @@ project = 'tclouds-openstack'
 copyright = '2026, tclouds-openstack developers'
 extensions = [
     'oslo_config.sphinxext',
+    'oslo_policy.sphinxext',
 ]
 master_doc = 'index'
 exclude_patterns = ['_build']

@@ -117,6 +117,30 @@ def get_enforcer(conf=None):
     return _ENFORCER
 
 
+def all_rules():
+    """Every tclouds rule, from the ``tclouds.*`` ``oslo.policy.policies`` entry points."""
+    import importlib.metadata
+    rules = []
+    for ep in importlib.metadata.entry_points(group='oslo.policy.policies'):
+        if ep.name.startswith('tclouds.'):
+            rules.extend(ep.load()())
+    return rules
+
+
+def get_enforcer_for_tools(conf=None):
+    """The enforcer with every tclouds rule (``oslo.policy.enforcer`` entry point ``tclouds``).
+
+    For oslopolicy-policy-generator, oslopolicy-checker and oslopolicy-list-redundant,
+    which read the operator's policy file through it: without ``conf`` it parses the global
+    configuration (``/etc/tclouds/tclouds.conf``) as a service would.
+    """
+    if conf is None:
+        from tclouds_openstack.conf import CONF as conf
+        conf([], project='tclouds')
+    register_rules(all_rules())
+    return get_enforcer(conf)
+
+
 def reset():
     """Forget the enforcer (tests, or after the policy file changed)."""
     global _ENFORCER

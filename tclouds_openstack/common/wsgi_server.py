@@ -246,10 +246,14 @@ class Server(object):
     def shutdown(self):
         """Stop serve_forever() (from another thread) and wait until it returned."""
         self._stop.set()
-        self._wake_w.send(b'x')
+        try:
+            self._wake_w.send(b'x')
+        except OSError:
+            pass                # closed already: nothing is serving
         self._stopped.wait()
 
     def server_close(self):
+        """Close the listening socket and wait for the answers being written (idempotent)."""
         self.socket.close()
         self._pool.shutdown(wait=True)
         self._wake_r.close()

@@ -21,7 +21,6 @@ The stores hold objects of both projects and of the operator:
   attached to ``compute-1`` (a table; the real-Cinder version of the seam is
   tests/functional/keymgr/test_volume_release.py).
 """
-import inspect
 import threading
 
 from oslo_config import cfg
@@ -31,6 +30,7 @@ import requests
 
 from tclouds_openstack.attestation.service import api as attestation_api
 from tclouds_openstack.attestation.service import store as attestation_store
+from tclouds_openstack.attestation import simfleet
 from tclouds_openstack.common import policy
 from tclouds_openstack.common import wsgi
 from tclouds_openstack import conf as tconf
@@ -39,6 +39,7 @@ from tclouds_openstack.securelog import api as securelog_api
 from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import source as srcmod
 from tclouds_openstack.securelog import store as securelog_store
+from tests import hermetic
 
 GOLDEN_PCR = 'ab' * 32
 
@@ -60,19 +61,8 @@ class NovaAnswers(object):
 
 
 def add_host(store, name, status='trusted'):
-    """Register and activate ``name`` and store one verdict (any store API version)."""
-    ek = ('ek-%s' % name).encode()
-    ak_name = (name.encode().hex() * 34)[:68]
-    digest = 'c' * 64
-    params = inspect.signature(store.register).parameters
-    if 'ek_sha256' in params:
-        import hashlib
-        ek_sha256 = hashlib.sha256(ek).hexdigest()
-        store.enrol(name, ek_sha256)
-        store.register(name, ek, ek_sha256, None, b'ak', ak_name, digest)
-    else:
-        store.register(name, ek, None, b'ak', ak_name, digest)
-    store.activate(name, ak_name, digest)
+    """Admit ``name`` (enrolled EK ``ek-<name>``, active AK) with two verdicts in its history."""
+    simfleet.admit_host(store, name, ek_public=('ek-%s' % name).encode())
     store.save_verdict(name, 'untrusted', ['PCR 4: unknown kernel'],
                        attestation_store.utcnow(), 'worker-1')
     store.save_verdict(name, status, [], attestation_store.utcnow(), 'worker-1')
@@ -99,7 +89,7 @@ class Apis(object):
         conf_file.write_text('[api]\nauth_strategy = keystone\n' + personas.authtoken_conf())
         conf = cfg.ConfigOpts()
         tconf.register_opts(conf)
-        conf([], project='tclouds-test', default_config_files=[str(conf_file)])
+        hermetic.parse(conf, [conf_file], project='tclouds-test')
         conf.set_override('connection', 'sqlite:///%s' % (tmp / 'attestation.sqlite'),
                           group='attestation')
         conf.set_override('max_verdict_age', 3600, group='attestation')

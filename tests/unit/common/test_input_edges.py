@@ -19,6 +19,7 @@ from tclouds_openstack.common import wsgi
 from tclouds_openstack import conf as tconf
 from tclouds_openstack.securelog import api as securelog_api
 from tclouds_openstack.securelog import store as securelog_store
+from tests import hermetic
 
 HEADERS = {'X-Roles': 'admin,manager,member,reader', 'X-User-Id': 'u', 'X-Project-Id': 'p1'}
 WRONG = [None, True, 7, 1.5, 'text', '', [], {}, [7], [None], [[]], [{}], {'k': [7]},
@@ -56,7 +57,7 @@ def apps(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('edges')
     conf = cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds-test', default_config_files=[], default_config_dirs=[])
+    hermetic.parse(conf, project='tclouds-test')
     conf.set_override('auth_strategy', 'noauth', group='api')
     conf.set_override('connection', 'sqlite:///%s' % (tmp / 'a.sqlite'), group='attestation')
     store = attestation_store.Store(conf.attestation.connection)

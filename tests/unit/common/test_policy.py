@@ -131,3 +131,16 @@ def test_every_registered_rule_has_scope_types_and_a_persona():
             for part in r.check_str.split(' or '):
                 part = part.strip('() ')
                 assert part != bare, '%s accepts %s of any project' % (name, bare)
+
+
+def test_the_enforcer_of_the_oslopolicy_tools_holds_every_rule():
+    policy.reset()
+    conf = cfg.ConfigOpts()
+    hermetic.parse(conf)
+    try:
+        enforcer = policy.get_enforcer_for_tools(conf)
+        assert set(enforcer.registered_rules) >= {
+            'attestation:host:list', 'trust:requirement:relax', 'securelog:record:list'}
+        assert set(enforcer.registered_rules) >= {r.name for r in policy.all_rules()}
+    finally:
+        policy.reset()

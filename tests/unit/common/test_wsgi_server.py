@@ -10,7 +10,6 @@ import pytest
 import requests
 
 from tclouds_openstack.common import wsgi
-from tclouds_openstack.common import wsgi_server
 
 GUARD = 120         # seconds: a hang guard, never a time limit of the behaviour
 
@@ -26,6 +25,7 @@ def serve():
     started = []
 
     def start(**kwargs):
+        from tclouds_openstack.common import wsgi_server
         server = wsgi_server.Server(_app, '127.0.0.1', 0, **kwargs)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -134,3 +134,11 @@ def test_a_complete_request_split_in_pieces_is_answered(serve):
                 break
             answer += data
     assert answer.startswith(b'HTTP/1.0 200 ') and answer.endswith(b'ok:abcde')
+
+
+def test_shutdown_and_close_twice(serve):
+    server = serve(workers=1)
+    server.shutdown()
+    server.server_close()
+    server.shutdown()
+    server.server_close()
