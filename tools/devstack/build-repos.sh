@@ -97,4 +97,7 @@ rm -rf "$work/src"
 touch "$work/.complete"
 mv "$work" "$out"
 trap - EXIT
+# repositories of other versions are stale now
+find "$cache/repos" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name '.build-*' \
+    -exec rm -rf {} +
 echo "$out"

@@ -81,6 +81,8 @@ cmd_build() {
     rm -rf "$build/root"/var/cache/apt/archives/*.deb "$build/root"/var/lib/apt/lists/*
     tar -C "$build/root" --numeric-owner -cf - . | zstd -q -T0 -o "$tarball.part"
     mv "$tarball.part" "$tarball"
+    # the caches of other preparations are stale now
+    find "$CACHE" -maxdepth 1 -name "root-$SUITE-*.tar.zst" ! -name "$(basename "$tarball")" -delete
     rm -rf "$build"
     trap - EXIT
     echo "$tarball"
