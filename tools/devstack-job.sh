@@ -226,12 +226,15 @@ run_tempest() {
 }
 
 unstack_and_clean() {
-    as_stack "cd /opt/stack/devstack && ./unstack.sh && ./clean.sh" </dev/null
-    # Nothing of the cloud may be left running.
+    as_stack "cd /opt/stack/devstack && ./unstack.sh -a && ./clean.sh" </dev/null
+    # No OpenStack or tclouds process may be left (they are Python, uwsgi or swtpm; the
+    # system's apache and memcached are DevStack's to keep).
     local left
-    left=$(in_root ps -eo comm= | grep -v -x -E 'tini|sleep|ps|grep|nsenter' || true)
+    left=$(in_root ps -eo pid=,args= | grep -E 'python|uwsgi|swtpm' | grep -v -E 'systemctl3|grep' \
+        || true)
     if [[ -n $left ]]; then
-        echo "devstack-job: still running after unstack.sh + clean.sh:"; echo "$left"
+        echo "devstack-job: still running after unstack.sh -a + clean.sh:"
+        echo "$left"
         return 1
     fi
 }
