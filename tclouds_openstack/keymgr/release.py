@@ -209,8 +209,8 @@ class Gate:
         placements = self._placements(volume) if volume is not None else {}
         return check_volume(volume_id, volume, host, key_id, placements), volume
 
-    def authorize(self, context, volume_id, what='key', key_id=None, rule=None,
-                  token_info=None):
+    def authorize(self, context, volume_id, what='key', key_id=None,
+                  rule='keymgr:volume:key:release', token_info=None):
         """(host, Cinder volume) allowed to receive ``what`` of ``volume_id``; else Refused.
 
         ``what`` is 'key' (then ``key_id`` must be the volume's key) or 'anchor'. Both
