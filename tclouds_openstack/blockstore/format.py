@@ -68,6 +68,8 @@ class _CopyingAESGCM:
 
     def __init__(self, key):
         self._aead = AESGCM(key)
+        self.encrypt = self._aead.encrypt
+        self.decrypt = self._aead.decrypt
 
     def encrypt_into(self, nonce, data, associated_data, buf):
         sealed = self._aead.encrypt(bytes(nonce), bytes(data), bytes(associated_data))

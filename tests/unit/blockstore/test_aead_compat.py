@@ -23,6 +23,8 @@ def test_copying_aead_seals_and_opens_like_cryptography():
     plain = bytearray(len(data))
     assert copying.decrypt_into(nonce, memoryview(sealed), aad, memoryview(plain)) == len(data)
     assert plain == data
+    assert copying.decrypt(nonce, bytes(sealed), aad) == data      # the plain API too
+    assert copying.encrypt(nonce, bytes(data), aad) == sealed
     sealed[7] ^= 1
     with pytest.raises(InvalidTag):
         copying.decrypt_into(nonce, sealed, aad, plain)
