@@ -40,8 +40,8 @@ keymgr_opts = [
                help='ID of the Keystone domain the compute host credentials live in. The key '
                     'release API refuses a caller whose user is in any other domain, so a '
                     'domain manager of a tenant\'s domain cannot mint one. A host credential '
-                    'is a user of this domain with the role tclouds_host (policy '
-                    'keymgr:volume:*) whose user ID (or application credential ID) an admin '
+                    'is a user of this domain with the role tclouds_host (the keymgr:volume '
+                    'policy rules) whose user ID (or application credential ID) an admin '
                     'enrolled for its host ("openstack attestation host enroll HOST '
                     '--credential ID"); its name decides nothing.'),
     cfg.IntOpt('max_verdict_age',
