@@ -74,3 +74,14 @@ def test_keylime_unreachable_fails_closed():
     backend = backends.get_backend(make_conf('http://127.0.0.1:1'))
     with pytest.raises(base.BackendUnavailable):
         backend.get_verdicts(['h1'])
+
+
+def test_keylime_credentials_come_from_the_operators_mapping():
+    """Keylime enrols no Keystone credentials: [keylime] host_credentials is the mapping."""
+    conf = make_conf('http://127.0.0.1:1')
+    assert backends.get_backend(conf).host_for_credential('u-1') is None     # fail closed
+    conf.set_override('host_credentials', {'u-1': 'h1', 'appcred-2': 'h2'}, group='keylime')
+    backend = backends.get_backend(conf)
+    assert backend.host_for_credential('u-1') == 'h1'
+    assert backend.host_for_credential('appcred-2') == 'h2'
+    assert backend.host_for_credential('h1') is None        # a host name is no credential
