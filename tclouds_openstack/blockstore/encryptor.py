@@ -6,10 +6,22 @@ front-end``; os-brick then builds it (``importutils.import_object``) on the comp
 with the key manager that Nova uses (castellan ``tclouds``, role ``compute``: the key is
 released only to an attested host).
 
-attach: fetch the key, format the device on first use (like os-brick's LUKS encryptor
-does), start ``nbdkit`` with this package's plugin on ``<state_dir>/<volume>.sock`` (the key
-passed over a pipe), connect the kernel NBD client (``nbd-client``) and point
-``device_path`` at ``/dev/nbdN`` so the hypervisor sees only the decrypted, verified view.
+attach: fetch the key (``get_volume_key``: the key release API decides, naming the Cinder
+volume), format the device only if it is new, start ``nbdkit`` with this package's plugin
+on ``<state_dir>/<volume>.sock`` (the key passed over a pipe), connect the kernel NBD
+client (``nbd-client``) and point ``device_path`` at ``/dev/nbdN`` so the hypervisor sees
+only the decrypted, verified view.
+
+"New" is decided by the key service, never by the device: a header that cannot be read
+may be a damaged or replaced header of a volume holding data. The key service keeps one
+*format mark* per Cinder volume beside its key and anchor, claimed once (create-only)
+before the first format. A device without a readable header is formatted only after this
+host claimed the mark; a mark that exists (the volume was formatted before, perhaps on
+another host), an unreachable service or a key manager without marks refuses the attach
+with the reason and a ``blockstore.integrity.failed`` event and notification, and
+nothing is written. A readable header of another blockstore volume than the mark names is
+refused the same way; a volume formatted before marks existed gets its mark once nbdkit
+opened it (its header unwrapped under the volume's key and its anchor verified).
 detach: disconnect, stop nbdkit (SIGTERM: it flushes and anchors the Merkle root), remove the
 socket. The freshness anchor is a file in ``state_dir`` on the compute host.
 
@@ -17,18 +29,25 @@ Hosts without the kernel NBD client (``connect_kernel=False``) still get the exp
 by QEMU's own NBD client (``nbd+unix:///?socket=...``); see doc/source/blockstore.rst for
 what the tests exercise.
 """
+import logging
 import os
 import signal
+import socket
 import subprocess
 import time
+import uuid as uuidlib
 
 from os_brick.encryptors import base
 
 from tclouds_openstack.blockstore import errors
 from tclouds_openstack.blockstore import format as fmt
 from tclouds_openstack.blockstore import keys
+from tclouds_openstack.blockstore import marks
+from tclouds_openstack.blockstore import notify
 from tclouds_openstack.blockstore import storage
 from tclouds_openstack.cmd import blockstore as cli
+
+LOG = logging.getLogger(__name__)
 
 
 class EncryptorError(Exception):
@@ -47,7 +66,9 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         self.dev_path = data.get('device_path')
         if not self.dev_path:
             raise EncryptorError('connection_info has no device_path')
-        self.volume_id = data.get('volume_id') or self.encryption_key_id
+        # The Cinder volume: the key release API and the format mark are per volume.
+        self.cinder_volume_id = data.get('volume_id') or connection_info.get('serial')
+        self.volume_id = self.cinder_volume_id or self.encryption_key_id
         group = self._group()
         self.state_dir = group.state_dir
         self.start_timeout = group.start_timeout
@@ -75,31 +96,117 @@ class TcloudsEncryptor(base.VolumeEncryptor):
     # ------------------------------------------------------------------ attach
     def attach_volume(self, context, **kwargs):
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        kek = keys.parse_key(self._get_key(context).get_encoded())
-        self._format_if_new(kek)
+        kek = keys.parse_key(self._volume_key(context).get_encoded())
+        header = self._format_if_new(context, kek)
         self._start_export(kek)
+        if header is not None:
+            # nbdkit opened it: the header unwrapped under this volume's key and the anchor
+            # verified. Only now may a volume formatted before marks existed get one.
+            self._claim_missing_mark(context, header)
         if self.connect_kernel:
             self._connect_kernel()
 
-    def _format_if_new(self, kek):
+    def _volume_key(self, context):
+        """The key, asked for as the key of this Cinder volume when the manager can."""
+        get_volume_key = getattr(self._key_manager, 'get_volume_key', None)
+        if get_volume_key is None:
+            return self._get_key(context)
+        return get_volume_key(context, self.cinder_volume_id, self.encryption_key_id)
+
+    # ------------------------------------------------------------------ format marks
+    def _mark_call(self, name, context, *args):
+        """The volume's format mark (``get``) or its claim (``claim``); marks.Unknown."""
+        volume_marks = marks.FormatMarks(self._key_manager, context, self.cinder_volume_id)
+        return getattr(volume_marks, name)(*args)
+
+    def _format_if_new(self, context, kek):
+        st = storage.FileStorage(self.dev_path, readonly=True)
+        try:
+            header, _ = fmt.Volume.read_header(st)
+            unreadable = None
+        except errors.HeaderError as exc:
+            header, unreadable = None, exc
+        except errors.BlockstoreError as exc:
+            raise EncryptorError('volume %s: cannot read device %s: %s'
+                                 % (self.volume_id, self.dev_path, exc))
+        finally:
+            st.close()
+        if header is not None:
+            self._check_mark(context, header)
+            return header
+        try:
+            mark = self._mark_call('get', context)
+        except marks.Unknown as exc:
+            self._refuse(str(exc), unreadable)
+        if mark is not None:
+            self._refuse('it was formatted before (blockstore volume %s, host %s, %s) and '
+                         'holds data' % (mark.get('blockstore_uuid'), mark.get('host'),
+                                         mark.get('created_at')), unreadable, mark)
+        volume_uuid = uuidlib.uuid4()
+        try:
+            claimed = self._mark_call('claim', context, str(volume_uuid))
+        except marks.Unknown as exc:
+            self._refuse(str(exc), unreadable)
+        if not claimed:
+            self._refuse('another host formatted it meanwhile', unreadable)
         st = storage.FileStorage(self.dev_path)
         try:
-            try:
-                fmt.Volume.read_header(st)
-                return
-            except errors.HeaderError as exc:
-                if exc.field != 'magic' or os.path.exists(self.anchor_path):
-                    # A damaged header of a formatted volume is never "new": fail closed.
-                    raise EncryptorError('volume %s: %s' % (self.volume_id, exc))
             sectors = fmt.sectors_for_capacity(st.size())
             if sectors == 0:
                 raise EncryptorError('device %s is too small' % self.dev_path)
             fmt.Volume.create(st, kek, storage.FileAnchor(self.anchor_path),
-                              sectors * fmt.SECTOR_SIZE, key_ref=str(self.encryption_key_id))
+                              sectors * fmt.SECTOR_SIZE, key_ref=str(self.encryption_key_id),
+                              volume_uuid=volume_uuid.bytes)
         except errors.BlockstoreError as exc:
             raise EncryptorError('volume %s: cannot format: %s' % (self.volume_id, exc))
         finally:
             st.close()
+        LOG.info('volume %s: formatted as blockstore volume %s (format mark claimed)',
+                 self.volume_id, volume_uuid)
+        return None
+
+    def _check_mark(self, context, header):
+        """A readable header must be the volume the mark names (if it has one)."""
+        try:
+            mark = self._mark_call('get', context)
+        except marks.Unknown as exc:
+            LOG.warning('volume %s: %s; its readable header is checked by the key and the '
+                        'anchor only', self.volume_id, exc)
+            return
+        if mark is not None and mark.get('blockstore_uuid') != header.uuid_str:
+            self._refuse('its header is blockstore volume %s, but the volume was formatted as '
+                         '%s (host %s, %s): the device holds another volume'
+                         % (header.uuid_str, mark.get('blockstore_uuid'), mark.get('host'),
+                            mark.get('created_at')), None, mark)
+
+    def _claim_missing_mark(self, context, header):
+        try:
+            if self._mark_call('get', context) is None:
+                self._mark_call('claim', context, header.uuid_str)
+                LOG.info('volume %s: format mark claimed for blockstore volume %s (formatted '
+                         'before marks existed)', self.volume_id, header.uuid_str)
+        except marks.Unknown as exc:
+            LOG.warning('volume %s: %s', self.volume_id, exc)
+
+    def _refuse(self, why, unreadable, mark=None):
+        """Refuse the attach: an event line, a notification, and EncryptorError."""
+        reason = ('volume %s: refusing to format or serve device %s: %s%s. Nothing was '
+                  'written; restore the volume (or its header) from a backup, or delete it'
+                  % (self.volume_id, self.dev_path, why,
+                     '' if unreadable is None else ' (header: %s)' % unreadable))
+        event = {'event_type': notify.EVENT_TYPE, 'volume': self.cinder_volume_id,
+                 'blockstore_uuid': (mark or {}).get('blockstore_uuid'), 'sector': None,
+                 'check': 'header', 'reason': reason, 'operation': 'attach',
+                 'host': socket.gethostname(), 'time': time.time()}
+        LOG.error(reason)
+        try:
+            notify.record(self.events_path, event)
+            if self.notify_config:
+                notify.notify(self.notify_config, event)
+        except Exception as exc:     # the refusal stands whatever the bus does
+            LOG.error('volume %s: could not send the integrity notification: %s',
+                      self.volume_id, exc)
+        raise EncryptorError(reason)
 
     def _start_export(self, kek):
         self._stop_export()
@@ -207,7 +314,7 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         if os.path.exists(self.pid_path):
             raise EncryptorError('volume %s: extend it while detached (the running export '
                                  'holds the volume state)' % self.volume_id)
-        kek = keys.parse_key(self._get_key(context).get_encoded())
+        kek = keys.parse_key(self._volume_key(context).get_encoded())
         st = storage.FileStorage(self.dev_path)
         try:
             vol = fmt.Volume.open(st, kek, storage.FileAnchor(self.anchor_path))

@@ -2,9 +2,14 @@
 
 Not exercised here: the kernel NBD client (no nbd.ko on this machine), so
 ``connect_kernel=False``; the export is driven with qemu-io over its unix socket instead.
+The key manager is the real ``tclouds`` driver on a controller (its embedded key store
+keeps keys and format marks); two state directories stand for two compute hosts.
 """
+import hashlib
 import json
 import os
+import threading
+import uuid
 
 from os_brick import encryptors
 import pytest
@@ -16,25 +21,42 @@ from tclouds_openstack.common import context as tc_context
 from tclouds_openstack.keymgr import driver as km_driver
 from tests.functional.blockstore.conftest import qemu_io
 from tests.unit.keymgr import helpers
+from tests import watchdog
 
 PROVIDER = 'tclouds_openstack.blockstore.encryptor.TcloudsEncryptor'
 
 
+def _host_conf(tmp_path, host, **overrides):
+    """Configuration of one compute host: its own state directory, the shared key store."""
+    directory = tmp_path / host
+    directory.mkdir(exist_ok=True)
+    values = {'blockstore.state_dir': str(directory / 'state'),
+              'tclouds_key_manager.local_store_path': str(tmp_path / 'keys.sqlite'),
+              'tclouds_key_manager.master_key_file': str(tmp_path / 'master.key')}
+    values.update(overrides)
+    if not (tmp_path / 'master.key').exists():
+        (tmp_path / 'master.key').write_text(os.urandom(32).hex())
+    return helpers.keymgr_conf(directory, **values)
+
+
 @pytest.fixture
 def env(tmp_path):
-    conf = helpers.keymgr_conf(tmp_path, **{'blockstore.state_dir': str(tmp_path / 'state')})
-    keymgr = km_driver.TcloudsKeyManager(conf)
+    confs = {'a': _host_conf(tmp_path, 'host-a')}
+    keymgr = km_driver.TcloudsKeyManager(confs['a'])
     ctx = tc_context.RequestContext(user_id='u', project_id='p')
     device = tmp_path / 'device'
     with open(device, 'wb') as f:
         f.truncate(16 << 20)
     made = []
 
-    def make(key_id):
-        info = {'data': {'device_path': str(device), 'volume_id': 'vol-1'}}
+    def make(key_id, host='a', volume_id='vol-1', path=device, **overrides):
+        if host not in confs or overrides:
+            confs[host] = _host_conf(tmp_path, 'host-' + host, **overrides)
+        info = {'data': {'device_path': str(path), 'volume_id': volume_id}}
         enc = encryptors.get_volume_encryptor(
-            None, info, keymgr, None, provider=PROVIDER, control_location='front-end',
-            encryption_key_id=key_id, conf=conf, connect_kernel=False)
+            None, info, km_driver.TcloudsKeyManager(confs[host]), None, provider=PROVIDER,
+            control_location='front-end', encryption_key_id=key_id, conf=confs[host],
+            connect_kernel=False)
         made.append(enc)
         return enc
 
@@ -125,3 +147,127 @@ def test_extend_while_detached(env):
     out = qemu_io(enc.socket_path, 'read -P 0x5e 0 64k', 'read -P 0 %d 4k' % (new_size - 4096))
     assert out.count('read ') == 2 and 'failed' not in out, out
     enc.detach_volume()
+
+
+def _digest(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class _Listener:
+    """A notification listener on the real RabbitMQ, on a topic of its own."""
+
+    def __init__(self, tmp_path):
+        from oslo_config import cfg
+        import oslo_messaging
+        topic = 'tclouds-encryptor-test-%s' % uuid.uuid4().hex[:8]
+        self.conf_file = tmp_path / 'notify.conf'
+        self.conf_file.write_text(
+            '[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/\n'
+            'control_exchange = %s\n[oslo_messaging_notifications]\ndriver = messagingv2\n'
+            'topics = %s\n[oslo_messaging_rabbit]\namqp_auto_delete = true\n'
+            % (topic, topic))
+        conf = cfg.ConfigOpts()
+        conf(args=[], default_config_files=[str(self.conf_file)], default_config_dirs=[])
+        self.transport = oslo_messaging.get_notification_transport(conf)
+        self.seen = []
+        self.event = threading.Event()
+        self.listener = oslo_messaging.get_notification_listener(
+            self.transport, [oslo_messaging.Target(topic=topic)], [self], executor='threading')
+        self.listener.start()
+
+    def error(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.seen.append((event_type, payload))
+        self.event.set()
+
+    def close(self):
+        self.listener.stop()
+        self.listener.wait()
+        self.transport.cleanup()
+
+
+def test_unreadable_header_on_a_host_without_anchor_is_refused_data_intact(env, tmp_path):
+    """Issue 12 point 8.
+
+    A formatted volume whose header cannot be read, attached on a host that has no anchor for
+    it, is refused (clear error, integrity event and notification on the real RabbitMQ), never
+    reformatted: the device is unchanged and reads back once its header is restored.
+    """
+    make, key_id, keymgr, ctx, device = env
+    enc = make(key_id)
+    enc.attach_volume(ctx)                             # new: claims the mark, formats
+    assert 'wrote 262144/262144' in qemu_io(enc.socket_path, 'write -P 0x3c 0 256k')
+    enc.detach_volume()
+    with open(device, 'r+b') as f:
+        header = f.read(2 * fmt.HEADER_SLOT_SIZE)
+        for slot in (0, 1):                            # e.g. a backend serving other blocks
+            f.seek(slot * fmt.HEADER_SLOT_SIZE)
+            f.write(b'NOTAVOL!')
+    damaged = _digest(device)
+    listener = _Listener(tmp_path)
+    try:
+        other = make(key_id, host='b',
+                     **{'blockstore.notification_config_file': str(listener.conf_file)})
+        assert not os.path.exists(other.anchor_path)    # that host never saw the volume
+        with pytest.raises(encryptor.EncryptorError) as exc:
+            other.attach_volume(ctx)
+        message = str(exc.value)
+        assert 'refusing to format or serve' in message and 'formatted before' in message
+        assert 'Nothing was written' in message and 'magic' in message
+        assert _digest(device) == damaged
+        watchdog.wait_until(listener.event.is_set, 'the integrity notification')
+        event_type, payload = listener.seen[0]
+        assert event_type == 'blockstore.integrity.failed'
+        assert payload['volume'] == 'vol-1' and payload['check'] == 'header'
+    finally:
+        listener.close()
+    (event,) = [json.loads(line) for line in open(other.events_path)]
+    assert event['check'] == 'header' and event['operation'] == 'attach'
+    with pytest.raises(encryptor.EncryptorError):
+        make(key_id).attach_volume(ctx)                # the first host refuses too
+    assert _digest(device) == damaged
+    with open(device, 'r+b') as f:                     # the data was never touched
+        f.write(header)
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    out = qemu_io(enc.socket_path, 'read -P 0x3c 0 256k')
+    assert 'read 262144/262144' in out and 'failed' not in out, out
+    enc.detach_volume()
+
+
+def test_a_device_holding_another_volume_is_refused(env, tmp_path):
+    """The mark names the blockstore volume each Cinder volume was formatted as.
+
+    A device that shows another (readable) volume is refused, not served.
+    """
+    make, key_id, keymgr, ctx, device = env
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    enc.detach_volume()
+    second = tmp_path / 'device-2'
+    with open(second, 'wb') as f:
+        f.truncate(16 << 20)
+    enc2 = make(key_id, volume_id='vol-2', path=second)
+    enc2.attach_volume(ctx)                            # a new volume of its own
+    enc2.detach_volume()
+    with open(device, 'rb') as src, open(second, 'r+b') as dst:
+        dst.write(src.read())                          # vol-2's device now shows vol-1
+    with pytest.raises(encryptor.EncryptorError) as exc:
+        make(key_id, volume_id='vol-2', path=second).attach_volume(ctx)
+    assert 'holds another volume' in str(exc.value)
+
+
+def test_a_key_manager_without_marks_never_formats(env, tmp_path):
+    """Without format marks a new volume cannot be told from a damaged one: no format."""
+    make, key_id, keymgr, ctx, device = env
+    before = _digest(device)
+    info = {'data': {'device_path': str(device), 'volume_id': 'vol-1'}}
+    conf = keymgr.conf
+    enc = encryptors.get_volume_encryptor(
+        None, info, km_driver.LocalKeyManager(conf), None, provider=PROVIDER,
+        control_location='front-end', encryption_key_id=key_id, conf=conf,
+        connect_kernel=False)
+    with pytest.raises(encryptor.EncryptorError) as exc:
+        enc.attach_volume(ctx)
+    assert 'keeps no format marks' in str(exc.value)
+    assert _digest(device) == before
