@@ -176,8 +176,20 @@ class Personas:
                    'password': self.password(persona), 'project': self.scope(persona)})
 
 
-def start(workdir):
-    """A Personas over a new Keystone in ``workdir`` (the caller calls ``stop()``)."""
+def start(workdir, from_template=True):
+    """A Personas over a new Keystone in ``workdir`` (the caller calls ``stop()``).
+
+    ``from_template=False`` sets it up from scratch in ``workdir`` (slower): for a process
+    that exits without running atexit handlers (pytest-forked children), which would leave
+    the per-process template behind.
+    """
+    if not from_template:
+        server = keystone_server.Keystone(workdir).start()
+        try:
+            return Personas(server, _prepare(server))
+        except BaseException:
+            server.stop()
+            raise
     template_dir, prepared = keystone_server.template('personas', _prepare)
     server = keystone_server.Keystone.from_template(template_dir, workdir)
     server.start()
