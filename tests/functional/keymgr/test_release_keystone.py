@@ -27,6 +27,7 @@ from tclouds_openstack.keymgr import client
 from tclouds_openstack.keymgr import driver
 from tclouds_openstack.keymgr import release
 from tests.functional import personas as personas_mod
+from tests import hermetic
 from tests.unit.keymgr import helpers
 
 NODE1, NODE2 = personas_mod.HOST, 'compute-2'
@@ -86,9 +87,7 @@ def release_api(personas, hosts, tmp_path):
     conf = cfg.ConfigOpts()
     driver.register_opts(conf)
     conf_api.register_opts(conf)
-    conf(args=[], project='tclouds', default_config_files=[str(conf_file)],
-         default_config_dirs=[])
-    helpers.hermetic_policy(conf, tmp_path)
+    hermetic.parse(conf, [conf_file])
     policy.reset()
     volumes = Volumes()
     gate = release.Gate(conf, backend=Backend(conf), notifier=helpers.memory_notifier(conf),

@@ -14,7 +14,6 @@ the host role but not enrolled). Per volume: an enrolled, trusted host gets only
 a volume Cinder shows attached to it, and moves only that volume's freshness anchor.
 """
 import os
-import pathlib
 import secrets
 import shutil
 import tempfile
@@ -44,7 +43,7 @@ from tclouds_openstack.keymgr import release
 from tclouds_openstack.keymgr import store
 from tests.functional import cinder_harness
 from tests.functional import personas as personas_mod
-from tests.unit.keymgr import helpers
+from tests import hermetic
 
 ENCRYPTOR = 'tclouds_openstack.blockstore.encryptor.TcloudsEncryptor'
 OTHER_PROJECT = uuid.uuid4().hex
@@ -68,9 +67,7 @@ def _conf(tmp, text):
         f.write(text)
     conf = cfg.ConfigOpts()
     tconf.register_opts(conf)
-    conf([], project='tclouds', default_config_files=[path], default_config_dirs=[])
-    helpers.hermetic_policy(conf, pathlib.Path(tmp))
-    return conf
+    return hermetic.parse(conf, [path])
 
 
 class Notices:

@@ -5,11 +5,11 @@ import os
 from oslo_config import cfg
 import oslo_messaging
 from oslo_messaging.notify import _impl_test
-from oslo_policy import opts as policy_opts
 
 from tclouds_openstack.conf import api as conf_api
 from tclouds_openstack.conf import blockstore as conf_blockstore
 from tclouds_openstack.keymgr import driver
+from tests import hermetic
 
 
 def keymgr_conf(tmp_path, **overrides):
@@ -34,16 +34,7 @@ def keymgr_conf(tmp_path, **overrides):
     driver.register_opts(conf)
     conf_api.register_opts(conf)
     conf_blockstore.register_opts(conf)
-    conf([], project='tclouds', default_config_files=[str(conf_file)],
-         default_config_dirs=[])
-    hermetic_policy(conf, tmp_path)
-    return conf
-
-
-def hermetic_policy(conf, tmp_path):
-    """oslo.policy reads no policy file or directory outside ``tmp_path`` (defaults only)."""
-    policy_opts.set_defaults(conf, policy_file=str(tmp_path / 'policy.yaml'))
-    conf.set_override('policy_dirs', [], group='oslo_policy')
+    return hermetic.parse(conf, [conf_file])
 
 
 def memory_notifier(conf):
