@@ -47,6 +47,16 @@ def _half_sent(server, n):
     return conns
 
 
+def _answer(conn):
+    """Everything the server sends until it closes the connection."""
+    answer = b''
+    while True:
+        data = conn.recv(4096)
+        if not data:
+            return answer
+        answer += data
+
+
 def _closed_by_server(conn):
     try:
         return conn.recv(1) == b''
@@ -112,12 +122,7 @@ def test_requests_it_cannot_read_safely_are_refused(serve, request_bytes, status
     server = serve(workers=1, timeout=GUARD, max_body=1024)
     with socket.create_connection(('127.0.0.1', server.server_port), timeout=GUARD) as conn:
         conn.sendall(request_bytes)
-        answer = b''
-        while True:
-            data = conn.recv(4096)
-            if not data:
-                break
-            answer += data
+        answer = _answer(conn)
     assert answer.startswith(b'HTTP/1.0 %d ' % status), answer[:100]
 
 
@@ -127,12 +132,7 @@ def test_a_complete_request_split_in_pieces_is_answered(serve):
         for piece in (b'POST /x HTTP/1.1\r\nHo', b'st: a\r\nContent-Len', b'gth: 5\r\n\r\nab',
                       b'cde'):
             conn.sendall(piece)
-        answer = b''
-        while True:
-            data = conn.recv(4096)
-            if not data:
-                break
-            answer += data
+        answer = _answer(conn)
     assert answer.startswith(b'HTTP/1.0 200 ') and answer.endswith(b'ok:abcde')
 
 
