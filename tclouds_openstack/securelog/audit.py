@@ -31,10 +31,7 @@ them.
 import collections
 import hashlib
 import hmac
-import itertools
 import json
-import operator
-import struct
 
 from tclouds_openstack.securelog import merkle
 from tclouds_openstack.securelog import sealing
@@ -292,91 +289,77 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
     u32 = sealing._U32.unpack_from
     log_hmacs = {}
     max_jump = sealing.MAX_EPOCH_JUMP
-    records = iter(records)
-    position = start            # the index of the next record
-    while True:
-        if position == next_cp_size:
-            # Checkpoints of size == position cover exactly the records seen so far.
-            compact.size = position
+    index = start - 1
+    for index, data in enumerate(records, start):
+        if index == next_cp_size:
+            # Checkpoints of size == index cover exactly the records seen so far.
+            compact.size = index
             _check_roots(report, damage, by_size[next_cp_size], compact, last_good_cp)
-            last_good_cp = position
+            last_good_cp = index
             next_cp += 1
             next_cp_size = cp_sizes[next_cp] if next_cp < len(cp_sizes) else -1
-        if bound is not None and bound_size <= position:
-            while bound is not None and bound[0] <= position:
+        if bound is not None and bound_size <= index:
+            while bound is not None and bound[0] <= index:
                 bound_pos += 1
                 bound = bounds[bound_pos] if bound_pos < len(bounds) else None
             bound_size, bound_epoch = bound if bound else (None, None)
-        # A chunk never crosses a checkpoint size: its records share one epoch bound, and
-        # the roots are checked between chunks.
-        limit = _CHUNK if next_cp_size < 0 else min(_CHUNK, next_cp_size - position)
-        chunk = list(map(bytes, itertools.islice(records, limit)))
-        if not chunk:
-            break
-        epoch = _clean_chunk(chunk, position, log, log_last_epoch, bound_epoch, fast_sources,
-                             source_chains, compact)
-        if epoch is not None:
-            log_last_epoch = epoch
-            position += len(chunk)
-            continue
-        # Something in the chunk is not as it should be: record by record, naming it.
-        for index, data in enumerate(chunk, position):
-            # Merkle leaf into the compact range (inlined CompactRange.append: hot loop).
-            nodes.append(sha256(b'\x00' + data).digest())
-            width = index
-            while width & 1:
-                right = nodes.pop()
-                nodes[-1] = sha256(b'\x01' + nodes[-1] + right).digest()
-                width >>= 1
-            # Fast path: a well-formed record at its sealed position, in epoch order, whose two
-            # seals verify and whose source continues its sequence. Anything else takes the
-            # slow path, which re-parses strictly and names the damage.
-            n = len(data)
-            if n >= _MIN_RECORD and data[:4] == _RECORD_MAGIC:
-                _m, ridx, repoch, elen = rhead(data, 0)
-                if (ridx == index and elen + 56 == n and repoch >= log_last_epoch
-                        and (bound is None or repoch <= bound_epoch)):
-                    lkey = log_hmacs.get(repoch)
-                    if lkey is None and repoch - log_last_epoch < max_jump:
-                        h = log.chain.hmac_key(repoch)
-                        lkey = log_hmacs[repoch] = (h._inner, h._outer)
-                    if lkey is not None:
-                        inner = lkey[0].copy()
-                        inner.update(data[:n - 32])
-                        outer = lkey[1].copy()
-                        outer.update(inner.digest())
-                        if outer.digest() == data[n - 32:]:
-                            em, flags, eepoch, seq, _t, slen = ehead(data, 24)
-                            stream = fast_sources.get(data[_SRC:_SRC + slen])
-                            if (em == _ENTRY_MAGIC and stream is not None
-                                    and seq == stream.next_seq and eepoch >= stream.last_epoch
-                                    and not flags & ~_FLAGS):
-                                off = _SRC + slen
-                                off += 2 + u16(data, off)[0]
-                                end = off + 4 + u32(data, off)[0] if off + 4 <= n else -1
-                                ekey = stream.hmacs.get(eepoch)
-                                if ekey is None and eepoch - stream.last_epoch < max_jump:
-                                    h = stream.chain.hmac_key(eepoch)
-                                    ekey = stream.hmacs[eepoch] = (h._inner, h._outer)
-                                if end + 64 == n and ekey is not None:
-                                    inner = ekey[0].copy()
-                                    inner.update(data[24:end])
-                                    outer = ekey[1].copy()
-                                    outer.update(inner.digest())
-                                    if outer.digest() == data[end:end + 32]:
-                                        log_last_epoch = repoch
-                                        stream.last_epoch = eepoch
-                                        stream.last_index = index
-                                        stream.next_seq = seq + 1
-                                        continue
-            # Slow path: sync the log stream's state, check strictly, read it back.
-            log.last_epoch = log_last_epoch
-            log.last_index = index - 1
-            log.next_seq = index if slow.last_moved != index - 1 else -1
-            slow.check(index, data, bound)
-            log_last_epoch = log.last_epoch
-        position += len(chunk)
-    index = position - 1
+
+        if type(data) is not bytes:
+            data = bytes(data)
+        # Merkle leaf into the compact range (inlined CompactRange.append: hot loop).
+        nodes.append(sha256(b'\x00' + data).digest())
+        width = index
+        while width & 1:
+            right = nodes.pop()
+            nodes[-1] = sha256(b'\x01' + nodes[-1] + right).digest()
+            width >>= 1
+        # Fast path: a well-formed record at its sealed position, in epoch order, whose two
+        # seals verify and whose source continues its sequence. Anything else takes the
+        # slow path, which re-parses strictly and names the damage.
+        n = len(data)
+        if n >= _MIN_RECORD and data[:4] == _RECORD_MAGIC:
+            _m, ridx, repoch, elen = rhead(data, 0)
+            if (ridx == index and elen + 56 == n and repoch >= log_last_epoch
+                    and (bound is None or repoch <= bound_epoch)):
+                lkey = log_hmacs.get(repoch)
+                if lkey is None and repoch - log_last_epoch < max_jump:
+                    h = log.chain.hmac_key(repoch)
+                    lkey = log_hmacs[repoch] = (h._inner, h._outer)
+                if lkey is not None:
+                    inner = lkey[0].copy()
+                    inner.update(data[:n - 32])
+                    outer = lkey[1].copy()
+                    outer.update(inner.digest())
+                    if outer.digest() == data[n - 32:]:
+                        em, flags, eepoch, seq, _t, slen = ehead(data, 24)
+                        stream = fast_sources.get(data[_SRC:_SRC + slen])
+                        if (em == _ENTRY_MAGIC and stream is not None
+                                and seq == stream.next_seq and eepoch >= stream.last_epoch
+                                and not flags & ~_FLAGS):
+                            off = _SRC + slen
+                            off += 2 + u16(data, off)[0]
+                            end = off + 4 + u32(data, off)[0] if off + 4 <= n else -1
+                            ekey = stream.hmacs.get(eepoch)
+                            if ekey is None and eepoch - stream.last_epoch < max_jump:
+                                h = stream.chain.hmac_key(eepoch)
+                                ekey = stream.hmacs[eepoch] = (h._inner, h._outer)
+                            if end + 64 == n and ekey is not None:
+                                inner = ekey[0].copy()
+                                inner.update(data[24:end])
+                                outer = ekey[1].copy()
+                                outer.update(inner.digest())
+                                if outer.digest() == data[end:end + 32]:
+                                    log_last_epoch = repoch
+                                    stream.last_epoch = eepoch
+                                    stream.last_index = index
+                                    stream.next_seq = seq + 1
+                                    continue
+        # Slow path: sync the log stream's state, check strictly, read it back.
+        log.last_epoch = log_last_epoch
+        log.last_index = index - 1
+        log.next_seq = index if slow.last_moved != index - 1 else -1
+        slow.check(index, data, bound)
+        log_last_epoch = log.last_epoch
     size = index + 1
     compact.size = size
     report.size = size
@@ -401,150 +384,6 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
             {n: (s.next_seq, s.last_epoch, s.chain.key(s.last_epoch), s.last_index)
              for n, s in sources.items()})
     return report
-
-
-# Records are checked in chunks first: every check of the per-record path, but as
-# C-level passes over the chunk (map over struct, slicing, hashlib and hmac), which costs a
-# fraction of a Python loop. Any anomaly sends the chunk through the per-record path,
-# which names the damage; a clean chunk changes the state only once all of it passed.
-_CHUNK = 4096
-_RHEAD = sealing._RECORD_HEAD.unpack_from
-_EHEAD = sealing._ENTRY_HEAD.unpack_from
-_U16 = sealing._U16.unpack_from
-_U32 = sealing._U32.unpack_from
-_HASH_DIGEST = type(hashlib.sha256()).digest
-_COPY = type(hashlib.sha256()).copy
-_UPDATE = type(hashlib.sha256()).update
-_SHA256 = hashlib.sha256
-_consume = collections.deque(maxlen=0).extend
-_ADD = operator.add
-_LE = operator.le
-_G0, _G1, _G2, _G3, _G5 = (operator.itemgetter(i) for i in (0, 1, 2, 3, 5))
-_SLICE = bytes.__getitem__
-_LEAF = b'\x00'.__add__
-_NODE = b'\x01'.__add__
-_repeat = itertools.repeat
-_RECORD_BODY, _RECORD_TAG = slice(None, -32), slice(-32, None)
-_ENTRY_BODY, _ENTRY_TAG = slice(24, -64), slice(-64, -32)
-_KNOWN_FLAG_VALUES = {f for f in range(256) if not f & ~_FLAGS}
-
-
-def _ascending(values):
-    return all(map(_LE, values, itertools.islice(values, 1, None)))
-
-
-def _seals_verify(chain, epochs, records, body, tag):
-    """Every record's tag is the HMAC of its body under its epoch's key (runs of epochs).
-
-    HMAC-SHA256 from the key's padded states (sealing.HmacKey), copied per record: one
-    OpenSSL HMAC call per record sets the key up again each time and costs several times
-    more.
-    """
-    position = 0
-    for epoch, run in itertools.groupby(epochs):
-        n = len(list(run))
-        group = records[position:position + n]
-        position += n
-        key = chain.hmac_key(epoch)
-        inner = list(map(_COPY, _repeat(key._inner, n)))
-        _consume(map(_UPDATE, inner, map(_SLICE, group, _repeat(body))))
-        outer = list(map(_COPY, _repeat(key._outer, n)))
-        _consume(map(_UPDATE, outer, map(_HASH_DIGEST, inner)))
-        if list(map(_HASH_DIGEST, outer)) != list(map(_SLICE, group, _repeat(tag))):
-            return False
-    return True
-
-
-def _perfect_root(hashes):
-    """MTH of 2**k leaf hashes, level by level (RFC 9162 2.1.1)."""
-    while len(hashes) > 1:
-        hashes = list(map(_HASH_DIGEST, map(_SHA256, map(_NODE, map(
-            _ADD, hashes[0::2], hashes[1::2])))))
-    return hashes[0]
-
-
-def _extend(nodes, start, leaves):
-    """Append ``leaves`` (leaf hashes of positions start...) to a compact range's nodes."""
-    position, i, n = start, 0, len(leaves)
-    while i < n:
-        # the largest aligned perfect subtree starting here that fits
-        k = position & -position if position else 1 << (n - i).bit_length()
-        while k > n - i:
-            k >>= 1
-        nodes.append(_perfect_root(leaves[i:i + k]))
-        width = position // k
-        while width & 1:
-            right = nodes.pop()
-            nodes[-1] = _SHA256(b'\x01' + nodes[-1] + right).digest()
-            width >>= 1
-        position += k
-        i += k
-
-
-def _clean_chunk(chunk, start, log, log_last_epoch, bound_epoch, sources, source_chains,
-                 compact):
-    """Check ``chunk`` (records from index ``start``) as a whole.
-
-    Returns its last log epoch when every record passes every check, else None (and
-    nothing was changed).
-    """
-    n = len(chunk)
-    try:
-        heads = list(map(_RHEAD, chunk))
-        eheads = list(map(_EHEAD, chunk, _repeat(24)))
-        lens = list(map(len, chunk))
-        if (set(map(_G0, heads)) != {_RECORD_MAGIC} or set(map(_G0, eheads)) != {_ENTRY_MAGIC}
-                or list(map(_G1, heads)) != list(range(start, start + n))
-                or list(map(_ADD, map(_G3, heads), _repeat(56))) != lens
-                or not set(map(_G1, eheads)) <= _KNOWN_FLAG_VALUES):
-            return None
-        epochs = list(map(_G2, heads))
-        if (epochs[0] < log_last_epoch or not _ascending(epochs)
-                or epochs[-1] - log_last_epoch >= sealing.MAX_EPOCH_JUMP
-                or (bound_epoch is not None and epochs[-1] > bound_epoch)):
-            return None
-        name_ends = list(map(_ADD, map(_G5, eheads), _repeat(_SRC)))
-        names = list(map(_SLICE, chunk, map(slice, _repeat(_SRC), name_ends)))
-        tenant_lens = map(_G0, map(_U16, chunk, name_ends))
-        tenant_ends = list(map(_ADD, name_ends, map(_ADD, tenant_lens, _repeat(2))))
-        payload_lens = map(_G0, map(_U32, chunk, tenant_ends))
-        # entry = header, source, tenant, payload, tag; then the log's tag
-        if list(map(_ADD, tenant_ends, map(_ADD, payload_lens, _repeat(4 + 64)))) != lens:
-            return None
-        if not _seals_verify(log.chain, epochs, chunk, _RECORD_BODY, _RECORD_TAG):
-            return None
-        seqs = list(map(_G3, eheads))
-        entry_epochs = list(map(_G2, eheads))
-        updates = []
-        for name, positions in itertools.groupby(sorted(range(n), key=names.__getitem__),
-                                                 names.__getitem__):
-            positions = list(positions)
-            stream = sources.get(name)
-            new = stream is None
-            if new:
-                chain = source_chains.get(name.decode('utf-8'))
-                if chain is None:
-                    return None
-                stream = _Stream(chain)
-            group_seqs = list(map(seqs.__getitem__, positions))
-            group_epochs = list(map(entry_epochs.__getitem__, positions))
-            if (group_seqs != list(range(stream.next_seq, stream.next_seq + len(positions)))
-                    or group_epochs[0] < stream.last_epoch or not _ascending(group_epochs)
-                    or group_epochs[-1] - stream.last_epoch >= sealing.MAX_EPOCH_JUMP
-                    or not _seals_verify(stream.chain, group_epochs,
-                                         list(map(chunk.__getitem__, positions)),
-                                         _ENTRY_BODY, _ENTRY_TAG)):
-                return None
-            updates.append((name, stream, new, group_seqs[-1] + 1, group_epochs[-1],
-                            start + positions[-1]))
-    except (struct.error, UnicodeDecodeError, sealing.SealError):
-        return None
-    _extend(compact._nodes, start, list(map(_HASH_DIGEST, map(_SHA256, map(_LEAF, chunk)))))
-    for name, stream, new, next_seq, epoch, last_index in updates:
-        if new:
-            sources.add(name.decode('utf-8'), stream)
-        stream.next_seq, stream.last_epoch, stream.last_index = next_seq, epoch, last_index
-    return epochs[-1]
 
 
 class _SlowPath(object):
