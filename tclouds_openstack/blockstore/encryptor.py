@@ -120,8 +120,10 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         return getattr(volume_marks, name)(*args)
 
     def _format_if_new(self, context, kek):
+        """Return the device's header, or format it (only if new) and return None."""
         st = storage.FileStorage(self.dev_path, readonly=True)
         try:
+            sectors = fmt.sectors_for_capacity(st.size())
             header, _ = fmt.Volume.read_header(st)
             unreadable = None
         except errors.HeaderError as exc:
@@ -139,9 +141,12 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         except marks.Unknown as exc:
             self._refuse(str(exc), unreadable)
         if mark is not None:
-            self._refuse('it was formatted before (blockstore volume %s, host %s, %s) and '
-                         'holds data' % (mark.get('blockstore_uuid'), mark.get('host'),
-                                         mark.get('created_at')), unreadable, mark)
+            self._refuse('it was formatted before (its format mark names blockstore volume '
+                         '%s, host %s, %s)' % (mark.get('blockstore_uuid'), mark.get('host'),
+                                               mark.get('created_at')), unreadable, mark)
+        if sectors == 0:
+            raise EncryptorError('volume %s: device %s is too small for a protected volume'
+                                 % (self.volume_id, self.dev_path))
         volume_uuid = uuidlib.uuid4()
         try:
             claimed = self._mark_call('claim', context, str(volume_uuid))
@@ -151,9 +156,6 @@ class TcloudsEncryptor(base.VolumeEncryptor):
             self._refuse('another host formatted it meanwhile', unreadable)
         st = storage.FileStorage(self.dev_path)
         try:
-            sectors = fmt.sectors_for_capacity(st.size())
-            if sectors == 0:
-                raise EncryptorError('device %s is too small' % self.dev_path)
             fmt.Volume.create(st, kek, storage.FileAnchor(self.anchor_path),
                               sectors * fmt.SECTOR_SIZE, key_ref=str(self.encryption_key_id),
                               volume_uuid=volume_uuid.bytes)
