@@ -11,7 +11,9 @@ gets an I/O error on exactly the damaged sectors) and scrubbed with
 ``tclouds-blockstore check`` (exit 1 naming the sectors and the failed check); each
 detection is sealed into the demo's secure log as ``blockstore.integrity.failed``. The
 same rollback on a plain qemu LUKS1 image is read back silently, which is the point of the
-anchored Merkle root. A wrong key is refused at open, and an untouched copy passes
+anchored Merkle root. A backup of the volume and its anchor put back (both rolled back)
+and the same sector written again shares no keystream with the write made after the
+backup (format 1 reused it). A wrong key is refused at open, and an untouched copy passes
 ``check``. Every server started here is stopped (SIGTERM, then SIGKILL after a timeout).
 """
 import json
@@ -40,6 +42,7 @@ COMMAND_TIMEOUT = 60
 WRITES = ('write -P 0x5a 0 1M', 'write -P 0xa5 3M 64k')
 READS = ('read -P 0x5a 0 1M', 'read -P 0xa5 3M 64k', 'read -P 0 7M 4k')
 FLIPPED, SWAPPED, ROLLED_BACK = 9, (20, 768), 12
+BACKUP_SECTOR = 40
 _CHECK_LINE = re.compile(r'^sector (\d+): (\w+) check failed: (.*)$')
 
 
@@ -316,6 +319,7 @@ def _attacks(demo, base, vol, servers):
         rows.append(_attack(demo, servers, number, label, copy, sectors, check, neighbour))
     rows.append(_luks_rollback(report, demo.path('volume', 'luks')))
     _wrong_key(report, base, untouched, servers)
+    _restored_backup(report, untouched.copy(demo.path('volume', 'restored')), servers)
     res = _cli('check', *untouched.args())
     report.step('check on an untouched copy: exit %d, %s' % (res.returncode, _last_line(
         res.stdout if res.returncode == 0 else res.stderr)),
@@ -434,6 +438,42 @@ def _luks_rollback(report, directory):
                 detail=None if stale else out)
     return (label, 'the old data 0x5a, no error' if stale else 'unexpected: see above',
             'nothing to check with')
+
+
+def _sector_write(report, vol, servers, byte):
+    """Serve ``vol``, write ``byte`` over sector BACKUP_SECTOR, stop: its ciphertext."""
+    server = Server(vol, servers)
+    _start(report, server, 'serving the restored copy')
+    out = server.qemu_io('write -P 0x%02x %d 4k' % (byte, BACKUP_SECTOR * S))
+    _stop(report, server)
+    if not _clean(out):
+        report.step('writing sector %d failed: %s' % (BACKUP_SECTOR, _last_line(out)), ok=False)
+        raise _Abort()
+    return vol.raw(fmt.data_offset(BACKUP_SECTOR), S)
+
+
+def _restored_backup(report, vol, servers):
+    """A backup of the volume AND its anchor put back, then the same sector written again.
+
+    Format 1 took nonces from the anchor, so the second write reused the first one's
+    keystream (XOR of the ciphertexts = XOR of the plaintexts); format 2 must not.
+    """
+    os.makedirs(os.path.join(vol.dir, 'backup'), exist_ok=True)
+    backup = vol.copy(os.path.join(vol.dir, 'backup'))
+    first = _sector_write(report, vol, servers, 0x61)
+    shutil.copyfile(backup.path, vol.path)            # the backend restores both
+    shutil.copyfile(backup.anchor, vol.anchor)
+    second = _sector_write(report, vol, servers, 0x62)
+    same = _xor(first, second) == _xor(bytes([0x61]) * S, bytes([0x62]) * S)
+    report.step('a backup of the volume and of its anchor put back, then sector %d written '
+                'again: the new ciphertext %s the keystream of the write made after the '
+                'backup (XOR of the two ciphertexts %s XOR of the plaintexts)'
+                % (BACKUP_SECTOR, 'REUSES' if same else 'shares nothing with',
+                   'is' if same else 'is not'), ok=not same)
+
+
+def _xor(a, b):
+    return bytes(x ^ y for x, y in zip(a, b))
 
 
 def _wrong_key(report, base, vol, servers):

@@ -31,6 +31,9 @@ def test_volume_chapter_detects_every_attack(tmp_path):
                 'reads its old contents 0x5a, no error',
                 'a wrong key is refused at open, before any sector is read: serve exits 2: '
                 'wrong key: it does not open volume',
+                'a backup of the volume and of its anchor put back, then sector 40 written '
+                'again: the new ciphertext shares nothing with the keystream of the write made '
+                'after the backup',
                 'check on an untouched copy: exit 0',
                 'all 2048 sectors verified'):
             assert line in out, line
