@@ -163,7 +163,8 @@ def units(caps, hosts):
 
 def check_services(args, session):
     for unit in units(args.capabilities, args.hosts):
-        state = subprocess.run(['systemctl', 'is-active', 'devstack@%s.service' % unit],
+        state = subprocess.run(['sudo', '-n', 'systemctl', 'is-active',
+                                'devstack@%s.service' % unit],
                                capture_output=True, text=True).stdout.strip()
         check('unit devstack@%s active' % unit, state == 'active', state)
     import requests
