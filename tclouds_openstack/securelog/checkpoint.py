@@ -261,6 +261,17 @@ def parse_checkpoint(text):
     return Checkpoint(origin, int(size), root_hash, tuple(lines[3:]))
 
 
+def sign_note(text, signer):
+    """A signed note of ``text`` (UTF-8 bytes ending in a newline) with one signature.
+
+    For notes other than checkpoints signed with a log's key (a tenant's report manifest):
+    their text must never parse as a checkpoint (see :mod:`.report`).
+    """
+    if not text.endswith(b'\n'):
+        raise CheckpointError('note text must end with a newline')
+    return text + b'\n' + signer.signature_line(text).encode('utf-8')
+
+
 def sign_checkpoint(checkpoint, signer, cosigners=(), timestamp=None):
     """A complete signed note: body, blank line, the log's and witnesses' signatures."""
     text = format_checkpoint(*checkpoint)
