@@ -133,6 +133,51 @@ def cmd_verify(args, conf):
     return out, (EXIT_OK if out['ok'] else EXIT_DAMAGED)
 
 
+def _read_file(path, what):
+    try:
+        with open(path, 'rb') as f:
+            return f.read()
+    except OSError as exc:
+        raise InputError('cannot read %s %s: %s' % (what, path, exc.strerror))
+
+
+def cmd_verify_report(args, conf):
+    """Offline: the report file and the log's verifier key only, no store, no network."""
+    from tclouds_openstack.securelog import checkpoint as cpmod
+    from tclouds_openstack.securelog import report
+    key = args.public_key
+    if os.path.isfile(key):
+        key = _read_file(key, 'public key').decode('utf-8', 'replace')
+    try:
+        verifier = cpmod.NoteVerifier.from_vkey(key)
+    except cpmod.CheckpointError as exc:
+        raise InputError('--public-key is not a C2SP verifier key (name+id+key, the log.vkey '
+                         'of the auditor bundle): %s' % exc)
+    text = _read_file(args.report, 'report')
+    out = {'ok': False, 'report': args.report}
+    try:
+        previous = None
+        if args.previous:
+            try:
+                previous = report.read_checkpoint(_read_file(args.previous, 'previous'),
+                                                  verifier)
+            except report.Finding as exc:
+                raise report.Finding(exc.line, exc.check, 'the earlier report or checkpoint '
+                                     '%s: %s' % (args.previous, exc.detail))
+        verified = report.verify(text, verifier, project=args.project, previous=previous)
+    except report.Finding as exc:
+        out.update(first_bad_line=exc.line, check=exc.check, detail=exc.detail)
+        print('DAMAGED: line %d (%s): %s' % (exc.line, exc.check, exc.detail),
+              file=sys.stderr)
+        return out, EXIT_DAMAGED
+    m = verified.manifest
+    out.update(ok=True, project_id=m.project, lines=len(verified.lines), tree_size=m.size,
+               root=m.root.hex(), origin=m.origin, window=[m.window_from, m.window_to],
+               consistent_with=previous.size if previous is not None else None)
+    print(verified.summary(), file=sys.stderr)
+    return out, EXIT_OK
+
+
 def cmd_enroll_source(args, conf):
     from tclouds_openstack.securelog import keyfiles
     directory = keyfiles.source_keys_dir(conf.securelog.state_dir,
@@ -231,6 +276,17 @@ def build_parser():
                    'keys derived from the bundle)')
     p.add_argument('--full', action='store_true',
                    help='audit from genesis even when --state exists')
+    p = sub.add_parser('verify-report', help='verify a tenant\'s data-protection report '
+                       'offline: every line proved in the log, none changed, deleted, '
+                       'reordered or added (exit 0 OK, 1 the first bad line named, 2 '
+                       'unusable input)')
+    p.add_argument('report', help='the report file (openstack secure-log report --output)')
+    p.add_argument('--public-key', required=True,
+                   help='the log\'s C2SP verifier key (name+id+key), or a file holding it '
+                        '(log.vkey of the auditor bundle)')
+    p.add_argument('--project', help='the project the report must be about')
+    p.add_argument('--previous', help='an earlier report (or signed checkpoint) of the same '
+                   'log: this report\'s checkpoint must extend it (RFC 9162 consistency)')
     p = sub.add_parser('prove-inclusion', help='RFC 9162 inclusion proof of a record')
     p.add_argument('index', type=_nonneg)
     p.add_argument('--size', type=_nonneg, help='tree size (default: current)')
@@ -261,7 +317,8 @@ def build_parser():
 COMMANDS = {'init': cmd_init, 'append': cmd_append, 'verify': cmd_verify,
             'prove-inclusion': cmd_prove_inclusion, 'prove-consistency': cmd_prove_consistency,
             'show': cmd_show, 'checkpoint': cmd_checkpoint,
-            'enroll-source': cmd_enroll_source, 'evidence': cmd_evidence}
+            'enroll-source': cmd_enroll_source, 'evidence': cmd_evidence,
+            'verify-report': cmd_verify_report}
 
 
 def main(argv=None):

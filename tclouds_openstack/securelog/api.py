@@ -6,11 +6,16 @@ is sealed by this service's source and goes through the bus like any notificatio
 attributed to the caller: publisher ``user:<validated user id>``, the sealed context
 holding its user, project and roles, tenant its project; never to this service),
 ``GET /v1/proofs/inclusion?index=I[&tree_size=N]``, ``GET
-/v1/proofs/consistency?first=M[&second=N]``. Reads come from the database; this process
-never appends, so any number of API workers may run beside the one ingestion service.
+/v1/proofs/consistency?first=M[&second=N]``, ``GET /v1/projects/{project_id}/report
+[?from=T1&to=T2&previous_size=M]`` (a tenant's data-protection report, see :mod:`.report`:
+proved against the latest stored checkpoint, its manifest signed with the log's checkpoint
+key, which this host must then hold). Reads come from the database; this process never
+appends, so any number of API workers may run beside the one ingestion service.
 """
 import base64
+import os
 import threading
+import time
 
 import sqlalchemy as sa
 
@@ -20,6 +25,7 @@ from tclouds_openstack.common import wsgi
 from tclouds_openstack.securelog import merkle
 from tclouds_openstack.securelog import models
 from tclouds_openstack.securelog import policies
+from tclouds_openstack.securelog import report as reportmod
 from tclouds_openstack.securelog import sealing
 
 MAX_LIMIT = 1000
@@ -204,6 +210,86 @@ class Controller(object):
                 'first_root_hash': _b64(tree.root(first)),
                 'second_root_hash': _b64(tree.root(second))}
 
+    # ---- a tenant's data-protection report
+    def _report_signer(self):
+        """The log's checkpoint key (signs report manifests); never created here."""
+        path = os.path.join(self.store.state_dir, 'checkpoint-signing.key')
+        if not os.path.exists(path):
+            raise exception.ServiceUnavailable(
+                'reports are signed with the log\'s checkpoint key, which this API host does '
+                'not hold ([securelog] state_dir %s has no checkpoint-signing.key): run the '
+                'report API where the ingestion service keeps its state' % self.store.state_dir)
+        return self.store.signer
+
+    def _report_rows(self, project_id, size):
+        """Records below ``size`` a report may need, in log order.
+
+        The project's own, and every record of an event type the report interprets (the
+        payloads decide in :mod:`.report`).
+        """
+        table = models.Record.__table__
+        wanted = [table.c.tenant == project_id] + [
+            table.c.event_type.like(prefix.replace('_', '\\_') + '%', escape='\\')
+            for prefix in reportmod.EVENT_PREFIXES]
+        query = (sa.select(table.c.log_index, table.c.leaf_hash, table.c.tenant,
+                           table.c.time_ns, table.c.data)
+                 .where(table.c.log_index < size).where(sa.or_(*wanted))
+                 .order_by(table.c.log_index))
+        with self.store.engine.connect() as conn:
+            for row in conn.execution_options(stream_results=True).execute(query):
+                yield reportmod.Row(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]))
+
+    def report(self, request, project_id):
+        ctx = request.context
+        try:
+            reportmod.check_project(project_id)
+        except reportmod.ReportError as exc:
+            raise exception.BadRequest(str(exc).split(': ', 1)[1], field='project_id')
+        policy.authorize(ctx, policies.REPORT_GET, {'project_id': project_id})
+        window = {}
+        for name in ('from', 'to'):
+            raw = request.params.get(name)
+            if raw:
+                try:
+                    window[name] = reportmod.parse_time(raw, name)
+                except reportmod.ReportError as exc:
+                    raise exception.BadRequest(str(exc).split(': ', 1)[1], field=name)
+        if 'from' in window and 'to' in window and window['from'] >= window['to']:
+            raise exception.BadRequest('must be later than from', field='to')
+        previous = _int_param(request, 'previous_size')
+        signer = self._report_signer()
+        from tclouds_openstack.securelog import checkpoint as cpmod
+        from tclouds_openstack.securelog import store as storemod
+        try:
+            note = self.store.checkpoint_note()
+            checkpoint, _w = cpmod.open_checkpoint(note, signer.verifier(),
+                                                   origin=self.store.origin)
+        except storemod.StoreError:
+            raise exception.ServiceUnavailable('the log has no signed checkpoint yet: a '
+                                               'report is proved against one; try again '
+                                               'after the next checkpoint')
+        except cpmod.CheckpointError as exc:
+            raise exception.ServiceUnavailable('the latest checkpoint does not verify with '
+                                               'this host\'s log key: %s' % exc)
+        tree = self._current_tree()
+        if tree.size < checkpoint.size or tree.root(checkpoint.size) != checkpoint.root:
+            raise exception.ServiceUnavailable(
+                'the stored records do not hash to the signed checkpoint of size %d: the '
+                'store needs an audit ("tclouds-securelog verify")' % checkpoint.size)
+        consistency = None
+        if previous is not None:
+            if previous > checkpoint.size:
+                raise exception.BadRequest('is beyond the latest checkpoint\'s tree size %d'
+                                           % checkpoint.size, field='previous_size')
+            consistency = (previous, tree.consistency_proof(previous, checkpoint.size))
+        size = checkpoint.size
+        text = reportmod.build(
+            self._report_rows(project_id, size), project_id, note, checkpoint,
+            lambda index: tree.inclusion_proof(index, size), signer, time.time_ns(),
+            window.get('from'), window.get('to'), consistency)
+        return {'report': text.decode('utf-8'), 'project_id': project_id,
+                'lines': text.count(b'\n') - 1, 'tree_size': size}
+
 
 def build_router(store, publisher=None):
     policy.register_rules(policies.list_rules())
@@ -215,6 +301,7 @@ def build_router(store, publisher=None):
     router.connect('/v1/records/{index}', c.show_record, ['GET'])
     router.connect('/v1/proofs/inclusion', c.inclusion, ['GET'])
     router.connect('/v1/proofs/consistency', c.consistency, ['GET'])
+    router.connect('/v1/projects/{project_id}/report', c.report, ['GET'])
     return router
 
 

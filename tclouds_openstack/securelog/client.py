@@ -1,4 +1,6 @@
 """The one client of the secure log API (keystoneauth1), used by OSC and tools."""
+import urllib.parse
+
 from tclouds_openstack.common import client
 
 
@@ -32,3 +34,10 @@ class SecureLogClient(client.ServiceClient):
         if second is not None:
             params['second'] = second
         return self.get('/v1/proofs/consistency', params=params)
+
+    def report(self, project_id, start=None, end=None, previous_size=None):
+        """A project's data-protection report: {"report": JSON Lines text, ...}."""
+        params = {k: v for k, v in (('from', start), ('to', end),
+                                    ('previous_size', previous_size)) if v is not None}
+        return self.get('/v1/projects/%s/report' % urllib.parse.quote(project_id, safe=''),
+                        params=params)

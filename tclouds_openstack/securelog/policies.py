@@ -5,6 +5,8 @@ and they reveal only hashes and the tree size. Records are read in full by opera
 (admin, system reader); a project's readers read only the records whose tenant is their
 own project (the list is filtered by project in the store's query, a record of another
 project or of the operator is a 404). Appending through the API is for services and admins.
+A project's data-protection report is for the project's readers (members and managers
+included) and operators.
 """
 from tclouds_openstack.common import policy as base
 
@@ -13,6 +15,7 @@ PROOF_GET = 'securelog:proof:get'
 RECORD_LIST_ALL = 'securelog:record:list_all'
 RECORD_LIST = 'securelog:record:list'
 RECORD_CREATE = 'securelog:record:create'
+REPORT_GET = 'securelog:report:get'
 
 
 def list_rules():
@@ -33,4 +36,8 @@ def list_rules():
         r(RECORD_CREATE, base.SERVICE_OR_ADMIN,
           'Append an event (sealed by the API service as its own source).',
           ['POST /v1/records'], base.PROJECT),
+        r(REPORT_GET, base.PROJECT_READER_OR_OPERATOR,
+          'Get a project\'s data-protection report (its resources, the hosts and clouds '
+          'they used, key releases, refusals and integrity faults, with proofs).',
+          ['GET /v1/projects/{project_id}/report'], base.SYSTEM_OR_PROJECT),
     ]

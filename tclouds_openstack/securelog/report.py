@@ -811,20 +811,34 @@ def _parse_lines(text):
     return out
 
 
+def _checkpoint_note(text):
+    """The checkpoint note of a report (its header's) or the text of a checkpoint note."""
+    if text.lstrip()[:1] not in ('{', b'{'):
+        return text
+    note = _parse_lines(text)[0][1].get('checkpoint')
+    if not isinstance(note, str):
+        raise Finding(1, 'format', 'the report header has no checkpoint')
+    return note
+
+
+def peek_checkpoint(text):
+    """The checkpoint of a report or checkpoint note, unverified (Finding if none).
+
+    What the next report's consistency proof is asked from.
+    """
+    try:
+        return cpmod.parse_checkpoint(cpmod.split_note(_checkpoint_note(text))[0])
+    except cpmod.CheckpointError as exc:
+        raise Finding(1, 'format', 'no checkpoint: %s' % exc)
+
+
 def read_checkpoint(text, verifier):
-    """A signed checkpoint from a report (its header) or a C2SP checkpoint note.
+    """The checkpoint of a report (its header's) or of a C2SP checkpoint note, verified.
 
     Raises Finding (line 1) when it is not signed by ``verifier`` or is malformed.
     """
-    lines = _parse_lines(text) if text.lstrip()[:1] in ('{', b'{') else None
-    if lines is not None:
-        note = lines[0][1].get('checkpoint')
-        if not isinstance(note, str):
-            raise Finding(1, 'format', 'the report header has no checkpoint')
-    else:
-        note = text
     try:
-        return cpmod.open_checkpoint(note, verifier)[0]
+        return cpmod.open_checkpoint(_checkpoint_note(text), verifier)[0]
     except cpmod.CheckpointError as exc:
         raise Finding(1, 'checkpoint-signature', str(exc))
 

@@ -2,8 +2,10 @@
 
 Proof commands check what the server sends before printing it: an inclusion or
 consistency proof is verified against the signed checkpoint, whose signature is checked
-when ``--vkey`` (the log's C2SP verifier key) is given. Endpoint: the Keystone catalog
-(service type ``secure-log``) or ``OS_SECURE_LOG_ENDPOINT``.
+when ``--vkey`` (the log's C2SP verifier key) is given; so is a project's report
+(``openstack secure-log report``), which is written to a file for offline verification
+(``tclouds-securelog verify-report``). Endpoint: the Keystone catalog (service type
+``secure-log``) or ``OS_SECURE_LOG_ENDPOINT``.
 """
 import base64
 import json
@@ -13,9 +15,11 @@ from osc_lib import exceptions
 from osc_lib import utils
 
 from tclouds_openstack.common import client as common_client
+from tclouds_openstack.osc.v1 import trust as trust_commands
 from tclouds_openstack.securelog import checkpoint as cpmod
 from tclouds_openstack.securelog import client as client_mod
 from tclouds_openstack.securelog import merkle
+from tclouds_openstack.securelog import report as reportmod
 
 RECORD_COLUMNS = ('index', 'source', 'seq', 'event_type', 'tenant', 'time_ns', 'encrypted')
 
@@ -176,3 +180,84 @@ class ProveConsistency(command.ShowOne):
             raise exceptions.CommandError('consistency proof does NOT verify: %s' % e)
         proof['verified'] = True
         return _show(proof)
+
+
+class ShowReport(command.ShowOne):
+    """Get a project's data-protection report and write it to a file.
+
+    For each of the project's servers, volumes and objects: where it lived (host
+    pseudonym, jurisdiction, trust verdicts), which hosts received its keys, every refusal
+    and integrity fault; each line with an inclusion proof against a signed checkpoint.
+    Verify the file offline with ``tclouds-securelog verify-report FILE --public-key KEY``.
+    """
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--project', metavar='<project>',
+                            help='Project (name or ID); default: the token\'s project')
+        parser.add_argument('--project-domain', metavar='<project-domain>',
+                            help='Domain the project belongs to (name or ID)')
+        parser.add_argument('--from', dest='start', metavar='<time>',
+                            help='Window start, ISO 8601 (e.g. 2026-12-05T10:00:00Z); '
+                                 'default: the log\'s beginning')
+        parser.add_argument('--to', dest='end', metavar='<time>',
+                            help='Window end (exclusive), ISO 8601; default: the latest '
+                                 'signed checkpoint')
+        parser.add_argument('--output', metavar='<file>', required=True,
+                            help='Where to write the report (JSON Lines)')
+        parser.add_argument('--previous', metavar='<file>',
+                            help='An earlier report (or signed checkpoint) of this log: the '
+                                 'new report then proves the log only grew since (checked '
+                                 'with --vkey, and offline with verify-report --previous)')
+        _vkey_arg(parser)
+        return parser
+
+    def take_action(self, parsed_args):
+        project_id = parsed_args.project and trust_commands._project_id(
+            self.app, parsed_args.project, parsed_args.project_domain)
+        if not project_id:
+            auth_ref = getattr(self.app.client_manager, 'auth_ref', None)
+            project_id = getattr(auth_ref, 'project_id', None)
+        if not project_id:
+            raise exceptions.CommandError('give --project: the token is not scoped to one')
+        previous_text = previous = None
+        if parsed_args.previous:
+            previous_text = _read(parsed_args.previous)
+            try:
+                previous = reportmod.peek_checkpoint(previous_text)
+            except reportmod.Finding as e:
+                raise exceptions.CommandError('--previous %s: %s'
+                                              % (parsed_args.previous, e.detail))
+        answer = _call(_client(self.app).report, project_id, parsed_args.start,
+                       parsed_args.end, previous.size if previous is not None else None)
+        text = answer['report'].encode('utf-8')
+        verified = 'not checked (give --vkey)'
+        if parsed_args.vkey:
+            try:
+                verifier = cpmod.NoteVerifier.from_vkey(parsed_args.vkey)
+                if previous_text is not None:
+                    previous = reportmod.read_checkpoint(previous_text, verifier)
+                reportmod.verify(text, verifier, project=project_id, previous=previous)
+            except cpmod.CheckpointError as e:
+                raise exceptions.CommandError('--vkey: %s' % e)
+            except reportmod.Finding as e:
+                raise exceptions.CommandError('the report does NOT verify: %s' % e)
+            verified = True
+        try:
+            with open(parsed_args.output, 'wb') as f:
+                f.write(text)
+        except OSError as e:
+            raise exceptions.CommandError('cannot write %s: %s'
+                                          % (parsed_args.output, e.strerror))
+        return _show({'project_id': project_id, 'lines': answer['lines'],
+                      'tree_size': answer['tree_size'], 'from': parsed_args.start,
+                      'to': parsed_args.end, 'output': parsed_args.output,
+                      'verified': verified})
+
+
+def _read(path):
+    try:
+        with open(path, 'rb') as f:
+            return f.read()
+    except OSError as e:
+        raise exceptions.CommandError('cannot read %s: %s' % (path, e.strerror))

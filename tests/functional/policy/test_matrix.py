@@ -108,6 +108,18 @@ def _records_of_b(apis, persona, body):
     assert {r['tenant'] for r in body['records']} == {apis.project['B']}
 
 
+def _report_of(owner):
+    """The report is the owner's, verifies with the log's key, and names no other project."""
+    def check(apis, persona, body):
+        from tclouds_openstack.securelog import report
+        assert body['project_id'] == apis.project[owner]
+        report.verify(body['report'].encode(), apis.securelog_store.signer.verifier(),
+                      project=apis.project[owner])
+        others = [apis.project[p] for p in ('A', 'B', 'C') if p != owner]
+        assert not [p for p in others if p in body['report']]
+    return check
+
+
 TIGHTEN = {'requirement': {'trusted_host': 'required'}}
 RELAX = {'requirement': {'jurisdictions': None}}
 
@@ -173,6 +185,10 @@ ROWS = [
         url='/v1/records/{record_operator}', hidden=OF_A | {'member_b'}),
     Row('securelog', 'POST', '/v1/records', {'admin', 'service'}, ok=202,
         body={'event_type': 'matrix.check', 'payload': {'by': '{persona}'}}),
+    Row('securelog', 'GET', '/v1/projects/{project_id}/report', OPERATORS | OF_A,
+        url='/v1/projects/{A}/report', visible=_report_of('A')),
+    Row('securelog', 'GET', '/v1/projects/{project_id}/report', OPERATORS | {'member_b'},
+        url='/v1/projects/{B}/report?from=2020-01-01T00:00:00Z', visible=_report_of('B')),
 ]
 
 # ---------------------------------------------------------------------- key release rows

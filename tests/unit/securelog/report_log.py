@@ -56,8 +56,12 @@ def key(event, volume, project, host, reason):
         'verdict_status': 'trusted', 'verified_at': None}, SERVICE, publisher='keymgr')
 
 
-def events():
-    """[(event, tenant)] in log order, with the indexes of note in a dict."""
+def events(a=A, b=B):
+    """([(event, tenant)] in log order, {name: index} of the events tests look for).
+
+    ``a``, ``b``: the two projects' IDs (real Keystone projects in functional tests).
+    """
+    A, B = a, b     # noqa: N806 (the module's defaults, or the projects given)
     out = []
     marks = {}
 
