@@ -207,7 +207,11 @@ class Gate:
         except cinder_mod.CinderUnavailable as exc:
             raise Refused('cannot check volume %s: %s' % (volume_id, exc), host)
         placements = self._placements(volume) if volume is not None else {}
-        return check_volume(volume_id, volume, host, key_id, placements), volume
+        try:
+            return check_volume(volume_id, volume, host, key_id, placements), volume
+        except Refused as exc:
+            exc.project_id = getattr(volume, 'project_id', None)     # for the notification
+            raise
 
     def authorize(self, context, volume_id, what='key', key_id=None,
                   rule='keymgr:volume:key:release', token_info=None):
@@ -216,7 +220,7 @@ class Gate:
         ``what`` is 'key' (then ``key_id`` must be the volume's key) or 'anchor'. Both
         outcomes are notified (``keymgr.key.released`` / ``keymgr.key.refused``) and logged.
         """
-        host = verdict = None
+        host = verdict = volume = None
         reasons = []
         try:
             host = self.host_of(context, rule, token_info)
@@ -233,17 +237,19 @@ class Gate:
         except Refused as exc:
             exc.host = exc.host or host
             self._notify('warn', REFUSED, context, volume_id, key_id, what, exc.host, verdict,
-                         exc.reason)
+                         exc.reason, getattr(exc, 'project_id', None))
             raise
         self._notify('info', RELEASED, context, volume_id, key_id, what, host, verdict,
-                     '; '.join(reasons))
+                     '; '.join(reasons), volume.project_id)
         return host, volume
 
     def _notify(self, priority, event_type, context, volume_id, key_id, what, host, verdict,
-                reason):
+                reason, project_id=None):
         subject = key_id if what == 'key' and key_id else volume_id
+        # project_id: the volume's owner as Cinder reports it (None when refused before
+        # Cinder was asked): the tenant's data-protection report joins on it
         payload = {'subject': subject, 'subject_type': what, 'volume_id': volume_id,
-                   'key_id': key_id, 'host': host, 'reason': reason,
+                   'project_id': project_id, 'key_id': key_id, 'host': host, 'reason': reason,
                    'user_id': getattr(context, 'user_id', None),
                    'user_name': getattr(context, 'user_name', None),
                    'user_domain_id': getattr(context, 'user_domain_id', None),

@@ -152,6 +152,16 @@ def test_refusals_carry_the_reason(gate, ctx, volume_id, key_id, reason):
     assert reason in payload['reason'] and payload['volume_id'] == volume_id
 
 
+def test_notifications_name_the_volumes_project(gate):
+    """The project's data-protection report (securelog/report.py) joins on it."""
+    gate.authorize(host_ctx('node1'), 'vol-1', key_id='key-1', rule=RULE)
+    for ctx in (host_ctx('node1'), host_ctx('node2')):     # Cinder asked / refused before
+        with pytest.raises(release.Refused):
+            gate.authorize(ctx, 'vol-2', key_id='key-2', rule=RULE)
+    assert [p['project_id'] for _e, _p, p in helpers.notifications()] == [
+        'p-alice', 'p-alice', None]
+
+
 def test_application_credential_id_decides_over_the_user(gate):
     token_info = {'token': {'application_credential': {'id': 'appcred-node1'}}}
     ctx = host_ctx('node1', user_id='u-node2')      # the app credential's owner
