@@ -12,6 +12,8 @@
 #   --no-tempest     deploy and check only
 #   --no-plugin      deploy stock OpenStack only (no tclouds plugin)
 #   --no-clean       skip the unstack.sh + clean.sh check at the end
+#   --rerun          after Tempest, run stack.sh again with every service up and check
+#                    the deployment again (DevStack's re-run path)
 #
 # Environment:
 #   DEVSTACK_DIR             upstream DevStack (default ../shared/vendor/devstack)
@@ -38,7 +40,7 @@ COMPUTES=${TCLOUDS_DEVSTACK_COMPUTES:-2}
 ROOT=$TCLOUDS_DEVSTACK_STATE/root
 IROOT=$HERE/isolated-root.sh
 
-worktree=0 keep_root=0 keep_running=0 tempest=1 plugin=1 clean=1
+worktree=0 keep_root=0 keep_running=0 tempest=1 plugin=1 clean=1 rerun=0
 for arg in "$@"; do
     case $arg in
         --worktree) worktree=1 ;;
@@ -47,7 +49,8 @@ for arg in "$@"; do
         --no-tempest) tempest=0 ;;
         --no-plugin) plugin=0 ;;
         --no-clean) clean=0 ;;
-        *) sed -n '2,28p' "$0" >&2; exit 2 ;;
+        --rerun) rerun=1 ;;
+        *) sed -n '2,30p' "$0" >&2; exit 2 ;;
     esac
 done
 [[ $(id -u) == 0 ]] || { echo "devstack-job: run as root (it builds a root file system)" >&2; exit 1; }
@@ -249,7 +252,7 @@ check_host() {
 }
 
 collect_logs() {
-    [[ -d $ROOT/opt/stack ]] || return 0
+    [[ -d $ROOT/opt/stack/logs ]] || return 0
     mkdir -p "$LOGS/root"
     cp -a "$ROOT/opt/stack/logs" "$LOGS/root/" 2>/dev/null || true
     cp -a "$ROOT/var/log/journal" "$LOGS/root/journal" 2>/dev/null || true
@@ -258,10 +261,10 @@ collect_logs() {
         [[ -d $ROOT/etc/$d ]] && cp -a "$ROOT/etc/$d" "$LOGS/root/etc-$d" 2>/dev/null
     done
     cp -a "$ROOT/opt/stack/tempest/etc/tempest.conf" "$ROOT/opt/stack/tempest/tempest-"*.txt \
-        "$LOGS/root/" 2>/dev/null || true
+        "$ROOT/opt/stack/tempest/tempest-"*.subunit "$LOGS/root/" 2>/dev/null || true
     # Secrets stay in the root: the passwords in the copied configuration are redacted.
     find "$LOGS/root" -type f \( -name '*.conf' -o -name '*.ini' \) -print0 2>/dev/null \
-        | xargs -0 -r sed -i -E 's/^((password|.*_password|.*transport_url|connection|.*_key) *=).*/\1 <redacted>/' \
+        | xargs -0 -r sed -i -E 's/^((password|.*_passwords?|.*transport_url|connection|.*_key) *=).*/\1 <redacted>/' \
         2>/dev/null || true
     chmod -R go-rwx "$LOGS"
 }
@@ -276,6 +279,14 @@ fi
 if (( tempest )); then
     phase tempest run_tempest || true
 fi
+if (( rerun )); then
+    phase stack.sh-again stack || true
+    if (( plugin )); then
+        phase post-deploy-check-again post_deploy_check || true
+    fi
+fi
+# clean.sh removes the services' logs: keep them first
+collect_logs || true
 if (( clean && ! keep_running )); then
     phase unstack+clean unstack_and_clean || true
 fi

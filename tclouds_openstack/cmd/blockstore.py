@@ -348,19 +348,21 @@ def cmd_serve(args):
 
 
 def cmd_key_release_api(args):
-    """Run the key release API (controller side of the tclouds key manager)."""
-    from oslo_config import cfg
+    """Run the key release API (controller side of the tclouds key manager).
 
+    The application uwsgi serves (tclouds_openstack.wsgi.key_release_api), standalone.
+    """
     from tclouds_openstack.common import wsgi
     from tclouds_openstack import conf as tc_conf
-    from tclouds_openstack.keymgr import api
+    from tclouds_openstack import wsgi as wsgi_entry
+    from tclouds_openstack.wsgi import key_release_api
 
     conf = tc_conf.CONF
     conf(args=[], project='tclouds', default_config_files=args.config_file or None)
     try:
-        app = api.build_app(conf)
-    except cfg.Error as exc:
-        raise InputError('configuration: %s' % exc)
+        app = key_release_api.build(conf)
+    except wsgi_entry.NotStarting as exc:
+        raise InputError(str(exc))
     group = conf.tclouds_key_manager
     wsgi.serve(app, group.api_host, group.api_port, conf)
     return EXIT_OK

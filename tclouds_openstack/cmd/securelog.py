@@ -396,18 +396,13 @@ def ingest_main(argv=None):
 
 
 def api_main(argv=None):
-    """``tclouds-securelog-api``: the REST API (reads the store; appends go via the bus)."""
-    import oslo_messaging
-    from tclouds_openstack.common import messaging
+    """``tclouds-securelog-api``: the REST API (reads the store; appends go via the bus).
+
+    The application uwsgi serves (tclouds_openstack.wsgi.securelog_api), standalone.
+    """
     from tclouds_openstack.common import wsgi
-    from tclouds_openstack.securelog import api
-    from tclouds_openstack.securelog import source
-    conf = _service_conf(sys.argv[1:] if argv is None else argv, 'tclouds-securelog-api')
-    if not conf.securelog.source_name:
-        conf.set_override('source_name', source.default_source_name('securelog-api'),
-                          group='securelog')
-    publisher = oslo_messaging.Notifier(messaging.get_notification_transport(conf),
-                                        publisher_id='securelog-api', driver='securelog')
-    app = api.build_app(conf, _store(conf), publisher)
+    from tclouds_openstack.wsgi import securelog_api
+    conf = _service_conf(sys.argv[1:] if argv is None else argv, securelog_api.PROG)
+    app = securelog_api.build(conf)
     wsgi.serve(app, conf.securelog.api_host, conf.securelog.api_port, conf)
     return 0

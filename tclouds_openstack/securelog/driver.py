@@ -24,7 +24,6 @@ identifiers: tokens and service catalogs never reach the log.
 import base64
 import logging
 import os
-import sys
 import threading
 import time
 import urllib.parse
@@ -105,8 +104,7 @@ class SecureLogDriver(notifier.Driver):
         super().__init__(conf, topics, transport)
         securelog_conf.register_opts(conf)
         opts = conf.securelog
-        name = opts.source_name or srcmod.default_source_name(
-            os.path.basename(sys.argv[0] or 'python') or 'python')
+        name = opts.source_name or srcmod.default_source_name(srcmod.process_component())
         self.source = srcmod.Source(name, opts.source_state_dir, opts.epoch_seconds,
                                     opts.epoch_entries,
                                     encryptor=encryptor or _encryptor(conf))

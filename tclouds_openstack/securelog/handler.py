@@ -16,8 +16,6 @@ would recurse while the bus is down); a record that cannot be sealed is reported
 ``handleError`` and never raises into the application.
 """
 import logging
-import os
-import sys
 import threading
 
 _IGNORED_PREFIXES = ('oslo.messaging', 'oslo_messaging', 'kombu', 'amqp',
@@ -55,8 +53,7 @@ class SecureLogHandler(logging.Handler):
                         default_config_dirs=[])
                 securelog_conf.register_opts(conf)
                 name = self._source_name or conf.securelog.source_name or \
-                    source.default_source_name(
-                        '%s-log' % os.path.basename(sys.argv[0] or 'python'))
+                    source.default_source_name('%s-log' % source.process_component())
                 conf.set_override('source_name', name, group='securelog')
                 transport = self._transport or \
                     oslo_messaging.get_notification_transport(conf)

@@ -3,6 +3,7 @@ uses to turn events into sealed entries with its own persistent per-source seale
 import json
 import os
 import socket
+import sys
 import time
 import urllib.parse
 
@@ -21,6 +22,39 @@ def canonical_json(obj):
 
 def default_source_name(component):
     return '%s@%s' % (component, socket.gethostname())
+
+
+def process_component():
+    """What this process is, for its default source name.
+
+    The program name, except in a generic WSGI server hosting a service (uwsgi, mod_wsgi),
+    where every API would otherwise be "uwsgi": there the name the deployment gave the
+    process (uwsgi's ``procname-prefix``, DevStack's ``--procname-prefix nova-api``, else
+    the basename of its ini file; mod_wsgi's process group).
+    """
+    program = os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else 'python') \
+        or 'python'
+    hosted = _wsgi_server_name()
+    return hosted or program
+
+
+def _wsgi_server_name():
+    uwsgi = sys.modules.get('uwsgi')
+    if uwsgi is not None and isinstance(getattr(uwsgi, 'opt', None), dict):
+        for option in ('procname-prefix', 'procname-prefix-spaced', 'ini'):
+            value = uwsgi.opt.get(option)
+            if isinstance(value, list):
+                value = value[-1] if value else None
+            if isinstance(value, bytes):
+                value = value.decode('utf-8', 'replace')
+            if isinstance(value, str) and value.strip():
+                value = value.strip()
+                if option == 'ini':
+                    value = os.path.splitext(os.path.basename(value))[0]
+                return value
+    mod_wsgi = sys.modules.get('mod_wsgi')
+    group = getattr(mod_wsgi, 'process_group', '') if mod_wsgi is not None else ''
+    return group or None
 
 
 class Source(object):

@@ -4,8 +4,9 @@ tclouds_openstack.wsgi.<api>:application``) or mod_wsgi, as Nova and Keystone sh
 Each module exposes ``application``, built on its first request from the configuration
 files named by ``TCLOUDS_CONFIG_FILE`` (comma-separated; default
 ``/etc/tclouds/tclouds.conf``), so importing a module reads nothing. The console scripts
-(``tclouds-attestation-api``, ...) serve the same applications with the standard library's
-threaded server, for the demo and tests.
+(``tclouds-attestation-api``, ``tclouds-securelog-api``, ``tclouds-blockstore
+key-release-api``) serve the applications these modules build (each module's ``build(conf)``)
+with the project's standalone server, for the demo and tests: one builder per API.
 """
 import os
 import sys
@@ -72,7 +73,15 @@ class LazyApplication(object):
         return self.get()(environ, start_response)
 
 
+class NotStarting(RuntimeError):
+    """An API that cannot start (outdated schema, bad configuration); already said why."""
+
+
 def fail(prog, message):
-    """Refuse to start with one line on stderr (what uwsgi's log shows), no traceback."""
+    """Refuse to start with one line on stderr (what uwsgi's log shows), no traceback.
+
+    The console scripts serving the same applications catch :class:`NotStarting` and
+    exit 1.
+    """
     print('%s: not starting: %s' % (prog, message), file=sys.stderr)
-    raise RuntimeError(message)
+    raise NotStarting(message)

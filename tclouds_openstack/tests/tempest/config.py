@@ -77,9 +77,10 @@ tclouds_opts = [
                help='Its project.'),
     cfg.StrOpt('host_user_format', default='tclouds-host-{host}',
                help='Keystone user name of compute host {host}\'s own credential.'),
-    cfg.StrOpt('host_password', default='', secret=True,
-               help='Password of the compute hosts\' credentials; empty: the key release '
-                    'scenario is skipped.'),
+    cfg.DictOpt('host_passwords', default={}, secret=True,
+                help='Password of each compute host\'s own credential (host:password,...; '
+                     'every host has its own); a host not listed: the key release scenario '
+                     'is skipped.'),
     cfg.StrOpt('host_project', default='service',
                help='Project the compute host credentials hold their role on.'),
     cfg.StrOpt('securelog_audit_command', default='',

@@ -132,3 +132,38 @@ def test_securelog_api_serves_the_checkpoint(tmp_path):
     status, body = get(app, '/v1/checkpoint', ADMIN)
     assert status == 200
     assert body['tree_size'] == 0
+
+
+def test_console_scripts_serve_the_wsgi_builders_applications(tmp_path, monkeypatch):
+    """tclouds-securelog-api and tclouds-attestation-api build nothing of their own."""
+    from tclouds_openstack.cmd import attestation_api as attestation_cmd
+    from tclouds_openstack.cmd import securelog as securelog_cmd
+    from tclouds_openstack.common import wsgi as wsgi_server
+    served, built = [], []
+    monkeypatch.setattr(wsgi_server, 'serve', lambda app, host, port, conf: served.append(app))
+    real_build = securelog_api.build
+    monkeypatch.setattr(securelog_api, 'build',
+                        lambda conf: built.append(real_build(conf)) or built[-1])
+    path = write_conf(tmp_path, '[api]\nauth_strategy = noauth\n[DEFAULT]\n'
+                                'transport_url = fake:/\n[securelog]\n'
+                                'connection = sqlite:///%s\nstate_dir = %s\n'
+                                'auditor_dir = %s\n[oslo_policy]\npolicy_file = %s\n'
+                                % (tmp_path / 's.sqlite', tmp_path / 'state',
+                                   tmp_path / 'auditor', tmp_path / 'policy.yaml'))
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    assert securelog_cmd.api_main(['--config-file', path, '--config-dir', str(empty)]) == 0
+    assert served == built and len(built) == 1
+
+    # the attestation API refuses an unmigrated database through the builder: exit 1
+    conf_path = write_conf(tmp_path, '[api]\nauth_strategy = noauth\n[attestation]\n'
+                                     'connection = sqlite:///%s\n[oslo_policy]\n'
+                                     'policy_file = %s\n'
+                           % (tmp_path / 'a.sqlite', tmp_path / 'policy.yaml'))
+    try:
+        assert attestation_cmd.main(['--config-file', conf_path,
+                                     '--config-dir', str(empty)]) == 1
+    finally:
+        tconf.CONF.reset()
+        tconf.CONF.clear()
+    assert len(served) == 1

@@ -20,10 +20,13 @@ class EncryptedVolumeKeyReleaseTest(manager.ScenarioTest):
         super().skip_checks()
         if not CONF.service_available.key_release:
             raise cls.skipException('the key release API is not available')
-        if not CONF.tclouds.encrypted_volume_type or not CONF.tclouds.host_password:
-            raise cls.skipException('no encrypted volume type or host credentials')
+        if not CONF.tclouds.encrypted_volume_type:
+            raise cls.skipException('no encrypted volume type')
         if len(CONF.tclouds.compute_hosts) < 2:
             raise cls.skipException('needs two attested compute hosts')
+        missing = set(CONF.tclouds.compute_hosts) - set(CONF.tclouds.host_passwords)
+        if missing:
+            raise cls.skipException('no credential of host(s) %s' % ', '.join(sorted(missing)))
 
     @classmethod
     def setup_clients(cls):
@@ -34,7 +37,7 @@ class EncryptedVolumeKeyReleaseTest(manager.ScenarioTest):
     def _host_client(self, host):
         creds = auth.KeystoneV3Credentials(
             username=CONF.tclouds.host_user_format.format(host=host),
-            password=CONF.tclouds.host_password, project_name=CONF.tclouds.host_project,
+            password=CONF.tclouds.host_passwords[host], project_name=CONF.tclouds.host_project,
             user_domain_name='Default', project_domain_name='Default')
         return clients.Manager(creds).key_release_v1.KeyReleaseClient()
 
