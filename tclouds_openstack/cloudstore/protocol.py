@@ -199,6 +199,7 @@ def _segments(chunks, segment_size):
 @dataclasses.dataclass
 class WriteResult:
     metadata: metadata_mod.Metadata
+    #: The clouds that acknowledged both the value object and the metadata.
     acked: typing.List[str]
     faults: typing.Dict[str, Fault]
     #: The signed metadata as stored on the clouds (a caller may keep it: see open()).
@@ -464,15 +465,18 @@ class DepSkyCA:
             {self._track(data_unit, index, self.executor.submit(put_metadata, index)): index
              for index in range(self.n)},
             'put', lambda r: self._count_ok(r) >= quorum)
-        acked = []
         for index, (ok, exc) in sorted(results.items()):
-            if ok:
-                acked.append(self.clouds[index].name)
-            else:
+            if not ok:
                 self._fault(faults, index, UNAVAILABLE, str(exc), data_unit)
-        if len(acked) < quorum:
+        if self._count_ok(results) < quorum:
             raise errors.QuorumError('write (metadata phase)', data_unit, quorum,
                                      {fault.cloud: fault.reason for fault in faults.values()})
+        # Acknowledged: both the value object and the metadata (a cloud dropped from the
+        # value phase may still take the metadata; one still uploading is not counted).
+        stored = {index for future, index in futures.items()
+                  if future.done() and not future.cancelled() and future.exception() is None}
+        acked = [self.clouds[index].name for index, (ok, _) in sorted(results.items())
+                 if ok and index in stored]
         return WriteResult(metadata=meta, acked=acked, faults=faults, signed=signed)
 
     def _discard_version(self, data_unit, version):

@@ -28,6 +28,8 @@ containers). Options (paste section, validated at start-up):
 ``project_requirements`` keep restricted projects' objects inside their jurisdictions
                         (true; false must be said explicitly)
 ``reseller_prefix``     account prefixes that precede a project id (``AUTH_``)
+``notifications``       send placements and faults with the tclouds configuration's
+                        notification drivers (true)
 ``window_segments``     segments a GET fetches per request and cloud (16)
 ``writer_key_file``     PEM Ed25519 private key that signs metadata (readers verify with
                         its public key); without it, ``writer_public_key_file`` makes the
@@ -205,14 +207,14 @@ class CloudStoreMiddleware:
         path = req.path
         fragments = [{'fragment': index, 'cloud': name,
                       'country': self.settings.placement.countries.get(name),
-                      'stored': name in result.acked}
+                      'acknowledged': name in result.acked}
                      for index, name in enumerate(depsky.names)]
         self.logger.info('cloudstore: %s version %d (data unit %s) placed: %s', path,
                          meta.version, meta.data_unit, '; '.join(
                              'fragment %d -> %s%s' % (item['fragment'],
                                                       self.settings.placement.describe(
                                                           item['cloud']),
-                                                      '' if item['stored'] else
+                                                      '' if item['acknowledged'] else
                                                       ' (not acknowledged)')
                              for item in fragments))
         _version, account, container, obj = req.split_path(4, 4, True)

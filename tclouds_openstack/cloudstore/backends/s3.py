@@ -17,7 +17,7 @@ from tclouds_openstack.cloudstore import errors
 
 _NOT_FOUND = ('404', 'NoSuchKey', 'NotFound')
 #: Part size of streamed uploads (S3 wants at least 5 MiB for every part but the last).
-PART_BYTES = 8 * 1024 * 1024
+PART_BYTES = 16 * 1024 * 1024
 # botocore >= 1.36 adds checksums to every request and expects them in answers unless told
 # 'when_required' (what S3-compatible gateways such as Swift's s3api expect); older releases
 # (OpenStack's upper-constraints pins 1.35.99) behave so already and lack the options.

@@ -14,13 +14,14 @@ import time
 import pytest
 import swiftclient
 
+from tclouds_openstack.cloudstore.backends import s3 as s3_backend
 from tclouds_openstack.cloudstore import coding
 from tclouds_openstack.cloudstore import errors
 from tclouds_openstack.cloudstore import metadata
 from tclouds_openstack.cloudstore import protocol
 
 #: The most a test accepts when it inspects an object on a cloud (reads are bounded).
-LIMIT = 16 * 1024 * 1024
+LIMIT = 64 * 1024 * 1024
 
 
 def _faults(front_proxy):
@@ -250,9 +251,9 @@ def test_refused_streamed_put_leaves_nothing_on_the_clouds(swift, container, clo
 
 
 def test_large_objects_stream_to_the_s3_cloud_in_parts(swift, container, clouds, reader):
-    # Each cloud's value object of a 20 MiB object is about 10 MiB: more than one part of
+    # Each cloud's value object of a 40 MiB object is about 20 MiB: more than one part of
     # a streamed S3 upload. A refused upload leaves no object and no pending upload.
-    data = os.urandom(20 * 1024 * 1024 + 11)
+    data = os.urandom(40 * 1024 * 1024 + 11)
     s3 = clouds[3].backend()
     before = set(s3.list(''))
     with pytest.raises(swiftclient.ClientException) as info:
@@ -265,4 +266,4 @@ def test_large_objects_stream_to_the_s3_cloud_in_parts(swift, container, clouds,
     unit = {key.split('/')[0] for key in set(s3.list('')) - before}.pop()
     assert reader.check(unit).faults == {}
     value = s3.get(protocol.value_key(unit, reader.read_metadata(unit).version), LIMIT)
-    assert len(value) > 8 * 1024 * 1024
+    assert len(value) > s3_backend.PART_BYTES

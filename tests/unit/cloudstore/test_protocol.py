@@ -1,6 +1,7 @@
 import concurrent.futures
 import dataclasses
 import os
+import threading
 
 import hypothesis
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from tclouds_openstack.cloudstore import errors
 from tclouds_openstack.cloudstore import metadata
 from tclouds_openstack.cloudstore import protocol
 from tclouds_openstack.cloudstore import shamir
+from tests.unit.cloudstore import conftest
 
 DATA = os.urandom(200 * 1024 + 3)
 
@@ -346,3 +348,40 @@ def test_announced_size_reaches_the_backends(clouds, writer_key):
                                segment_size=65536)
     depsky.write_stream('unit', [DATA], 1, size=len(DATA))
     assert lengths == [len(clouds[0].objects[protocol.value_key('unit', 1)])]
+
+
+class _StalledUpload(conftest.MemoryBackend):
+    """A cloud that takes no byte of an upload until the test opens the gate."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.gate = threading.Event()
+        self.failed = []
+
+    def put_stream(self, key, chunks, length=None):
+        assert self.gate.wait(300), 'the test never opened the gate'
+        try:
+            super().put_stream(key, chunks, length)
+        except errors.CloudStoreError as exc:
+            self.failed.append(str(exc))
+            raise
+
+
+def test_a_cloud_that_falls_behind_is_dropped_not_buffered(writer_key):
+    # The writer queues at most two windows of pieces per cloud; a cloud that takes none
+    # for the timeout is dropped from the write (n - f others still take it), so a stalled
+    # provider never makes the gateway hold the object.
+    clouds = [conftest.MemoryBackend('cloud%d' % i) for i in range(3)]
+    clouds.append(_StalledUpload('cloud3'))
+    data = os.urandom(40 * 4096)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key, pool,
+                                   timeout=0.5, segment_size=4096, window_segments=2)
+        result = depsky.write('unit', data, 1)
+        assert result.acked == ['cloud0', 'cloud1', 'cloud2']
+        clouds[3].gate.set()
+    assert protocol.value_key('unit', 1) not in clouds[3].objects
+    assert clouds[3].failed and 'upload dropped by the writer: more than 4 pieces behind ' \
+        'the writer' in clouds[3].failed[0]
+    assert protocol.DepSkyCA(clouds, 1, writer_key.public_key(),
+                             segment_size=4096).read('unit').data == data
