@@ -163,7 +163,11 @@ class TrustReactor(object):
         if unreadable:
             reasons = (unreadable,)
         emitted = []
-        base_payload = {'host': host, 'status': status, 'reasons': list(reasons)}
+        # the host's country goes into every event: a tenant's data-protection report
+        # (securelog/report.py) shows where its servers ran
+        country = self._jurisdiction(host)
+        base_payload = {'host': host, 'status': status, 'reasons': list(reasons),
+                        'jurisdiction': country}
 
         def emit(event_type, **extra):
             self._emit(event_type, dict(base_payload, **extra))
@@ -199,7 +203,7 @@ class TrustReactor(object):
                 LOG.warning('no nova-compute service on host %s: nothing to do', host)
                 return emitted
         try:
-            if self.sync.sync_host(host, trusted):
+            if self.sync.sync_host(host, trusted, country=country):
                 emit('trust.host.trait_added' if trusted else 'trust.host.trait_removed',
                      trait=model.TRAIT_TRUSTED)
         except Exception as e:
@@ -230,6 +234,14 @@ class TrustReactor(object):
                 emit('trust.action.failed', action='enable', error=str(e))
         return emitted
 
+    def _jurisdiction(self, host):
+        """The host's country from its aggregates; None when unlabelled or unreadable."""
+        try:
+            return self.sync.jurisdictions().get(host)
+        except Exception as e:
+            LOG.warning('cannot read the jurisdiction of host %s: %s', host, e)
+            return None
+
     def _compute_service(self, host):
         services = self.nova.services.list(host=host, binary='nova-compute')
         return services[0] if services else None
@@ -258,9 +270,10 @@ class TrustReactor(object):
                 LOG.exception('%s of instance %s failed', action, server.id)
                 event = 'trust.action.failed'
                 payload = dict(base_payload, instance_id=server.id, action=action,
-                               error=str(e))
+                               error=str(e), project_id=getattr(server, 'tenant_id', None))
             else:
-                payload = dict(base_payload, instance_id=server.id)
+                payload = dict(base_payload, instance_id=server.id,
+                               project_id=getattr(server, 'tenant_id', None))
             self._emit(event, payload)
             emitted.append(event)
         return emitted

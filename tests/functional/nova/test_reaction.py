@@ -18,6 +18,7 @@ class Recorder(object):
 
 @pytest.mark.forked
 class TestReaction(base.TrustTestBase):
+    labels = {'host1': 'DE'}
 
     def setUp(self):
         super().setUp()
@@ -66,6 +67,8 @@ class TestReaction(base.TrustTestBase):
         self.assertEqual(['trust.host.trait_removed', 'trust.host.disabled',
                           'trust.host.trait_added', 'trust.host.enabled'], events)
         self.assertEqual('host1', self.notifier.sent[1][1]['host'])
+        # where the host is goes with every event (a tenant's report shows it)
+        self.assertEqual({'DE'}, {p['jurisdiction'] for _e, p in self.notifier.sent})
 
     def test_operator_disabled_service_is_left_alone(self):
         svc = self.service('host1')
@@ -94,6 +97,10 @@ class TestReaction(base.TrustTestBase):
         self.assertEqual('host1', self.host_of(plain))
         emitted = self.tamper('host1')
         self.assertIn('trust.instance.stop', emitted)
+        stopped = [p for e, p in self.notifier.sent if e == 'trust.instance.stop']
+        self.assertEqual([(secure['id'], secure['tenant_id'], 'host1', 'DE')],
+                         [(p['instance_id'], p['project_id'], p['host'], p['jurisdiction'])
+                          for p in stopped])
         self._wait_for_state_change(secure, 'SHUTOFF')
         self.assertEqual('ACTIVE', self.api.get_server(plain['id'])['status'])
 
