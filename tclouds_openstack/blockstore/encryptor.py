@@ -197,6 +197,7 @@ class TcloudsEncryptor(base.VolumeEncryptor):
                   % (self.volume_id, self.dev_path, why,
                      '' if unreadable is None else ' (header: %s)' % unreadable))
         event = {'event_type': notify.EVENT_TYPE, 'volume': self.cinder_volume_id,
+                 'volume_id': self.cinder_volume_id,
                  'blockstore_uuid': (mark or {}).get('blockstore_uuid'), 'sector': None,
                  'check': 'header', 'reason': reason, 'operation': 'attach',
                  'host': socket.gethostname(), 'time': time.time()}
@@ -216,6 +217,9 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         cmd = cli.nbdkit_command(self.dev_path, self.anchor_path, self.socket_path, read_fd,
                                  events=self.events_path, sync_metadata=self.sync_metadata,
                                  notify_config=self.notify_config)
+        if self.cinder_volume_id:
+            # its integrity events name the Cinder volume (a tenant's report joins on it)
+            cmd.append('cinder_volume=%s' % self.cinder_volume_id)
         with open(self.log_path, 'ab') as log:
             proc = subprocess.Popen(cmd, env=cli.plugin_environment(), stdout=log,
                                     stderr=log, pass_fds=(read_fd,), start_new_session=True)

@@ -14,7 +14,8 @@ failure), ``notify_config=PATH`` (an oslo.config file whose [DEFAULT] transport_
 [oslo_messaging_notifications] say where the ``blockstore.integrity.failed``
 notification goes), ``sync_metadata=1`` (fdatasync between journal and data writes, for
 power-loss ordering), ``cache_mb=N`` (memory for cached tree nodes and sector records,
-default 64). A format 1 volume is served read-only.
+default 64), ``cinder_volume=ID`` (the Cinder volume served, named in integrity events as
+``volume_id``). A format 1 volume is served read-only.
 
 Requests are serialized (THREAD_MODEL_SERIALIZE_ALL_REQUESTS): on 2 cores the GIL makes
 parallel threads ~3x slower, and read-modify-write of partial sectors must not interleave.
@@ -86,7 +87,7 @@ def _drop_thread_state():
 
 def config(key, value):
     if key not in ('volume', 'anchor', 'keyfd', 'keyfile', 'events', 'sync_metadata',
-                   'readonly', 'notify_config', 'config', 'cache_mb'):
+                   'readonly', 'notify_config', 'config', 'cache_mb', 'cinder_volume'):
         raise RuntimeError('unknown parameter %r' % key)
     _params[key] = value
 
@@ -163,6 +164,7 @@ def _log(message):
 
 def _event(exc, operation, offset, count):
     event = {'event_type': notify.EVENT_TYPE, 'volume': _volume.uuid,
+             'volume_id': _params.get('cinder_volume'),
              'sector': exc.sector, 'check': exc.check, 'reason': str(exc),
              'operation': operation, 'offset': offset, 'count': count, 'time': time.time()}
     _log('integrity failure: %s' % json.dumps(event, sort_keys=True))

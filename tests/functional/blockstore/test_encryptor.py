@@ -107,6 +107,7 @@ def test_wrong_key_refused_and_integrity_failure_is_eio(env):
     enc.detach_volume()
     (event,) = [json.loads(line) for line in open(enc.events_path)]
     assert event['sector'] == 3 and event['check'] == 'tag'
+    assert event['volume_id'] == 'vol-1'            # the Cinder volume, for tenants' reports
 
 
 def test_detach_after_restart_stops_only_our_export(env):
@@ -218,7 +219,8 @@ def test_unreadable_header_on_a_host_without_anchor_is_refused_data_intact(env, 
         watchdog.wait_until(listener.event.is_set, 'the integrity notification')
         event_type, payload = listener.seen[0]
         assert event_type == 'blockstore.integrity.failed'
-        assert payload['volume'] == 'vol-1' and payload['check'] == 'header'
+        assert payload['volume'] == payload['volume_id'] == 'vol-1'
+        assert payload['check'] == 'header'
     finally:
         listener.close()
     (event,) = [json.loads(line) for line in open(other.events_path)]
