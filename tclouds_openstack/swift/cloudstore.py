@@ -198,6 +198,15 @@ class CloudStoreMiddleware:
 
     def _refuse(self, req, response, reason):
         self.logger.warning('cloudstore: write of %s refused: %s', req.path, reason)
+        _version, account, container, obj = req.split_path(4, 4, True)
+        project = self._project_of(req)
+        # sealed under the project: its data-protection report lists every refusal
+        context = request_context.RequestContext(
+            project_id=project, user_id=req.environ.get('HTTP_X_USER_ID'),
+            request_id=req.environ.get('swift.trans_id'))
+        self._notify(context, 'warn', 'cloudstore.write.refused', {
+            'account': account, 'container': container, 'object': obj,
+            'project_id': project, 'reason': reason})
         return response(request=req, content_type='text/plain',
                         body=('cloud-of-clouds write refused: %s' % reason).encode('utf-8'))
 

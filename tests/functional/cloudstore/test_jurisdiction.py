@@ -238,16 +238,21 @@ def _set(personas, requirements, project, jurisdictions):
 
 
 def _placements(store, data_unit):
-    """The ``cloudstore.object.placed`` records of ``data_unit``, once the log has one.
+    """The ``cloudstore.object.placed`` records of ``data_unit``, once the log has one."""
+    return _logged(store, 'cloudstore.object.placed',
+                   lambda payload: payload['data_unit'] == data_unit)
+
+
+def _logged(store, event_type, match):
+    """The records of ``event_type`` whose payload ``match`` accepts, once there is one.
 
     Polls the store the ingestion service appends to; a notification that never comes
     leaves the test waiting, for the suite's watchdog to report (no time limit here).
     """
     while True:
         views = [securelog_api.record_view(record) for record in store.list(
-            limit=1000, event_type='cloudstore.object.placed')]
-        views = [view for view in views
-                 if view['payload']['payload']['data_unit'] == data_unit]
+            limit=1000, event_type=event_type)]
+        views = [view for view in views if match(view['payload']['payload'])]
         if views:
             return views
         time.sleep(0.2)
@@ -275,7 +280,7 @@ def test_eu_project_objects_stay_on_the_eu_clouds(front, personas, requirements,
 
 
 def test_too_few_clouds_in_the_project_countries_refuses_the_write(front, personas,
-                                                                   requirements):
+                                                                   requirements, securelog):
     tenant = _tenant(front, personas, 'member_b', 'B')
     tenant.put_container('plans')
     # Written while B had no restriction: on all six clouds.
@@ -291,6 +296,12 @@ def test_too_few_clouds_in_the_project_countries_refuses_the_write(front, person
     assert 'cloud4 (US)' in body and 'cloud5 (CH)' in body
     assert not any(_gained(front[1], before).values())     # nothing stored anywhere
     assert [o['name'] for o in tenant.get_container('plans')[1]] == ['old']
+    # The refusal is sealed into the secure log under the project (its report lists it).
+    (refusal,) = _logged(securelog[1], 'cloudstore.write.refused',
+                         lambda payload: payload['object'] == 'new')
+    assert refusal['tenant'] == refusal['payload']['payload']['project_id'] == \
+        personas.project_id('B')
+    assert 'may be stored only in DE,FR' in refusal['payload']['payload']['reason']
     # Reads still work: the old object is where it was written.
     assert tenant.get_object('plans', 'old')[1] == b'written before the restriction'
     # An overwrite is a write: refused too, and the old version stays.
