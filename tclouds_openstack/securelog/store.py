@@ -172,9 +172,11 @@ class _Plan(object):
         if kind == UNKNOWN_SOURCE:
             self._unknown.setdefault(entry.source, []).append(entry.seq)
         else:
+            # tenant: the project the refused entry claims (a tenant's report lists the
+            # alarms about its records; the claim of an unverified entry is only a claim)
             self._alarms.append((_ALARMS[kind], {
                 'kind': kind, 'source': entry.source, 'seq': entry.seq, 'reason': reason,
-                'stored_index': stored_index}))
+                'stored_index': stored_index, 'tenant': entry.tenant}))
 
     def _index(self, value, first):
         if isinstance(value, tuple):

@@ -156,6 +156,9 @@ def test_forged_and_conflicting_entries_are_evidence_never_displacing(bus, tmp_p
     refused = alarms.of('securelog.entry.refused')[0]
     assert (refused['source'], refused['seq'], refused['kind']) == (SOURCE, 3, 'bad-seal')
     assert sorted(a['stored_index'] for a in alarms.of('securelog.entry.conflict')) == [1, 2]
+    # the project the entries claim (a tenant's data-protection report lists them)
+    assert {a['tenant'] for a in alarms.of('securelog.entry.conflict')} == {'p1'}
+    assert refused['tenant'] == 'p1'
     rabbit._stop(proc)
     log = proc.stderr.read().decode('utf-8', 'replace')
     assert 'ERROR' in log and 'securelog.entry.refused' in log
