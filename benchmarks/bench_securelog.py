@@ -130,20 +130,27 @@ def bench_verify(tmp, store):
     cps = [cpmod.open_checkpoint(n, bundle.log_verifier)[0] for n in notes]
     records = [bytes(r) for r in store.iter_records()]
     n = len(records)
-    t0 = time.perf_counter()
-    report, problems = store.audit(bundle)
-    from_store = time.perf_counter() - t0
+    out = {}
+
+    def timed(name, fn):
+        """Wall and CPU seconds (CPU time does not depend on the other work on the machine)."""
+        w0, c0 = time.perf_counter(), time.process_time()
+        result = fn()
+        out[name] = (n / (time.perf_counter() - w0), n / (time.process_time() - c0))
+        return result
+
+    report, problems = timed('store', lambda: store.audit(bundle))
     assert report.ok and not problems, report.summary()
-    t0 = time.perf_counter()
-    report = audit.audit(records, bundle.log_key, bundle.source_keys, cps)
-    in_memory = time.perf_counter() - t0
+    report = timed('memory', lambda: audit.audit(records, bundle.log_key, bundle.source_keys,
+                                                 cps))
     assert report.ok
     sha = hashlib.sha256
-    t0 = time.perf_counter()
-    for r in records:
-        sha(b'\x00' + r).digest()
-    floor = time.perf_counter() - t0
-    return n / from_store, n / in_memory, n / floor
+
+    def floor():
+        for r in records:
+            sha(b'\x00' + r).digest()
+    timed('floor', floor)
+    return out
 
 
 def _mariadb():
@@ -273,13 +280,17 @@ def run(quick=False):
               % (handed_out, handed_out / plain))
         print('    source fsyncs per batch       %10.2f   (its journal; 2 before: the state '
               'file and its directory, every batch)' % source_syncs)
-        from_store, in_memory, floor = bench_verify(tmp, store)
-        print('verify   %7d records from genesis' % (6 * n_append))
-        print('  full audit from the store        %10.0f entries/s   (goal >= 200,000/s)'
-              % from_store)
-        print('  full audit, records in memory    %10.0f entries/s' % in_memory)
-        print('  floor: one SHA-256 per record    %10.0f entries/s' % floor)
-        print('  ratio store / floor              %10.2fx' % (from_store / floor))
+        rates = bench_verify(tmp, store)
+        print('verify   %7d records from genesis (entries/s by wall clock | by CPU time)'
+              % (6 * n_append))
+        print('  full audit from the store        %10.0f | %10.0f   (goal >= 200,000/s)'
+              % rates['store'])
+        print('  full audit, records in memory    %10.0f | %10.0f' % rates['memory'])
+        print('  floor: one SHA-256 per record    %10.0f | %10.0f' % rates['floor'])
+        print('  ratio store / floor              %10.2fx | %9.2fx   (goal >= 0.3x)'
+              % tuple(a / b for a, b in zip(rates['store'], rates['floor'])))
+        print('  ratio in memory / floor          %10.2fx | %9.2fx'
+              % tuple(a / b for a, b in zip(rates['memory'], rates['floor'])))
         store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
