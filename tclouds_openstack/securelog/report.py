@@ -45,6 +45,7 @@ carrying the ciphertext, which the tenant decrypts (:mod:`.confidential`). Event
 through the API (``POST /v1/records``) are claims by their submitter and only ever appear
 as ``note`` lines of the submitter's own project, never as facts.
 """
+import ast
 import base64
 import binascii
 import collections
@@ -134,6 +135,14 @@ def _str(value):
 
 def _text(value):
     """A reason as text, from a string or an exception serialised by Nova or Cinder."""
+    if isinstance(value, str) and value.startswith('{') and len(value) < 10000:
+        # Nova's legacy notifications carry an exception as the repr of its attributes
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            return _text(parsed)
     if isinstance(value, str):
         return value[:_MAX_TEXT]
     if isinstance(value, dict):
@@ -386,6 +395,7 @@ class _Selection(object):
         self.last_host_record = {}  # host -> [latest verdict, latest host action]
         self.latest = {}            # (type, id) -> latest placement before the window
         self.own_indexes = set()    # the project's records (its tenant's, its lines)
+        self.refusals = {}          # (type, id) -> reason of its last scheduling refusal
         self.in_window = False
 
     def hosts_now(self):
@@ -465,6 +475,13 @@ class _Selection(object):
             return self._placed(item)
         if kind == TRUST_ACTION:
             return True
+        if kind == REFUSAL and fact.fields.get('refused') == 'scheduling':
+            # Nova notifies one failure twice (legacy and versioned) with one reason
+            key, reason = (fact.rtype, fact.rid), fact.fields.get('reason')
+            if self.refusals.get(key) == reason:
+                return False
+            self.refusals[key] = reason
+            return True
         if kind == KEY and fact.host:
             self.latest[(KEY, fact.rid)] = item
             if self.key_hosts.get(fact.rid) != fact.host:
@@ -496,6 +513,7 @@ class _Selection(object):
         changed = rid not in table or (where is not None and table[rid] != where)
         if not changed:
             return False
+        self.refusals.pop((fact.rtype, rid), None)
         if where is not None or rid not in table:
             table[rid] = where if where is not None else table.get(rid)
         self.latest[(fact.rtype, rid)] = item

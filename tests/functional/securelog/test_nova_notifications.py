@@ -89,3 +89,65 @@ class TestNovaNotificationsReachTheLog(nova_harness.NovaHarness,
         report, problems = store.audit(bundle)
         assert report.ok and not problems, report.summary()
         assert report.sources['nova@functional'] == report.size >= 4
+
+    def test_report_of_the_servers_project(self):
+        """A tenant's report from real Nova notifications (versioned and legacy, 'both').
+
+        The server's placement is there with its host as Nova's own hostId, a boot that
+        Nova cannot place is a refusal, and the report verifies offline.
+        """
+        from oslo_config import cfg
+        import webob
+
+        from tclouds_openstack.common import policy
+        from tclouds_openstack import conf as tconf
+        from tclouds_openstack.securelog import api
+        from tclouds_openstack.securelog import report
+        from tests import hermetic
+
+        server = self.api.post_server({'server': self._build_server(networks='none')})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        big = self._create_flavor(vcpu=16)        # the fake host has 2
+        lost = self.api.post_server({'server': self._build_server(
+            flavor_id=big, networks='none')})
+        self._wait_for_state_change(lost, 'ERROR')
+        store = storemod.SecureLogStore.from_conf(rabbit._conf(self.conf_path))
+        wanted = {'instance.create.end', 'compute_task.build_instances.error'}
+        types = set()
+
+        def sealed():
+            types.update(r.event_type for r in store.list(limit=1000))
+            return wanted <= types
+        watchdog.wait_until(sealed, 'the log to hold %s' % sorted(wanted), interval=0.5)
+        rabbit._stop(self.ingest)           # its final checkpoint covers everything
+        conf = cfg.ConfigOpts()
+        tconf.register_opts(conf)
+        hermetic.parse(conf, project='tclouds-test')
+        conf.set_override('auth_strategy', 'noauth', group='api')
+        policy.reset()
+        try:
+            project = server['tenant_id']
+            app = api.build_app(conf, store)
+            req = webob.Request.blank('/v1/projects/%s/report' % project, headers={
+                'X-Roles': 'reader', 'X-User-Id': 'u', 'X-Project-Id': project})
+            resp = req.get_response(app)
+            assert resp.status_int == 200, resp.text
+        finally:
+            policy.reset()
+        text = resp.json['report'].encode()
+        verifier = keyfiles.AuditorBundle.load(self.tmp + '/logstate/auditor').log_verifier
+        verified = report.verify(text, verifier, project=project)
+        placed = [ln for ln in verified.lines if ln['kind'] == 'placement'
+                  and ln['resource'] == {'type': 'server', 'id': server['id']}]
+        summaries = [ln['summary'] for ln in verified.lines]
+        # created before it has a host, then on host1 (the versioned and the legacy
+        # notification of one change make one line); Nova's hostId is the report's host
+        # pseudonym: the tenant can compare them
+        assert [ln.get('host') for ln in placed] == [None, server['hostId']], summaries
+        assert server['hostId'] == report.host_pseudonym(project, 'host1')
+        refused = [ln for ln in verified.lines if ln['kind'] == 'refusal']
+        # one line for the failure Nova notifies twice (legacy and versioned), its reason
+        # read from either format
+        assert [ln['resource']['id'] for ln in refused] == [lost['id']], refused
+        assert 'No valid host' in refused[0]['details']['reason']
+        assert b'host1' not in text
