@@ -207,8 +207,9 @@ def _scheduling(event_type, payload, context, priority):
         return None
     spec = _dict(data.get('request_spec'))
     spec_data = _nova_data(spec) or spec
-    props = _dict(spec_data.get('volume_properties')) or _dict(
-        spec_data.get('instance_properties')) or _dict(data.get('instance_properties'))
+    props = (_dict(spec_data.get('volume_properties'))
+             or _dict(spec_data.get('instance_properties'))
+             or _dict(data.get('volume_properties')) or _dict(data.get('instance_properties')))
     project = (_str(spec_data.get('project_id')) or _str(props.get('project_id'))
                or context.get('project_id'))
     if _str(data.get('volume_id')):

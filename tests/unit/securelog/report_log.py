@@ -109,6 +109,13 @@ def events(a=A, b=B):
             'request_spec': {'nova_object.data': {'project_id': A,
                                                   'instance_uuid': SERVER_A2}}}},
         A, publisher='nova-conductor:ctl', priority='ERROR'))
+    # Cinder's scheduler (cinder/scheduler/manager.py _set_volume_state_and_notify)
+    add('no-backend-a', notification('scheduler.create_volume', {
+        'request_spec': {'volume_properties': {'project_id': A, 'size': 1}},
+        'volume_properties': {'project_id': A, 'size': 1}, 'volume_id': 'volume-a-2',
+        'state': {'volume_state': 'error'}, 'method': 'create_volume',
+        'reason': 'No valid backend was found. no backend in an allowed jurisdiction'},
+        A, publisher='scheduler.ctl', priority='ERROR'))
     fragments = [{'fragment': i, 'cloud': 'cloud-%d' % i, 'country': 'DE',
                   'acknowledged': i != 3} for i in range(4)]
     add('object-a', notification('cloudstore.object.placed', {

@@ -85,8 +85,8 @@ def test_report_shows_the_projects_resources_and_no_other_project(two_projects):
     by_index = {ln['index']: ln for ln in lines}
     expected = {'trusted-compute-1', 'trusted-compute-3', 'jurisdiction-1', 'create-a',
                 'volume-a', 'key-a', 'refused-a', 'untrusted-1', 'disabled-1', 'migrate-a',
-                'moved-a', 'no-host-a2', 'object-a', 'fault-a', 'write-refused-a',
-                'integrity-a', 'note-a'}
+                'moved-a', 'no-host-a2', 'no-backend-a', 'object-a', 'fault-a',
+                'write-refused-a', 'integrity-a', 'note-a'}
     assert set(by_index) == {marks[name] for name in expected}
     # where it lived: compute-1 (DE, trusted then untrusted), then compute-3
     one, three = (report.host_pseudonym(rl.A, h) for h in ('compute-1', 'compute-3'))
@@ -98,6 +98,8 @@ def test_report_shows_the_projects_resources_and_no_other_project(two_projects):
     assert by_index[marks['key-a']]['kind'] == 'key'
     assert by_index[marks['refused-a']]['details']['refused'] == 'key release'
     assert by_index[marks['no-host-a2']]['details']['refused'] == 'scheduling'
+    assert by_index[marks['no-backend-a']]['resource'] == {'type': 'volume',
+                                                           'id': 'volume-a-2'}
     assert by_index[marks['write-refused-a']]['details']['refused'] == 'object write'
     frags = by_index[marks['object-a']]['details']['fragments']
     assert [(f['cloud'], f['country'], f['acknowledged']) for f in frags] == [
@@ -128,7 +130,7 @@ def test_the_genuine_report_verifies(two_projects):
     log, _marks = two_projects
     text = log.report(rl.A)
     verified = report.verify(text, log.signer.verifier(), project=rl.A)
-    assert len(verified.lines) == 17 and verified.summary().startswith('OK: report of')
+    assert len(verified.lines) == 18 and verified.summary().startswith('OK: report of')
     assert finding(text, log, project=rl.B).check == 'project'
 
 
