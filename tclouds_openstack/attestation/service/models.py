@@ -34,7 +34,8 @@ class Host(Base):
     __tablename__ = 'attestation_hosts'
 
     name = sa.Column(sa.String(255), primary_key=True)
-    registration = sa.Column(sa.String(16), nullable=False, default=PENDING)
+    # wide enough for every state above (16 refused 'awaiting_approval' on MariaDB: 0003)
+    registration = sa.Column(sa.String(32), nullable=False, default=PENDING)
     ek_public = sa.Column(sa.LargeBinary, nullable=False)
     # one TPM is one host: unique (NULL only for rows the upgrade found sharing an EK)
     ek_sha256 = sa.Column(sa.String(64), nullable=True, unique=True, index=True)

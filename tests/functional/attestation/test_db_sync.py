@@ -109,3 +109,35 @@ def test_db_sync_against_an_unreachable_database_says_so(tmp_path):
     assert result.returncode == 2
     assert 'attestation database unavailable' in result.stderr
     assert 'Traceback' not in result.stderr
+
+
+def test_registrations_awaiting_approval_are_stored_on_mariadb(fresh):
+    """An unenrolled registration and an upgraded active one await approval on MariaDB.
+
+    MariaDB refuses values longer than their column (sqlite does not): both store
+    ``awaiting_approval`` there.
+    """
+    import alembic.command
+    import alembic.config
+    import sqlalchemy as sa
+
+    name, url, path = fresh
+    config = alembic.config.Config()
+    config.set_main_option('script_location', store_mod.MIGRATIONS)
+    config.set_main_option('sqlalchemy.url', url)
+    config.set_main_option('version_table', store_mod.VERSION_TABLE)
+    alembic.command.upgrade(config, '0001')
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO attestation_hosts (name, registration, ek_public, ak_public, "
+            "ak_name, registered_at, status, reasons, ima_offset, next_attest_at) VALUES "
+            "('old', 'active', 'x', 'ak', 'aa', '2026-01-01', 'trusted', '[]', 0, "
+            "'2026-01-01')"))
+    engine.dispose()
+    assert run('attestation_manage', path, 'db', 'sync').returncode == 0
+    store = store_mod.Store(url)
+    assert store.get_host('old').registration == 'awaiting_approval'
+    store.register('new', b'ek-new', 'ab' * 32, None, b'ak', 'bb', 'cc' * 32)
+    assert store.activate('new', 'bb', 'cc' * 32) == 'awaiting_approval'
+    assert store.get_host('new').registration == 'awaiting_approval'

@@ -49,6 +49,10 @@ def upgrade():
         batch.add_column(sa.Column('ek_sha256', sa.String(64), nullable=True))
         batch.add_column(sa.Column('pending_ak_public', sa.LargeBinary, nullable=True))
         batch.add_column(sa.Column('pending_ak_name', sa.String(140), nullable=True))
+        # 'awaiting_approval' (17) does not fit the 0001 column: MariaDB refuses it (0003
+        # widens databases that passed this revision without rows to move)
+        batch.alter_column('registration', existing_type=sa.String(16),
+                           type_=sa.String(32), existing_nullable=False)
     op.create_table(
         'attestation_enrolments',
         sa.Column('host', sa.String(255), primary_key=True),
