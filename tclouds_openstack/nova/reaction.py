@@ -10,9 +10,18 @@ the service credential) and acts on that verdict, per operator policy (``[trust_
   set, and its nova-compute service re-enabled if *this reactor* disabled it (recognised by
   the ``tclouds:`` prefix of the disabled reason: an operator's maintenance stays
   untouched);
-* an ``untrusted`` or ``unknown`` verdict: the trait goes, the nova-compute service is
-  disabled with the service's reasons, and optionally the instances that required a
-  trusted host are live-migrated or stopped;
+* an ``untrusted`` verdict, or an ``unknown`` one an appraisal round produced (the agent
+  stopped answering): the trait goes, the nova-compute service is disabled with the
+  service's reasons, and optionally the instances that required a trusted host are
+  live-migrated or stopped;
+* an ``unknown`` verdict of a host the backend states was never appraised
+  (``Verdict.never_appraised``: not registered for attestation, e.g. a compute host outside
+  the attested pool, or a registration awaiting an admin's approval, which a bus
+  participant can create under any free name): that is no attestation outcome, so only the
+  trait goes (it never had one) and the host is left as it is
+  (``trust.host.not_attested``). A registered host cannot be made to look so: a
+  re-registration of an active host keeps its verdict and time, and only an admin deletes
+  a host;
 * no verdict to be had (service unreachable, answer malformed, trusted but stale or from
   the future by this clock): the trait goes (a trait never claims more than a verdict
   proves now, as in the periodic pass) and nothing else happens: no enable, and no
@@ -26,7 +35,8 @@ A notification whose claim contradicts the verdict read (a forged, replayed or o
 one) is logged as a mismatch and emitted as ``trust.notification.mismatch``. Every action
 is emitted as a notification (``trust.host.disabled``, ``trust.host.enabled``,
 ``trust.host.trait_removed``, ``trust.host.trait_added``, ``trust.instance.live_migrate``,
-``trust.instance.stop``, ``trust.action.failed``) so the secure log records it.
+``trust.instance.stop``, ``trust.action.failed``, ``trust.host.not_attested``) so the secure
+log records it.
 """
 import logging
 import threading
@@ -80,6 +90,7 @@ def disabled_reason(status, reasons):
 CONFIRMED_TRUSTED = 'trusted'           # fresh trusted: add trait, re-enable
 CONFIRMED_NOT_TRUSTED = 'not-trusted'   # untrusted/unknown: remove trait, disable, move
 UNCONFIRMED = 'unconfirmed'             # no usable verdict: remove trait, nothing else
+NOT_ATTESTED = 'not-attested'           # never appraised: remove trait, nothing else
 
 
 def judge(verdict, max_age, max_skew, now=None):
@@ -89,6 +100,11 @@ def judge(verdict, max_age, max_skew, now=None):
     """
     if verdict is None:
         return UNCONFIRMED, base.UNKNOWN, ()
+    if verdict.status == base.UNKNOWN and verdict.never_appraised:
+        # the service says no appraisal ever judged this host (not registered, awaiting
+        # approval); never inferred from a missing time alone (an unexplained unknown, a
+        # Keylime agent that stopped answering, is an outcome: the host is disabled)
+        return NOT_ATTESTED, base.UNKNOWN, tuple(verdict.reasons)
     if verdict.status != base.TRUSTED:
         return CONFIRMED_NOT_TRUSTED, verdict.status, tuple(verdict.reasons)
     trusted, reason = base.check_trusted(verdict, max_age, now=now, max_skew=max_skew)
@@ -190,6 +206,12 @@ class TrustReactor(object):
             self.pending.add(host)
         else:
             self.pending.discard(host)
+        if judgement == NOT_ATTESTED:
+            LOG.warning('host %s was never appraised (%s): a trust notification about it (from '
+                        '%s, claiming %s) changes nothing but removing %s', host,
+                        '; '.join(reasons) or 'no reason given', publisher_id, claimed,
+                        model.TRAIT_TRUSTED)
+            emit('trust.host.not_attested', claimed_status=claimed, publisher_id=publisher_id)
         trusted = judgement == CONFIRMED_TRUSTED
         opts = self.conf.trust_reactor
         try:

@@ -24,11 +24,19 @@ class Verdict:
 
     ``verified_at`` is when the evidence behind ``status`` was appraised (timezone-aware
     UTC), ``None`` when never. ``reasons`` lists every failed check (empty when trusted).
+
+    ``never_appraised`` is the backend's positive statement that the host is outside the
+    attested pool: no appraisal ever judged it and none will until an operator acts (not
+    registered or not mapped to an agent, a registration awaiting an admin's approval).
+    Only an ``unknown`` verdict can carry it. It is never inferred from a missing time: an
+    ``unknown`` the backend could not explain (a malformed answer, an agent that stopped
+    answering) is an attestation outcome of a host in the pool, not this.
     """
     host: str
     status: str
     reasons: tuple = ()
     verified_at: datetime.datetime = None
+    never_appraised: bool = False
 
     def age(self, now=None):
         if self.verified_at is None:
@@ -37,8 +45,9 @@ class Verdict:
         return (now - self.verified_at).total_seconds()
 
 
-def unknown(host, reason):
-    return Verdict(host=host, status=UNKNOWN, reasons=(reason,))
+def unknown(host, reason, never_appraised=False):
+    return Verdict(host=host, status=UNKNOWN, reasons=(reason,),
+                   never_appraised=never_appraised)
 
 
 # Clocks of the attestation service and of its consumers agree to within milliseconds under

@@ -62,8 +62,11 @@ class KeylimeBackend(base.AttestationBackend):
         for host in hosts:
             agent = self.agents.get(host)
             if agent is None:
+                # the operator's mapping leaves it out of the attested pool; every other
+                # "unknown" (agent unknown to the verifier, retrying, terminated) may be
+                # an attested host's agent gone quiet, and is no such statement
                 out[host] = base.unknown(host, 'host %s has no Keylime agent in [keylime] '
-                                               'host_agents' % host)
+                                               'host_agents' % host, never_appraised=True)
                 continue
             try:
                 resp = self.session.get('%s/agents/%s' % (self.base_url, agent),

@@ -5,6 +5,9 @@ from tclouds_openstack.attestation.backends import base
 from tclouds_openstack.attestation import client as client_mod
 from tclouds_openstack.common import client as common_client
 
+# the attestation API's registration states (service/models.py)
+REGISTRATION_STATES = ('pending', 'awaiting_approval', 'active')
+
 
 def verdict_from_dict(host, data):
     """A Verdict from the API's JSON; anything malformed is ``unknown`` with the reason."""
@@ -21,8 +24,14 @@ def verdict_from_dict(host, data):
     reasons = data.get('reasons') or []
     if not isinstance(reasons, list):
         reasons = [str(reasons)]
+    # never appraised only by the service's own word: a registration it names, no verdict
+    # time and no verdict (an agent that stopped answering has a time: an appraisal round
+    # stored its "unknown")
+    never_appraised = (data['status'] == base.UNKNOWN and verified_at is None
+                       and data.get('registration') in REGISTRATION_STATES)
     return base.Verdict(host=host, status=data['status'],
-                        reasons=tuple(str(r) for r in reasons), verified_at=verified_at)
+                        reasons=tuple(str(r) for r in reasons), verified_at=verified_at,
+                        never_appraised=never_appraised)
 
 
 class TCloudsBackend(base.AttestationBackend):
@@ -47,7 +56,8 @@ class TCloudsBackend(base.AttestationBackend):
         if not isinstance(raw, dict):
             raise base.BackendUnavailable('attestation API: malformed verdict list')
         return {host: verdict_from_dict(host, raw.get(host)) if host in raw
-                else base.unknown(host, 'host %s is not registered for attestation' % host)
+                else base.unknown(host, 'host %s is not registered for attestation' % host,
+                                  never_appraised=True)
                 for host in hosts}
 
     def host_for_credential(self, credential_id):

@@ -162,8 +162,11 @@ class AttestationController(object):
         for host in self.store.list_hosts(names):
             status, reasons = effective_verdict(host, self.conf.attestation.max_verdict_age,
                                                 max_skew=self.conf.attestation.max_clock_skew)
+            # registration: a consumer tells "never appraised" (awaiting approval, AK not
+            # activated, activated but not yet attested) from an appraisal's "unknown"
             found[host.name] = {'status': status, 'reasons': reasons,
-                                'verified_at': _iso(host.verified_at)}
+                                'verified_at': _iso(host.verified_at),
+                                'registration': host.registration}
         return {'verdicts': found}
 
     # ------------------------------------------------------------------ enrolment

@@ -10,6 +10,7 @@ nor stop its instances; a forged ``trusted`` for an untrusted host must re-enabl
 with the attestation service unreachable nothing is enabled or disabled.
 """
 import datetime
+import hashlib
 import threading
 
 import nova.tests.functional  # noqa: F401,I100  (nova's patching first)
@@ -24,6 +25,7 @@ from tclouds_openstack.attestation import client as att_client
 from tclouds_openstack.attestation.service import api as att_api
 from tclouds_openstack.attestation.service import store as att_store
 from tclouds_openstack.attestation import simfleet
+from tclouds_openstack.common import exception
 from tclouds_openstack.common import messaging as common_messaging
 from tclouds_openstack.common import policy
 from tclouds_openstack.common import wsgi
@@ -214,3 +216,70 @@ class TestForgedNotifications(base.TrustTestBase):
         self.assertEqual('disabled', svc['status'])
         self.assertIn('from the future', svc['disabled_reason'])
         self.assertNotIn(model.TRAIT_TRUSTED, self.traits_of('host3'))
+
+    def test_forged_notification_for_a_host_never_appraised_disables_nothing(self):
+        # host2 is a compute host outside attestation (a mixed fleet: nobody registered
+        # it); host3's name is taken by a bus participant's own TPM, registered and
+        # awaiting an admin's approval. Neither was ever appraised: the service's "unknown"
+        # is no attestation outcome, so a forged notification must not take them down.
+        self.flags(instance_action='stop', group='trust_reactor')
+        self.store.delete_host('host2')
+        self.store.delete_host('host3')
+        ek = b'ek-of-the-attackers-tpm'
+        self.store.register('host3', ek, hashlib.sha256(ek).hexdigest(), None, b'ak',
+                            'aa' * 34, 'challenge')
+        self.assertEqual('awaiting_approval', self.store.activate('host3', 'aa' * 34,
+                                                                  'challenge'))
+        for host in ('host2', 'host3'):
+            self.publish(host, 'untrusted')
+        # handled when both claims were found contradicted and the reactor is idle again
+        self.assertTrue(wait_for(
+            lambda: self.recorder.of('trust.notification.mismatch', 'host2')
+            and self.recorder.of('trust.notification.mismatch', 'host3')
+            and not self.reactor._lock.locked(), WAIT))
+        for host in ('host2', 'host3'):
+            self.reactor.handle('attestation.host.unknown', {'host': host})
+        for host in ('host2', 'host3'):
+            self.assertEqual('enabled', self.service(host)['status'])
+            self.assertEqual([], self.recorder.of('trust.host.disabled', host))
+            self.assertEqual([], self.recorder.of('trust.instance.stop', host))
+            self.assertNotIn(model.TRAIT_TRUSTED, self.traits_of(host))
+        reasons = self.recorder.of('trust.host.not_attested', 'host3')[0]['reasons']
+        self.assertIn('awaits an admin\'s approval', reasons[0])
+        self.assertIn('not registered', self.recorder.of('trust.host.not_attested',
+                                                         'host2')[0]['reasons'][0])
+        self.assertEqual(set(), self.reactor.pending)
+        # once the approved host is appraised untrusted, the genuine notification acts
+        self.store.approve('host3')
+        self.verdict('host3', 'untrusted', ['PCR 0 changed'])
+        self.reactor.handle('attestation.host.untrusted', {'host': 'host3'})
+        self.assertEqual('disabled', self.service('host3')['status'])
+
+    def test_re_registering_an_appraised_host_does_not_make_it_look_never_appraised(self):
+        # host3 was appraised untrusted. A bus participant replays its public EK with an
+        # AK of its own (the registration a compromised host or anyone could send), and
+        # tries another TPM under its name: the host keeps its verdict and its time, so
+        # the reactor still sees an appraisal's outcome, not a host outside the pool
+        self.verdict('host3', 'untrusted', ['PCR 0 changed'])
+        ek = b'ek-host3'
+        self.store.register('host3', ek, hashlib.sha256(ek).hexdigest(), None, b'ak-evil',
+                            'bb' * 34, 'challenge')
+        with self.assertRaises(exception.Conflict) as refused:
+            other = b'ek-of-the-attackers-tpm'
+            self.store.register('host3', other, hashlib.sha256(other).hexdigest(), None,
+                                b'ak-evil', 'cc' * 34, 'challenge2')
+        self.assertIn('another endorsement key', str(refused.exception))
+        verdict = self.reactor.backend.get_verdicts(['host3'])['host3']
+        self.assertEqual(('untrusted', False), (verdict.status, verdict.never_appraised))
+        self.publish('host3', 'trusted', [])
+        self.assertTrue(wait_for(lambda: self.recorder.of('trust.host.disabled', 'host3')
+                                 and not self.reactor._lock.locked(), WAIT))
+        self.assertEqual('disabled', self.service('host3')['status'])
+        self.assertEqual([], self.recorder.of('trust.host.not_attested', 'host3'))
+        # the agent of an appraised host stops answering: an appraisal round stores
+        # "unknown" with its time, an outcome that disables (not "never appraised")
+        self.store.save_verdict('host2', 'unknown', ['the agent did not answer'],
+                                att_store.utcnow(), 'worker-1', answered=False)
+        self.reactor.handle('attestation.host.unknown', {'host': 'host2'})
+        self.assertEqual('disabled', self.service('host2')['status'])
+        self.assertEqual([], self.recorder.of('trust.host.not_attested', 'host2'))

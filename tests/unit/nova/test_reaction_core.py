@@ -5,6 +5,8 @@ import datetime
 import pytest
 
 from tclouds_openstack.attestation.backends import base
+from tclouds_openstack.attestation.backends import keylime
+from tclouds_openstack.attestation.backends import tclouds
 from tclouds_openstack.nova import placement
 from tclouds_openstack.nova import reaction
 
@@ -59,7 +61,54 @@ NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.timezone.utc)
      reaction.UNCONFIRMED),                                              # from the future
     (base.Verdict('h', base.TRUSTED, (), None), reaction.UNCONFIRMED),    # no time
     (base.Verdict('h', base.UNTRUSTED, ('PCR 7',), NOW), reaction.CONFIRMED_NOT_TRUSTED),
+    (base.Verdict('h', base.UNKNOWN, ('no answer',), NOW), reaction.CONFIRMED_NOT_TRUSTED),
+    # never appraised, by the backend's word (not registered, awaiting approval): no
+    # attestation outcome
+    (base.Verdict('h', base.UNKNOWN, ('not registered',), None, never_appraised=True),
+     reaction.NOT_ATTESTED),
+    # an unknown without a time the backend does not explain is an outcome, not that
     (base.Verdict('h', base.UNKNOWN, ('no answer',), None), reaction.CONFIRMED_NOT_TRUSTED),
 ])
 def test_only_a_fresh_verdict_read_from_the_service_confirms(verdict, judgement):
     assert reaction.judge(verdict, 120, 5, now=NOW)[0] == judgement
+
+
+@pytest.mark.parametrize('verdict, judgement', [
+    # a Keylime agent of an attested host that stopped answering (GET_QUOTE_RETRY),
+    # was terminated, or that the verifier no longer knows: unknown and no time, but an
+    # outcome for a host in the pool -> disabled, as before
+    (keylime.verdict_from_agent('h', {'operational_state': 4}), reaction.CONFIRMED_NOT_TRUSTED),
+    (keylime.verdict_from_agent('h', {'operational_state': 8}), reaction.CONFIRMED_NOT_TRUSTED),
+    (keylime.verdict_from_agent('h', {'operational_state': 3}), reaction.CONFIRMED_NOT_TRUSTED),
+    (keylime.verdict_from_agent('h', {}), reaction.CONFIRMED_NOT_TRUSTED),
+    # the attestation API's answer: a malformed or timeless entry is not "never appraised"
+    (tclouds.verdict_from_dict('h', {'status': 'unknown', 'verified_at': 'yesterday'}),
+     reaction.CONFIRMED_NOT_TRUSTED),
+    (tclouds.verdict_from_dict('h', {'status': 'unknown', 'reasons': ['agent did not answer']}),
+     reaction.CONFIRMED_NOT_TRUSTED),
+    (tclouds.verdict_from_dict('h', {'status': 'unknown', 'registration': 'decommissioned'}),
+     reaction.CONFIRMED_NOT_TRUSTED),
+    (tclouds.verdict_from_dict('h', {'status': 'unknown', 'registration': 'active',
+                                     'verified_at': NOW.isoformat()}),
+     reaction.CONFIRMED_NOT_TRUSTED),
+    (tclouds.verdict_from_dict('h', {'status': 'untrusted', 'registration': 'active'}),
+     reaction.CONFIRMED_NOT_TRUSTED),
+    # the service's own word: a registration it names that no round ever judged
+    (tclouds.verdict_from_dict('h', {'status': 'unknown', 'registration': 'awaiting_approval',
+                                     'verified_at': None}), reaction.NOT_ATTESTED),
+    (tclouds.verdict_from_dict('h', {'status': 'unknown', 'registration': 'pending'}),
+     reaction.NOT_ATTESTED),
+])
+def test_never_appraised_is_only_the_backends_word(verdict, judgement):
+    assert reaction.judge(verdict, 120, 5, now=NOW)[0] == judgement
+
+
+def test_backends_state_never_appraised_only_for_hosts_outside_the_pool():
+    class Client(object):
+        def verdicts(self, hosts):
+            return {'h1': {'status': 'unknown', 'verified_at': None,
+                           'registration': 'awaiting_approval'}}
+
+    out = tclouds.TCloudsBackend(None, client=Client()).get_verdicts(['h1', 'h2'])
+    assert out['h1'].never_appraised and out['h2'].never_appraised
+    assert 'not registered' in out['h2'].reasons[0]
