@@ -23,9 +23,10 @@ gets an :class:`Appraisal`. The order of checks, and why:
    clock check fails the remembered clock is kept, so the next quote is compared with the
    last good one, never with the rolled-back one.
 3. The PCR allowlist (Keylime ``tpm_policy``), every listed PCR.
-4. The UEFI event log replayed against the quoted PCRs (every PCR the log touches), then
-   the policy's measured-boot engine (:mod:`.measured_boot`) on the digests of the quoted
-   bank.
+4. The UEFI event log replayed against the quoted PCRs (every PCR the log touches, and
+   every PCR the engine reads, which the log must leave at its reset value when it records
+   nothing there), then the policy's measured-boot engine (:mod:`.measured_boot`) on the
+   digests of the quoted bank.
 5. The IMA list: template hashes, the runtime policy per entry, and the replay of PCR 10
    from where the previous appraisal stopped (incremental), accepting the longest prefix
    the quote covers (entries measured after the quote wait for the next round).
@@ -278,6 +279,17 @@ def _appraise_uefi(data, engine, refstate, pcrs, hash_alg):
             failures.append(Failure('measured_boot.invalid_pcr_%d' % index,
                                     'PCR %d replayed from the event log is %s, the quote says %s'
                                     % (index, bank[index].hex(), pcrs[index].hex())))
+    # A PCR the engine reads and the log never touches must still be at its reset value:
+    # otherwise something was measured there that the log leaves out (a whole PCR 14 of
+    # MOK lists dropped from the log, with a reference state that lists none, would show
+    # the engine nothing to refuse). Keylime compares these PCRs with 0 as well.
+    for index in measured_boot.ENGINE_PCRS.get(engine, ()):
+        value = pcrs.get(index)
+        if value is not None and index not in bank and value != bytes(len(value)):
+            failures.append(Failure('measured_boot.invalid_pcr_%d' % index,
+                                    'PCR %d is %s but the event log records no measurement '
+                                    'of it: what was measured there is not in the log'
+                                    % (index, value.hex())))
     # The engine only reads events of PCRs the quote vouches for (it requires them, see
     # required_pcrs); every failed check is listed, as Keylime does, also when the log does
     # not reproduce the PCRs (such a log proves nothing anyway).

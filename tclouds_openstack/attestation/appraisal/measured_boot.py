@@ -16,13 +16,21 @@ refuses every log, and ``example`` checks the log against the reference state th
   vendor_db (PCR 7) and the MOK lists (PCR 14) are checked at each measurement, never
   "the last one" (a SecureBoot=1 logged after the firmware's SecureBoot=0 is untrusted);
   the signature databases may be measured once (Keylime's rule);
+- **one separator per PCR 0-7** (PFP 3.3.4: 00000000 or FFFFFFFF, the error value
+  00000001 is refused as not what the event says): a missing or repeated separator is an
+  event the engine cannot account for (Keylime accepts any number);
 - **what is read is what was measured**: the data of every event whose content the engine
   reads (variables, separators, EFI actions, grub's commands and kernel command line, the
   MokListTrusted flag) must hash to the event's digest in the appraised bank; other bytes
   in an event (a file path, a device path) are not covered by the TPM, so nothing is
   decided on them alone. Which files grub loaded as kernel and initrd is read from grub's
   own measured commands (``grub_cmd: linux|initrd ...``, PCR 8) as well as from the file
-  names, so a second initrd is found under any name.
+  names, so a second initrd is found under any name. A grub command that loads anything
+  else (chainloader, multiboot and its modules, ACPI tables, a device tree, ...) or
+  patches memory, MSRs or ports is an unaccounted component by its measured text, whatever
+  name the PCR 9 event of the file it read carries;
+- **a PCR the engine reads and the log never touches** is at its reset value (checked in
+  :mod:`.core`: otherwise the log hides what was measured there).
 
 Pure; returns a list of (check, message) and never raises on log content.
 """
@@ -62,6 +70,7 @@ EFI_ACTIONS = {
         b'Exit Boot Services Returned with Success'),
 }
 SEPARATORS = (b'\x00' * 4, b'\xff' * 4)
+SEPARATOR_PCRS = tuple(range(8))
 # events Keylime's engine accepts at most once (OnceTest), and EV_PLATFORM_CONFIG_FLAGS,
 # which edk2 measures up to four times
 ONCE = {(1, el.EV_CPU_MICROCODE): 1, (1, el.EV_EFI_HANDOFF_TABLES): 1,
@@ -71,6 +80,22 @@ BOOT_VARIABLE = re.compile(r'BootOrder|Boot[0-9a-fA-F]+')
 # grub 2 commands that load a kernel or initrds (grub-core/loader)
 KERNEL_COMMANDS = frozenset(['linux', 'linuxefi', 'linux16'])
 INITRD_COMMANDS = frozenset(['initrd', 'initrdefi', 'initrd16'])
+# grub 2 commands that load something else to run or hand over (grub-core/loader,
+# commands/acpi.c, efi/fdt.c, legacycfg.c, efiemu, loadbios) or that change memory, MSRs,
+# I/O ports or PCI configuration after the kernel was measured (commands/memrw.c,
+# i386/wrmsr.c, iorw.c, setpci.c): no reference state accounts for what they load or
+# change. Refused by the measured command (its text is bound to the TPM), never by the
+# name of the file read in PCR 9, which the digest does not cover.
+UNACCOUNTED_COMMANDS = frozenset([
+    'chainloader', 'pxechainloader', 'multiboot', 'module', 'multiboot2', 'module2',
+    'acpi', 'devicetree', 'xnu_kernel', 'xnu_kernel64', 'xnu_mkext', 'xnu_kext',
+    'xnu_kextdir', 'xnu_ramdisk', 'xnu_resume', 'xnu_splash', 'xnu_devprop_load',
+    'kfreebsd', 'kfreebsd_loadenv', 'kfreebsd_module', 'kfreebsd_module_elf', 'knetbsd',
+    'knetbsd_module', 'knetbsd_module_elf', 'kopenbsd', 'kopenbsd_ramdisk', 'legacy_kernel',
+    'legacy_initrd', 'legacy_initrd_nounzip', 'plan9', 'ntldr', 'freedos', 'truecrypt',
+    'appleloader', 'loadbios', 'fakebios', 'efiemu_loadcore', 'efiemu_prepare',
+    'write_byte', 'write_word', 'write_dword', 'wrmsr', 'outb', 'outw', 'outl', 'setpci',
+])
 GRUB_CMD = b'grub_cmd: '
 KERNEL_CMDLINE = b'kernel_cmdline: '
 MOK_LISTS = ('MokList', 'MokListX')
@@ -160,6 +185,8 @@ class BootRecord:
         default_factory=lambda: collections.defaultdict(list))
     mok: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
     counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    separators: dict = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(list))     # PCR -> [event]
     problems: list = dataclasses.field(default_factory=list)
     command: str = None     # the verb of grub's last measured command, in log order
 
@@ -224,6 +251,11 @@ def gather(log, bank='sha256'):
             _gather_event(record, event)
         except errors.EventLogError as exc:
             record.problems.append('%s cannot be decoded: %s' % (describe(event, bank), exc))
+    missing = [pcr for pcr in SEPARATOR_PCRS if not record.separators.get(pcr)]
+    if missing:
+        record.problems.append('no EV_SEPARATOR in PCR %s: the firmware ends the pre-OS '
+                               'measurements of PCRs 0-7 with one separator each'
+                               % ', '.join(str(p) for p in missing))
     return record
 
 
@@ -245,7 +277,12 @@ def _gather_event(record, event):
                        % (record.counts[key], ONCE[key]))
         return
     if etype == el.EV_SEPARATOR and pcr <= 7:
-        if event.event_data not in SEPARATORS:
+        record.separators[pcr].append(event)
+        if len(record.separators[pcr]) > 1:
+            unexpected('PCR %d already has its separator (%s): the firmware separates the '
+                       'pre-OS measurements of each PCR once'
+                       % (pcr, describe(record.separators[pcr][0], record.bank)))
+        elif event.event_data not in SEPARATORS:
             unexpected('a separator holds 00000000 or FFFFFFFF')
         elif not record.measures(event, event.event_data):
             unbound('separator')
@@ -326,11 +363,15 @@ def _grub_string(record, event, unexpected, unbound):
         return
     words = value.split()
     record.command = words[0] if words else None
-    if record.command in KERNEL_COMMANDS:
+    if record.command in UNACCOUNTED_COMMANDS:
+        unexpected('grub ran %s, which loads or changes what runs beyond the kernel and '
+                   'initrd the reference state accounts for' % _quote(record.command))
+    elif record.command in KERNEL_COMMANDS:
         record.kernel_loads.append(event)
     elif record.command in INITRD_COMMANDS:
-        record.initrd_loads.extend((event, word) for word in words[1:]
-                                   if not word.startswith('-'))
+        # grub's initrd takes no options: every word is a file it loads (grub-core/loader/
+        # linux.c grub_initrd_init; a word it cannot open fails the command)
+        record.initrd_loads.extend((event, word) for word in words[1:])
 
 
 # ------------------------------------------------------------------ the engines

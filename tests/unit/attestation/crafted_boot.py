@@ -124,9 +124,22 @@ class Case:
     build: object
     boot: dict = dataclasses.field(default_factory=dict)
     refstate: object = None
+    unlogged: object = None     # events -> those measured into the TPM but left out of the log
+
+    def events(self):
+        return self.build(boot_events(**self.boot))
 
     def log(self):
-        return marshal(self.build(boot_events(**self.boot)))
+        events = self.events()
+        if self.unlogged:
+            left_out = {id(e) for e in self.unlogged(events)}
+            events = [e for e in events if id(e) not in left_out]
+        return marshal(events)
+
+    def measured(self):
+        """[(pcr, {bank: digest})]: what the TPM extends, logged or not, in order."""
+        return [(e.pcr_index, dict(e.digests)) for e in self.events()
+                if e.event_type != el.EV_NO_ACTION]
 
     def reference(self):
         document = good_refstate(**self.boot)
@@ -155,6 +168,11 @@ def _unbound(events, which, data):
 def _remove(events, which):
     i = _index(events, *which)
     return events[:i] + events[i + 1:]
+
+
+def _grub_loads(events, command, path, contents):
+    """grub runs ``command`` (PCR 8) and reads ``path`` (PCR 9) after the initrd."""
+    return insert(events, INITRD, grub_cmd(command), grub_file(path, contents))
 
 
 def _two_mok_digests(document):
@@ -198,6 +216,46 @@ EXTRA_COMPONENTS = {
         e, CMDLINE, new(12, el.EV_IPL, b'systemd-stub extra\0', measured=b'extra'))),
     'post code in PCR 0': Case('EV_POST_CODE', lambda e: insert(
         e, FIRMWARE, new(0, el.EV_POST_CODE, b'ACPI DATA', measured=b'acpi implant'))),
+    # grub loaders other than linux/initrd: what they load is read from a grub directory,
+    # so a file name never tells it apart from grub's own files; the measured command does
+    'ACPI table loaded by grub from its directory': Case('"acpi"', lambda e: _grub_loads(
+        e, 'acpi /boot/grub/dsdt.aml', '/boot/grub/dsdt.aml', b'evil AML')),
+    'device tree loaded by grub': Case('"devicetree"', lambda e: _grub_loads(
+        e, 'devicetree /boot/grub/board.dtb', '/boot/grub/board.dtb', b'evil dtb')),
+    'hypervisor and dom0 booted through multiboot2': Case('"multiboot2"', lambda e: _grub_loads(
+        _grub_loads(e, 'multiboot2 /boot/grub/xen.gz', '/boot/grub/xen.gz', b'xen'),
+        'module2 /boot/grub/dom0', '/boot/grub/dom0', b'rootkit kernel')),
+    'EFI image chainloaded by grub': Case('"chainloader"', lambda e: _grub_loads(
+        e, 'chainloader /boot/grub/x86_64-efi/evil.mod', '/boot/grub/x86_64-efi/evil.mod',
+        b'evil efi application')),
+    'kernel patched in memory after it was measured': Case('"write_dword"', lambda e: insert(
+        e, CMDLINE, grub_cmd('write_dword 0x1000000 0x90909090'))),
+    'second separator in PCR 4': Case('already has its separator', lambda e: insert(
+        e, GRUB_APP, new(4, el.EV_SEPARATOR, b'\0\0\0\0'))),
+    'no separator in PCR 7': Case('no EV_SEPARATOR in PCR 7', lambda e: _remove(
+        e, SEPARATOR_7)),
+}
+
+
+def _pcr14(events):
+    return [e for e in events if e.pcr_index == 14]
+
+
+def _no_mok_digests(document):
+    document['mokdig'] = []
+    document['mokxdig'] = []
+    return document
+
+
+# Measured into the TPM, left out of the log: a PCR the engine reads that the log never
+# touches must be at its reset value (the log replays to every PCR it does touch).
+UNLOGGED = {
+    'MOK lists measured but not logged, reference without MOK digests': Case(
+        'PCR 14', lambda e: e, refstate=_no_mok_digests, unlogged=_pcr14),
+    'attacker MOK list measured but not logged': Case(
+        'PCR 14', lambda e: replace(e, MOK_LIST, new(14, el.EV_IPL, b'MokList\0',
+                                                     measured=sb.x509_lists(b'attacker MOK'))),
+        refstate=_no_mok_digests, unlogged=_pcr14),
 }
 
 # Class 2: every measurement of a value the engine reads agrees (with the others and with

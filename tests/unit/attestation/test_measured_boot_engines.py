@@ -19,11 +19,13 @@ from tests.unit.attestation import crafted_boot as cb
 from tests.unit.attestation import softtpm
 
 
-def appraise(log, refstate=None, engine=None, **policy):
+def appraise(log, refstate=None, engine=None, measured=None, **policy):
+    """``measured``: the extends the TPM saw (default: the log's events)."""
     tpm = softtpm.SoftTPM()
     parsed = el.parse_eventlog(log)
-    tpm.apply([(e.pcr_index, dict(e.digests)) for e in parsed.events[1:]
-               if e.event_type != el.EV_NO_ACTION])
+    tpm.apply(measured if measured is not None else [
+        (e.pcr_index, dict(e.digests)) for e in parsed.events[1:]
+        if e.event_type != el.EV_NO_ACTION])
     nonce = os.urandom(20)
     parsed_policy = pol.parse_policy('p', mb_refstate=refstate, mb_engine=engine, **policy)
     return core.appraise(tpm.evidence(nonce, uefi_log=log), parsed_policy, nonce)
@@ -46,6 +48,18 @@ def test_extra_component_is_untrusted_and_named(name):
     assert not result.trusted
     assert [f.check for f in result.failures] == ['measured_boot.policy'] * len(result.failures)
     assert any(case.needle in reason for reason in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize('name', sorted(cb.UNLOGGED))
+def test_measurements_left_out_of_the_log_are_untrusted(name):
+    """A PCR the engine reads and the log never touches must be at its reset value."""
+    case = cb.UNLOGGED[name]
+    result = appraise(case.log(), case.reference(), measured=case.measured())
+    assert [f.check for f in result.failures] == ['measured_boot.invalid_pcr_14'], \
+        result.reasons
+    assert 'records no measurement' in result.reasons[0]
+    # the same log, when the TPM measured only what it shows, is trusted
+    assert appraise(case.log(), case.reference()).trusted
 
 
 @pytest.mark.parametrize('name', sorted(cb.CONFLICTING_VALUES))
