@@ -126,7 +126,14 @@ class TrustTestBase(nova_harness.NovaHarness, integrated_helpers.ProviderUsageBa
                                         extra_spec=specs)
         return flavor_id
 
+    def default_flavor(self):
+        """The ID of Nova's stock m1.tiny flavor (no trust extra specs)."""
+        return next(f['id'] for f in self.api.get_flavors() if f['name'] == 'm1.tiny')
+
     def boot(self, flavor_id=None, hints=None, expected='ACTIVE'):
+        # Nova's helper picks the first flavor listed when none is given: a flavor a test
+        # created (with a random ID) may sort first, so the default is named explicitly.
+        flavor_id = flavor_id or self.default_flavor()
         server = self._build_server(networks='none', flavor_id=flavor_id)
         req = {'server': server}
         if hints:
