@@ -14,6 +14,7 @@ EK certificates in NV and a platform certificate, all issued by that CA.
 """
 import atexit
 import os
+import random
 import shutil
 import socket
 import struct
@@ -115,14 +116,28 @@ class LocalCA:
                              % (result.returncode, result.stderr.decode(errors='replace'), log))
 
 
+def _local_port_range():
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            low, high = (int(v) for v in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def _bind_port_pair():
-    """A free port P on 127.0.0.1 and a listening socket on P+1, or SwtpmError."""
-    for _ in range(100):
+    """A free port P on 127.0.0.1 and a listening socket on P+1, or SwtpmError.
+
+    P is drawn below the ephemeral range: there every port of a closed client connection
+    lingers in TIME_WAIT (thousands when many swtpms start), and P+1 would rarely be free.
+    """
+    low, _ = _local_port_range()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 20000), low - 1)
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ctrl = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            probe.bind(('127.0.0.1', 0))
-            port = probe.getsockname()[1]
+            probe.bind(('127.0.0.1', port))
             ctrl.bind(('127.0.0.1', port + 1))
         except OSError:
             ctrl.close()
