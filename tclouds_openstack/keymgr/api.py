@@ -135,8 +135,25 @@ def build_router(conf, gate=None, manager=None):
     return router
 
 
+def validate_every_token(conf):
+    """keystonemiddleware asks Keystone about every token (no token cache) by default.
+
+    A key is released on a token: when the operator disables or deletes a compromised
+    host's Keystone user (or application credential), its tokens must stop working at
+    once, not when ``[keystone_authtoken] token_cache_time`` (300 s) expires. Key requests
+    are rare (one per attach), so the validation costs little. An operator's explicit
+    ``token_cache_time`` still wins.
+    """
+    from keystonemiddleware import auth_token
+    for group, opts in auth_token.list_opts():
+        conf.register_opts(opts, group=group)
+    conf.set_default('token_cache_time', -1, group='keystone_authtoken')
+
+
 def build_app(conf, gate=None, manager=None):
     """The WSGI application (auth_token, context, policy) of the key release API."""
     policy.register_rules(policies.list_rules())
     policy.get_enforcer(conf)       # bind the process's enforcer to this configuration
+    if conf.api.auth_strategy != 'noauth':
+        validate_every_token(conf)
     return wsgi.build_app(conf, build_router(conf, gate, manager))
