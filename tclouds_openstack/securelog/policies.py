@@ -1,7 +1,9 @@
 """oslo.policy defaults of the secure log API, built on the personas of common.policy.
 
-Checkpoints and proofs are open to any authenticated caller: verifiability is the point,
-and they reveal only hashes and the tree size. Records are read in full by operators
+Checkpoints and proofs are open to every persona that verifies (any project reader,
+system readers, services, admins): verifiability is the point, and they reveal only hashes
+and the tree size. A compute host's credential (role ``tclouds_host``) gets key release and
+nothing else, so not these either. Records are read in full by operators
 (admin, system reader); a project's readers read only the records whose tenant is their
 own project (the list is filtered by project in the store's query, a record of another
 project or of the operator is a 404). Appending through the API is for services and admins.
@@ -21,10 +23,10 @@ REPORT_GET = 'securelog:report:get'
 def list_rules():
     r = base.rule
     return [
-        r(CHECKPOINT_GET, base.ANY_AUTHENTICATED,
+        r(CHECKPOINT_GET, base.LOG_VERIFIER,
           'Read the latest (or a given) signed checkpoint.', ['GET /v1/checkpoint'],
           base.SYSTEM_OR_PROJECT),
-        r(PROOF_GET, base.ANY_AUTHENTICATED, 'Get RFC 9162 inclusion and consistency proofs.',
+        r(PROOF_GET, base.LOG_VERIFIER, 'Get RFC 9162 inclusion and consistency proofs.',
           ['GET /v1/proofs/inclusion', 'GET /v1/proofs/consistency'], base.SYSTEM_OR_PROJECT),
         r(RECORD_LIST_ALL, base.OPERATOR_READER,
           'List and read the records of every project and of the operator.',

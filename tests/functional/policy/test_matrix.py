@@ -169,9 +169,11 @@ ROWS = [
     Row('attestation', 'POST', '/v1/requirements/{project_id}/resolve', OPERATORS | OF_A,
         url='/v1/requirements/{A}/resolve', body={}, prepare=_requirement(True, ['EU'])),
     # ---------------------------------------------------------------- secure log
-    Row('securelog', 'GET', '/v1/checkpoint', EVERYONE),
-    Row('securelog', 'GET', '/v1/proofs/inclusion', EVERYONE, url='/v1/proofs/inclusion?index=0'),
-    Row('securelog', 'GET', '/v1/proofs/consistency', EVERYONE,
+    # every verifier, not a compute host (its role grants key release and nothing else)
+    Row('securelog', 'GET', '/v1/checkpoint', EVERYONE - {'host'}),
+    Row('securelog', 'GET', '/v1/proofs/inclusion', EVERYONE - {'host'},
+        url='/v1/proofs/inclusion?index=0'),
+    Row('securelog', 'GET', '/v1/proofs/consistency', EVERYONE - {'host'},
         url='/v1/proofs/consistency?first=1'),
     Row('securelog', 'GET', '/v1/records', OPERATORS | OF_A | {'member_b'},
         url='/v1/records?limit=1000', visible=_records_of_own_project),
