@@ -10,6 +10,7 @@ two swapped entries, each at its index.
 import os
 import sqlite3
 
+from tclouds_openstack.common import fileutils
 from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import merkle
 from tclouds_openstack.securelog import store as store_mod
@@ -25,6 +26,7 @@ def _audit(store, log_dir):
 def _tampered_copy(demo, name, change):
     """A copy of the log's database (sqlite's backup API: consistent under WAL), changed."""
     path = os.path.join(demo.path('securelog-tampered'), '%s.sqlite' % name)
+    fileutils.private_file(path, 'tampered log copy')   # a log database is private (0600)
     source = sqlite3.connect(os.path.join(demo.log_dir, 'log.sqlite'))
     target = sqlite3.connect(path)
     source.backup(target)
