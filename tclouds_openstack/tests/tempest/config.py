@@ -90,6 +90,17 @@ tclouds_opts = [
                     'empty: the audit scenario is skipped.'),
     cfg.StrOpt('openstack_cli', default='openstack',
                help='The openstack command with the tclouds OSC plugin installed.'),
+    cfg.StrOpt('securelog_vkey_file', default='',
+               help='File holding the secure log\'s public key (the C2SP verifier key '
+                    'log.vkey of the operator\'s auditor bundle), with which the scenario '
+                    'tests verify a project\'s report offline; empty: the healthcare and '
+                    'lighting scenario tests are skipped.'),
+    cfg.StrOpt('trust_instance_action', default='none',
+               choices=['none', 'live-migrate', 'stop'],
+               help='What the trust reactor is configured to do to the servers of a host '
+                    'that turns untrusted (the healthcare scenario expects it).'),
+    cfg.IntOpt('scenario_timeout', default=3600,
+               help='Seconds a whole healthcare or lighting scenario run may take.'),
     cfg.IntOpt('attestation_interval', default=10,
                help='Seconds between two attestations of a host: how long tests wait for '
                     'a verdict to change.'),
