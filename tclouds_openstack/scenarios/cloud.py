@@ -24,20 +24,33 @@ from tclouds_openstack.scenarios import core
 
 class Creds(object):
     def __init__(self, auth_url, username, password, project_name, user_domain='Default',
-                 project_domain='Default', region=None, project_id=None):
+                 project_domain='Default', region=None, project_id=None,
+                 user_domain_id=None, project_domain_id=None):
         self.auth_url, self.username, self.password = auth_url, username, password
         self.project_name, self.user_domain, self.project_domain = \
             project_name, user_domain, project_domain
+        self.user_domain_id, self.project_domain_id = user_domain_id, project_domain_id
         self.region, self.project_id = region, project_id
         self._session = None
+
+    def _domains(self):
+        out = {}
+        if self.user_domain_id:
+            out['user_domain_id'] = self.user_domain_id
+        else:
+            out['user_domain_name'] = self.user_domain
+        if self.project_domain_id:
+            out['project_domain_id'] = self.project_domain_id
+        else:
+            out['project_domain_name'] = self.project_domain
+        return out
 
     def env(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
         env.update({'OS_AUTH_URL': self.auth_url, 'OS_IDENTITY_API_VERSION': '3',
                     'OS_USERNAME': self.username, 'OS_PASSWORD': self.password,
-                    'OS_PROJECT_NAME': self.project_name,
-                    'OS_USER_DOMAIN_NAME': self.user_domain,
-                    'OS_PROJECT_DOMAIN_NAME': self.project_domain})
+                    'OS_PROJECT_NAME': self.project_name})
+        env.update(('OS_' + k.upper(), v) for k, v in self._domains().items())
         if self.region:
             env['OS_REGION_NAME'] = self.region
         return env
@@ -48,8 +61,7 @@ class Creds(object):
             from keystoneauth1 import session as ks_session
             auth = v3.Password(auth_url=self.auth_url, username=self.username,
                                password=self.password, project_name=self.project_name,
-                               user_domain_name=self.user_domain,
-                               project_domain_name=self.project_domain)
+                               **self._domains())
             self._session = ks_session.Session(auth=auth)
         return self._session
 
@@ -71,10 +83,10 @@ class Creds(object):
                 raise core.ScenarioError('cloud %s: %s' % (name, e))
             auth = cloud.config.get('auth', {})
             return cls(auth.get('auth_url'), auth.get('username'), auth.get('password'),
-                       auth.get('project_name'),
-                       auth.get('user_domain_name') or auth.get('user_domain_id') or 'Default',
-                       auth.get('project_domain_name') or auth.get('project_domain_id')
-                       or 'Default', cloud.get_region_name())
+                       auth.get('project_name'), auth.get('user_domain_name') or 'Default',
+                       auth.get('project_domain_name') or 'Default', cloud.get_region_name(),
+                       user_domain_id=auth.get('user_domain_id'),
+                       project_domain_id=auth.get('project_domain_id'))
         missing = [v for v in ('OS_AUTH_URL', 'OS_USERNAME', 'OS_PASSWORD', 'OS_PROJECT_NAME')
                    if not os.environ.get(v)]
         if missing:
@@ -84,7 +96,12 @@ class Creds(object):
                    os.environ['OS_PASSWORD'], os.environ['OS_PROJECT_NAME'],
                    os.environ.get('OS_USER_DOMAIN_NAME', 'Default'),
                    os.environ.get('OS_PROJECT_DOMAIN_NAME', 'Default'),
-                   os.environ.get('OS_REGION_NAME'))
+                   os.environ.get('OS_REGION_NAME'),
+                   user_domain_id=os.environ.get('OS_USER_DOMAIN_ID'),
+                   project_domain_id=os.environ.get('OS_PROJECT_DOMAIN_ID'))
+
+
+SECRET_OPTIONS = ('--password', '--os-password')
 
 
 class Transcript(object):
@@ -95,7 +112,11 @@ class Transcript(object):
         self.echo = echo
 
     def add(self, who, argv, rc):
-        command = ' '.join(shlex.quote(a) for a in argv)
+        shown = list(argv)
+        for i, arg in enumerate(shown[:-1]):
+            if arg in SECRET_OPTIONS:
+                shown[i + 1] = '***'
+        command = ' '.join(shlex.quote(a) for a in shown)
         line = {'time': time.time(), 'as': who, 'command': command, 'exit': rc}
         self.lines.append(line)
         if self.echo:

@@ -263,7 +263,8 @@ def run(r):
     def stop_app():
         app.stop.set()
         for t in threads:
-            t.join(timeout=120)
+            if t.ident is not None:
+                t.join(timeout=120)
     r.later('fleet and control service', stop_app)
 
     def fleet():
