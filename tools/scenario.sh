@@ -50,6 +50,8 @@ if [[ -z "$PY" ]]; then
         PY=$("$TOP/tools/bootstrap.sh" --venv)/bin/python
     fi
 fi
-# This checkout's scenarios, whatever version of the package the Python has installed.
-export PYTHONPATH="$TOP${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PY" -m tclouds_openstack.scenarios "$@" "${extra[@]}"
+# This checkout's scenarios, whatever version of the package the Python has installed (in
+# the driver only: the openstack CLI it runs keeps the installed plugin).
+exec "$PY" -c 'import sys; sys.path.insert(0, sys.argv.pop(1))
+from tclouds_openstack.scenarios.__main__ import main
+sys.exit(main())' "$TOP" "$@" "${extra[@]}"
