@@ -41,6 +41,7 @@ from os_brick.encryptors import base
 
 from tclouds_openstack.blockstore import errors
 from tclouds_openstack.blockstore import format as fmt
+from tclouds_openstack.blockstore import header as hdr
 from tclouds_openstack.blockstore import keys
 from tclouds_openstack.blockstore import marks
 from tclouds_openstack.blockstore import notify
@@ -122,12 +123,15 @@ class TcloudsEncryptor(base.VolumeEncryptor):
     def _format_if_new(self, context, kek):
         """Return the device's header, or format it (only if new) and return None."""
         st = storage.FileStorage(self.dev_path, readonly=True)
+        formatted = []
         try:
             sectors = fmt.sectors_for_capacity(st.size())
-            header, _ = fmt.Volume.read_header(st)
-            unreadable = None
-        except errors.HeaderError as exc:
-            header, unreadable = None, exc
+            try:
+                header, _ = fmt.Volume.read_header(st)
+                unreadable = None
+            except errors.HeaderError as exc:
+                header, unreadable = None, exc
+                formatted = hdr.magic_slots(st)
         except errors.BlockstoreError as exc:
             raise EncryptorError('volume %s: cannot read device %s: %s'
                                  % (self.volume_id, self.dev_path, exc))
@@ -136,6 +140,11 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         if header is not None:
             self._check_mark(context, header)
             return header
+        if formatted:
+            # whatever the key service says (no mark: a volume from before marks, a lost
+            # or wrongly answered mark), a header slot with the magic was formatted
+            self._refuse('header slot %s carries the blockstore magic, so it was formatted '
+                         'before' % ' and '.join(formatted), unreadable)
         try:
             mark = self._mark_call('get', context)
         except marks.Unknown as exc:

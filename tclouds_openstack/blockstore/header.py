@@ -123,6 +123,16 @@ class Header:
                    format_version=version)
 
 
+def magic_slots(storage):
+    """The header slots ('A', 'B') that begin with the blockstore magic.
+
+    A slot with the magic was written by a format, whether or not the rest of it reads: a
+    volume showing one is never new.
+    """
+    return ['AB'[slot] for slot in range(HEADER_SLOTS)
+            if storage.pread(len(MAGIC), slot * HEADER_SLOT_SIZE) == MAGIC]
+
+
 def read_header(storage):
     """Return the newest valid header slot and the other one (or None)."""
     slots = []

@@ -30,12 +30,29 @@ class FormatMarks:
         self._get, self._claim = _find(key_manager, context, volume_id)
 
     def get(self):
-        """The mark ({blockstore_uuid, host, created_at}) or None if never claimed."""
-        return self._call(self._get)
+        """The mark ({blockstore_uuid, host, created_at}) or None if never claimed.
+
+        An answer that is neither (a malformed body, a mark naming no volume) is Unknown:
+        it says nothing about whether the volume was formatted.
+        """
+        mark = self._call(self._get)
+        if mark is not None and not (isinstance(mark, dict) and isinstance(
+                mark.get('blockstore_uuid'), str) and mark['blockstore_uuid']):
+            raise Unknown('the key service gave a malformed format mark for volume %s (%s)'
+                          % (self.volume_id, _short(mark)))
+        return mark
 
     def claim(self, blockstore_uuid):
-        """Create the mark: True if this call created it, False if it existed."""
-        return bool(self._call(self._claim, str(blockstore_uuid)))
+        """Create the mark: True if this call created it, False if it existed.
+
+        Only an answer of exactly true or false is believed (a body, a count, a string
+        is Unknown, never "claimed").
+        """
+        claimed = self._call(self._claim, str(blockstore_uuid))
+        if not isinstance(claimed, bool):
+            raise Unknown('the key service gave a malformed answer to the format mark claim '
+                          'of volume %s (%s)' % (self.volume_id, _short(claimed)))
+        return claimed
 
     def _call(self, method, *args):
         try:
@@ -43,6 +60,11 @@ class FormatMarks:
         except Exception as exc:      # AnchorError, castellan errors, the API's refusal
             raise Unknown('the key service could not say whether volume %s was formatted: '
                           '%s' % (self.volume_id, exc))
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + '...'
 
 
 def _find(key_manager, context, volume_id):

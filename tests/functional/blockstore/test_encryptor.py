@@ -273,3 +273,50 @@ def test_a_key_manager_without_marks_never_formats(env, tmp_path):
         enc.attach_volume(ctx)
     assert 'keeps no format marks' in str(exc.value)
     assert _digest(device) == before
+
+
+def _forget_marks(tmp_path):
+    """The key service lost the marks (a volume from before marks, a restored key store)."""
+    import sqlite3
+    db = sqlite3.connect(str(tmp_path / 'keys.sqlite'))
+    with db:
+        db.execute('DELETE FROM format_marks')
+    db.close()
+
+
+@pytest.mark.parametrize('damage', ['checksum', 'future format version'])
+def test_a_formatted_volume_without_mark_is_never_reformatted(env, tmp_path, damage):
+    """A header slot with the blockstore magic was formatted, whatever the key service says.
+
+    The key service has no mark for the volume (it was formatted before marks existed, or
+    the mark was lost) and its header does not read: refused, nothing written, and the data
+    reads back once the header is restored.
+    """
+    make, key_id, keymgr, ctx, device = env
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    assert 'wrote 65536/65536' in qemu_io(enc.socket_path, 'write -P 0x5a 0 64k')
+    enc.detach_volume()
+    _forget_marks(tmp_path)
+    with open(device, 'r+b') as f:
+        header = f.read(2 * fmt.HEADER_SLOT_SIZE)
+        for slot in (0, 1):
+            if damage == 'checksum':            # a bit flipped in the wrapped key
+                f.seek(slot * fmt.HEADER_SLOT_SIZE + 200)
+                f.write(b'\xff')
+            else:                               # a newer release's format, say 3
+                f.seek(slot * fmt.HEADER_SLOT_SIZE + 8)
+                f.write(b'\x00\x03')
+    damaged = _digest(device)
+    other = make(key_id, host='b')
+    with pytest.raises(encryptor.EncryptorError) as exc:
+        other.attach_volume(ctx)
+    message = str(exc.value)
+    assert 'carries the blockstore magic' in message and 'Nothing was written' in message
+    assert _digest(device) == damaged
+    with open(device, 'r+b') as f:
+        f.write(header)
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    out = qemu_io(enc.socket_path, 'read -P 0x5a 0 64k')
+    assert 'read 65536/65536' in out and 'failed' not in out, out
