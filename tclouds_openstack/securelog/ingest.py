@@ -23,13 +23,26 @@ import logging
 import socket
 import threading
 
+from oslo_db import exception as db_exc
 import oslo_messaging
 
 from tclouds_openstack.common import messaging
 from tclouds_openstack.securelog import driver as drivermod
 from tclouds_openstack.securelog import sealing
+from tclouds_openstack.securelog import store as storemod
 
 LOG = logging.getLogger(__name__)
+
+
+# What an entry itself causes (a value no column holds), as opposed to the database being
+# unavailable or busy, which a requeue outlives.
+_POISON = (storemod.BadEntry, sealing.SealError, ValueError, OverflowError, TypeError,
+           db_exc.DBDataError)
+
+
+def _poison(exc):
+    return isinstance(exc, _POISON) or isinstance(getattr(exc, 'inner_exception', None),
+                                                  _POISON)
 
 
 class IngestEndpoint(object):
@@ -59,9 +72,22 @@ class IngestEndpoint(object):
         entries.sort(key=lambda e: (e[0], e[1]))
         try:
             result = self.store.append([raw for _s, _q, raw in entries])
-        except Exception:
-            LOG.exception('securelog: append of %d entries failed; requeued', len(entries))
-            return oslo_messaging.NotificationResult.REQUEUE
+        except Exception as exc:
+            if not _poison(exc):
+                LOG.exception('securelog: append of %d entries failed; requeued', len(entries))
+                return oslo_messaging.NotificationResult.REQUEUE
+            # An entry no store can take would be requeued ahead of every genuine one for
+            # ever: append one at a time and drop only what fails on its own, loudly.
+            result = []
+            for source, seq, raw in entries:
+                try:
+                    result.extend(self.store.append([raw]))
+                except Exception as one:
+                    if not _poison(one):
+                        LOG.exception('securelog: append failed; the batch is requeued')
+                        return oslo_messaging.NotificationResult.REQUEUE
+                    LOG.error('securelog: dropping entry %r sequence %d that the store cannot '
+                              'hold: %s: %s', source, seq, type(one).__name__, one)
         self.appended += sum(1 for r in result if r is not None)
         if self.after_commit is not None:
             self.after_commit()

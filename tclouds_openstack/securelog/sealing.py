@@ -104,12 +104,35 @@ Entry = collections.namedtuple(
     'Entry', 'flags epoch seq time_ns source tenant payload tag')
 
 
+# What the store's columns hold (BIGINT, String(255) on every database): an entry beyond
+# them is malformed, so it can never reach a database that would refuse it (an entry the
+# ingestion cannot store would be requeued ahead of every genuine one for ever).
+MAX_INT = (1 << 63) - 1
+MAX_NAME_CHARS = 255
+
+
+def _bounds_problem(epoch, seq, time_ns, source, tenant):
+    """(field, offset, why) of the first value beyond the store's columns, or None."""
+    for field, offset, value in (('entry.epoch', 5, epoch), ('entry.seq', 13, seq),
+                                 ('entry.time_ns', 21, time_ns)):
+        if value > MAX_INT:
+            return field, offset, '%d is beyond 2^63-1' % value
+    for field, value in (('entry.source', source), ('entry.tenant', tenant)):
+        if len(value) > MAX_NAME_CHARS:
+            return field, None, '%d characters, longer than %d characters' % (
+                len(value), MAX_NAME_CHARS)
+    return None
+
+
 def encode_entry_body(flags, epoch, seq, time_ns, source, tenant, payload):
     """The bytes an entry's tag covers (everything except the tag)."""
     src = source.encode('utf-8')
     ten = tenant.encode('utf-8')
     if not src:
         raise ValueError('source must not be empty')
+    problem = _bounds_problem(epoch, seq, time_ns, source, tenant)
+    if problem:
+        raise ValueError('%s: %s' % (problem[0], problem[2]))
     if len(src) > 0xFFFF or len(ten) > 0xFFFF or len(payload) > 0xFFFFFFFF:
         raise ValueError('source, tenant or payload too long')
     return b''.join((_ENTRY_HEAD.pack(ENTRY_MAGIC, flags, epoch, seq, time_ns, len(src)), src,
@@ -148,6 +171,11 @@ def decode_entry(data):
         tenant = data[off:end].decode('utf-8')
     except UnicodeDecodeError as exc:
         raise SealError('entry.tenant', off, 'not UTF-8: %s' % exc.reason)
+    problem = _bounds_problem(epoch, seq, time_ns, source, tenant)
+    if problem:
+        field, at, why = problem
+        raise SealError(field, at if at is not None else
+                        (_ENTRY_HEAD.size if field == 'entry.source' else off), why)
     off = _take(data, end, 4, 'entry.payload_len')
     (pay_len,) = _U32.unpack_from(data, end)
     end = _take(data, off, pay_len, 'entry.payload')

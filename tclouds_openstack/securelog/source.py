@@ -103,9 +103,16 @@ class Source(object):
         return self._file()
 
     def seal_one(self, sealer, event, tenant, now_ns=None):
-        """Seal one event with ``sealer`` (held open by the caller)."""
+        """Seal one event with ``sealer`` (held open by the caller).
+
+        A tenant no project ID can be (longer than the store's 255 characters; taken from
+        a notification's payload) makes the record the operator's: it is sealed with no
+        tenant, the event keeps what it said.
+        """
         payload = canonical_json(event)
         flags = 0
+        if tenant and len(tenant) > sealing.MAX_NAME_CHARS:
+            tenant = ''
         if self.encryptor is not None and tenant:
             sealed = self.encryptor(tenant, payload)
             if sealed is not None:

@@ -11,6 +11,7 @@ kept as evidence with an ERROR line and an alarm notification, and the log's aud
 import base64
 import json
 import os
+import struct
 import threading
 import uuid
 
@@ -204,4 +205,43 @@ def test_unknown_source_is_held_until_enrolled_and_forgeries_stay_out(bus, tmp_p
     bundle = rabbit._bundle(tmp_path)
     bundle.source_keys[new.name] = keyfiles.read_k0(new.k0_path())
     report, problems = store.audit(bundle)
+    assert report.ok and not problems, report.summary()
+
+
+def crafted(epoch, seq, time_ns, source, tenant, payload=b'{"event_type":"x"}'):
+    """An entry in the wire format, packed by hand (our encoder refuses such values)."""
+    src, ten = source.encode(), tenant.encode()
+    return b''.join((struct.pack('>4sBQQQH', sealing.ENTRY_MAGIC, 0, epoch, seq, time_ns,
+                                 len(src)), src, struct.pack('>H', len(ten)), ten,
+                     struct.pack('>I', len(payload)), payload, os.urandom(sealing.TAG_SIZE)))
+
+
+def test_an_entry_the_database_cannot_hold_does_not_stall_ingestion(bus, tmp_path):
+    """A poison entry: well-formed bytes whose numbers or names no database column holds.
+
+    A sequence number, epoch or time beyond 2^63-1 (the BIGINT columns), a source or tenant
+    longer than 255 characters (the String(255) columns on MariaDB and PostgreSQL): from a
+    source nobody enrolled, or from an enrolled one that equivocates. Refused as malformed
+    and logged, never requeued for ever ahead of the genuine entries.
+    """
+    path, conf, store, notifier, attacker, alarms, proc = bus
+    genuine(notifier, 0)
+    wait_for(lambda: store.size() == 1, 'the first genuine entry to be stored')
+    for seq, epoch, time_ns, source, tenant in (
+            (2 ** 64 - 1, 0, 1, 'nobody@nowhere', ''),
+            (2 ** 63, 0, 1, SOURCE, 'p1'),
+            (5, 2 ** 63, 1, SOURCE, 'p1'),
+            (6, 0, 2 ** 64 - 1, SOURCE, 'p1'),
+            (7, 0, 1, 's' * 256, ''),
+            (8, 0, 1, SOURCE, 't' * 256)):
+        publish(attacker, crafted(epoch, seq, time_ns, source, tenant))
+    for n in range(1, 4):
+        genuine(notifier, n)
+    wait_for(lambda: store.size() == 4, 'the genuine entries after the poison to be stored')
+    assert [payload_of(r)['payload']['n'] for r in store.list(limit=10)] == [0, 1, 2, 3]
+    rabbit._stop(proc)
+    log = proc.stderr.read().decode('utf-8', 'replace')
+    assert log.count('securelog: dropping a malformed message') == 6, log[-3000:]
+    assert 'beyond 2^63-1' in log and 'longer than 255 characters' in log
+    report, problems = store.audit(rabbit._bundle(tmp_path))
     assert report.ok and not problems, report.summary()
