@@ -16,8 +16,10 @@ providers with their generations in one call (``GET /resource_providers``) and r
 traits only of providers whose generation moved since (someone else changed them), writes
 only providers whose wanted traits differ: with nothing changed one Placement call, with
 k changed hosts at most 1 + 2k (a read and a write each; a conflict adds a retry). Nova's
-hypervisor list (host -> providers) is re-read only when Placement shows a provider it
-does not map yet.
+hypervisor list (host -> providers) is re-read when Placement shows a provider it does not
+map yet, and again, ever less often, while a provider remains that Nova does not list as a
+compute node: nova-compute creates its node's provider before ``nova-manage cell_v2
+discover_hosts`` maps the host, and until then Nova's hypervisor list leaves the node out.
 """
 import logging
 import threading
@@ -39,6 +41,9 @@ _RETRIES = 4
 # set_provider's country for providers that are no compute node: only the trust trait goes.
 KEEP_JURISDICTION = object()
 _HYPERVISOR_PAGE = 500
+# Passes between two re-reads of Nova's hypervisors while a provider is no compute node
+# Nova lists (yet): doubled after each re-read that changes nothing, up to this many.
+_UNMAPPED_RECHECK_MAX_PASSES = 16
 
 
 class PlacementClient(client.ServiceClient):
@@ -110,6 +115,9 @@ class TraitSync(object):
         self._known = {}
         # {rp uuid: service host} from Nova's hypervisors (None: not a compute node).
         self._host_of = {}
+        # re-reading the hypervisors while some provider maps to None: every n-th pass
+        self._unmapped_every = 1
+        self._unmapped_in = 1
         self._lock = threading.RLock()
 
     # -- inventory from Nova: which providers a host has, which country it is in
@@ -134,6 +142,25 @@ class TraitSync(object):
         for rp in uuids:
             self._host_of.setdefault(rp, None)
         return nodes
+
+    def _recheck_unmapped(self, generations):
+        """Providers Nova did not list as compute nodes: ask Nova again, ever less often.
+
+        A compute node Nova's cells do not map yet (before discover_hosts) is left out of
+        its hypervisor list, and one that is no compute node (a sharing or nested provider)
+        never appears there: the first must become a compute host once mapped, the second
+        must not cost a hypervisor list on every pass.
+        """
+        self._unmapped_in -= 1
+        if self._unmapped_in > 0:
+            return
+        before = dict(self._host_of)
+        self._refresh_hosts(generations)
+        if self._host_of == before:
+            self._unmapped_every = min(self._unmapped_every * 2, _UNMAPPED_RECHECK_MAX_PASSES)
+        else:
+            self._unmapped_every = 1
+        self._unmapped_in = self._unmapped_every
 
     def _nodes_of(self, host):
         with self._lock:
@@ -242,6 +269,9 @@ class TraitSync(object):
                 del self._known[gone]
             if set(generations) - set(self._host_of):
                 self._refresh_hosts(generations)
+                self._unmapped_every = self._unmapped_in = 1
+            elif any(self._host_of.get(rp) is None for rp in generations):
+                self._recheck_unmapped(generations)
             nodes = {}
             for rp, host in self._host_of.items():
                 if host is not None and rp in generations:
