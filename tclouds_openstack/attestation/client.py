@@ -63,10 +63,20 @@ class AttestationClient(client.ServiceClient):
     def show_policy(self, name):
         return self.get('/v1/policies/%s' % name)['policy']
 
-    def create_policy(self, name, tpm_policy=None, runtime_policy=None, mb_refstate=None):
-        return self.post('/v1/policies', {'name': name, 'tpm_policy': tpm_policy,
-                                          'runtime_policy': runtime_policy,
-                                          'mb_refstate': mb_refstate})['policy']
+    def create_policy(self, name, tpm_policy=None, runtime_policy=None, mb_refstate=None,
+                      mb_engine=None, allow_unorderly_shutdown=False):
+        """Create a policy; ``mb_engine`` and ``allow_unorderly_shutdown`` as in the API.
+
+        ``mb_engine``: example, accept-all or reject-all (None: example when a reference
+        state is given); ``allow_unorderly_shutdown``: accept clockInfo.safe = NO.
+        """
+        body = {'name': name, 'tpm_policy': tpm_policy, 'runtime_policy': runtime_policy,
+                'mb_refstate': mb_refstate}
+        if mb_engine is not None:
+            body['mb_engine'] = mb_engine
+        if allow_unorderly_shutdown:
+            body['allow_unorderly_shutdown'] = True
+        return self.post('/v1/policies', body)['policy']
 
     def delete_policy(self, name):
         return self.delete('/v1/policies/%s' % name)

@@ -19,7 +19,9 @@
     GET    /v1/verdicts?hosts=a,b         batched verdicts for consumers       (operator, service)
     GET    /v1/policies                   appraisal policies                   (operator)
     POST   /v1/policies                   {"name", "tpm_policy", "runtime_policy",
-                                           "mb_refstate"} (Keylime formats)    (admin)
+                                           "mb_refstate"} (Keylime formats),
+                                           "mb_engine", "allow_unorderly_shutdown"
+                                                                               (admin)
     GET    /v1/policies/{name}            one policy with its documents        (operator)
     DELETE /v1/policies/{name}                                                 (admin)
     GET    /v1/trust/servers              trust of the hosts running the caller's
@@ -268,7 +270,11 @@ class AttestationController(object):
         view = {'name': row.name, 'created_at': _iso(row.created_at),
                 'has_tpm_policy': bool(row.tpm_policy),
                 'has_runtime_policy': bool(row.runtime_policy),
-                'has_mb_refstate': bool(row.mb_refstate)}
+                'has_mb_refstate': bool(row.mb_refstate),
+                # the engine appraisal applies (none stored: example with a reference state)
+                'mb_engine': row.mb_engine or (policy_mod.DEFAULT_MB_ENGINE
+                                               if row.mb_refstate else None),
+                'allow_unorderly_shutdown': bool(row.allow_unorderly_shutdown)}
         if documents:
             for key in ('tpm_policy', 'runtime_policy', 'mb_refstate'):
                 value = getattr(row, key)
@@ -296,12 +302,19 @@ class AttestationController(object):
                 raise exception.BadRequest('must be a JSON object (Keylime format) or null',
                                            field=key)
             documents[key] = value
+        # the measured-boot engine (Keylime's names) and the clock policy; parse_policy
+        # refuses an unknown engine, a non-string, and a non-boolean flag, naming the field
+        mb_engine = body.get('mb_engine')
+        allow_unorderly = body.get('allow_unorderly_shutdown', False)
         try:
-            policy_mod.parse_policy(name, **documents)
+            policy_mod.parse_policy(name, mb_engine=mb_engine,
+                                    allow_unorderly_shutdown=allow_unorderly, **documents)
         except policy_mod.PolicyError as e:
             raise exception.BadRequest(e.reason, field=e.field)
-        self.store.create_policy(name, **{k: json.dumps(v) if v is not None else None
-                                          for k, v in documents.items()})
+        self.store.create_policy(name, mb_engine=mb_engine,
+                                 allow_unorderly_shutdown=allow_unorderly,
+                                 **{k: json.dumps(v) if v is not None else None
+                                    for k, v in documents.items()})
         return 201, {'policy': self._policy_view(self.store.get_policy(name), False)}
 
     def delete_policy(self, request, name):

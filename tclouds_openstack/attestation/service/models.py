@@ -59,6 +59,13 @@ class Host(Base):
     reset_count = sa.Column(sa.BigInteger, nullable=True)
     ima_offset = sa.Column(sa.BigInteger, nullable=False, default=0)
     ima_pcr = sa.Column(sa.String(128), nullable=True)
+    # the rest of the TPM's clockInfo and its firmwareVersion in the last quote whose clock
+    # checks passed (0004); clock and firmware version are UINT64, kept as decimal text
+    # (BIGINT is signed, and TPM2_ClockSet takes the clock past 2^63)
+    restart_count = sa.Column(sa.BigInteger, nullable=True)
+    tpm_clock = sa.Column(sa.String(20), nullable=True)
+    clock_safe = sa.Column(sa.Boolean, nullable=True)
+    firmware_version = sa.Column(sa.String(20), nullable=True)
     # scheduling: the worker that wins the conditional update on next_attest_at attests
     next_attest_at = sa.Column(DateTime, nullable=False, index=True)
     attested_by = sa.Column(sa.String(255), nullable=True)
@@ -89,6 +96,11 @@ class Policy(Base):
     mb_refstate = sa.Column(sa.Text().with_variant(mysql.LONGTEXT(), 'mysql'),
                             nullable=True)
     created_at = sa.Column(DateTime, nullable=False)
+    # the measured-boot engine that reads mb_refstate (None: 'example' when there is a
+    # reference state, else no measured-boot policy) and the clock policy (0004)
+    mb_engine = sa.Column(sa.String(32), nullable=True)
+    allow_unorderly_shutdown = sa.Column(sa.Boolean, nullable=False, default=False,
+                                         server_default=sa.false())
 
 
 class Enrolment(Base):

@@ -26,6 +26,30 @@ VERSION_TABLE = 'attestation_alembic_version'
 MIGRATION_LOCK = 'tclouds_attestation_migrate'
 
 
+class StoredStateError(ValueError):
+    pass
+
+
+def _uint64(text):
+    if text is None:
+        return None
+    if not isinstance(text, str) or not text.isdigit() or not text.isascii() \
+            or int(text) >= 1 << 64:
+        raise ValueError('%r is not a UINT64 in decimal' % (text,))
+    return int(text)
+
+
+def _state_columns(state):
+    """Host columns of an appraisal HostState: the TPM clock and the IMA continuation."""
+    return {'reset_count': state.reset_count, 'ima_offset': state.ima_offset,
+            'ima_pcr': state.ima_pcr.hex() if state.ima_pcr is not None else None,
+            'restart_count': state.restart_count,
+            'tpm_clock': str(state.clock) if state.clock is not None else None,
+            'clock_safe': state.safe,
+            'firmware_version': (str(state.firmware_version)
+                                 if state.firmware_version is not None else None)}
+
+
 def utcnow():
     """Naive UTC (what the DateTime columns store on every backend)."""
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
@@ -235,8 +259,10 @@ class Store(object):
 
     @staticmethod
     def _forget_quote_chain(host):
-        # a new AK means a new quote chain: forget the incremental state
-        host.reset_count = None
+        # a new AK means a new quote chain: the IMA list is read again from its start. The
+        # TPM's clock state is kept: the new AK is of the same TPM (its EK proved it), whose
+        # clock and counters only go forward; forgetting them would let a restored TPM
+        # state pass by registering a new AK (a cleared TPM goes back to 0: re-enrol it)
         host.ima_offset = 0
         host.ima_pcr = None
 
@@ -454,6 +480,25 @@ class Store(object):
             return count == 1
 
     # ------------------------------------------------------------------ verdicts
+    @staticmethod
+    def host_state(host):
+        """The appraisal HostState a host row keeps (see :func:`_state_columns`).
+
+        A stored value that is not what this module writes raises StoredStateError (the
+        round is untrusted rather than appraised against a forgotten clock).
+        """
+        from tclouds_openstack.attestation.appraisal import core
+        try:
+            return core.HostState(
+                reset_count=host.reset_count, ima_offset=host.ima_offset or 0,
+                ima_pcr=bytes.fromhex(host.ima_pcr) if host.ima_pcr else None,
+                restart_count=host.restart_count,
+                clock=_uint64(host.tpm_clock), safe=host.clock_safe,
+                firmware_version=_uint64(host.firmware_version))
+        except (TypeError, ValueError) as e:
+            raise StoredStateError('the stored TPM state of host %s is unreadable (%s): '
+                                   'not appraised against it' % (host.name, e))
+
     @_guard
     def save_verdict(self, name, status, reasons, verified_at, worker, state=None,
                      answered=True, history_limit=1000, ak_name=None):
@@ -469,8 +514,7 @@ class Store(object):
         if answered:
             values['last_answer_at'] = verified_at
         if state is not None:
-            values.update(reset_count=state.reset_count, ima_offset=state.ima_offset,
-                          ima_pcr=state.ima_pcr.hex() if state.ima_pcr is not None else None)
+            values.update(_state_columns(state))
         with self._writer() as session:
             # the common case, nothing changed: one UPDATE, no read, no history row
             same = session.query(models.Host).filter(
@@ -491,9 +535,8 @@ class Store(object):
             if answered:
                 host.last_answer_at = verified_at
             if state is not None:
-                host.reset_count = state.reset_count
-                host.ima_offset = state.ima_offset
-                host.ima_pcr = state.ima_pcr.hex() if state.ima_pcr is not None else None
+                for key, value in _state_columns(state).items():
+                    setattr(host, key, value)
             if previous != status or previous_reasons != host.reasons:
                 session.add(models.VerdictHistory(host=name, status=status,
                                                   reasons=host.reasons,
@@ -526,12 +569,15 @@ class Store(object):
 
     # ------------------------------------------------------------------ policies
     @_guard
-    def create_policy(self, name, tpm_policy, runtime_policy, mb_refstate):
+    def create_policy(self, name, tpm_policy, runtime_policy, mb_refstate, mb_engine=None,
+                      allow_unorderly_shutdown=False):
         with self._writer() as session:
             if session.get(models.Policy, name) is not None:
                 raise exception.Conflict('policy %s exists; delete it first' % name)
             session.add(models.Policy(name=name, tpm_policy=tpm_policy,
                                       runtime_policy=runtime_policy, mb_refstate=mb_refstate,
+                                      mb_engine=mb_engine,
+                                      allow_unorderly_shutdown=bool(allow_unorderly_shutdown),
                                       created_at=utcnow()))
             # hosts under this policy name are re-appraised at once
             session.query(models.Host).filter_by(policy=name).update(
@@ -568,7 +614,9 @@ class Store(object):
             row = (session.query(models.Policy.created_at,
                                  sa.func.length(models.Policy.runtime_policy),
                                  sa.func.length(models.Policy.mb_refstate),
-                                 sa.func.length(models.Policy.tpm_policy))
+                                 sa.func.length(models.Policy.tpm_policy),
+                                 models.Policy.mb_engine,
+                                 models.Policy.allow_unorderly_shutdown)
                    .filter(models.Policy.name == name).first())
             return tuple(row) if row is not None else None
 

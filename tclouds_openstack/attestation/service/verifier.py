@@ -79,7 +79,9 @@ class PolicyCache(object):
                 return None
             parsed = policy_mod.parse_policy(
                 name, tpm_policy=row.tpm_policy,
-                runtime_policy=row.runtime_policy, mb_refstate=row.mb_refstate)
+                runtime_policy=row.runtime_policy, mb_refstate=row.mb_refstate,
+                mb_engine=row.mb_engine,
+                allow_unorderly_shutdown=bool(row.allow_unorderly_shutdown))
             cached = (version, parsed)
             self._cache[name] = cached
         return cached[1]
@@ -183,9 +185,12 @@ class Verifier(object):
         if policy is None:
             return self._record(host, base.UNTRUSTED, ['no appraisal policy named %s'
                                                        % policy_name])
-        previous = appraisal.HostState(
-            reset_count=host.reset_count, ima_offset=host.ima_offset or 0,
-            ima_pcr=bytes.fromhex(host.ima_pcr) if host.ima_pcr else None)
+        # the whole TPM clock of the last good quote (clockInfo, firmwareVersion): rolled
+        # back within a boot, restartCount back or another firmware is untrusted
+        try:
+            previous = self.store.host_state(host)
+        except store_mod.StoredStateError as e:
+            return self._record(host, base.UNTRUSTED, [str(e)])
         bank = self.conf.tpm.hash_algorithm
         from tclouds_openstack.attestation.appraisal import core
         selection = core.required_pcrs(policy, bank, self.conf.tpm.quote_pcrs)

@@ -4,6 +4,7 @@ import json
 from osc_lib.command import command
 from osc_lib import exceptions
 
+from tclouds_openstack.attestation.appraisal import policy as policy_mod
 from tclouds_openstack.attestation import client as client_mod
 from tclouds_openstack.common import client as common_client
 
@@ -222,13 +223,23 @@ class CreatePolicy(command.ShowOne):
         parser.add_argument('--mb-refstate', metavar='<file>',
                             help='measured-boot reference state (keylime-policy create '
                                  'measured-boot)')
+        parser.add_argument('--mb-engine', metavar='<engine>',
+                            choices=policy_mod.MB_ENGINES,
+                            help='measured-boot policy engine, as Keylime names them: %s '
+                                 '(default: example when --mb-refstate is given, which it '
+                                 'needs)' % ', '.join(policy_mod.MB_ENGINES))
+        parser.add_argument('--allow-unorderly-shutdown', action='store_true',
+                            help='accept a TPM whose clock is not known to be safe '
+                                 '(clockInfo.safe = NO after a power loss)')
         return parser
 
     def take_action(self, parsed_args):
         policy = _call(_client(self.app).create_policy, parsed_args.name,
                        _load_json(parsed_args.tpm_policy, '--tpm-policy'),
                        _load_json(parsed_args.runtime_policy, '--runtime-policy'),
-                       _load_json(parsed_args.mb_refstate, '--mb-refstate'))
+                       _load_json(parsed_args.mb_refstate, '--mb-refstate'),
+                       mb_engine=parsed_args.mb_engine,
+                       allow_unorderly_shutdown=parsed_args.allow_unorderly_shutdown)
         return _show(policy)
 
 
@@ -237,7 +248,7 @@ class ListPolicy(command.Lister):
 
     def take_action(self, parsed_args):
         columns = ('name', 'created_at', 'has_tpm_policy', 'has_runtime_policy',
-                   'has_mb_refstate')
+                   'has_mb_refstate', 'mb_engine', 'allow_unorderly_shutdown')
         return columns, [_row(p, columns) for p in _call(_client(self.app).list_policies)]
 
 

@@ -148,3 +148,44 @@ def test_enroll_and_approve_commands(server):
     shown = dict(zip(keys, values))
     assert (shown['registration'], shown['origin'], shown['credentials']) == (
         'active', 'approved', json.dumps(['user-5']))
+
+
+def test_policy_engine_and_clock_policy_reach_the_verifier(server):
+    """--mb-engine and --allow-unorderly-shutdown are stored and appraisal applies them."""
+    from tclouds_openstack.attestation.service import verifier as verifier_mod
+    from tests.unit.attestation import crafted_boot
+    endpoint, tmp = server
+    admin = _App(endpoint, 'admin')
+    refstate = tmp / 'refstate.json'
+    refstate.write_text(json.dumps(crafted_boot.good_refstate()))
+    keys, values = _run(osc.CreatePolicy, admin, 'any-boot', '--mb-refstate', str(refstate),
+                        '--mb-engine', 'accept-all', '--allow-unorderly-shutdown')
+    shown = dict(zip(keys, values))
+    assert (shown['mb_engine'], shown['allow_unorderly_shutdown']) == ('accept-all', True)
+    keys, values = _run(osc.CreatePolicy, admin, 'golden', '--mb-refstate', str(refstate))
+    shown = dict(zip(keys, values))
+    assert (shown['mb_engine'], shown['allow_unorderly_shutdown']) == ('example', False)
+    columns, rows = _run(osc.ListPolicy, admin)
+    listed = {r[0]: dict(zip(columns, r)) for r in rows}
+    assert listed['any-boot']['mb_engine'] == 'accept-all'
+    # refusals name the field: an engine without the reference state it needs, an unknown
+    # engine, a flag that is not a boolean
+    for kwargs, field in (({'mb_engine': 'example'}, 'mb_refstate'),
+                          ({'mb_engine': 'keylime-default'}, 'mb_engine'),
+                          ({'mb_engine': ['accept-all']}, 'mb_engine'),
+                          ({'allow_unorderly_shutdown': 'yes'}, 'allow_unorderly_shutdown')):
+        with pytest.raises(exceptions.CommandError) as err:
+            _run_client(admin, 'bad', **kwargs)
+        assert field in str(err.value) and '400' in str(err.value), (kwargs, err.value)
+    # the verifier parses what was stored
+    cache = verifier_mod.PolicyCache(store_mod.Store('sqlite:///%s' % (tmp / 'a.sqlite')))
+    parsed = cache.get('any-boot')
+    assert (parsed.mb_engine, parsed.allow_unorderly_shutdown) == ('accept-all', True)
+    parsed = cache.get('golden')
+    assert (parsed.mb_engine, parsed.allow_unorderly_shutdown) == ('example', False)
+
+
+def _run_client(app, name, **body):
+    """POST /v1/policies with fields the OSC command would not let through."""
+    client = osc._client(app)
+    return osc._call(client.post, '/v1/policies', dict({'name': name}, **body))
