@@ -39,6 +39,12 @@ def timeout_option(cloud, options, default=10.0):
 
 #: Largest piece a driver hands over at once while reading (bounds a read's buffers).
 READ_CHUNK_BYTES = 256 * 1024
+#: The most of any answer that is not an object's bytes a driver reads: an error body (only
+#: its start is kept for the message), a listing page (10,000 names of at most 1,024 bytes
+#: and their JSON or XML), an upload's answer. A cloud sending more is faulty.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+#: The most of an error answer's body a driver reads (S3's error XML is under 1 KiB).
+MAX_ERROR_BYTES = 64 * 1024
 
 
 class Backend(abc.ABC):

@@ -26,6 +26,28 @@ _CHECKSUMS = ({'request_checksum_calculation': 'when_required',
               if 'request_checksum_calculation' in botocore_config.Config.OPTION_DEFAULTS else {})
 
 
+class _BoundedRaw:
+    """A urllib3 response whose ``stream`` (what botocore reads whole) stops at ``limit``."""
+
+    def __init__(self, raw, limit, cloud, operation, what):
+        self._raw, self._limit = raw, limit
+        self._cloud, self._operation, self._what = cloud, operation, what
+
+    def stream(self, amt=2 ** 16, decode_content=None):
+        total = 0
+        for chunk in self._raw.stream(amt, decode_content=decode_content):
+            total += len(chunk)
+            if total > self._limit:
+                self._raw.close()       # the rest is never read, the connection dropped
+                raise errors.BackendError(self._cloud, self._operation, '%s longer than %d '
+                                          'bytes (reading stopped there)'
+                                          % (self._what, self._limit))
+            yield chunk
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
 class S3Backend(base.Backend):
 
     def __init__(self, name, endpoint_url, access_key, secret_key, bucket='cloudstore',
@@ -39,6 +61,31 @@ class S3Backend(base.Backend):
                 signature_version='s3v4', s3={'addressing_style': 'path'},
                 retries={'total_max_attempts': 1}, connect_timeout=timeout,
                 read_timeout=timeout, max_pool_connections=32, **_CHECKSUMS))
+
+        # botocore reads every answer but an object's bytes whole (error bodies included)
+        # before parsing it: send each request here and bound what it may read
+        self.client.meta.events.register('before-send.s3', self._bounded_send)
+
+    def _bounded_send(self, request, event_name='', **kwargs):
+        """Send ``request`` as botocore would; its answer reads at most its bound.
+
+        An object's bytes (a successful GetObject) are bounded by :meth:`_read`; an error
+        body by :data:`base.MAX_ERROR_BYTES`, any other answer (a listing page, an
+        upload's answer) by :data:`base.MAX_ANSWER_BYTES`.
+        """
+        # the session reads a non-streaming answer whole before returning it; streamed,
+        # botocore reads it afterwards through ``raw.stream`` (AWSResponse.content)
+        request.stream_output = True
+        response = self.client._endpoint.http_session.send(request)
+        operation = event_name.rsplit('.', 1)[-1]
+        if response.status_code >= 300:
+            response.raw = _BoundedRaw(response.raw, base.MAX_ERROR_BYTES, self.name,
+                                       operation, 'error answer (HTTP %d)'
+                                       % response.status_code)
+        elif operation != 'GetObject':
+            response.raw = _BoundedRaw(response.raw, base.MAX_ANSWER_BYTES, self.name,
+                                       operation, 'answer')
+        return response
 
     @classmethod
     def from_options(cls, name, options):

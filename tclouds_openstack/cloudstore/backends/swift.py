@@ -12,6 +12,7 @@ the requests stack (its per-request cost was a fifth of a 16 MiB GET's CPU in th
 An expired token (401) is renewed once.
 """
 import http.client
+import json
 import queue
 import threading
 import urllib.parse
@@ -21,6 +22,26 @@ from swiftclient import exceptions as swift_exceptions
 
 from tclouds_openstack.cloudstore.backends import base
 from tclouds_openstack.cloudstore import errors
+
+
+#: Names per listing page (Swift's own maximum).
+LIST_PAGE = 10000
+
+
+def _read_bounded(cloud, operation, response, limit):
+    """At most ``limit`` bytes of ``response``'s body; BackendError when it is longer."""
+    data = bytearray()
+    while True:
+        try:
+            chunk = response.read(min(base.READ_CHUNK_BYTES, limit + 1 - len(data)))
+        except Exception as exc:  # connection lost or timed out mid-body
+            raise errors.BackendError(cloud, operation, '%s: %s' % (type(exc).__name__, exc))
+        if not chunk:
+            return bytes(data)
+        data += chunk
+        if len(data) > limit:
+            raise errors.BackendError(cloud, operation, 'answer longer than %d bytes '
+                                      '(reading stopped there)' % limit)
 
 
 class SwiftBackend(base.Backend):
@@ -122,11 +143,19 @@ class SwiftBackend(base.Backend):
 
     def _get(self, key, headers):
         """``(connection, response)`` of a GET of ``key``, the token renewed once."""
+        return self._request('get', key, '', headers)
+
+    def _request(self, operation, key, query, headers=None):
+        """``(connection, response)`` of a GET of ``key`` (the container when empty)."""
+        headers = headers or {}
         for attempt in (0, 1):
             storage, token = self._token(renew=attempt == 1)
             url = urllib.parse.urlsplit(storage)
-            path = '%s/%s/%s' % (url.path.rstrip('/'), urllib.parse.quote(self.container),
-                                 urllib.parse.quote(key))
+            path = '%s/%s' % (url.path.rstrip('/'), urllib.parse.quote(self.container))
+            if key:
+                path += '/' + urllib.parse.quote(key)
+            if query:
+                path += '?' + query
             conn = self._reader(url)
             try:
                 conn.request('GET', path, headers=dict(headers, **{'X-Auth-Token': token}))
@@ -137,14 +166,13 @@ class SwiftBackend(base.Backend):
                                                      ConnectionResetError,
                                                      BrokenPipeError)):
                     continue
-                raise errors.BackendError(self.name, 'get', '%s: %s: %s'
+                raise errors.BackendError(self.name, operation, '%s: %s: %s'
                                           % (key, type(exc).__name__, exc))
             if response.status == 401 and attempt == 0:
-                response.read()
-                conn.close()
+                conn.close()        # never read an error body: drop the connection
                 continue
             return conn, response
-        raise errors.BackendError(self.name, 'get', '%s: not authorized' % key)
+        raise errors.BackendError(self.name, operation, '%s: not authorized' % key)
 
     def _read(self, key, start, length):
         if length == 0:
@@ -190,9 +218,50 @@ class SwiftBackend(base.Backend):
         self._call('delete', 'delete_object', self.container, key)
 
     def list(self, prefix=''):
-        result = self._call('list', 'get_container', self.container, prefix=prefix,
-                            full_listing=True)
-        return sorted(item['name'] for item in result[1]) if result else []
+        """Every key starting with ``prefix``, a page of at most 10,000 names at a time.
+
+        Each page is read up to :data:`base.MAX_ANSWER_BYTES` (swiftclient reads whatever
+        the cloud sends); a longer page, one that is not a JSON list of names or one that
+        does not move on is a BackendError.
+        """
+        names, marker = [], ''
+        while True:
+            page = self._list_page(prefix, marker)
+            if not page:
+                return sorted(names)
+            if page[-1] <= marker:
+                raise errors.BackendError(self.name, 'list', 'the listing does not move '
+                                          'past %r' % marker)
+            names += page
+            marker = page[-1]
+
+    def _list_page(self, prefix, marker):
+        query = urllib.parse.urlencode({'format': 'json', 'prefix': prefix,
+                                        'marker': marker, 'limit': LIST_PAGE})
+        conn, response = self._request('list', '', query)
+        complete = False
+        try:
+            # (a connection whose body was not read to its end is dropped, never reused)
+            if response.status in (404, 204):
+                return []       # no container yet, or an empty one: nothing stored
+            if not 200 <= response.status < 300:
+                raise errors.BackendError(self.name, 'list', 'HTTP %d %s' % (
+                    response.status, response.reason))
+            body = _read_bounded(self.name, 'list', response, base.MAX_ANSWER_BYTES)
+            complete = True
+        finally:
+            if complete and not response.will_close:
+                self._readers.put(conn)
+            else:
+                conn.close()
+        try:
+            page = json.loads(body)
+            names = [item['name'] for item in page]
+            if not all(isinstance(n, str) for n in names):
+                raise TypeError('a name is not a string')
+        except (ValueError, TypeError, KeyError) as exc:
+            raise errors.BackendError(self.name, 'list', 'malformed listing: %s' % exc)
+        return names
 
     def ensure_container(self):
         self._call('put', 'put_container', self.container)
