@@ -49,7 +49,8 @@ def _parser():
     return p
 
 
-def dry_run(scenario, out=sys.stdout):
+def dry_run(scenario, out=None):
+    out = out or sys.stdout
     print('Scenario %s: steps' % scenario, file=out)
     for n, (sid, title, how) in enumerate(core.steps(scenario), 1):
         print('%2d. [%s] %s\n      %s' % (n, sid, title, how), file=out)
