@@ -47,6 +47,7 @@ from tclouds_openstack.attestation.appraisal import policy as policy_mod
 from tclouds_openstack.attestation.backends import base
 from tclouds_openstack.attestation import compute as compute_mod
 from tclouds_openstack.attestation import policies
+from tclouds_openstack.attestation.service import hostnames
 from tclouds_openstack.attestation.service import store as store_mod
 from tclouds_openstack.common import client as common_client
 from tclouds_openstack.common import exception
@@ -332,10 +333,7 @@ MAX_CREDENTIALS = 16
 
 
 def _host_name(value):
-    if not value or len(value) > 255:
-        raise exception.BadRequest('must be a Nova compute host name of 1..255 characters',
-                                   field='host')
-    return value
+    return hostnames.check(value)
 
 
 def _ek_sha256(value):

@@ -28,6 +28,7 @@ import os
 
 from cryptography.hazmat.primitives import serialization
 
+from tclouds_openstack.attestation.service import hostnames
 from tclouds_openstack.common import exception
 from tclouds_openstack.tpm import credential
 from tclouds_openstack.tpm import ekcert
@@ -76,8 +77,11 @@ class Registrar(object):
 
     def register(self, host, ek_public, ek_certificate, ak_public):
         """Validate and record; returns (id_object, encrypted_secret) for the agent."""
-        if not host or len(host) > 255:
-            raise exception.BadRequest('must be a Nova compute host name', field='host')
+        try:
+            hostnames.check(host)       # one host, one spelling (no look-alike variants)
+        except exception.BadRequest as e:
+            LOG.warning('registration of %r refused: %s', host, e.message)
+            raise
         try:
             ek = structures.parse_tpm2b_public(ek_public)
         except errors.TPMError as e:

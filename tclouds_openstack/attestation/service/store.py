@@ -17,6 +17,7 @@ import time
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
+from tclouds_openstack.attestation.service import hostnames
 from tclouds_openstack.attestation.service import models
 from tclouds_openstack.common import db
 from tclouds_openstack.common import exception
@@ -201,8 +202,10 @@ class Store(object):
         whose AK is already proven (active or awaiting approval) keeps that AK and its
         verdict: the new AK waits in ``pending_ak_*`` until :meth:`activate`.
         """
+        hostnames.check(name)
         now = utcnow()
         with self._writer() as session:
+            hostnames.refuse_other_spelling(session, name)
             enrolment = session.get(models.Enrolment, name)
             if enrolment is not None and enrolment.ek_sha256 != ek_sha256:
                 raise exception.Conflict(
@@ -311,8 +314,10 @@ class Store(object):
         registered with another EK, or a credential stands for another host. A
         registration of this EK awaiting approval becomes active.
         """
+        hostnames.check(name)
         now = utcnow()
         with self._writer() as session:
+            hostnames.refuse_other_spelling(session, name)
             other = (session.query(models.Enrolment.host)
                      .filter(models.Enrolment.ek_sha256 == ek_sha256,
                              models.Enrolment.host != name).first())

@@ -205,3 +205,32 @@ def test_ek_hash_of_the_agent_matches_the_documented_tools(
     import hashlib
     with open(os.path.join(workdir, 'ek.der'), 'rb') as f:
         assert hashlib.sha256(f.read()).hexdigest() == host.ek_sha256()
+
+
+def test_look_alike_names_of_a_host_are_refused(fleet, local_ca, tmp_path):
+    """One host, one spelling: variants of compute-b's name are refused, never new hosts.
+
+    On MySQL 'Compute-B' and 'compute-b ' *are* compute-b for Nova and Placement; elsewhere
+    a look-alike waits for approval next to the real host and an admin may approve the wrong
+    one; a comma splits in the verdict query. The attacker has a certified TPM of its own.
+    """
+    b = start(fleet, local_ca)
+    assert b.agent.register() == 'active'
+    attacker = fleet.add_host('attacker', register=False, serve=False, enrol=False)
+    for name in ('compute-b ', ' compute-b', 'compute-b\u200b', 'compute-b\n', '\u0441ompute-b',
+                 'compute-b,compute-x', 'compute-b:1', 'compute-b\t', '.compute-b'):
+        reason, log = refused(impostor(fleet, attacker, name, tmp_path))
+        assert '%r is not a compute host name' % name in reason, (name, reason)
+        assert 'registration of %r refused' % name in log
+    reason, log = refused(impostor(fleet, attacker, 'Compute-B', tmp_path))
+    expected = 'host name Compute-B differs from the host compute-b only in letter case'
+    assert expected in reason and expected in log
+    assert [h.name for h in fleet.store.list_hosts()] == ['compute-b']
+    # nor can the operator's enrolment create a second spelling (the API says the same)
+    with pytest.raises(exception.Conflict):
+        fleet.store.enrol('COMPUTE-B', attacker.ek_sha256())
+    for name in ('compute-b\u200b', 'compute-b\x00', 'x' * 256, ''):
+        with pytest.raises(exception.BadRequest):
+            fleet.store.enrol(name, attacker.ek_sha256())
+    # the same TPM under a name of its own still waits for an admin, as before
+    assert impostor(fleet, attacker, 'compute-new', tmp_path).register() == 'awaiting_approval'
