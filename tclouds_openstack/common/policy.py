@@ -55,10 +55,9 @@ PROJECT_MEMBER_OR_ADMIN = any_of(ADMIN, PROJECT_MEMBER)
 PROJECT_MANAGER_OR_ADMIN = any_of(ADMIN, PROJECT_MANAGER)
 SERVICE_OR_OPERATOR_READER = any_of(ADMIN, SYSTEM_READER, SERVICE)
 SERVICE_OR_ADMIN = any_of(ADMIN, SERVICE)
-# Every persona but host (whose role grants key release and nothing else): what a
-# verifier of the secure log holds (checkpoints, proofs). A reader of any project (every
-# member and manager by implication), system readers, services and admins.
-LOG_VERIFIER = any_of(ADMIN, SYSTEM_READER, 'role:reader', SERVICE)
+# Every authenticated persona but host (whose role grants key release and nothing else):
+# the verifiers of the secure log (checkpoints, proofs), which hold no project data.
+LOG_VERIFIER = '%s and not %s' % (ANY_AUTHENTICATED, HOST)
 
 # scope_types: operators hold project-scoped admin tokens or system-scoped reader tokens;
 # tenants, services and hosts hold project-scoped tokens.
