@@ -13,6 +13,7 @@
 """
 import json
 import logging
+import math
 
 import routes
 import routes.middleware
@@ -45,8 +46,36 @@ def _too_deep(value, limit):
     return False
 
 
+# Every integer an API stores or compares in a database is a signed 64-bit column; a
+# larger one in a body or a query parameter is refused here, not by the database driver.
+INT64_MAX = (1 << 63) - 1
+INT64_MIN = -(1 << 63)
+
+
+def _json_int(text):
+    # bounded before int(): a 100,000-digit literal costs no conversion
+    if len(text.lstrip('-')) > 19 or not INT64_MIN <= int(text) <= INT64_MAX:
+        raise ValueError('integer %s... out of the signed 64-bit range' % text[:20])
+    return int(text)
+
+
+def _json_float(text):
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError('number %s... is beyond a double\'s range' % text[:20])
+    return value
+
+
+def _json_constant(name):
+    raise ValueError('%s is not JSON (RFC 8259 has no NaN or Infinity)' % name)
+
+
 def json_body(request, required=True):
-    """The request's JSON object body, or BadRequest naming what is wrong."""
+    """The request's JSON object body, or BadRequest naming what is wrong.
+
+    Refused (400): malformed JSON, NaN and Infinity (also as 1e999), integers outside the
+    signed 64-bit range, nesting deeper than MAX_JSON_DEPTH, anything but an object.
+    """
     raw = request.body
     if not raw:
         if required:
@@ -55,7 +84,8 @@ def json_body(request, required=True):
     too_deep = exception.BadRequest('nested deeper than %d levels' % MAX_JSON_DEPTH,
                                     field='body')
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_int=_json_int, parse_float=_json_float,
+                          parse_constant=_json_constant)
     except RecursionError:
         raise too_deep
     except (ValueError, UnicodeDecodeError) as e:
@@ -78,6 +108,28 @@ def require(body, field, types, allow_none=False):
     if not isinstance(value, types) or isinstance(value, bool) and bool not in _as_tuple(types):
         names = ', '.join(t.__name__ for t in _as_tuple(types))
         raise exception.BadRequest('must be of type %s' % names, field=field)
+    return value
+
+
+def int_param(request, name, default=None, minimum=0, maximum=INT64_MAX, required=False):
+    """Query parameter ``name`` as an integer in [minimum, maximum], else BadRequest.
+
+    ASCII decimal digits only (``int()`` would also take other scripts' digits, ``_`` and
+    spaces); ``default`` when absent or empty.
+    """
+    raw = request.GET.get(name)
+    if raw is None or raw == '':
+        if required:
+            raise exception.BadRequest('is required', field=name)
+        return default
+    digits = raw[1:] if raw.startswith('-') else raw
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        raise exception.BadRequest('must be an integer %d..%d, got %r'
+                                   % (minimum, maximum, raw[:40]), field=name)
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise exception.BadRequest('must be an integer %d..%d' % (minimum, maximum),
+                                   field=name)
     return value
 
 
@@ -112,6 +164,13 @@ class Router(object):
         if request.content_length and request.content_length > self.max_body_size:
             return _error_response(
                 _TooLarge('request body larger than [api] max_request_body_size'))
+        try:
+            # decoded once here: no handler, log line or error message meets bad bytes
+            request.path_info
+            list(request.GET.items())
+        except UnicodeDecodeError:
+            return _error_response(exception.BadRequest(
+                'the URL\'s path or query string is not UTF-8 percent-encoded', field='url'))
         return request.get_response(self._app)
 
     @webob.dec.wsgify

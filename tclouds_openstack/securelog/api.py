@@ -36,18 +36,8 @@ def _b64(data):
 
 
 def _int_param(request, name, required=False, default=None, minimum=0):
-    raw = request.params.get(name)
-    if raw is None or raw == '':
-        if required:
-            raise exception.BadRequest('is required', field=name)
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise exception.BadRequest('must be an integer, got %r' % raw[:40], field=name)
-    if value < minimum:
-        raise exception.BadRequest('must be >= %d' % minimum, field=name)
-    return value
+    # bounded to the database's signed 64-bit integers (common.wsgi.int_param)
+    return wsgi.int_param(request, name, default=default, minimum=minimum, required=required)
 
 
 def record_view(row):
@@ -136,10 +126,11 @@ class Controller(object):
         return {'records': [record_view(r) for r in rows]}
 
     def show_record(self, request, index):
-        try:
-            index = int(index)
-        except ValueError:
-            raise exception.BadRequest('must be an integer', field='index')
+        if not (index.isascii() and index.isdigit()) or len(index) > 19 \
+                or int(index) > wsgi.INT64_MAX:
+            raise exception.BadRequest('must be an integer 0..%d' % wsgi.INT64_MAX,
+                                       field='index')
+        index = int(index)
         ctx = request.context
         operator = policy.allowed(ctx, policies.RECORD_LIST_ALL, {})
         if not operator:

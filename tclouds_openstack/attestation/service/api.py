@@ -138,10 +138,8 @@ class AttestationController(object):
 
     def history(self, request, host):
         policy.authorize(request.context, 'attestation:host:history', {})
-        limit = request.GET.get('limit', '100')
-        if not limit.isdigit() or not 1 <= int(limit) <= 10000:
-            raise exception.BadRequest('must be an integer 1..10000', field='limit')
-        rows = self.store.history(host, int(limit))
+        limit = wsgi.int_param(request, 'limit', default=100, minimum=1, maximum=10000)
+        rows = self.store.history(host, limit)
         return {'history': [{'status': r.status, 'reasons': json.loads(r.reasons),
                              'verified_at': _iso(r.verified_at), 'reset_count': r.reset_count,
                              'worker': r.worker} for r in rows]}

@@ -131,3 +131,78 @@ def test_deep_nesting_is_400_naming_the_body(apps, api, method, path, body):
             assert status == 400, (depth, status, answer)
             assert answer['error']['message'] == ('body: nested deeper than %d levels'
                                                   % wsgi.MAX_JSON_DEPTH), answer
+
+
+# ---------------------------------------------------------------- URLs and number edges
+QUERY_PARAMS = ('limit', 'marker', 'size', 'index', 'tree_size', 'first', 'second',
+                'previous_size', 'hosts', 'project_id', 'source', 'event_type', 'from', 'to')
+HOSTILE_VALUES = ('%ff', '%C0%AF', '99999999999999999999999', '9' * 5000, '-99999999999999999999',
+                  '%C2%B2', '%D9%A1', '1_000', '%201', '0x10', '')
+HOSTILE_SEGMENTS = ('%ff', '99999999999999999999999', '9' * 5000, '%E2%80%8B', '-1', 'x' * 5000)
+
+
+def _routes(apps):
+    for name, app in apps.items():
+        router = app.app if hasattr(app, 'app') else app
+        router = getattr(router, 'app', router)
+        mapper = router.mapper
+        for route in mapper.matchlist:
+            for method in route.conditions['method']:
+                yield name, method, route.routepath
+
+
+def _request(app, method, url, raw=None):
+    req = webob.Request.blank('/', method=method, headers=HEADERS)
+    path, _, query = url.partition('?')
+    req.environ['PATH_INFO'] = _unquote(path)
+    req.environ['QUERY_STRING'] = query
+    if raw is not None:
+        req.body = raw
+        req.content_type = 'application/json'
+    resp = req.get_response(app)
+    return resp.status_int, resp.json if resp.body else None
+
+
+def _unquote(path):
+    """PATH_INFO as a WSGI server hands it over: the bytes, latin-1 decoded."""
+    import urllib.parse
+    return urllib.parse.unquote_to_bytes(path).decode('latin-1')
+
+
+def _fill(route, value):
+    import re
+    return re.sub(r'\{[a-z_]+\}', value, route)
+
+
+def test_hostile_query_strings_and_path_segments_are_never_a_500(apps):
+    """Every route of every API: bad UTF-8, huge, non-ASCII or odd numbers -> 4xx."""
+    wrong = []
+    for api, method, route in _routes(apps):
+        app = apps[api]
+        raw = b'{}' if method in ('POST', 'PUT', 'PATCH') else None
+        urls = [_fill(route, segment) for segment in HOSTILE_SEGMENTS]
+        urls += ['%s?%s=%s' % (_fill(route, 'compute-1'), param, value)
+                 for param in QUERY_PARAMS for value in HOSTILE_VALUES]
+        urls += ['%s?limit=1&limit=%%ff&hosts=a,%%ff' % _fill(route, 'p1')]
+        for url in urls:
+            status, answer = _request(app, method, url, raw)
+            message = ((answer or {}).get('error') or {}).get('message', '')
+            if status >= 500 and not (status == 503 and 'not configured' in message
+                                      or status == 503 and 'checkpoint' in message):
+                wrong.append('%s %s: %d %s' % (method, url[:120], status, message[:120]))
+    assert not wrong, '\n'.join(wrong)
+
+
+@pytest.mark.parametrize('api,method,path,body', BODIES, ids=lambda v: str(v)[:40])
+def test_numbers_json_or_a_database_cannot_hold_are_400(apps, api, method, path, body):
+    app = apps[api]
+    first = next(iter(body))
+    for literal in (b'NaN', b'Infinity', b'-Infinity', b'1e999', b'-1e999',
+                    b'9223372036854775808', b'-9223372036854775809', b'9' * 5000):
+        raw = b'{"%s": %s}' % (first.encode(), literal)
+        status, answer = _call(app, method, path, raw)
+        assert status == 400, (literal[:30], status, answer)
+        assert answer['error']['message'].startswith('body: malformed JSON'), answer
+    # the edges themselves are numbers like any other
+    raw = b'{"%s": [9223372036854775807, -9223372036854775808, 1e308]}' % first.encode()
+    assert _call(app, method, path, raw)[0] != 500
