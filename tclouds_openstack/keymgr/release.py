@@ -77,6 +77,11 @@ def check_volume(volume_id, volume, host, key_id=None, placements=None):
     """
     if volume is None:
         raise Refused('Cinder has no volume %s' % volume_id, host)
+    if volume.id != volume_id:
+        # the client puts the ID in the URL path as given ('vol?x', 'vol/../other'): only
+        # the volume Cinder names as the one asked for decides, never an alias of another
+        raise Refused('Cinder answered with volume %s when asked for volume %s: a volume is '
+                      'named by its exact ID' % (volume.id, volume_id), host)
     if key_id is not None:
         if not volume.encryption_key_id:
             raise Refused('volume %s is not encrypted: Cinder shows no encryption key for it'

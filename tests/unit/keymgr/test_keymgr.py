@@ -152,6 +152,17 @@ def test_refusals_carry_the_reason(gate, ctx, volume_id, key_id, reason):
     assert reason in payload['reason'] and payload['volume_id'] == volume_id
 
 
+def test_a_volume_is_named_by_its_exact_id(gate):
+    """cinderclient puts the ID in the URL unquoted: 'vol-1?x' asks Cinder for vol-1."""
+    real = gate.cinder.volumes
+    gate.cinder.volume = lambda volume_id: real.get(volume_id.split('?')[0].split('#')[0])
+    for alias in ('vol-1?x', 'vol-1#x'):
+        with pytest.raises(release.Refused) as exc:
+            gate.authorize(host_ctx('node1'), alias, key_id='key-1', rule=RULE)
+        assert ('Cinder answered with volume vol-1 when asked for volume %s' % alias
+                in exc.value.reason)
+
+
 def test_notifications_name_the_volumes_project(gate):
     """The project's data-protection report (securelog/report.py) joins on it."""
     gate.authorize(host_ctx('node1'), 'vol-1', key_id='key-1', rule=RULE)
