@@ -265,7 +265,11 @@ class TrustReactor(object):
             return None
 
     def _compute_service(self, host):
-        services = self.nova.services.list(host=host, binary='nova-compute')
+        # exactly this host: Nova on MySQL matches 'HOST1' or 'host1 ' to host1's service
+        # (case-insensitive, trailing spaces ignored), so a notification about a variant of
+        # a name must not reach the host of that name
+        services = [s for s in self.nova.services.list(host=host, binary='nova-compute')
+                    if getattr(s, 'host', None) == host]
         return services[0] if services else None
 
     def _requires_trust(self, server):

@@ -112,3 +112,46 @@ def test_backends_state_never_appraised_only_for_hosts_outside_the_pool():
     out = tclouds.TCloudsBackend(None, client=Client()).get_verdicts(['h1', 'h2'])
     assert out['h1'].never_appraised and out['h2'].never_appraised
     assert 'not registered' in out['h2'].reasons[0]
+
+
+def test_a_variant_of_a_host_name_never_reaches_that_host():
+    """Nova on MySQL answers services.list(host='HOST1') with host1's service."""
+    import types
+
+    class Services(object):
+        disabled = []
+
+        def list(self, host, binary):
+            return [types.SimpleNamespace(id=1, host='host1', status='enabled',
+                                          disabled_reason=None)]
+
+        def disable_log_reason(self, service_id, reason):
+            self.disabled.append(service_id)
+
+    class Backend(object):
+        def get_verdicts(self, hosts):
+            return {h: base.Verdict(h, base.UNTRUSTED, ('PCR 0',), NOW) for h in hosts}
+
+    class Sync(object):
+        backend = Backend()
+
+        def jurisdictions(self):
+            return {}
+
+        def sync_host(self, host, trusted, country=None):
+            return False
+
+    conf = types.SimpleNamespace(
+        attestation=types.SimpleNamespace(max_verdict_age=120, max_clock_skew=5),
+        trust_reactor=types.SimpleNamespace(disable_untrusted_compute=True,
+                                            enable_trusted_compute=True,
+                                            instance_action='none'))
+    nova = types.SimpleNamespace(services=Services())
+    sent = []
+    notifier = types.SimpleNamespace(info=lambda ctxt, e, p: sent.append(e))
+    reactor = reaction.TrustReactor(conf, nova, Sync(), notifier)
+    for variant in ('HOST1', 'host1 ', 'Host1'):
+        reactor.handle('attestation.host.untrusted', {'host': variant})
+    assert Services.disabled == []
+    reactor.handle('attestation.host.untrusted', {'host': 'host1'})
+    assert Services.disabled == [1]
