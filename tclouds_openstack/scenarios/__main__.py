@@ -156,7 +156,10 @@ def main(argv=None):
                                     else 'NOT every expected outcome observed%s' % (
                                         ': stopped by %s' % failure if failure else ''),
                                     out_dir))
-    return 0 if ok else 1
+    if errors:
+        # what the run changed on the cloud is not all undone: never a pass
+        print('%s: clean-up incomplete: %s' % (args.scenario, '; '.join(errors)))
+    return 0 if ok and not errors else 1
 
 
 if __name__ == '__main__':
