@@ -10,7 +10,8 @@ lets 200 half-sent requests hold 200 threads forever. Here:
   ``timeout`` seconds of being accepted (slow or idle clients, half-sent requests);
 - only complete requests (headers and ``Content-Length`` body, both bounded) go to a
   fixed pool of ``workers`` threads running the WSGI application (wsgiref's handler, fed
-  from the buffered bytes); a worker writes the answer with the same ``timeout``;
+  from the buffered bytes); a worker writes the whole answer within the same ``timeout``
+  (a client reading it a little at a time is dropped then, :class:`DeadlineWriter`);
 - at most ``max_connections`` connections are held; when full, the one accepted first
   is closed to make room, so new clients always get their chance;
 - bodies without ``Content-Length`` (chunked) are refused (411): wsgiref cannot read them
@@ -36,6 +37,35 @@ MAX_HEADER_BYTES = 64 * 1024
 _RECV = 64 * 1024
 
 
+class DeadlineWriter(io.RawIOBase):
+    """The worker's answer stream: the whole answer within ``timeout`` seconds.
+
+    A socket timeout bounds each send only; a client reading a little at a time keeps
+    every send making progress and would hold the worker for as long as it likes (slow
+    read). Each write gets what is left of the answer's time, then fails (OSError).
+    """
+
+    def __init__(self, sock, timeout):
+        super().__init__()
+        self.sock, self.timeout = sock, timeout
+        self.deadline = time.monotonic() + timeout
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError('the answer was not taken within %g s: slow client dropped'
+                               % self.timeout)
+        self.sock.settimeout(left)
+        try:
+            return self.sock.send(data)
+        except TimeoutError:
+            raise TimeoutError('the answer was not taken within %g s: slow client dropped'
+                               % self.timeout)
+
+
 class _Handler(simple_server.WSGIRequestHandler):
     """wsgiref's request handler, reading the request from the bytes the I/O thread got."""
 
@@ -46,7 +76,7 @@ class _Handler(simple_server.WSGIRequestHandler):
     def setup(self):
         self.connection = self.request
         self.rfile = io.BytesIO(self._raw)
-        self.wfile = self.request.makefile('wb', buffering=0)
+        self.wfile = DeadlineWriter(self.request, self.server.timeout)
 
     def log_message(self, fmt, *args):
         LOG.info('%s %s', self.address_string(), fmt % args)

@@ -142,3 +142,41 @@ def test_shutdown_and_close_twice(serve):
     server.server_close()
     server.shutdown()
     server.server_close()
+
+
+def test_a_slow_reader_cannot_hold_a_worker():
+    """Slow-read: a client draining a large answer a little at a time kept the worker.
+
+    Each send made some progress within the socket timeout, so the timeout never fired,
+    and a few such clients held every worker. The worker's writer gives the whole answer
+    ``timeout`` seconds; then it gives up and the worker is free.
+    """
+    from tclouds_openstack.common import wsgi_server
+    server_side, client = socket.socketpair()
+    server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stop = threading.Event()
+
+    def drain():
+        # always some progress: 2 KiB every 20 ms, far below the answer's size
+        while not stop.wait(0.02):
+            try:
+                if not client.recv(2048):
+                    return
+            except OSError:
+                return
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    writer = wsgi_server.DeadlineWriter(server_side, timeout=1)
+    try:
+        with pytest.raises(OSError) as exc:
+            for _ in range(512):                    # 32 MiB: about half an hour so
+                data = memoryview(b'x' * 65536)
+                while data:
+                    data = data[writer.write(data):]
+        assert 'within 1 s' in str(exc.value)
+    finally:
+        stop.set()
+        server_side.close()
+        client.close()
+        reader.join()
