@@ -541,7 +541,14 @@ class SourceKeys(object):
 
     ``check`` verifies one entry (in memory); ``commit`` makes the epochs reached durable
     after the batch was stored, ``rollback`` forgets them when it was not.
+
+    Verifying an entry of a later epoch means evolving the key up to it (up to
+    MAX_EPOCH_JUMP steps). Anyone on the bus can claim any epoch, so the keys met on the
+    way are kept every DERIVED_EVERY epochs (in memory, never below the durable epoch):
+    a forged entry costs at most DERIVED_EVERY evolutions, not a million each.
     """
+
+    DERIVED_EVERY = 4096
 
     def __init__(self, directory, enroll_from=()):
         self.directory = directory
@@ -551,6 +558,7 @@ class SourceKeys(object):
         self._states = {}       # name -> {'epoch', 'key'} as on disk
         self._ahead = {}        # name -> (epoch, key) verified in the open batch
         self._hmacs = {}        # (name, epoch) -> HmacKey, epochs >= the durable one
+        self._derived = {}      # name -> {epoch: key} every DERIVED_EVERY, >= durable one
 
     def _load_state(self, name, path):
         raw = _read(path, 'source verification key')
@@ -617,11 +625,7 @@ class SourceKeys(object):
                     'epoch %d' % (name, entry.epoch, state['epoch']))
         tagger = self._hmacs.get((name, entry.epoch))
         if tagger is None:
-            ahead_epoch, ahead_key = self._ahead.get(name) or (state['epoch'], state['key'])
-            if entry.epoch >= ahead_epoch:
-                key = _derive(ahead_key, ahead_epoch, entry.epoch)
-            else:
-                key = _derive(state['key'], state['epoch'], entry.epoch)
+            key = self._key_at(name, state, entry.epoch)
             tagger = sealing.HmacKey(key)
         else:
             key = None
@@ -635,6 +639,23 @@ class SourceKeys(object):
                 self._ahead[name] = (entry.epoch, key)
         return None
 
+    def _key_at(self, name, state, epoch):
+        """The key of ``epoch`` (>= the durable one), from the nearest key known below it."""
+        base_epoch, base_key = state['epoch'], state['key']
+        ahead = self._ahead.get(name)
+        if ahead is not None and base_epoch < ahead[0] <= epoch:
+            base_epoch, base_key = ahead
+        derived = self._derived.setdefault(name, {})
+        for known, key in derived.items():
+            if base_epoch < known <= epoch:
+                base_epoch, base_key = known, key
+        key = base_key
+        for reached in range(base_epoch + 1, epoch + 1):
+            key = sealing.evolve(key)
+            if reached % self.DERIVED_EVERY == 0:
+                derived[reached] = key
+        return key
+
     def commit(self):
         """The batch is stored: keep only the newest epoch's key of each source."""
         ahead, self._ahead = self._ahead, {}
@@ -647,6 +668,9 @@ class SourceKeys(object):
             self._states[name] = {'epoch': epoch, 'key': key}
             for cached in [k for k in self._hmacs if k[0] == name and k[1] < epoch]:
                 del self._hmacs[cached]
+            # keys of erased epochs are erased from memory too (forward security)
+            self._derived[name] = {e: k for e, k in self._derived.get(name, {}).items()
+                                   if e >= epoch}
 
     def rollback(self):
         """The batch was not stored: the durable epochs stay (nothing was erased)."""
@@ -659,6 +683,8 @@ class SourceKeys(object):
         if name is None:
             self._states.clear()
             self._hmacs.clear()
+            self._derived.clear()
         else:
             self._states.pop(name, None)
             self._hmacs = {k: v for k, v in self._hmacs.items() if k[0] != name}
+            self._derived.pop(name, None)

@@ -63,3 +63,40 @@ def test_values_beyond_the_store_are_malformed_on_both_sides():
     with pytest.raises(sealing.SealError) as exc:
         sealing.decode_entry(bytes(raw))
     assert 'entry.seq at offset 13' in str(exc.value)
+
+
+def test_forged_far_future_epochs_cost_bounded_work(tmp_path, monkeypatch):
+    """Forged far-future epochs cost the ingester bounded work.
+
+    Anyone may claim epoch 999,999 of a source: each forgery must not cost a million key
+    evolutions of the one ingestion worker (a few thousand messages stalled it for hours);
+    the keys met on the way are kept (at or above the durable epoch only).
+    """
+    from tclouds_openstack.securelog import keyfiles
+
+    k0 = bytes(range(32))
+    keyfiles.enroll_source(str(tmp_path), 's@h', k0)
+    keys = keyfiles.SourceKeys(str(tmp_path))
+    calls = []
+    real = sealing.evolve
+    monkeypatch.setattr(sealing, 'evolve', lambda key: calls.append(1) or real(key))
+    forged = 200
+    for n in range(forged):
+        epoch = sealing.MAX_EPOCH_JUMP - 1 - 997 * n
+        data = sealing.encode_entry_body(0, epoch, n, 1, 's@h', '', b'{}') + bytes(32)
+        kind, _reason = keys.check(sealing.decode_entry(data), data)
+        assert kind == 'bad-seal'
+    # one walk up to the highest epoch, then at most DERIVED_EVERY steps per forgery
+    assert len(calls) <= sealing.MAX_EPOCH_JUMP + forged * keys.DERIVED_EVERY
+    assert len(calls) < 3 * sealing.MAX_EPOCH_JUMP
+    # a genuine entry of a later epoch still verifies, and its epoch becomes durable
+    key = k0
+    for _ in range(5000):
+        key = real(key)
+    body = sealing.encode_entry_body(0, 5000, 1, 1, 's@h', '', b'{}')
+    data = body + sealing.HmacKey(key).tag(body)
+    assert keys.check(sealing.decode_entry(data), data) is None
+    keys.commit()
+    # forward security: nothing below the durable epoch stays in memory
+    assert all(epoch >= 5000 for epoch in keys._derived['s@h'])
+    assert all(epoch >= 5000 for _name, epoch in keys._hmacs)
