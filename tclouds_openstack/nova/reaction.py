@@ -44,6 +44,8 @@ import threading
 import oslo_messaging as messaging
 
 from tclouds_openstack.attestation.backends import base
+from tclouds_openstack.attestation.service import hostnames
+from tclouds_openstack.common import exception
 from tclouds_openstack.requirements import model
 
 LOG = logging.getLogger(__name__)
@@ -70,6 +72,13 @@ def parse_event(event_type, payload):
     host = payload.get('host')
     if not isinstance(host, str) or not host:
         raise InvalidNotification('payload.host: missing or not a non-empty string')
+    try:
+        # only names the attestation service can hold (one host, one spelling): anything
+        # else (a megabyte, a list separator, a look-alike) is no host it speaks about
+        hostnames.check(host)
+    except exception.BadRequest:
+        raise InvalidNotification('payload.host: %r is not a compute host name the '
+                                  'attestation service admits' % host[:100])
     status = _STATUS_BY_EVENT[event_type]
     if payload.get('status', status) != status:
         raise InvalidNotification('payload.status: %r contradicts event type %s'
@@ -222,6 +231,9 @@ class TrustReactor(object):
             service = None
         else:
             if service is None:
+                # not a compute host: nothing to re-check later either (a flood of forged
+                # names must not grow the pending set)
+                self.pending.discard(host)
                 LOG.warning('no nova-compute service on host %s: nothing to do', host)
                 return emitted
         try:

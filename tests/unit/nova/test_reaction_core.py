@@ -26,6 +26,13 @@ def test_parse_event_accepts_the_attestation_contract():
     ('attestation.host.trusted', {'host': 'c1', 'status': 'untrusted'}, 'payload.status'),
     ('attestation.host.untrusted', {'host': 'c1', 'reasons': 'x'}, 'payload.reasons'),
     ('attestation.host.untrusted', {'host': 'c1', 'reasons': [1]}, 'payload.reasons'),
+    # no name the attestation service admits: huge, separators, look-alikes, not a string
+    ('attestation.host.untrusted', {'host': 'c' * 100000}, 'payload.host'),
+    ('attestation.host.untrusted', {'host': 'c1,c2'}, 'payload.host'),
+    ('attestation.host.untrusted', {'host': 'c1 '}, 'payload.host'),
+    ('attestation.host.untrusted', {'host': 'c1\u200b'}, 'payload.host'),
+    ('attestation.host.untrusted', {'host': ['c1']}, 'payload.host'),
+    ('attestation.host.untrusted', {'host': 7}, 'payload.host'),
 ])
 def test_parse_event_names_the_bad_field(event, payload, field):
     with pytest.raises(reaction.InvalidNotification) as err:
@@ -155,3 +162,37 @@ def test_a_variant_of_a_host_name_never_reaches_that_host():
     assert Services.disabled == []
     reactor.handle('attestation.host.untrusted', {'host': 'host1'})
     assert Services.disabled == [1]
+
+
+def test_forged_names_do_not_grow_the_pending_set():
+    """The verdict cannot be read (service down): only compute hosts wait for a re-check."""
+    import types
+
+    class Backend(object):
+        def get_verdicts(self, hosts):
+            raise base.BackendUnavailable('down')
+
+    class Sync(object):
+        backend = Backend()
+
+        def jurisdictions(self):
+            return {}
+
+        def sync_host(self, host, trusted, country=None):
+            return False
+
+    services = {'host1': [types.SimpleNamespace(id=1, host='host1', status='enabled',
+                                                disabled_reason=None)]}
+    nova = types.SimpleNamespace(services=types.SimpleNamespace(
+        list=lambda host, binary: services.get(host, [])))
+    conf = types.SimpleNamespace(
+        attestation=types.SimpleNamespace(max_verdict_age=120, max_clock_skew=5),
+        trust_reactor=types.SimpleNamespace(disable_untrusted_compute=True,
+                                            enable_trusted_compute=True,
+                                            instance_action='none'))
+    reactor = reaction.TrustReactor(conf, nova, Sync(),
+                                    types.SimpleNamespace(info=lambda *a: None))
+    for n in range(100):
+        reactor.handle('attestation.host.untrusted', {'host': 'forged-%d' % n})
+    reactor.handle('attestation.host.untrusted', {'host': 'host1'})
+    assert reactor.pending == {'host1'}
