@@ -233,7 +233,8 @@ class Gate:
                 verdict = self.backend.get_verdicts([host]).get(host)
             except base.BackendUnavailable as exc:
                 raise Refused('attestation backend unavailable: %s' % exc, host)
-            trusted, reason = base.check_trusted(verdict, self.max_age())
+            trusted, reason = base.check_trusted(
+                verdict, self.max_age(), max_skew=self.conf.attestation.max_clock_skew)
             if not trusted:
                 raise Refused(reason, host)
             reasons.append(reason)

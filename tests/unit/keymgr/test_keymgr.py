@@ -152,6 +152,20 @@ def test_refusals_carry_the_reason(gate, ctx, volume_id, key_id, reason):
     assert reason in payload['reason'] and payload['volume_id'] == volume_id
 
 
+def test_the_configured_clock_skew_bounds_future_verdicts(gate, conf):
+    """[attestation] max_clock_skew holds for key release too (it used the default 5 s)."""
+    ahead = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=3)
+    gate.backend.verdicts['node1'] = base.Verdict('node1', base.TRUSTED, (), ahead)
+    conf.set_override('max_clock_skew', 0, group='attestation')
+    with pytest.raises(release.Refused) as exc:
+        gate.authorize(host_ctx('node1'), 'vol-1', key_id='key-1', rule=RULE)
+    assert 'from the future' in exc.value.reason
+    conf.set_override('max_clock_skew', 30, group='attestation')
+    gate.backend.verdicts['node1'] = base.Verdict(
+        'node1', base.TRUSTED, (), ahead + datetime.timedelta(seconds=20))
+    assert gate.authorize(host_ctx('node1'), 'vol-1', key_id='key-1', rule=RULE)[0] == 'node1'
+
+
 def test_a_volume_is_named_by_its_exact_id(gate):
     """cinderclient puts the ID in the URL unquoted: 'vol-1?x' asks Cinder for vol-1."""
     real = gate.cinder.volumes
