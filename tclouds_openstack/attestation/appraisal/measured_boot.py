@@ -83,8 +83,9 @@ INITRD_COMMANDS = frozenset(['initrd', 'initrdefi', 'initrd16'])
 # grub 2 commands that load something else to run or hand over (grub-core/loader,
 # commands/acpi.c, efi/fdt.c, legacycfg.c, efiemu, loadbios) or that change memory, MSRs,
 # I/O ports or PCI configuration after the kernel was measured (commands/memrw.c,
-# i386/wrmsr.c, iorw.c, setpci.c): no reference state accounts for what they load or
-# change. Refused by the measured command (its text is bound to the TPM), never by the
+# i386/wrmsr.c, iorw.c, setpci.c), or that unload a module (``rmmod tpm`` ends grub's
+# measurements: what it loads next is in no log): no reference state accounts for what
+# they load or change. Refused by the measured command (its text is bound to the TPM), never by the
 # name of the file read in PCR 9, which the digest does not cover.
 UNACCOUNTED_COMMANDS = frozenset([
     'chainloader', 'pxechainloader', 'multiboot', 'module', 'multiboot2', 'module2',
@@ -95,6 +96,7 @@ UNACCOUNTED_COMMANDS = frozenset([
     'legacy_initrd', 'legacy_initrd_nounzip', 'plan9', 'ntldr', 'freedos', 'truecrypt',
     'appleloader', 'loadbios', 'fakebios', 'efiemu_loadcore', 'efiemu_prepare',
     'write_byte', 'write_word', 'write_dword', 'wrmsr', 'outb', 'outw', 'outl', 'setpci',
+    'rmmod',
 ])
 GRUB_CMD = b'grub_cmd: '
 KERNEL_CMDLINE = b'kernel_cmdline: '

@@ -314,6 +314,7 @@ KEYLIME_ACCEPTS = {
     'hypervisor and dom0 booted through multiboot2',
     'EFI image chainloaded by grub',
     'kernel patched in memory after it was measured',
+    'measurements switched off before a second kernel',
     # it accepts any number of separators in PCRs 0-7
     'second separator in PCR 4',
     'no separator in PCR 7',

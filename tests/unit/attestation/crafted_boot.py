@@ -230,6 +230,8 @@ EXTRA_COMPONENTS = {
         b'evil efi application')),
     'kernel patched in memory after it was measured': Case('"write_dword"', lambda e: insert(
         e, CMDLINE, grub_cmd('write_dword 0x1000000 0x90909090'))),
+    'measurements switched off before a second kernel': Case('"rmmod"', lambda e: insert(
+        e, CMDLINE, grub_cmd('rmmod tpm'))),
     'second separator in PCR 4': Case('already has its separator', lambda e: insert(
         e, GRUB_APP, new(4, el.EV_SEPARATOR, b'\0\0\0\0'))),
     'no separator in PCR 7': Case('no EV_SEPARATOR in PCR 7', lambda e: _remove(
