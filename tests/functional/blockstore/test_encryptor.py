@@ -320,3 +320,29 @@ def test_a_formatted_volume_without_mark_is_never_reformatted(env, tmp_path, dam
     enc.attach_volume(ctx)
     out = qemu_io(enc.socket_path, 'read -P 0x5a 0 64k')
     assert 'read 65536/65536' in out and 'failed' not in out, out
+
+
+def test_a_format1_header_on_a_format2_volume_is_refused(env, tmp_path):
+    """A downgrade to the format 1 nonce scheme is refused before anything is read.
+
+    Format 1 headers are never written, and ``tclouds-blockstore upgrade`` copies a format
+    1 volume into a new format 2 volume (a new blockstore UUID): so a device of a Cinder
+    volume formatted as format 2 that shows a format 1 header (an old copy put back) holds
+    another blockstore volume than its mark names, and is refused as such, unchanged.
+    """
+    import gzip
+    import shutil
+    make, key_id, keymgr, ctx, device = env
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    enc.detach_volume()
+    data = os.path.join(os.path.dirname(__file__), '..', '..', 'unit', 'blockstore', 'data')
+    with gzip.open(os.path.join(data, 'v1-tree.vol.gz')) as src, open(device, 'wb') as dst:
+        shutil.copyfileobj(src, dst)
+    with open(device, 'rb') as f:
+        assert f.read(10)[8:10] == b'\x00\x01'                # format version 1 on disk
+    before = _digest(device)
+    with pytest.raises(encryptor.EncryptorError) as exc:
+        make(key_id, host='b').attach_volume(ctx)
+    assert 'holds another volume' in str(exc.value)
+    assert _digest(device) == before
