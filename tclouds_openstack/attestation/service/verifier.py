@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 
@@ -87,6 +88,9 @@ class PolicyCache(object):
         return cached[1]
 
 
+_PCR_KEY = re.compile(r'[0-9]|1[0-9]|2[0-3]')
+
+
 def decode_answer(answer, ak_public):
     """The agent's answer as appraisal Evidence; BadMessage naming the bad field."""
     if not isinstance(answer, dict):
@@ -99,11 +103,18 @@ def decode_answer(answer, ak_public):
     pcrs = {}
     try:
         for bank, values in raw_pcrs.items():
-            pcrs[bank] = {int(i): bytes.fromhex(v) for i, v in values.items()}
+            pcrs[bank] = {}
+            for index, value in values.items():
+                # one spelling per PCR (ASCII digits, no leading zero): int() also reads
+                # '١', ' 1', '+1', '01', '1_0', so two keys could name one PCR and the last
+                # would win unnoticed
+                if not isinstance(index, str) or not _PCR_KEY.fullmatch(index):
+                    raise ValueError('PCR index %r is not 0-23 in ASCII digits' % (index,))
+                pcrs[bank][int(index)] = bytes.fromhex(value)
     except (AttributeError, ValueError, TypeError) as e:
         raise rpcapi.BadMessage('pcr_values: %s' % e)
     offset = answer.get('ima_offset', 0)
-    if not isinstance(offset, int) or offset < 0:
+    if type(offset) is not int or offset < 0:
         raise rpcapi.BadMessage('ima_offset: expected a non-negative integer')
     return appraisal.Evidence(
         ak_public=ak_public,
