@@ -227,8 +227,12 @@ class Verifier(object):
         if result.trusted:
             return self._record(host, base.TRUSTED, [], state=result.state,
                                 rebooted=result.rebooted)
-        return self._record(host, base.UNTRUSTED, result.reasons,
-                            state=result.state if result.rebooted else None)
+        # An untrusted round's quote is still the TPM's word on its clock when it is
+        # authentic and its clock checks passed (appraisal then returns the new clock,
+        # else the last good one): kept, so a TPM state saved before the host went wrong
+        # and put back later is a clock going back, not a return to an older good clock.
+        return self._record(host, base.UNTRUSTED, result.reasons, state=result.state,
+                            rebooted=result.rebooted)
 
     def _no_answer(self, host, error):
         now = store_mod.utcnow()

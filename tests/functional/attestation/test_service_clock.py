@@ -108,6 +108,41 @@ def test_clock_rolled_back_within_a_boot_is_untrusted(fleet, local_ca, tmp_path)
     assert _stored(fleet, 'compute-0').clock == good.clock
 
 
+def test_state_saved_before_the_host_went_wrong_and_put_back_is_untrusted(
+        fleet, local_ca, tmp_path):
+    """The clock of untrusted rounds counts too.
+
+    A TPM state saved after the last trusted round, while the host was still good, is put
+    back after the host ran something unknown (untrusted rounds followed): its clock is
+    later than the last trusted round's, earlier than the untrusted rounds'.
+    """
+    host = fleet.add_host('compute-0', register=False, serve=False)
+    fleet.start_registrar(local_ca.ca_bundle_pem())
+    host.agent.register()
+    host.agent.start()
+    fleet.store.create_policy('default', **{k: json.dumps(v) for k, v in
+                                            fx.golden_policy_documents().items()})
+    verifier = fleet.start_verifier()
+    assert wait_for(lambda: fleet.status('compute-0') == 'trusted'
+                    and _stored(fleet, 'compute-0').clock is not None, 60)
+    verifier.stop()
+    trusted_clock = _stored(fleet, 'compute-0').clock
+    snapshot = str(tmp_path / 'snapshot')
+    _restart_tpm(fleet, host, snapshot, restore=False)     # a good state, saved
+    host.run_file('/usr/bin/implant', b'evil')
+    fleet.start_verifier('worker-2')
+    assert wait_for(lambda: fleet.status('compute-0') == 'untrusted', 60)
+    assert 'not_in_allowlist' in fleet.store.get_host('compute-0').reasons
+    since = fleet.store.get_host('compute-0').verified_at
+    assert wait_for(lambda: fleet.store.get_host('compute-0').verified_at != since, 60)
+    untrusted_clock = _stored(fleet, 'compute-0').clock
+    assert untrusted_clock > trusted_clock          # the untrusted rounds' clock is kept
+    _restart_tpm(fleet, host, snapshot, restore=True)      # the good state put back
+    assert wait_for(lambda: 'quote.clock' in fleet.store.get_host('compute-0').reasons, 60)
+    assert fleet.status('compute-0') == 'untrusted'
+    assert _stored(fleet, 'compute-0').clock == untrusted_clock
+
+
 def test_unreadable_stored_clock_is_untrusted(fleet, local_ca):
     host = fleet.add_host('compute-0', register=False, serve=False)
     fleet.start_registrar(local_ca.ca_bundle_pem())
