@@ -164,6 +164,17 @@ class Router(object):
         if request.content_length and request.content_length > self.max_body_size:
             return _error_response(
                 _TooLarge('request body larger than [api] max_request_body_size'))
+        if request.content_length is None and (
+                'chunked' in request.headers.get('Transfer-Encoding', '').lower()
+                or request.environ.get('wsgi.input_terminated')):
+            # a body without Content-Length (chunked, as uwsgi and mod_wsgi may pass it):
+            # webob would read it whole; read at most one byte more than the limit
+            stream = request.environ.get('wsgi.input')
+            data = stream.read(self.max_body_size + 1) if stream is not None else b''
+            if len(data) > self.max_body_size:
+                return _error_response(
+                    _TooLarge('request body larger than [api] max_request_body_size'))
+            request.body = data
         try:
             # decoded once here: no handler, log line or error message meets bad bytes
             request.path_info

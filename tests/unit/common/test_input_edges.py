@@ -206,3 +206,37 @@ def test_numbers_json_or_a_database_cannot_hold_are_400(apps, api, method, path,
     # the edges themselves are numbers like any other
     raw = b'{"%s": [9223372036854775807, -9223372036854775808, 1e308]}' % first.encode()
     assert _call(app, method, path, raw)[0] != 500
+
+
+class _Stream(object):
+    """A request body of ``size`` bytes that exists only as it is read (no memory)."""
+
+    def __init__(self, size):
+        self.left, self.taken = size, 0
+
+    def read(self, n=-1):
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        self.left -= n
+        self.taken += n
+        return b' ' * n
+
+
+@pytest.mark.parametrize('terminated', [True, False])
+def test_a_body_without_content_length_is_bounded_too(terminated):
+    """Chunked bodies (uwsgi and mod_wsgi may pass them on) are read up to the limit."""
+    router = wsgi.Router(max_body_size=1024)
+    router.connect('/x', lambda request: wsgi.json_body(request), ['POST'])
+    app = wsgi.NoAuthMiddleware(router)
+    for size, status in ((50 * 1024 * 1024, 413), (20, 200)):
+        stream = _Stream(size)
+        if size == 20:
+            stream.read = (lambda data: lambda n=-1: data)(b'{"a":                 1}')
+        environ = {'REQUEST_METHOD': 'POST', 'PATH_INFO': '/x', 'SERVER_NAME': 'a',
+                   'SERVER_PORT': '80', 'wsgi.url_scheme': 'http', 'wsgi.input': stream,
+                   'HTTP_X_ROLES': 'admin', 'HTTP_X_USER_ID': 'u',
+                   'HTTP_TRANSFER_ENCODING': 'chunked' if not terminated else 'identity',
+                   'wsgi.input_terminated': terminated}
+        resp = webob.Request(environ).get_response(app)
+        assert resp.status_int == status, resp.body[:200]
+        if status == 413:
+            assert stream.taken == 1025        # never more than the limit and one byte
