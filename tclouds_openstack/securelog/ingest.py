@@ -60,6 +60,9 @@ class IngestEndpoint(object):
                                      % (m.get('event_type'), drivermod.ENTRY_EVENT_TYPE))
                 raw = base64.b64decode(m['payload']['entry'], validate=True)
                 entry = sealing.decode_entry(raw)
+                problem = sealing.storable_problem(entry)
+                if problem:
+                    raise ValueError('no store holds it: %s' % problem)
             except (KeyError, TypeError, ValueError, binascii.Error,
                     sealing.SealError) as exc:
                 # Not something a sealer produced: it can never be appended, so requeueing

@@ -124,6 +124,13 @@ def _bounds_problem(epoch, seq, time_ns, source, tenant):
     return None
 
 
+def storable_problem(entry):
+    """Why a decoded entry cannot be stored (``'field: why'``), or None."""
+    problem = _bounds_problem(entry.epoch, entry.seq, entry.time_ns, entry.source,
+                              entry.tenant)
+    return None if problem is None else '%s: %s' % (problem[0], problem[2])
+
+
 def encode_entry_body(flags, epoch, seq, time_ns, source, tenant, payload):
     """The bytes an entry's tag covers (everything except the tag)."""
     src = source.encode('utf-8')
@@ -171,11 +178,14 @@ def decode_entry(data):
         tenant = data[off:end].decode('utf-8')
     except UnicodeDecodeError as exc:
         raise SealError('entry.tenant', off, 'not UTF-8: %s' % exc.reason)
-    problem = _bounds_problem(epoch, seq, time_ns, source, tenant)
+    # Integers beyond 2^63-1 fit no database column, so no stored entry holds one. Names
+    # longer than the columns are refused where entries come in (encode_entry_body,
+    # storable_problem) but still decode: sqlite never enforced String(255), and a
+    # genuine entry stored there must still audit as what it is.
+    problem = _bounds_problem(epoch, seq, time_ns, '', '')
     if problem:
         field, at, why = problem
-        raise SealError(field, at if at is not None else
-                        (_ENTRY_HEAD.size if field == 'entry.source' else off), why)
+        raise SealError(field, at, why)
     off = _take(data, end, 4, 'entry.payload_len')
     (pay_len,) = _U32.unpack_from(data, end)
     end = _take(data, off, pay_len, 'entry.payload')

@@ -100,3 +100,20 @@ def test_forged_far_future_epochs_cost_bounded_work(tmp_path, monkeypatch):
     # forward security: nothing below the durable epoch stays in memory
     assert all(epoch >= 5000 for epoch in keys._derived['s@h'])
     assert all(epoch >= 5000 for _name, epoch in keys._hmacs)
+
+
+def test_a_long_tenant_is_refused_at_ingestion_yet_stored_entries_still_decode(caplog):
+    # sqlite never enforced String(255): a genuine entry stored there before the limit must
+    # still decode (an audit reports it as what it is, not as damage) ...
+    body = bytearray(sealing.encode_entry_body(0, 0, 1, 1, 's@h', 't' * 255, b'{}'))
+    # widen the tenant by hand: encode refuses it now
+    at = body.index(b't' * 255) - 2
+    body[at:at + 2 + 255] = (300).to_bytes(2, 'big') + b't' * 300
+    raw = bytes(body) + b'\0' * 32
+    assert sealing.decode_entry(raw).tenant == 't' * 300
+    # ... while the ingestion drops it from the bus with the reason, and appends the rest
+    store = Store(set(), None)
+    result = ingest.IngestEndpoint(store).info([message(raw), message(entry(2))])
+    assert result == oslo_messaging.NotificationResult.HANDLED
+    assert store.stored == [2]
+    assert 'entry.tenant: 300 characters, longer than 255' in caplog.text
