@@ -84,14 +84,14 @@ class Run(object):
         self.obs.step(step_id, True, detail)
         return detail
 
-    def later(self, what, fn, *args):
-        self.cleanups.append((what, fn, args))
+    def later(self, what, fn, *args, **kwargs):
+        self.cleanups.append((what, fn, args, kwargs))
 
     def cleanup(self):
         errors = []
-        for what, fn, args in reversed(self.cleanups):
+        for what, fn, args, kwargs in reversed(self.cleanups):
             try:
-                fn(*args)
+                fn(*args, **kwargs)
             except Exception as e:
                 errors.append('%s: %s' % (what, e))
                 self.say('   clean-up of %s failed: %s' % (what, e))
