@@ -14,6 +14,8 @@
 #   --no-clean       skip the unstack.sh + clean.sh check at the end
 #   --rerun          after Tempest, run stack.sh again with every service up and check
 #                    the deployment again (DevStack's re-run path)
+#   --replace-running  a fresh root may replace a cloud another run left up on purpose
+#                    (--keep-running); a root a killed run left is always stopped
 #
 # Environment:
 #   DEVSTACK_DIR             upstream DevStack (default ../shared/vendor/devstack)
@@ -40,7 +42,7 @@ COMPUTES=${TCLOUDS_DEVSTACK_COMPUTES:-2}
 ROOT=$TCLOUDS_DEVSTACK_STATE/root
 IROOT=$HERE/isolated-root.sh
 
-worktree=0 keep_root=0 keep_running=0 tempest=1 plugin=1 clean=1 rerun=0
+worktree=0 keep_root=0 keep_running=0 tempest=1 plugin=1 clean=1 rerun=0 replace_running=0
 for arg in "$@"; do
     case $arg in
         --worktree) worktree=1 ;;
@@ -50,7 +52,8 @@ for arg in "$@"; do
         --no-plugin) plugin=0 ;;
         --no-clean) clean=0 ;;
         --rerun) rerun=1 ;;
-        *) sed -n '2,30p' "$0" >&2; exit 2 ;;
+        --replace-running) replace_running=1 ;;
+        *) sed -n '2,32p' "$0" >&2; exit 2 ;;
     esac
 done
 [[ $(id -u) == 0 ]] || { echo "devstack-job: run as root (it builds a root file system)" >&2; exit 1; }
@@ -80,18 +83,43 @@ declare -a PHASES=()
 STATUS=0
 JOB_START=$(date +%s)
 
+# CPU seconds used so far by the job, into CPU_NOW: what it ran and reaped (bash's
+# "times": stack.sh, Tempest, ...) plus what runs or ran inside the root (its daemons).
+# Wall time depends on the machine's load; CPU time says what the job costs on an idle
+# machine. Not called in a $(...) subshell: a forked shell's "times" starts from zero.
+cpu_seconds() {
+    local tfile root
+    tfile=$(mktemp)
+    times >"$tfile"
+    root=$("$IROOT" cpu 2>/dev/null || echo 0)
+    CPU_NOW=$(python3 - "$tfile" "$root" <<'PY'
+import re
+import sys
+children = open(sys.argv[1]).read().splitlines()[-1]
+total = sum(int(m) * 60 + float(s) for m, s in re.findall(r'(\d+)m([\d.]+)s', children))
+print('%.0f' % (total + float(sys.argv[2])))
+PY
+)
+    rm -f "$tfile"
+}
+
 # phase <name> <command...>: run, time and record; a failed phase fails the job.
 phase() {
-    local name=$1 start rc
+    local name=$1 start rc cpu0 cpu
     shift
     echo "== phase $name: start $(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg)"
     start=$(date +%s)
+    cpu_seconds
+    cpu0=$CPU_NOW
     set +e
     ( set -e; "$@" )
     rc=$?
     set -e
-    PHASES+=("$name $(( $(date +%s) - start ))s rc=$rc")
-    echo "== phase $name: rc=$rc after $(( $(date +%s) - start ))s"
+    cpu_seconds
+    cpu=$(( CPU_NOW - cpu0 ))
+    PHASES+=("$name $(( $(date +%s) - start ))s cpu=${cpu}s rc=$rc")
+    echo "== phase $name: rc=$rc after $(( $(date +%s) - start ))s, ${cpu} CPU-s," \
+        "load $(cut -d' ' -f1-3 /proc/loadavg)"
     if (( rc != 0 )); then
         STATUS=1
     fi
@@ -124,6 +152,7 @@ finish() {
         "$HERE/ci-gate.sh" record "$RUN_ID"
     fi
     if (( keep_running )); then
+        echo "$RUN_ID" >"$TCLOUDS_DEVSTACK_STATE/kept-running"
         echo "devstack-job: the cloud is running; enter it with: $IROOT shell"
         echo "devstack-job: stop it with: $IROOT stop"
     fi
@@ -133,8 +162,23 @@ in_root() { "$IROOT" exec "$@"; }
 as_stack() { "$IROOT" exec su - stack -c "$*"; }
 
 prepare_host() {
+    # What an earlier run left behind must not fail this one: a root still running (a
+    # killed job, or --keep-running) is stopped unless this run re-uses it (--keep-root)
+    # or it was left up on purpose; half-built caches of a killed build are removed (the
+    # job lock is held: nobody else builds).
+    if "$IROOT" status >/dev/null 2>&1 && (( ! keep_root )); then
+        if [[ -f $TCLOUDS_DEVSTACK_STATE/kept-running ]] && (( ! replace_running )); then
+            echo "devstack-job: the cloud of run $(cat "$TCLOUDS_DEVSTACK_STATE/kept-running")" \
+                "was left running on purpose: stop it ($IROOT stop) or pass --replace-running"
+            return 1
+        fi
+        echo "devstack-job: stopping the root an earlier run left running"
+        "$IROOT" stop
+    fi
+    rm -rf "$TCLOUDS_DEVSTACK_CACHE"/.root-build-* "$TCLOUDS_DEVSTACK_CACHE"/repos/.build-*
     "$IROOT" build >/dev/null
-    "$HERE/host-check.sh" >"$LOGS/host-before.txt"
+    "$HERE/host-check.sh" | grep -v -e '^network namespaces:' -e '^mounts of the root:' \
+        >"$LOGS/host-before.txt"
 }
 
 prepare_sources() {
@@ -243,9 +287,19 @@ unstack_and_clean() {
 }
 
 check_host() {
-    "$HERE/host-check.sh" >"$LOGS/host-after.txt"
+    local after
+    after=$("$HERE/host-check.sh")
+    grep -v -e '^network namespaces:' -e '^mounts of the root:' <<<"$after" \
+        >"$LOGS/host-after.txt"
     if ! diff -u "$LOGS/host-before.txt" "$LOGS/host-after.txt"; then
         echo "devstack-job: this machine changed during the job (see the diff above)"
+        return 1
+    fi
+    # the root stopped: nothing of it is left (its namespaces, its mounts)
+    if ! grep -qx 'network namespaces: 0' <<<"$after" || \
+        ! grep -qx 'mounts of the root: 0' <<<"$after"; then
+        echo "devstack-job: the stopped root left something behind:"
+        grep -e '^network namespaces:' -e '^mounts of the root:' <<<"$after"
         return 1
     fi
     echo "devstack-job: this machine's services and files are as they were"

@@ -196,7 +196,7 @@ def check_state(args, conn):
             view = api.show_host(host)
             check('%s registered and trusted' % host,
                   view.get('registration') == 'active' and view.get('status') == 'trusted',
-                  {k: view.get(k) for k in ('registration', 'status', 'reason')})
+                  {k: view.get(k) for k in ('registration', 'status', 'reasons')})
             enrolment = api.show_enrolment(host)
             credentials = enrolment.get('credentials') or []
             check('%s enrolled with its EK and one credential' % host,

@@ -12,6 +12,8 @@
 #        isolated-root.sh stop             end every process inside and the namespaces
 #        isolated-root.sh destroy          stop, then delete the working root
 #        isolated-root.sh status
+#        isolated-root.sh cpu             CPU seconds used inside so far (every process of
+#                                          the root's PID namespace, with what it reaped)
 #
 # Network: a network namespace whose only links are loopback and a slirp4netns tap
 # (user-space NAT, no iptables rule or sysctl changed on this machine, host loopback not
@@ -228,7 +230,7 @@ cmd_stop() {
         rm -f "$STATE/slirp.pid"
     fi
     ip netns del "$NETNS" 2>/dev/null || true
-    rm -f "$STATE/init.pid"
+    rm -f "$STATE/init.pid" "$STATE/kept-running"
 }
 
 cmd_destroy() {
@@ -246,6 +248,33 @@ cmd_status() {
     fi
 }
 
+# The processes of the root's PID namespace: their user+system time and that of the
+# children they reaped (daemons are reaped by PID 1, tini). What ran through "exec" and
+# ended is accounted to the caller's children instead (bash's "times").
+cmd_cpu() {
+    local pid
+    pid=$(_running_pid) || { echo 0; return 0; }
+    python3 - "$pid" <<'PY'
+import os
+import sys
+
+ns = os.readlink('/proc/%s/ns/pid' % sys.argv[1])
+ticks = 0
+for name in os.listdir('/proc'):
+    if not name.isdigit():
+        continue
+    try:
+        if os.readlink('/proc/%s/ns/pid' % name) != ns:
+            continue
+        with open('/proc/%s/stat' % name) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except OSError:
+        continue
+    ticks += sum(int(v) for v in fields[11:15])   # utime stime cutime cstime
+print('%.1f' % (ticks / os.sysconf('SC_CLK_TCK')))
+PY
+}
+
 [[ $(id -u) == 0 ]] || die "run as root"
 sub=${1:-}
 shift || true
@@ -258,5 +287,6 @@ case $sub in
     stop) cmd_stop ;;
     destroy) cmd_destroy ;;
     status) cmd_status ;;
-    *) sed -n '2,30p' "$0" >&2; exit 2 ;;
+    cpu) cmd_cpu ;;
+    *) sed -n '2,32p' "$0" >&2; exit 2 ;;
 esac

@@ -52,13 +52,25 @@ class SecureLogTest(base.BaseTCloudsTest):
         marker = 'tempest.%s' % uuid.uuid4().hex
         self.admin_secure_log.append_record(marker, {'test': self.id()})
         record = self._wait_for_record(marker)
-        checkpoint = self.secure_log.show_checkpoint()
+        # the ingester signs a checkpoint at most [securelog] checkpoint_interval after an
+        # entry arrives: until then the latest checkpoint may not cover the record yet
+        checkpoint = self._wait_for_checkpoint_covering(record['index'])
         size = checkpoint['tree_size']
-        self.assertLess(record['index'], size)
         proof = self.secure_log.inclusion_proof(record['index'], size)
         merkle.verify_inclusion(base64.b64decode(record['leaf_hash']), record['index'], size,
                                 [base64.b64decode(h) for h in proof['proof']],
                                 base64.b64decode(checkpoint['root_hash']))
+
+    def _wait_for_checkpoint_covering(self, index):
+        deadline = time.monotonic() + CONF.compute.build_timeout
+        while True:
+            checkpoint = self.secure_log.show_checkpoint()
+            if checkpoint['tree_size'] > index:
+                return checkpoint
+            if time.monotonic() > deadline:
+                self.fail('no signed checkpoint covers entry %d within %s s (latest: size %d)'
+                          % (index, CONF.compute.build_timeout, checkpoint['tree_size']))
+            time.sleep(2)
 
     def _wait_for_record(self, event_type):
         deadline = time.monotonic() + CONF.compute.build_timeout

@@ -41,11 +41,11 @@ class CLITest(test.BaseTestCase):
     def test_admin_lists_hosts_and_policies(self):
         hosts = json.loads(self._cli(self.os_admin, 'attestation', 'host', 'list',
                                      '-f', 'json').stdout)
-        names = {h['Host'] for h in hosts}
+        names = {h['host'] for h in hosts}
         self.assertTrue(set(CONF.tclouds.compute_hosts) <= names, hosts)
         policies = json.loads(self._cli(self.os_admin, 'attestation', 'policy', 'list',
                                         '-f', 'json').stdout)
-        self.assertIn(CONF.tclouds.appraisal_policy, {p['Name'] for p in policies})
+        self.assertIn(CONF.tclouds.appraisal_policy, {p['name'] for p in policies})
 
     @decorators.idempotent_id('9e2f7c13-5a6b-4d8e-b0f1-3c4d5e6f7002')
     def test_tenant_refused_host_list(self):

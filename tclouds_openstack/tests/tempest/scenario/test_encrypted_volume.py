@@ -5,6 +5,7 @@ from tempest import clients
 from tempest.common import waiters
 from tempest import config
 from tempest.lib import auth
+from tempest.lib.common import api_microversion_fixture
 from tempest.lib import decorators
 from tempest.lib import exceptions as lib_exc
 from tempest.scenario import manager
@@ -48,7 +49,9 @@ class EncryptedVolumeKeyReleaseTest(manager.ScenarioTest):
             'OS-EXT-SRV-ATTR:host']
         volume = self.create_volume(volume_type=CONF.tclouds.encrypted_volume_type)
         self.nova_volume_attach(server, volume)
-        shown = self.admin_volumes.show_volume(volume['id'])['volume']
+        # a volume's encryption_key_id is shown from volume API microversion 3.64 on
+        with api_microversion_fixture.APIMicroversionFixture(volume_microversion='3.64'):
+            shown = self.admin_volumes.show_volume(volume['id'])['volume']
         key_id = shown.get('encryption_key_id')
         self.assertTrue(key_id, 'no encryption key id: %s' % shown)
         attached = [a.get('host_name') for a in shown.get('attachments', [])]

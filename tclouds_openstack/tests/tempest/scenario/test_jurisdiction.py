@@ -32,6 +32,8 @@ class JurisdictionTest(manager.ScenarioTest):
     def setup_clients(cls):
         super().setup_clients()
         cls.attestation = cls.os_primary.attestation_v1.AttestationClient()
+        # relaxing a requirement (deleting it) needs the project's manager or an admin
+        cls.admin_attestation = cls.os_admin.attestation_v1.AttestationClient()
         cls.admin_servers = cls.os_admin.servers_client
         cls.admin_volumes = cls.os_admin.volumes_client_latest
         cls.admin_aggregates = cls.os_admin.aggregates_client
@@ -40,7 +42,7 @@ class JurisdictionTest(manager.ScenarioTest):
         project = self.attestation.tenant_id
         self.attestation.set_requirement(project, jurisdictions=countries)
         self.addCleanup(test_utils.call_and_ignore_notfound_exc,
-                        self.attestation.unset_requirement, project)
+                        self.admin_attestation.unset_requirement, project)
 
     def _countries_of_host(self, host):
         return {a['metadata'].get('trust:jurisdiction')
