@@ -75,7 +75,7 @@ def run(r):
         view = r.wait('the tenant sees server %s untrusted' % state['server']['id'],
                       lambda: (lambda v: v if v.get('status') != 'trusted' else None)(
                           r.server_trust(state['server']['id'])))
-        out['server_trust'] = view.get('status')
+        out['server_trust'] = view.get('status') or view.get('error')
         return out
     r.step('reaction', reaction)
 
