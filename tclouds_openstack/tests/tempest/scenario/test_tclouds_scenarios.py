@@ -2,8 +2,8 @@
 healthcare and smart lighting, each run end to end against the deployed cloud with
 ``python -m tclouds_openstack.scenarios`` (what ``tools/scenario.sh`` runs) as a tenant of
 its own, created with Tempest's admin credentials; the test passes only when the run
-exits 0, every expected outcome is in its observations, and its HTML report passed the
-headless Chromium check.
+exits 0, every expected outcome is in its observations, and (where the node has Chromium)
+its HTML report passed the headless Chromium check.
 
 The run uses the Python next to ``[tclouds] openstack_cli`` (where tclouds-openstack and
 its dependencies are installed; Tempest's virtualenv has only the plugin) and a copy of
@@ -20,6 +20,7 @@ from tempest import config
 from tempest.lib import decorators
 from tempest import test
 
+from tclouds_openstack.scenarios import browser
 from tclouds_openstack.scenarios import core
 
 CONF = config.CONF
@@ -104,6 +105,11 @@ class _ScenarioRun(test.BaseTestCase):
                 '--output', out, '--tempest-config', self._deployment_file(out),
                 '--log-vkey', CONF.tclouds.securelog_vkey_file,
                 '--instance-action', CONF.tclouds.trust_instance_action]
+        chromium = browser.find_chromium()
+        if chromium is None:
+            # No browser on this node: the outcomes decide; the report's browser check is
+            # the functional tests' (tests/functional/scenarios) and --render's elsewhere.
+            argv.append('--no-browser-check')
         result = subprocess.run(argv, env=env, capture_output=True, text=True,
                                 timeout=CONF.tclouds.scenario_timeout)
         log = result.stdout[-20000:] + result.stderr[-5000:]
@@ -114,9 +120,10 @@ class _ScenarioRun(test.BaseTestCase):
         outcomes = core.evaluate(obs)
         not_observed = ['%s: %s' % (o.id, o.evidence) for o in outcomes if not o.ok]
         self.assertEqual([], not_observed, log)
-        with open(os.path.join(out, 'report-check.json')) as f:
-            check = json.load(f)
-        self.assertTrue(check['ok'], check)
+        if chromium is not None:
+            with open(os.path.join(out, 'report-check.json')) as f:
+                check = json.load(f)
+            self.assertTrue(check['ok'], check)
         self.assertEqual(0, result.returncode, log)
         return obs
 
