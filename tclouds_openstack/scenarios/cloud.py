@@ -199,10 +199,10 @@ def error_text(data):
 class Objects(object):
     """Swift as the persona (python-swiftclient on its keystoneauth session)."""
 
-    def __init__(self, creds, who, transcript):
+    def __init__(self, creds, who, transcript, connection=None):
         from swiftclient import client as swift
         self.swift = swift
-        self.conn = swift.Connection(session=creds.session(), os_options={
+        self.conn = connection or swift.Connection(session=creds.session(), os_options={
             'region_name': creds.region}, retries=0)
         self.who, self.transcript = who, transcript
 

@@ -451,9 +451,9 @@ def _answers(obs):
     a = _fact(obs, 'answers') or {}
     ok = a.get('served', 0) > 0 and a.get('served_during_faults', 0) > 0 and \
         a.get('stale', 1) == 0 and a.get('wrong', 1) == 0 and a.get('failed', 1) == 0
-    return ok, 'requests served %s (%s during the faults), stale %s, wrong %s, failed %s' % (
-        a.get('served'), a.get('served_during_faults'), a.get('stale'), a.get('wrong'),
-        a.get('failed'))
+    return ok, 'requests served %s (%s during the faults), stale %s, wrong %s, failed %s ' \
+        '(reads retried: %s)' % (a.get('served'), a.get('served_during_faults'), a.get('stale'),
+                                 a.get('wrong'), a.get('failed'), a.get('retried', 0))
 
 
 def _telemetry_sealed(obs):

@@ -27,6 +27,10 @@ from tclouds_openstack.scenarios import core
 
 LAMPS = 8
 NORMAL_ROUNDS = 2      # before the faults, and again after them
+# The control service reads again after a failed read (as a service behind a load balancer
+# would), at most this often; a request is "failed" only when every attempt failed, and
+# the retries are counted and reported.
+READ_RETRIES = 2
 FAULT_ROUNDS = 3
 SCHEDULE = {'district': 7, 'on': '16:42', 'off': '07:55', 'dim_after': '23:00',
             'dim_level': 40}
@@ -69,38 +73,51 @@ class Injector(object):
     """The storage providers' faults on the utility's data units.
 
     On one cloud every fragment disappears, on another every fragment is rewritten with
-    flipped bytes.
+    flipped bytes. ``away`` and ``corrupt``: ``(Objects of that cloud's provider, the
+    container holding its fragments)``.
     """
 
-    def __init__(self, provider, away_container, corrupt_container):
-        self.provider = provider
-        self.away, self.corrupt = away_container, corrupt_container
+    def __init__(self, away, corrupt):
+        self.away, self.corrupt = away, corrupt
         self.units = set()
         self.removed = self.corrupted = 0
 
     def apply(self):
+        (gone, gone_container), (bad, bad_container) = self.away, self.corrupt
         for unit in sorted(self.units):
-            for key in self.provider.list(self.away, prefix=unit):
+            for key in gone.list(gone_container, prefix=unit):
                 try:
-                    self.provider.delete(self.away, key)
+                    gone.delete(gone_container, key)
                     self.removed += 1
-                except self.provider.swift.ClientException:
+                except gone.swift.ClientException:
                     pass
-            for key in self.provider.list(self.corrupt, prefix=unit):
-                data = self.provider.get(self.corrupt, key)
+            for key in bad.list(bad_container, prefix=unit):
+                data = bad.get(bad_container, key)
                 if not data:
                     continue
                 flipped = bytearray(data)
                 for pos in range(0, len(flipped), max(len(flipped) // 16, 1)):
                     flipped[pos] ^= 0x5a
-                self.provider.put(self.corrupt, key, bytes(flipped))
+                bad.put(bad_container, key, bytes(flipped))
                 self.corrupted += 1
 
 
 class Lighting(object):
-    def __init__(self, r, container):
+    """The fleet and the control service of one run.
+
+    ``r``: the run (its ``run_id``, ``wait`` and tenant credentials); ``objects(who)``: a
+    new Swift client for a thread (default: the tenant's); ``append(payload)``: seal one
+    telemetry batch, ``(ok, error)`` (default: POST /v1/records of the secure log as the
+    tenant).
+    """
+
+    def __init__(self, r, container, objects=None, append=None):
         self.r = r
         self.container = container
+        self.objects = objects or (
+            lambda who: cloud.Objects(self._creds(), who, cloud.Transcript()))
+        self.append = append or self._append_to_log
+        self._log = None
         self.truth = Truth()
         self.stop = threading.Event()
         self.faults = threading.Event()
@@ -111,7 +128,7 @@ class Lighting(object):
         self.write_errors = []
         self.batches = []           # (round, sha256)
         self.answers = {'served': 0, 'served_during_faults': 0, 'stale': 0, 'wrong': 0,
-                        'failed': 0, 'errors': []}
+                        'failed': 0, 'retried': 0, 'errors': []}
         self.lock = threading.Lock()
 
     def _creds(self):
@@ -120,11 +137,15 @@ class Lighting(object):
                            region=c.region, project_id=c.project_id)
 
     # -- the fleet: one round = every lamp reports once; a batch digest per round
+    def _append_to_log(self, payload):
+        if self._log is None:
+            self._log = cloud.REST(self._creds(), 'fleet', cloud.Transcript())
+        status, body = self._log.call('POST', 'secure-log', '/v1/records', {
+            'event_type': 'lighting.telemetry.batch', 'payload': payload})
+        return status == 202, 'HTTP %s %s' % (status, cloud.error_text(body))
+
     def fleet(self):
-        quiet = cloud.Transcript()
-        creds = self._creds()
-        objects = cloud.Objects(creds, 'fleet', quiet)
-        log = cloud.REST(creds, 'fleet', quiet)
+        objects = self.objects('fleet')
         seq = 0
         while not self.stop.is_set():
             seq += 1
@@ -144,15 +165,12 @@ class Lighting(object):
                 self.writes_acked += 1
                 bodies.append(body)
             digest = hashlib.sha256(b''.join(sorted(bodies))).hexdigest()
-            status, body = log.call('POST', 'secure-log', '/v1/records', {
-                'event_type': 'lighting.telemetry.batch',
-                'payload': {'run': self.r.run_id, 'round': seq, 'lamps': len(bodies),
-                            'sha256': digest}})
-            if status == 202:
+            ok, error = self.append({'run': self.r.run_id, 'round': seq,
+                                     'lamps': len(bodies), 'sha256': digest})
+            if ok:
                 self.batches.append((seq, digest))
             else:
-                self.write_errors.append('batch %d not appended: HTTP %s %s' % (
-                    seq, status, cloud.error_text(body)))
+                self.write_errors.append('batch %d not appended: %s' % (seq, error))
             if during and self.injector is not None:
                 try:
                     self.injector.apply()
@@ -176,29 +194,33 @@ class Lighting(object):
 
     # -- the control service and its clients' requests
     def control(self):
-        quiet = cloud.Transcript()
-        objects = cloud.Objects(self._creds(), 'control', quiet)
+        objects = self.objects('control')
         schedule = json.dumps(SCHEDULE, sort_keys=True).encode()
         n = 0
         while not self.stop.is_set():
             n += 1
             during = self.faults.is_set()
             lamp = n % (LAMPS + 1)
-            try:
-                if lamp == LAMPS:
-                    body = objects.get(self.container, 'schedules/district-7.json')
-                    verdict = 'ok' if body == schedule else 'wrong'
-                else:
-                    with self.truth.lock:
-                        before = self.truth.acked[lamp]
-                    body = objects.get(self.container, lamp_name(lamp))
-                    verdict = self.truth.judge(lamp, before, body)
-            except Exception as e:
-                with self.lock:
-                    self.answers['failed'] += 1
-                    if len(self.answers['errors']) < 20:
-                        self.answers['errors'].append(str(e)[:300])
+            name = 'schedules/district-7.json' if lamp == LAMPS else lamp_name(lamp)
+            with self.truth.lock:
+                before = self.truth.acked.get(lamp)
+            body = None
+            for attempt in range(1 + READ_RETRIES):
+                try:
+                    body = objects.get(self.container, name)
+                    break
+                except Exception as e:
+                    with self.lock:
+                        self.answers['retried' if attempt < READ_RETRIES else 'failed'] += 1
+                        if len(self.answers['errors']) < 20:
+                            self.answers['errors'].append('%s (attempt %d): %s' % (
+                                name, attempt + 1, str(e)[-500:]))
+            if body is None:
                 continue
+            if lamp == LAMPS:
+                verdict = 'ok' if body == schedule else 'wrong'
+            else:
+                verdict = self.truth.judge(lamp, before, body)
             with self.lock:
                 self.answers['served'] += 1
                 if during:
@@ -286,7 +308,7 @@ def run(r):
         provider = cloud.Objects(r.dep.provider_creds(r.admin_creds), 'storage provider',
                                  r.transcript)
         away, corrupting = fragments[0]['cloud'], fragments[1]['cloud']
-        app.injector = Injector(provider, containers[0], containers[1])
+        app.injector = Injector((provider, containers[0]), (provider, containers[1]))
         app.injector.units = {p.get('data_unit') for p in placed.values()
                               if p.get('data_unit')}
         app.faults.set()
