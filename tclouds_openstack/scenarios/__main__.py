@@ -21,6 +21,21 @@ from tclouds_openstack.scenarios import core
 from tclouds_openstack.scenarios import report
 
 
+# Deployment values given on the command line (each overrides tempest.conf's).
+OPTIONS = (
+    ('--image', 'image of the servers (default [compute] image_ref)'),
+    ('--flavor', 'flavor of the servers (default [compute] flavor_ref)'),
+    ('--tamper-command', 'command that turns host {host} untrusted'),
+    ('--restore-command', 'command that makes host {host} trusted again'),
+    ('--openstack-cli', 'the openstack command (with the tclouds plugin)'),
+)
+INSTANCE_ACTION_HELP = ('what the trust reactor is configured to do to servers of an '
+                        'untrusted host (the migration outcome expects it)')
+NO_BROWSER_HELP = ('do not check the report in Chromium (where there is none): the exit '
+                   'status then says whether every expected outcome was observed, and the '
+                   'report is checked elsewhere with --render')
+
+
 def _parser():
     p = argparse.ArgumentParser(prog='tools/scenario.sh', description=__doc__.split('\n')[0])
     p.add_argument('scenario', choices=core.SCENARIOS)
@@ -37,18 +52,11 @@ def _parser():
                         '(DevStack writes it; default $TEMPEST_CONFIG)')
     p.add_argument('--log-vkey', metavar='FILE',
                    help='the secure log\'s public key (log.vkey of the auditor bundle)')
-    p.add_argument('--image', help='image of the servers (default [compute] image_ref)')
-    p.add_argument('--flavor', help='flavor of the servers (default [compute] flavor_ref)')
-    p.add_argument('--tamper-command', help='command that turns host {host} untrusted')
-    p.add_argument('--restore-command', help='command that makes host {host} trusted again')
+    for flag, helptext in OPTIONS:
+        p.add_argument(flag, help=helptext)
     p.add_argument('--instance-action', choices=('none', 'live-migrate', 'stop'),
-                   help='what the trust reactor is configured to do to servers of an '
-                        'untrusted host (the migration outcome expects it)')
-    p.add_argument('--openstack-cli', help='the openstack command (with the tclouds plugin)')
-    p.add_argument('--no-browser-check', action='store_true',
-                   help='do not check the report in Chromium (where there is none): the exit '
-                        'status then says whether every expected outcome was observed, and '
-                        'the report is checked elsewhere with --render')
+                   help=INSTANCE_ACTION_HELP)
+    p.add_argument('--no-browser-check', action='store_true', help=NO_BROWSER_HELP)
     return p
 
 

@@ -482,6 +482,14 @@ def _state_stored(obs):
     return ok, evidence
 
 
+# What both scenarios expect of the secure log and the auditor.
+LOG_OUTCOMES = [
+    ('checkpoints', 'The log\'s checkpoints are signed and each extends the previous one',
+     _checkpoints_signed),
+    ('auditor', 'The auditor verifies the report offline; changed, deleted and reordered '
+                'lines are rejected', _auditor),
+]
+
 EXPECTED = {
     'healthcare': [
         ('requirement', 'The hospital project requires trusted hosts inside the EU',
@@ -507,11 +515,7 @@ EXPECTED = {
                          'and refusals, the trust reactor\'s actions and the object\'s clouds',
          lambda obs: _report_has(obs, ('placement', 'verdict', 'key', 'refusal', 'host-action'),
                                  ('server', 'volume', 'object'))),
-        ('checkpoints', 'The log\'s checkpoints are signed and each extends the previous one',
-         _checkpoints_signed),
-        ('auditor', 'The auditor verifies the report offline; changed, deleted and reordered '
-                    'lines are rejected', _auditor),
-    ],
+    ] + LOG_OUTCOMES,
     'lighting': [
         ('requirement', 'The utility project requires trusted hosts inside the EU',
          _requirement),
@@ -532,11 +536,7 @@ EXPECTED = {
                     '0, wrong = 0, failed = 0)', _answers),
         ('telemetry-sealed', 'Every telemetry batch is sealed into the secure log and in the '
                              'verified report', _telemetry_sealed),
-        ('checkpoints', 'The log\'s checkpoints are signed and each extends the previous one',
-         _checkpoints_signed),
-        ('auditor', 'The auditor verifies the report offline; changed, deleted and reordered '
-                    'lines are rejected', _auditor),
-    ],
+    ] + LOG_OUTCOMES,
 }
 
 

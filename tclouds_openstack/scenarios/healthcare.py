@@ -10,7 +10,6 @@ verifies the project's report offline.
 """
 import os
 
-from tclouds_openstack.scenarios import core
 
 DOCUMENTS = {
     'patient-0001/discharge-letter.txt': b'Discharge letter, patient 0001 (synthetic)\n' * 200,
@@ -23,29 +22,7 @@ DOCUMENTS = {
 def run(r):
     """Drive the scenario on ``r`` (a :class:`.run.Run`); the observations end in r.obs."""
     state = {}
-    r.step('tenant', lambda: r.create_tenant('hospital'))
-    r.step('requirement', lambda: r.require(['EU']))
-    r.step('hosts', r.discover_hosts)
-    r.start_sampling()
-    r.checkpoint()
-
-    def server():
-        s = r.boot('patient-monitor')
-        r.obs.fact('main_server_name', 'patient-monitor')
-        state['server'] = s
-        s['trust'] = r.server_trust(s['id']).get('status')
-        return s
-    r.step('server', server)
-
-    def volume():
-        v = r.encrypted_volume('patient-data', state['server'])
-        if not v['key_id']:
-            raise core.ScenarioError('volume %s has no encryption key id' % v['id'])
-        state['volume'] = v
-        return v
-    r.step('volume', volume)
-    r.step('key-release', lambda: {'attempts': [
-        r.release_key(state['volume'], host, 'before') for host in r.hosts]})
+    r.opening('hospital', 'patient-monitor', 'patient-data', state)
 
     def documents():
         from tclouds_openstack.scenarios import cloud

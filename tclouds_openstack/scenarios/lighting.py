@@ -234,29 +234,7 @@ class Lighting(object):
 
 def run(r):
     state = {}
-    r.step('tenant', lambda: r.create_tenant('utility'))
-    r.step('requirement', lambda: r.require(['EU']))
-    r.step('hosts', r.discover_hosts)
-    r.start_sampling()
-    r.checkpoint()
-
-    def server():
-        s = r.boot('lighting-control')
-        r.obs.fact('main_server_name', 'lighting-control')
-        state['server'] = s
-        s['trust'] = r.server_trust(s['id']).get('status')
-        return s
-    r.step('server', server)
-
-    def volume():
-        v = r.encrypted_volume('lighting-state', state['server'])
-        if not v['key_id']:
-            raise core.ScenarioError('volume %s has no encryption key id' % v['id'])
-        state['volume'] = v
-        return v
-    r.step('volume', volume)
-    r.step('key-release', lambda: {'attempts': [
-        r.release_key(state['volume'], host, 'before') for host in r.hosts]})
+    r.opening('utility', 'lighting-control', 'lighting-state', state)
 
     container = 'lighting-state-%s' % r.short
     app = Lighting(r, container)

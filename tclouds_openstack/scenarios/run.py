@@ -313,6 +313,37 @@ class Run(object):
                      None if released else cloud.error_text(body), phase=phase)
         return {'host': host, 'status': status, 'released': released}
 
+    def opening(self, prefix, server_name, volume_name, state):
+        """The steps both scenarios open with, up to the volume key's release.
+
+        A tenant (``prefix``-<id>) restricted to trusted EU hosts, the hosts' trust and
+        jurisdictions, the main server and its encrypted volume, the key released to each
+        host in turn; ``state`` gets ``server`` and ``volume``.
+        """
+        self.step('tenant', lambda: self.create_tenant(prefix))
+        self.step('requirement', lambda: self.require(['EU']))
+        self.step('hosts', self.discover_hosts)
+        self.start_sampling()
+        self.checkpoint()
+
+        def server():
+            s = self.boot(server_name)
+            self.obs.fact('main_server_name', server_name)
+            state['server'] = s
+            s['trust'] = self.server_trust(s['id']).get('status')
+            return s
+        self.step('server', server)
+
+        def volume():
+            v = self.encrypted_volume(volume_name, state['server'])
+            if not v['key_id']:
+                raise core.ScenarioError('volume %s has no encryption key id' % v['id'])
+            state['volume'] = v
+            return v
+        self.step('volume', volume)
+        self.step('key-release', lambda: {'attempts': [
+            self.release_key(state['volume'], host, 'before') for host in self.hosts]})
+
     # ------------------------------------------------------------------ compromise
     def compromise(self, host):
         at = time.time()
