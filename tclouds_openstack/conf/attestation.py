@@ -210,7 +210,10 @@ def register_opts(conf):
     # package, castellan even while nova.conf is still registering) the service owns
     # [DEFAULT] host with its own definition: registering ours first would make nova's
     # fail with DuplicateOptError, registering it second fails here. Theirs means the same.
-    if not any(name in sys.modules for name in ('nova.conf', 'cinder.common.config')):
+    # Only their global CONF is theirs: a ConfigOpts of our own (a command, a test) always
+    # gets ours, whatever else the process imported.
+    if conf is not cfg.CONF or not any(name in sys.modules
+                                       for name in ('nova.conf', 'cinder.common.config')):
         conf.register_opts(default_opts)
     base.register(conf, attestation_group, attestation_opts)
     base.register(conf, keylime_group, keylime_opts)
