@@ -9,6 +9,7 @@ store them and a restarted cluster must come back on the same ones.
 :class:`Cluster` is the parent-side handle: start, stop (SIGKILL), pause (SIGSTOP),
 resume, restart. Also used by ``benchmarks/bench_cloudstore.py``.
 """
+import fcntl
 import json
 import os
 import pathlib
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -114,16 +116,49 @@ def slot_port(slot):
     return PORT_BASE + PORTS_PER_SLOT * slot
 
 
-def free_slots(count, first=0):
-    """First run of ``count`` consecutive slots whose ports are all free.
+# Slots this process holds: an exclusive lock on a file per slot, kept until the process
+# ends. Probing ports alone races: two suites running at once (CI runs the tested set and
+# upper-constraints side by side) found the same slots free before either bound them, and
+# Swift listens with SO_REUSEPORT, so both bound them and each answered the other's
+# requests (401 for the other Keystone's tokens).
+_HELD_SLOTS = {}
 
-    This area's range holds 100 slots; another checkout running the same tests at the
-    same time may hold some of them.
+
+def _hold_slot(slot):
+    """True when this process holds ``slot`` (taken now or before), False if another does."""
+    if slot in _HELD_SLOTS:
+        return True
+    path = os.path.join(tempfile.gettempdir(), 'tclouds-swift-slot-%d.lock' % slot)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _HELD_SLOTS[slot] = fd
+    return True
+
+
+def _release_slot(slot):
+    fd = _HELD_SLOTS.pop(slot, None)
+    if fd is not None:
+        os.close(fd)        # closing the only descriptor releases the lock
+
+
+def free_slots(count, first=0):
+    """First run of ``count`` consecutive slots whose ports are free and no other process holds.
+
+    This area's range holds 100 slots; another test process or checkout running the same
+    tests at the same time holds some of them (see ``_hold_slot``).
     """
     for base in range(first, 100 - count + 1, count):
-        if all(_port_free(slot_port(slot) + offset)
-               for slot in range(base, base + count) for offset in range(4)):
+        slots = range(base, base + count)
+        taken = [slot for slot in slots if slot not in _HELD_SLOTS]
+        if all(_hold_slot(slot) for slot in slots) and all(
+                _port_free(slot_port(slot) + offset) for slot in slots for offset in range(4)):
             return base
+        for slot in taken:
+            _release_slot(slot)
     raise RuntimeError('no %d free port slots left in %d-%d' % (
         count, PORT_BASE, PORT_BASE + 100 * PORTS_PER_SLOT - 1))
 
