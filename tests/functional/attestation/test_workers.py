@@ -65,20 +65,21 @@ def test_two_workers_share_the_fleet_and_take_over(mariadb, tmp_path, local_ca):
         assert wait_for(lambda: all(fleet.status(n) == 'trusted' for n in names), 30)
         start = time.monotonic()
         time.sleep(4 * INTERVAL)
-        window = [entry for entry in log if entry[2] >= start]
+        elapsed = time.monotonic() - start
+        window = [entry for entry in log if start <= entry[2] <= start + elapsed]
         by_worker = collections.defaultdict(set)
         for worker, host, _ in window:
             by_worker[worker].add(host)
         assert by_worker['worker-1'] and by_worker['worker-2'], by_worker
         assert not by_worker['worker-1'] & by_worker['worker-2'], by_worker
         assert by_worker['worker-1'] | by_worker['worker-2'] == set(names)
-        # never twice in one round: consecutive attestations of a host are an interval apart
-        times = collections.defaultdict(list)
-        for _, host, at in window:
-            times[host].append(at)
-        for host, stamps in times.items():
-            gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-            assert all(g >= INTERVAL * 0.9 for g in gaps), (host, gaps)
+        # never twice in one round: a host is attested at most once per (jittered) interval.
+        # Counted, not timed: a busy machine starts an attestation late and the next one on
+        # time (a short gap, no fault), but it can only lower the count; a host claimed
+        # twice per round doubles it.
+        rounds = int(elapsed / (INTERVAL * (1 - 0.1))) + 1
+        counts = collections.Counter(host for _, host, _ in window)
+        assert all(n <= rounds + 1 for n in counts.values()), (rounds, counts)
 
         # worker-1 dies without leaving the group (its heartbeat stops)
         w1._stop.set()
