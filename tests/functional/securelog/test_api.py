@@ -90,11 +90,11 @@ def test_checkpoint_and_proofs_verify_for_any_user(env, tmp_path):
 @pytest.mark.parametrize('path, field', [
     ('/v1/proofs/inclusion', 'index: is required'),
     ('/v1/proofs/inclusion?index=abc', 'index: must be an integer'),
-    ('/v1/proofs/inclusion?index=-1', 'index: must be >= 0'),
+    ('/v1/proofs/inclusion?index=-1', 'index: must be an integer 0..'),
     ('/v1/proofs/inclusion?index=3&tree_size=31', 'tree_size: is beyond the current tree'),
     ('/v1/proofs/inclusion?index=5&tree_size=5', 'index: must be below tree_size 5'),
     ('/v1/proofs/consistency?first=9&second=4', 'first: must not exceed second'),
-    ('/v1/records?limit=0', 'limit: must be >= 1'),
+    ('/v1/records?limit=0', 'limit: must be an integer 1..'),
     ('/v1/records/x1', 'index: must be an integer'),
     ('/v1/checkpoint?size=q', 'size: must be an integer'),
 ])
