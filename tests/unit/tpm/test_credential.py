@@ -3,7 +3,6 @@ ActivateCredential (TPM 2.0 Part 1, 24) that recovers the secret with the EK pri
 """
 import hmac
 
-from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -61,7 +60,7 @@ def software_activate(ek_private, ek, ak_name, id_object, encrypted_secret):
                                integrity):
         raise ValueError('integrity check failed')
     key = credential.kdfa(ek.name_alg, seed, b'STORAGE', ak_name, b'', 128)
-    plain = Cipher(algorithms.AES(key), CFB(b'\0' * 16)).decryptor().update(enc_identity)
+    plain = Cipher(algorithms.AES(key), credential.CFB(b'\0' * 16)).decryptor().update(enc_identity)
     return marshal.unwrap_tpm2b(plain, 'TPM2B_DIGEST')
 
 
