@@ -62,9 +62,7 @@ def test_auditor_step_verifies_and_catches_tampering(sealed_report):
     assert r._verify(str(path), rl.A)['exit'] == 1
 
 
-@pytest.mark.skipif(browser.find_chromium() is None,
-                    reason='no Chromium: install the Debian package chromium (bindep.txt, '
-                           'profile test)')
+@pytest.mark.usefixtures('chromium')
 def test_report_page_of_the_audit(sealed_report, tmp_path):
     out, path, vkey = sealed_report
     dep = cloud.Deployment(log_vkey=str(vkey))

@@ -18,10 +18,6 @@ from tclouds_openstack.scenarios import report
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 RECORDED = sorted(glob.glob(os.path.join(DATA, '*.json')))
 
-needs_chromium = pytest.mark.skipif(
-    browser.find_chromium() is None,
-    reason='no Chromium: install the Debian package chromium (bindep.txt, profile test)')
-
 
 def _render(path, tmp_path, mutate=None):
     with open(path) as f:
@@ -39,7 +35,7 @@ def test_recorded_files_present():
     assert {'healthcare.json', 'lighting.json'} <= names
 
 
-@needs_chromium
+@pytest.mark.usefixtures('chromium')
 @pytest.mark.parametrize('path', RECORDED, ids=os.path.basename)
 def test_report_checked_in_chromium(path, tmp_path):
     obs, outcomes, page = _render(path, tmp_path)
@@ -52,7 +48,7 @@ def test_report_checked_in_chromium(path, tmp_path):
     assert os.path.getsize(shot['file']) > 10000
 
 
-@needs_chromium
+@pytest.mark.usefixtures('chromium')
 def test_missing_picture_element_is_reported(tmp_path):
     """The check is not vacuous: an expected element the page lacks is named."""
     obs, outcomes, page = _render(RECORDED[0], tmp_path)
@@ -64,7 +60,7 @@ def test_missing_picture_element_is_reported(tmp_path):
                                   'data-host="nohost">)']
 
 
-@needs_chromium
+@pytest.mark.usefixtures('chromium')
 def test_element_without_layout_is_reported(tmp_path):
     """An element present in the DOM but drawn with an empty box fails the check."""
     obs, outcomes, page = _render(RECORDED[0], tmp_path)
