@@ -14,26 +14,16 @@ an attacker's or an operator's move on the Keystone side:
 - a host token on any other route of the API (only its volumes' key, anchor and mark).
 """
 import datetime
-import os
 import secrets
-import threading
 
-from oslo_config import cfg
 import pytest
 import requests
 
 from tclouds_openstack.attestation.backends import base
-from tclouds_openstack.common import cinder
 from tclouds_openstack.common import context as tc_context
-from tclouds_openstack.common import policy
-from tclouds_openstack.common import wsgi
-from tclouds_openstack.conf import api as conf_api
-from tclouds_openstack.keymgr import api
 from tclouds_openstack.keymgr import driver
-from tclouds_openstack.keymgr import release
+from tests.functional.keymgr import release_harness
 from tests.functional import personas as personas_mod
-from tests import hermetic
-from tests.unit.keymgr import helpers
 
 HOSTS = ('compute-disabled', 'compute-deleted', 'compute-appcred', 'compute-scope')
 
@@ -51,19 +41,6 @@ class Backend(base.AttestationBackend):
         return self.credentials.get(credential_id)
 
 
-class Volumes:
-    def __init__(self):
-        self.table = {}
-
-    def attach(self, volume_id, key_id, host):
-        self.table[volume_id] = cinder.Volume(
-            id=volume_id, project_id='p-alice', status='in-use', encryption_key_id=key_id,
-            attachments=(cinder.Attachment('att-' + volume_id, 'attached', 'srv', host),))
-
-    def volume(self, volume_id):
-        return self.table.get(volume_id)
-
-
 @pytest.fixture(scope='module')
 def hosts(personas):
     for host in HOSTS:
@@ -77,36 +54,14 @@ def hosts(personas):
 @pytest.fixture
 def release_api(hosts, tmp_path):
     personas = hosts
-    master = tmp_path / 'master.key'
-    master.write_text(os.urandom(32).hex())
-    conf_file = tmp_path / 'api.conf'
-    conf_file.write_text('[api]\nauth_strategy = keystone\n%s'
-                         '[tclouds_key_manager]\nlocal_store_path = %s\nmaster_key_file = %s\n'
-                         % (personas.authtoken_conf(), tmp_path / 'keys.sqlite', master))
-    conf = cfg.ConfigOpts()
-    driver.register_opts(conf)
-    conf_api.register_opts(conf)
-    hermetic.parse(conf, [conf_file])
-    policy.reset()
-    volumes = Volumes()
-    gate = release.Gate(conf, backend=Backend(conf), notifier=helpers.memory_notifier(conf),
-                        cinder=volumes)
-    server = wsgi.make_server(api.build_app(conf, gate=gate), '127.0.0.1', 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    owner = tc_context.RequestContext(user_id='alice', project_id='p-alice')
-    manager = driver.TcloudsKeyManager(conf)
-    keys = {}
-    for host in HOSTS:
-        keys[host] = manager.create_key(owner, 'AES', 256)
-        volumes.attach('vol-' + host, keys[host], host)
-    try:
-        yield 'http://127.0.0.1:%d' % server.server_port, keys
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-        policy.reset()
+    with release_harness.serve(personas, tmp_path, Backend) as (url, conf, volumes):
+        owner = tc_context.RequestContext(user_id='alice', project_id='p-alice')
+        manager = driver.TcloudsKeyManager(conf)
+        keys = {}
+        for host in HOSTS:
+            keys[host] = manager.create_key(owner, 'AES', 256)
+            volumes.attach('vol-' + host, keys[host], host)
+        yield url, keys
 
 
 def ask(url, token, host, key_id):

@@ -9,7 +9,6 @@ answers are a table here (test_volume_release.py asks a real Cinder).
 """
 import datetime
 import os
-import threading
 
 from castellan.common import exception as castellan_exc
 from keystoneauth1 import session as ks_session
@@ -17,17 +16,12 @@ from oslo_config import cfg
 import pytest
 
 from tclouds_openstack.attestation.backends import base
-from tclouds_openstack.common import cinder
 from tclouds_openstack.common import context as tc_context
-from tclouds_openstack.common import policy
-from tclouds_openstack.common import wsgi
-from tclouds_openstack.conf import api as conf_api
-from tclouds_openstack.keymgr import api
 from tclouds_openstack.keymgr import client
 from tclouds_openstack.keymgr import driver
 from tclouds_openstack.keymgr import release
+from tests.functional.keymgr import release_harness
 from tests.functional import personas as personas_mod
-from tests import hermetic
 from tests.unit.keymgr import helpers
 
 NODE1, NODE2 = personas_mod.HOST, 'compute-2'
@@ -48,19 +42,6 @@ class Backend(base.AttestationBackend):
         return self.credentials.get(credential_id)
 
 
-class Volumes:
-    def __init__(self):
-        self.table = {}
-
-    def attach(self, volume_id, key_id, host):
-        self.table[volume_id] = cinder.Volume(
-            id=volume_id, project_id='p-alice', status='in-use', encryption_key_id=key_id,
-            attachments=(cinder.Attachment('att-' + volume_id, 'attached', 'srv', host),))
-
-    def volume(self, volume_id):
-        return self.table.get(volume_id)
-
-
 @pytest.fixture(scope='module')
 def hosts(personas):
     if 'host:' + NODE2 not in personas._users:
@@ -78,33 +59,11 @@ def _auth_section(personas, persona):
 
 @pytest.fixture
 def release_api(personas, hosts, tmp_path):
-    master = tmp_path / 'master.key'
-    master.write_text(os.urandom(32).hex())
-    conf_file = tmp_path / 'api.conf'
-    conf_file.write_text('[api]\nauth_strategy = keystone\n%s'
-                         '[tclouds_key_manager]\nlocal_store_path = %s\nmaster_key_file = %s\n'
-                         % (personas.authtoken_conf(), tmp_path / 'keys.sqlite', master))
-    conf = cfg.ConfigOpts()
-    driver.register_opts(conf)
-    conf_api.register_opts(conf)
-    hermetic.parse(conf, [conf_file])
-    policy.reset()
-    volumes = Volumes()
-    gate = release.Gate(conf, backend=Backend(conf), notifier=helpers.memory_notifier(conf),
-                        cinder=volumes)
-    server = wsgi.make_server(api.build_app(conf, gate=gate), '127.0.0.1', 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    owner = tc_context.RequestContext(user_id='alice', project_id='p-alice')
-    key_id = driver.TcloudsKeyManager(conf).create_key(owner, 'AES', 256)
-    volumes.attach('vol-1', key_id, NODE1)
-    try:
-        yield 'http://127.0.0.1:%d' % server.server_port, key_id, owner, volumes
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-        policy.reset()
+    with release_harness.serve(personas, tmp_path, Backend) as (url, conf, volumes):
+        owner = tc_context.RequestContext(user_id='alice', project_id='p-alice')
+        key_id = driver.TcloudsKeyManager(conf).create_key(owner, 'AES', 256)
+        volumes.attach('vol-1', key_id, NODE1)
+        yield url, key_id, owner, volumes
 
 
 def compute_driver(tmp_path, personas, hosts, api_url, host):
