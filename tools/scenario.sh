@@ -20,9 +20,9 @@
 # root, e.g. tools/devstack/isolated-root.sh exec su - stack -c '.../tools/scenario.sh
 # healthcare'), the defaults come from the deployment: DevStack's Python
 # (/etc/tclouds/devstack.env), the admin cloud devstack-admin of clouds.yaml, Tempest's
-# [tclouds] options (which DevStack's test-config phase writes) and the secure log's
-# auditor bundle. Elsewhere give --cloud (or OS_* variables), --tempest-config and
-# --log-vkey.
+# [tclouds] options (which DevStack's test-config phase writes, with the secure log's
+# public key securelog_vkey_file). Elsewhere give --cloud (or OS_* variables),
+# --tempest-config and --log-vkey.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -36,9 +36,9 @@ if [[ -r /etc/tclouds/devstack.env ]]; then
     if [[ -z "${TEMPEST_CONFIG:-}" && -r /opt/stack/tempest/etc/tempest.conf ]]; then
         export TEMPEST_CONFIG=/opt/stack/tempest/etc/tempest.conf
     fi
-    vkey=${TCLOUDS_LOG_VKEY:-/opt/stack/data/tclouds/securelog/auditor/log.vkey}
-    if [[ -r "$vkey" && " $* " != *" --log-vkey "* ]]; then
-        extra+=(--log-vkey "$vkey")
+    # the log's public key: tempest.conf [tclouds] securelog_vkey_file (devstack/lib/securelog)
+    if [[ -n "${TCLOUDS_LOG_VKEY:-}" && " $* " != *" --log-vkey "* ]]; then
+        extra+=(--log-vkey "$TCLOUDS_LOG_VKEY")
     fi
 fi
 if [[ -z "$PY" ]]; then

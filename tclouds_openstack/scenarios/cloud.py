@@ -310,6 +310,12 @@ class Deployment(object):
                 item.split(':', 1) for item in sec['host_passwords'].split(',') if ':' in item)
         if 'attestation_interval' in sec:
             values['attestation_interval'] = int(sec['attestation_interval'])
+        # what the DevStack plugin writes besides the deployment (devstack/lib/securelog,
+        # devstack/lib/scheduling): the log's public key, the trust reactor's action
+        if sec.get('securelog_vkey_file'):
+            values['log_vkey'] = sec['securelog_vkey_file']
+        if sec.get('trust_instance_action'):
+            values['instance_action'] = sec['trust_instance_action']
         if parser.has_option('compute', 'image_ref'):
             values['image'] = parser.get('compute', 'image_ref')
         if parser.has_option('compute', 'flavor_ref'):
