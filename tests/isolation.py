@@ -112,6 +112,30 @@ def summarize(reports):
     return passed, failed, skipped
 
 
+def failures(reports):
+    """Lines naming each failed or erroring test with its message's first line.
+
+    The suite's progress output is long and CI logs show only part of it: the summary
+    must name what failed.
+    """
+    lines = []
+    for report in reports:
+        try:
+            root = ElementTree.parse(report).getroot()
+        except (ElementTree.ParseError, OSError):
+            continue  # summarize() already counts and names it
+        for case in root.iter('testcase'):
+            for kind in ('failure', 'error'):
+                found = case.find(kind)
+                if found is None:
+                    continue
+                message = (found.get('message') or found.text or '').strip()
+                lines.append('%s %s::%s: %s' % (
+                    kind.upper(), case.get('classname'), case.get('name'),
+                    message.splitlines()[0][:300] if message else '(no message)'))
+    return lines
+
+
 def outcomes(directory):
     """{test id: 'passed'|'failed'|'error'|'skipped'} over the JUnit reports in a directory."""
     found = {}
@@ -155,6 +179,8 @@ def main(argv):
         return 1 if differences else 0
     if argv[:1] == ['summarize']:
         passed, failed, skipped = summarize(argv[1:])
+        for line in failures(argv[1:]):
+            print(line)
         print('total: %d passed, %d failed, %d skipped' % (passed, failed, skipped))
         return 1 if failed or not passed else 0
     print(__doc__, file=sys.stderr)

@@ -40,6 +40,22 @@ def test_summarize_adds_up_reports(tmp_path):
     assert isolation.main(['summarize', str(one)]) == 1
 
 
+def test_summary_names_each_failed_or_erroring_test(tmp_path, capsys):
+    report = tmp_path / 'a.xml'
+    report.write_text(
+        '<testsuite tests="3" failures="1" errors="1" skipped="0">'
+        '<testcase classname="tests.m" name="test_ok"/>'
+        '<testcase classname="tests.m" name="test_bad">'
+        '<failure message="assert 403 == 200&#10;second line">trace</failure></testcase>'
+        '<testcase classname="tests.n" name="test_boom"><error>RuntimeError: x</error>'
+        '</testcase></testsuite>')
+    assert isolation.main(['summarize', str(report)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == ['FAILURE tests.m::test_bad: assert 403 == 200',
+                   'ERROR tests.n::test_boom: RuntimeError: x',
+                   'total: 1 passed, 2 failed, 0 skipped']
+
+
 def test_plan_gives_areas_shared_runs_and_isolated_modules_their_own(monkeypatch, tmp_path):
     unit = tmp_path / 'tests' / 'unit'
     (unit / 'tpm').mkdir(parents=True)
