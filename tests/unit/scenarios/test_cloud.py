@@ -22,6 +22,8 @@ host_passwords = devstack1:pw1,devstack2:pw:with:colons
 cloudstore_backend_containers = cloudstore-0, cloudstore-1,cloudstore-2,cloudstore-3
 cloudstore_backend_password = secret
 attestation_interval = 5
+securelog_vkey_file = /etc/tclouds/securelog-log.vkey
+trust_instance_action = live-migrate
 """
 
 
@@ -34,7 +36,10 @@ def test_deployment_from_tempest_config(tmp_path):
     assert dep.cloudstore_backend_containers == ['cloudstore-%d' % i for i in range(4)]
     assert (dep.image, dep.flavor, dep.attestation_interval) == (
         '11111111-2222-3333-4444-555555555555', '42', 5)
-    assert dep.log_vkey == '/x/log.vkey'
+    assert dep.log_vkey == '/x/log.vkey'      # an explicit option wins
+    assert dep.instance_action == 'live-migrate'
+    assert cloud.Deployment.from_tempest_config(str(path)).log_vkey == \
+        '/etc/tclouds/securelog-log.vkey'
     admin = cloud.Creds('http://k/v3', 'admin', 'a', 'admin', region='R')
     host = dep.host_creds(admin, 'devstack2')
     assert (host.username, host.password, host.project_name) == (
