@@ -31,11 +31,15 @@ Use the module-scoped ``personas`` fixture (tests/functional/conftest.py)::
         personas.session('reader_a')        # keystoneauth1 Session
         user_id, secret = personas.add_host_credential('compute-2')
         personas.token('host:compute-2')
+        personas.host_persona('compute-3')      # 'host:compute-3', made if it is not yet
         conf_text = personas.authtoken_conf()   # [keystone_authtoken] for an API
+        conf = personas.api_conf(tmp_path)      # an API's ConfigOpts: keystone auth
+        personas.auth_options('host')           # a client's credential options
 
 The users and projects are made once per test process in a template Keystone; each test
 module gets a copy of its database (same ids) and a server of its own.
 """
+import os
 import secrets
 import time
 
@@ -162,18 +166,54 @@ class Personas:
         self._names[persona] = _host_user(host)
         return user_id, secret
 
+    def host_persona(self, host):
+        """The persona of compute host ``host``'s credential (made on first use)."""
+        if host == HOST:
+            return 'host'
+        persona = 'host:' + host
+        if persona not in self._users:
+            self.add_host_credential(host)
+        return persona
+
     # ------------------------------------------------------------------ configuration
+    def auth_options(self, persona):
+        """keystoneauth1 password options of ``persona`` (lines of a configuration section).
+
+        What a client loads its credential from with keystoneauth1.loading.
+        """
+        project = self.scope(persona)
+        scope = ('system_scope = all\n' if project is None else
+                 'project_name = %s\nproject_domain_id = default\n' % project)
+        return ('auth_type = password\nauth_url = %s\nusername = %s\npassword = %s\n'
+                'user_domain_id = default\n%s'
+                % (self.url, self._names[persona], self.password(persona), scope))
+
     def authtoken_conf(self, persona='service'):
         """``[keystone_authtoken]`` of an API validating tokens as ``persona``.
 
         The service user by default, as in a deployment.
         """
-        return ('[keystone_authtoken]\nwww_authenticate_uri = %(url)s\nauth_url = %(url)s\n'
-                'interface = public\nauth_type = password\nusername = %(user)s\n'
-                'password = %(password)s\nproject_name = %(project)s\n'
-                'user_domain_id = default\nproject_domain_id = default\n'
-                % {'url': self.url, 'user': self._names[persona],
-                   'password': self.password(persona), 'project': self.scope(persona)})
+        return ('[keystone_authtoken]\nwww_authenticate_uri = %s\ninterface = public\n%s'
+                % (self.url, self.auth_options(persona)))
+
+    def api_conf(self, workdir, extra=''):
+        """The parsed configuration of a tclouds API validating this Keystone's tokens.
+
+        ``[api] auth_strategy = keystone`` and :meth:`authtoken_conf` (then the sections in
+        ``extra``) in ``workdir/api.conf``; every tclouds option registered, no other file
+        read. Values an API test needs go in ``extra``, not ``set_override`` (oslo.config
+        keeps overrides in option groups some ConfigOpts share).
+        """
+        from oslo_config import cfg
+
+        from tclouds_openstack import conf as tconf
+        from tests import hermetic
+        path = os.path.join(str(workdir), 'api.conf')
+        with open(path, 'w') as f:
+            f.write('[api]\nauth_strategy = keystone\n' + self.authtoken_conf() + extra)
+        conf = cfg.ConfigOpts()
+        tconf.register_opts(conf)
+        return hermetic.parse(conf, [path], project='tclouds-test')
 
 
 def start(workdir, from_template=True):

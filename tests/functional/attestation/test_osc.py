@@ -1,29 +1,30 @@
-"""``openstack attestation ...`` commands against a real attestation API server (noauth)."""
+"""``openstack attestation ...`` commands against a real attestation API server.
+
+The API runs behind keystonemiddleware; the commands authenticate with real Keystone tokens
+of the personas (tests/functional/personas.py): ``admin`` and the operator's reader
+``system_reader`` (system scope). Who may call which route, persona by persona:
+tests/functional/policy/test_matrix.py.
+"""
 import argparse
 import json
-import threading
 
-from keystoneauth1 import session as ks_session
 from osc_lib import exceptions
 import pytest
 
 from tclouds_openstack.attestation.service import api
 from tclouds_openstack.attestation.service import store as store_mod
 from tclouds_openstack.common import policy
-from tclouds_openstack.common import wsgi
 from tclouds_openstack.osc.v1 import attestation as osc
 from tests.functional.attestation import conftest as fx
+from tests.functional import wsgi_thread
 
 
 class _App(object):
-    def __init__(self, endpoint, roles):
-        session = ks_session.Session()
-        session.additional_headers = {'X-Roles': roles, 'X-User-Id': 'u', 'X-Project-Id': 'p'}
-        if roles == 'reader':           # an operator reader: system scope
-            session.additional_headers = {'X-Roles': roles, 'X-User-Id': 'u',
-                                          'OpenStack-System-Scope': 'all'}
-        self.client_manager = argparse.Namespace(session=session, interface=None,
-                                                 region_name=None)
+    """What an OSC command sees of ``openstack``: the Keystone session of ``persona``."""
+
+    def __init__(self, endpoint, personas, persona):
+        self.client_manager = argparse.Namespace(session=personas.session(persona),
+                                                 interface=None, region_name=None)
         self.options = argparse.Namespace(os_attestation_endpoint=endpoint)
 
 
@@ -34,30 +35,26 @@ def _run(command_class, app, *argv):
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(personas, tmp_path):
+    """(URL of the attestation API behind the personas' Keystone, tmp_path, an App maker)."""
     policy.reset()
-    conf = fx.make_conf('sqlite:///%s' % (tmp_path / 'a.sqlite'))
-    conf.set_override('auth_strategy', 'noauth', group='api')
+    conf = personas.api_conf(tmp_path, '[attestation]\nconnection = sqlite:///%s\n'
+                             % (tmp_path / 'a.sqlite'))
     store = store_mod.Store(conf.attestation.connection)
     store.migrate()
     fx.simfleet.admit_host(store, 'compute-1', ak_name='aa')
     store.save_verdict('compute-1', 'untrusted', ['ima: /tmp/x not allowed'],
                        store_mod.utcnow(), 'w1')
-    httpd = wsgi.make_server(api.create_app(conf, store), '127.0.0.1', 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield 'http://127.0.0.1:%d' % httpd.server_port, tmp_path
+        with wsgi_thread.serving(api.create_app(conf, store)) as url:
+            yield url, tmp_path, lambda persona: _App(url, personas, persona)
     finally:
-        httpd.shutdown()
-        httpd.server_close()
         policy.reset()
 
 
 def test_host_and_policy_commands(server):
-    endpoint, tmp = server
-    admin = _App(endpoint, 'admin')
-    reader = _App(endpoint, 'reader')
+    endpoint, tmp, app = server
+    admin, reader = app('admin'), app('system_reader')
     columns, rows = _run(osc.ListHost, reader)
     assert columns[:2] == ('host', 'status') and rows[0][:2] == ('compute-1', 'untrusted')
     keys, values = _run(osc.ShowHost, reader, 'compute-1')
@@ -71,9 +68,10 @@ def test_host_and_policy_commands(server):
     assert [r[0] for r in _run(osc.ListPolicy, reader)[1]] == ['p1']
     _run(osc.SetHost, admin, 'compute-1', '--policy', 'p1')
     _run(osc.AttestHost, admin, 'compute-1')
-    with pytest.raises(exceptions.CommandError) as err:
-        _run(osc.AttestHost, reader, 'compute-1')
-    assert '403' in str(err.value)
+    for persona in ('system_reader', 'manager_a'):      # only the admin asks for attestation
+        with pytest.raises(exceptions.CommandError) as err:
+            _run(osc.AttestHost, app(persona), 'compute-1')
+        assert '403' in str(err.value) and 'attestation:host:attest' in str(err.value)
     bad = tmp / 'bad.json'
     bad.write_text(json.dumps({'7': ['zz']}))
     with pytest.raises(exceptions.CommandError) as err:
@@ -106,9 +104,8 @@ def _ek_certificate(path):
 
 
 def test_enroll_and_approve_commands(server):
-    endpoint, tmp = server
-    admin = _App(endpoint, 'admin')
-    reader = _App(endpoint, 'reader')
+    endpoint, tmp, app = server
+    admin, reader = app('admin'), app('system_reader')
     expected = _ek_certificate(tmp / 'ek.pem')
     keys, values = _run(osc.EnrollHost, admin, 'compute-2', '--ek-certificate',
                         str(tmp / 'ek.pem'), '--credential', 'user-2')
@@ -134,7 +131,7 @@ def test_enroll_and_approve_commands(server):
         assert reason in str(err.value)
     with pytest.raises(exceptions.CommandError) as err:
         _run(osc.EnrollHost, reader, 'compute-4', '--ek-sha256', 'cd' * 32)
-    assert '403' in str(err.value)
+    assert '403' in str(err.value) and 'attestation:enrolment:create' in str(err.value)
     # a registration nobody enrolled waits; the admin approves the EK it checked
     store = store_mod.Store('sqlite:///%s' % (tmp / 'a.sqlite'))
     store.register('compute-5', b'ek-5', 'ee' * 32, None, b'ak', 'aa5', 'c5')
@@ -154,8 +151,8 @@ def test_policy_engine_and_clock_policy_reach_the_verifier(server):
     """--mb-engine and --allow-unorderly-shutdown are stored and appraisal applies them."""
     from tclouds_openstack.attestation.service import verifier as verifier_mod
     from tests.unit.attestation import crafted_boot
-    endpoint, tmp = server
-    admin = _App(endpoint, 'admin')
+    endpoint, tmp, app = server
+    admin = app('admin')
     refstate = tmp / 'refstate.json'
     refstate.write_text(json.dumps(crafted_boot.good_refstate()))
     keys, values = _run(osc.CreatePolicy, admin, 'any-boot', '--mb-refstate', str(refstate),

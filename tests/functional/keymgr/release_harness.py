@@ -1,20 +1,20 @@
 """The key release API behind real Keystone (keystonemiddleware), for the release tests.
 
 Cinder is a table the test fills (``Volumes``); the attestation backend is the test's own.
+``compute_driver`` is the castellan driver as nova-compute runs it, with a persona's
+Keystone credential in its configuration.
 """
 import contextlib
 import os
-import threading
 
 from oslo_config import cfg
 
 from tclouds_openstack.common import cinder
 from tclouds_openstack.common import policy
-from tclouds_openstack.common import wsgi
-from tclouds_openstack.conf import api as conf_api
 from tclouds_openstack.keymgr import api
 from tclouds_openstack.keymgr import driver
 from tclouds_openstack.keymgr import release
+from tests.functional import wsgi_thread
 from tests import hermetic
 from tests.unit.keymgr import helpers
 
@@ -39,25 +39,26 @@ def serve(personas, tmp_path, backend_cls):
     """Yield ``(url, conf, volumes)``: the API on a free port, tokens checked by Keystone."""
     master = tmp_path / 'master.key'
     master.write_text(os.urandom(32).hex())
-    conf_file = tmp_path / 'api.conf'
-    conf_file.write_text('[api]\nauth_strategy = keystone\n%s'
-                         '[tclouds_key_manager]\nlocal_store_path = %s\nmaster_key_file = %s\n'
-                         % (personas.authtoken_conf(), tmp_path / 'keys.sqlite', master))
-    conf = cfg.ConfigOpts()
-    driver.register_opts(conf)
-    conf_api.register_opts(conf)
-    hermetic.parse(conf, [conf_file])
+    conf = personas.api_conf(tmp_path, '[tclouds_key_manager]\nlocal_store_path = %s\n'
+                                       'master_key_file = %s\n'
+                             % (tmp_path / 'keys.sqlite', master))
     policy.reset()
     volumes = Volumes()
     gate = release.Gate(conf, backend=backend_cls(conf), notifier=helpers.memory_notifier(conf),
                         cinder=volumes)
-    server = wsgi.make_server(api.build_app(conf, gate=gate), '127.0.0.1', 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield 'http://127.0.0.1:%d' % server.server_port, conf, volumes
+        with wsgi_thread.serving(api.build_app(conf, gate=gate)) as url:
+            yield url, conf, volumes
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
         policy.reset()
+
+
+def compute_driver(tmp_path, personas, persona, api_url):
+    """The castellan driver of nova-compute (role compute) authenticating as ``persona``."""
+    conf_file = tmp_path / ('compute-%s.conf' % persona.replace(':', '-'))
+    conf_file.write_text('[tclouds_key_manager]\nrole = compute\n'
+                         'release_endpoint_override = %s\n%s'
+                         % (api_url, personas.auth_options(persona)))
+    conf = cfg.ConfigOpts()
+    driver.register_opts(conf)
+    return driver.TcloudsKeyManager(hermetic.parse(conf, [conf_file]))

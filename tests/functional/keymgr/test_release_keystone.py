@@ -12,7 +12,6 @@ import os
 
 from castellan.common import exception as castellan_exc
 from keystoneauth1 import session as ks_session
-from oslo_config import cfg
 import pytest
 
 from tclouds_openstack.attestation.backends import base
@@ -44,17 +43,9 @@ class Backend(base.AttestationBackend):
 
 @pytest.fixture(scope='module')
 def hosts(personas):
-    if 'host:' + NODE2 not in personas._users:
-        personas.add_host_credential(NODE2)
-    Backend.credentials = {personas.user_id('host'): NODE1,
-                           personas.user_id('host:' + NODE2): NODE2}
-    return {NODE1: 'host', NODE2: 'host:' + NODE2}
-
-
-def _auth_section(personas, persona):
-    return ('auth_type = password\nauth_url = %s\nusername = %s\npassword = %s\n'
-            'project_name = service\nuser_domain_id = default\nproject_domain_id = default\n'
-            % (personas.url, personas._names[persona], personas.password(persona)))
+    hosts = {host: personas.host_persona(host) for host in (NODE1, NODE2)}
+    Backend.credentials = {personas.user_id(persona): host for host, persona in hosts.items()}
+    return hosts
 
 
 @pytest.fixture
@@ -66,22 +57,10 @@ def release_api(personas, hosts, tmp_path):
         yield url, key_id, owner, volumes
 
 
-def compute_driver(tmp_path, personas, hosts, api_url, host):
-    conf_file = tmp_path / ('compute-%s.conf' % host)
-    conf_file.write_text('[tclouds_key_manager]\nrole = compute\n'
-                         'release_endpoint_override = %s\n%s'
-                         % (api_url, _auth_section(personas, hosts[host])))
-    conf = cfg.ConfigOpts()
-    driver.register_opts(conf)
-    conf(args=[], project='tclouds', default_config_files=[str(conf_file)],
-         default_config_dirs=[])
-    return driver.TcloudsKeyManager(conf)
-
-
 def test_enrolled_host_credential_gets_its_volume_key(personas, hosts, release_api,
                                                       tmp_path):
     url, key_id, owner, _ = release_api
-    key = compute_driver(tmp_path, personas, hosts, url, NODE1).get_volume_key(
+    key = release_harness.compute_driver(tmp_path, personas, hosts[NODE1], url).get_volume_key(
         owner, 'vol-1', key_id)
     assert len(key.get_encoded()) == 32
     ((event_type, _, payload),) = helpers.notifications()
@@ -93,7 +72,7 @@ def test_untrusted_host_credential_is_refused(personas, hosts, release_api, tmp_
     url, key_id, owner, volumes = release_api
     volumes.attach('vol-2', key_id, NODE2)
     with pytest.raises(castellan_exc.Forbidden) as exc:
-        compute_driver(tmp_path, personas, hosts, url, NODE2).get_volume_key(
+        release_harness.compute_driver(tmp_path, personas, hosts[NODE2], url).get_volume_key(
             owner, 'vol-2', key_id)
     assert 'untrusted: PCR 4: unknown kernel' in str(exc.value)
 
@@ -127,7 +106,7 @@ def test_volume_anchored_in_the_key_service_end_to_end(personas, hosts, release_
     for host, persona in hosts.items():
         (tmp_path / ('%s.conf' % host)).write_text(
             '[tclouds_key_manager]\nrelease_endpoint_override = %s\n%s'
-            % (url, _auth_section(personas, persona)))
+            % (url, personas.auth_options(persona)))
     node1 = ['--anchor', 'key-service:vol-1', '--config-file',
              str(tmp_path / ('%s.conf' % NODE1))]
     served.args = lambda key=None: [served.volume, '--key-file', key or served.key] + node1

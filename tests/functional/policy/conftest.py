@@ -21,9 +21,8 @@ The stores hold objects of both projects and of the operator:
   attached to ``compute-1`` (a table; the real-Cinder version of the seam is
   tests/functional/keymgr/test_volume_release.py).
 """
-import threading
+import contextlib
 
-from oslo_config import cfg
 import oslo_messaging
 import pytest
 import requests
@@ -32,14 +31,12 @@ from tclouds_openstack.attestation.service import api as attestation_api
 from tclouds_openstack.attestation.service import store as attestation_store
 from tclouds_openstack.attestation import simfleet
 from tclouds_openstack.common import policy
-from tclouds_openstack.common import wsgi
-from tclouds_openstack import conf as tconf
 from tclouds_openstack.requirements import store as requirements_store
 from tclouds_openstack.securelog import api as securelog_api
 from tclouds_openstack.securelog import keyfiles
 from tclouds_openstack.securelog import source as srcmod
 from tclouds_openstack.securelog import store as securelog_store
-from tests import hermetic
+from tests.functional import wsgi_thread
 
 GOLDEN_PCR = 'ab' * 32
 
@@ -84,16 +81,13 @@ class Apis(object):
     def __init__(self, personas, tmp):
         self.personas = personas
         self.tmp = tmp
-        self.servers = []
-        conf_file = tmp / 'api.conf'
-        conf_file.write_text('[api]\nauth_strategy = keystone\n' + personas.authtoken_conf())
-        conf = cfg.ConfigOpts()
-        tconf.register_opts(conf)
-        hermetic.parse(conf, [conf_file], project='tclouds-test')
-        conf.set_override('connection', 'sqlite:///%s' % (tmp / 'attestation.sqlite'),
-                          group='attestation')
-        conf.set_override('max_verdict_age', 3600, group='attestation')
-        self.conf = conf
+        self.servers = contextlib.ExitStack()
+        (tmp / 'master.key').write_text('ab' * 32)
+        self.conf = conf = personas.api_conf(tmp, (
+            '[attestation]\nconnection = sqlite:///%(tmp)s/attestation.sqlite\n'
+            'max_verdict_age = 3600\n'
+            '[tclouds_key_manager]\nlocal_store_path = %(tmp)s/keys.sqlite\n'
+            'master_key_file = %(tmp)s/master.key\n') % {'tmp': tmp})
         self.project = {name: personas.project_id(name) for name in ('A', 'B', 'admin')}
         self.project['C'] = 'c0ffee' * 5 + 'cc'
 
@@ -144,9 +138,6 @@ class Apis(object):
         from tclouds_openstack.keymgr import api as keymgr_api
         from tclouds_openstack.keymgr import driver
         from tclouds_openstack.keymgr import release
-        (tmp / 'master.key').write_text('ab' * 32)
-        conf.set_override('local_store_path', str(tmp / 'keys.sqlite'), 'tclouds_key_manager')
-        conf.set_override('master_key_file', str(tmp / 'master.key'), 'tclouds_key_manager')
         store = self.attestation_store
         store.enrol('compute-1', store.get_host('compute-1').ek_sha256,
                     [personas.user_id('host')])
@@ -164,17 +155,10 @@ class Apis(object):
         return self._serve(keymgr_api.build_app(conf, gate=self.gate, manager=manager))
 
     def _serve(self, app):
-        server = wsgi.make_server(app, '127.0.0.1', 0)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.servers.append((server, thread))
-        return 'http://127.0.0.1:%d' % server.server_port
+        return self.servers.enter_context(wsgi_thread.serving(app))
 
     def stop(self):
-        for server, thread in self.servers:
-            server.shutdown()
-            server.server_close()
-            thread.join()
+        self.servers.close()
         policy.reset()
 
     def call(self, persona, method, url, body=None):
