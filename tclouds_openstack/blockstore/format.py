@@ -683,7 +683,12 @@ class Volume:
         return out
 
     def _read_into(self, first, count, out_view):
-        """Decrypt ``count`` sectors into ``out_view`` (zeros for never-written ones)."""
+        """Decrypt ``count`` sectors into ``out_view`` (zeros for never-written ones).
+
+        Return how many were written (decrypted). Per run, only the data from the first
+        to the last written sector is read (a scrub of sparsely written pages reads the
+        4 KiB written, not the page's 64 KiB).
+        """
         if self._volume_bad is not None:
             raise self._volume_bad
         if self._rbuf is None:
@@ -697,9 +702,11 @@ class Volume:
         bad = self._bad
         prefix = self._aad_prefix
         aeads = self._aeads
+        decrypted = 0
         for seg_start, seg_run in _seg_runs(first, count):
             for start in range(seg_start, seg_start + seg_run, READ_RUN):
                 run = min(READ_RUN, seg_start + seg_run - start)
+                end = self._last_written(start, run) + 1
                 loaded = False
                 p_cur = -1
                 page = None
@@ -720,9 +727,11 @@ class Volume:
                         out_view[d:d + SECTOR_SIZE] = ZERO_SECTOR
                         continue
                     if not loaded:
-                        self.storage.preadv(iovecs[:run], data_offset(start),
-                                            run * SECTOR_SIZE)
+                        k = sector - start
+                        self.storage.preadv(iovecs[k:end - start], data_offset(sector),
+                                            (end - sector) * SECTOR_SIZE)
                         loaded = True
+                    decrypted += 1
                     o = (sector - start) * _GAPPED
                     rbuf[o + SECTOR_SIZE:o + _GAPPED] = tag
                     aad = _AAD.pack(prefix, sector, counter, epoch)
@@ -732,6 +741,29 @@ class Volume:
                                           out_view[d:d + SECTOR_SIZE])
                     except InvalidTag:
                         raise self._tag_error(sector, counter)
+        return decrypted
+
+    def _last_written(self, start, run):
+        """The last sector of [start, start+run) with a written current entry.
+
+        Verified as the read would; start - 1 if none. The whole run on an integrity
+        failure: the read then reports it in sector order.
+        """
+        pages = self._pages
+        sector = start + run - 1
+        try:
+            while sector >= start:
+                page = pages.get(sector >> 4) or self._page(sector >> 4, sector)
+                i = sector & 15
+                if not page.verified >> i & 1:
+                    self._verify_sector(page, sector)
+                base = i * RECORD_SIZE + (page.cslot >> i & 1) * ENTRY_SIZE
+                if page.rec[base:base + 8] != _ZERO8:
+                    return sector
+                sector -= 1
+        except errors.IntegrityError:
+            return start + run - 1
+        return sector
 
     def read_into(self, offset, buf):
         """Fill ``buf`` (writable) with the plaintext at ``offset`` (the NBD read path)."""
@@ -799,8 +831,13 @@ class Volume:
 
     def write(self, offset, data):
         """Write ``data`` at ``offset`` (read-modify-write of partial edge sectors)."""
-        self._check_writable()
         length = len(data)
+        if (length == SECTOR_SIZE and not offset & 4095 and 0 <= offset
+                and offset >> 12 < self.header.sector_count and not self.readonly
+                and self._volume_bad is None and self._broken is None):
+            # The 4 KiB hot path: the checks below, inlined.
+            return self._write_one(offset >> 12, data)
+        self._check_writable()
         self._check_range(offset, length)
         if length == 0:
             return
@@ -1005,29 +1042,57 @@ class Volume:
                 node = touched[key] = self._node(level, index, index << (7 * level + 4))
             return node
 
-        for p in sorted(self._queued):
-            page = self._queued[p]
+        queued = self._queued
+        sha = _SHA
+        add = writes.add
+        pwrite = self.storage.pwrite
+        lone = memoryview(bytearray(PAGE_LEAVES + PAGE_RECORDS))
+        lone_leaves, lone_rec = lone[:PAGE_LEAVES], lone[PAGE_LEAVES:]
+        rec_leaves, rec_rec = lone[PAGE_RECORDS:], lone[:PAGE_RECORDS]
+        level1 = None
+        for p in sorted(queued):
+            page = queued[p]
             leaves = bytearray(page.leaves)
+            rec = page.rec
             dirty = page.dirty
-            i = 0
+            cslot = page.cslot
+            first = p << 4
             while dirty:
-                if dirty & 1:
-                    base = i * RECORD_SIZE + (page.cslot >> i & 1) * ENTRY_SIZE
-                    leaves[i * HASH_SIZE:(i + 1) * HASH_SIZE] = leaf_hash(
-                        (p << 4) + i, page.rec[base:base + ENTRY_SIZE])
-                dirty >>= 1
-                i += 1
+                low = dirty & -dirty
+                dirty ^= low
+                i = low.bit_length() - 1
+                base = i * RECORD_SIZE + (cslot >> i & 1) * ENTRY_SIZE
+                # leaf_hash, inlined: zero for a never-written entry.
+                leaves[i * HASH_SIZE:(i + 1) * HASH_SIZE] = (
+                    ZERO_HASH if rec[base:base + 8] == _ZERO8 else
+                    sha(b'\x00' + (first + i).to_bytes(8, 'big')
+                        + rec[base:base + ENTRY_SIZE]).digest())
             copy = 1 - page.copy
-            # The whole block: committed leaves stay in their copy, the new ones go to
-            # the other; adjacent blocks merge into one write.
-            offset = page_offset(p)
-            writes.add(offset, leaves if copy == 0 else page.leaves)
-            writes.add(offset + PAGE_LEAVES, page.rec)
-            writes.add(offset + PAGE_LEAVES + PAGE_RECORDS, leaves if copy == 1 else page.leaves)
+            offset = SEG_START + (p >> 7) * SEG_BYTES + (p & 127) * PAGE_META
+            if p - 1 in queued or p + 1 in queued:
+                # The whole block (the committed leaves rewritten unchanged), so adjacent
+                # blocks merge into one write.
+                add(offset, leaves if copy == 0 else page.leaves)
+                add(offset + PAGE_LEAVES, rec)
+                add(offset + PAGE_LEAVES + PAGE_RECORDS, leaves if copy == 1 else page.leaves)
+            elif copy == 0:
+                # A lone page: one write of the records and the free copy (2 KiB, not the
+                # block's 2.5): the committed copy is on disk already (or under an empty
+                # parent, never read).
+                lone_leaves[:] = leaves
+                lone_rec[:] = rec
+                pwrite(lone, offset)
+            else:
+                rec_rec[:] = rec
+                rec_leaves[:] = leaves
+                pwrite(lone, offset + PAGE_LEAVES)
             flips.append((page, copy, leaves))
-            node = parent_of(1, p >> 7)
+            if level1 is None or level1[0] != p >> 7:
+                level1 = (p >> 7, parent_of(1, p >> 7))
             j = (p & 127) * HASH_SIZE
-            node.content[j:j + HASH_SIZE] = node_hash(0, p, leaves)
+            level1[1].content[j:j + HASH_SIZE] = (
+                ZERO_HASH if leaves == _ZERO_PAGE else
+                sha(b'\x01\x00' + p.to_bytes(8, 'big') + leaves).digest())
         for level in range(1, DEPTH):
             for (lvl, index) in sorted(k for k in touched if k[0] == level):
                 node = touched[lvl, index]
@@ -1116,15 +1181,14 @@ class Volume:
             start, run = item
             if progress is not None:
                 progress(start, self.header.sector_count)
-            self.scrubbed += run
             try:
-                self._read_into(start, run, scratch)
+                self.scrubbed += self._read_into(start, run, scratch)
                 continue
             except errors.IntegrityError:
                 pass
             for sector in range(start, start + run):
                 try:
-                    self.read_sectors(sector, 1)
+                    self.scrubbed += self._read_into(sector, 1, scratch)
                 except errors.IntegrityError as exc:
                     found.append(exc)
                     if stop_at_first:
