@@ -17,6 +17,14 @@ Keylime runs ``tpm2_eventlog`` per call), which does not depend on the other wor
 machine, and the CPU ratio; every row runs twice, on the machine as it is and with a fixed
 background load of two busy processes (goal 10x Keylime under that load too). The load
 average is printed with each table.
+
+Issue 12 (no regression beyond 5 %): ``APPRAISAL_BENCH_BASE=/path/to/an/older/checkout``
+adds a same-run comparison with that checkout's appraisal (the commit before 1640392 is
+the code before issue 12). Two worker processes, one importing each checkout's
+``tclouds_openstack``, appraise the identical evidence with their own parse of the same
+policies; the cold and the steady-state rows are measured alternately (base, now, base,
+now ...), each as the best of several runs of CPU time (``time.process_time``) per check,
+and printed as before / now / ratio with the load average.
 """
 import contextlib
 import hashlib
@@ -26,6 +34,8 @@ import pathlib
 import resource
 import secrets
 import string
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -44,6 +54,139 @@ SHARED = pathlib.Path(os.environ.get('TCLOUDS_SHARED_DATA',
                                      pathlib.Path(__file__).resolve().parents[2]
                                      / 'shared' / 'data'))
 SELECTION = {'sha256': list(range(16))}
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BASE_ENV = 'APPRAISAL_BENCH_BASE'
+
+# A worker appraising with the tclouds_openstack of the checkout it runs in (its cwd, first
+# on sys.path): one JSON line of inputs, then one line per measurement request.
+_WORKER = r"""
+import json, os, sys, time
+sys.path.insert(0, os.getcwd())
+from tclouds_openstack.attestation import appraisal
+from tclouds_openstack.attestation.appraisal import core
+from tclouds_openstack.attestation.appraisal import policy as pol
+assert core.__file__.startswith(os.getcwd()), core.__file__
+case = json.loads(sys.stdin.readline())
+h = bytes.fromhex
+evidence = appraisal.Evidence(
+    ak_public=h(case['ak_public']), attest=h(case['attest']), signature=h(case['signature']),
+    pcr_values={bank: {int(i): h(v) for i, v in values.items()}
+                for bank, values in case['pcr_values'].items()},
+    uefi_log=h(case['uefi_log']), ima_log=case['ima_log'])
+nonce = h(case['nonce'])
+policy = pol.parse_policy('bench', runtime_policy=case['runtime'], mb_refstate=case['refstate'])
+verdict = appraisal.appraise(evidence, policy, nonce)
+assert verdict.trusted, verdict.reasons
+
+
+def cold():
+    core._appraise_uefi_cached.cache_clear()
+    return appraisal.appraise(evidence, policy, nonce)
+
+
+def steady():
+    return appraisal.appraise(evidence, policy, nonce)
+
+
+rows = {'cold': cold, 'steady': steady}
+print(json.dumps({'ready': core.__file__}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    fn = rows[request['row']]
+    best = None
+    for _ in range(request['repeat']):
+        start = time.process_time()
+        for _ in range(request['checks']):
+            fn()
+        spent = (time.process_time() - start) / request['checks']
+        best = spent if best is None else min(best, spent)
+    print(json.dumps({'ms': 1000 * best}), flush=True)
+"""
+
+
+class _Worker:
+    """One checkout's appraisal in its own process (see _WORKER)."""
+
+    def __init__(self, root, case):
+        self.root = str(root)
+        self.proc = subprocess.Popen([sys.executable, '-c', _WORKER], cwd=self.root,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=dict(os.environ, PYTHONPATH=''))
+        self.proc.stdin.write(json.dumps(case) + '\n')
+        self.proc.stdin.flush()
+        self.module = self._answer()['ready']
+
+    def _answer(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise RuntimeError('appraisal worker for %s failed (exit %s)'
+                               % (self.root, self.proc.returncode))
+        return json.loads(line)
+
+    def measure(self, row, checks, repeat):
+        """Best CPU ms per check of ``row`` over ``repeat`` runs of ``checks`` checks."""
+        self.proc.stdin.write(json.dumps({'row': row, 'checks': checks,
+                                          'repeat': repeat}) + '\n')
+        self.proc.stdin.flush()
+        return self._answer()['ms']
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _case_json(nonce, evidence, runtime, refstate):
+    return {'nonce': nonce.hex(), 'ak_public': evidence.ak_public.hex(),
+            'attest': evidence.attest.hex(), 'signature': evidence.signature.hex(),
+            'pcr_values': {bank: {str(i): v.hex() for i, v in values.items()}
+                           for bank, values in evidence.pcr_values.items()},
+            'uefi_log': bytes(evidence.uefi_log).hex(), 'ima_log': evidence.ima_log,
+            'runtime': runtime, 'refstate': refstate}
+
+
+def compare_with_base(base, nonce, evidence, runtime, refstate, quick=False):
+    """Issue 12's same-run rows: {row: ([before ms], [now ms])}, printed with the ratios."""
+    case = _case_json(nonce, evidence, runtime, refstate)
+    rounds, checks, repeat = (2, 20, 3) if quick else (5, 100, 5)
+    workers = [_Worker(base, case), _Worker(REPO, case)]
+    figures = {'cold': ([], []), 'steady': ([], [])}
+    before = load.loadavg()
+    try:
+        for _ in range(rounds):
+            for row, (then, now) in figures.items():
+                then.append(workers[0].measure(row, checks, repeat))
+                now.append(workers[1].measure(row, checks, repeat))
+    finally:
+        for worker in workers:
+            worker.close()
+    print('--- issue 12: same run against %s (%s), CPU ms per check, best of %d runs of %d '
+          'checks, %d alternations (load average before %s, after %s)'
+          % (base, _describe_checkout(base), repeat, checks, rounds, before, load.loadavg()))
+    print('  %-46s %10s %10s %8s   %s' % ('', 'before', 'now', 'ratio', 'each alternation'))
+    labels = {'cold': 'cold (a boot log never seen), policy once',
+              'steady': 'steady state (boot log seen last round)'}
+    for row, (then, now) in figures.items():
+        ratio = min(now) / min(then)
+        print('  %-46s %10.3f %10.3f %7.3fx   %s' % (
+            labels[row], min(then), min(now), ratio,
+            ' '.join('%.2f/%.2f' % pair for pair in zip(then, now))))
+    then = min(figures['cold'][0]) - min(figures['steady'][0])
+    now = min(figures['cold'][1]) - min(figures['steady'][1])
+    print('  %-46s %10.3f %10.3f %7.3fx'
+          % ('  of which the boot log (cold - steady)', then, now,
+             now / then if then > 0 else float('nan')))
+    print('  (ratio = now / before of the best figures; goal <= 1.05x)')
+    return figures
+
+
+def _describe_checkout(root):
+    try:
+        return subprocess.run(['git', '-C', str(root), 'log', '-1', '--format=%h %s'],
+                              capture_output=True, text=True, check=True
+                              ).stdout.strip()[:60]
+    except (OSError, subprocess.CalledProcessError):
+        return 'not a git checkout'
 
 
 def _evidence(device, ak, log, entries):
@@ -173,6 +316,9 @@ def run(quick=False):
 
         def keylime():
             return keylime_oracle.check(evidence, nonce, {}, runtime, refstate)
+        base = os.environ.get(BASE_ENV)
+        if base:
+            compare_with_base(base, nonce, evidence, runtime, refstate, quick)
         for background in (False, True):
             context = load.background_load() if background else contextlib.nullcontext()
             with context:

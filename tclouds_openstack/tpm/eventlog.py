@@ -17,6 +17,7 @@ which TPM2_Startup was issued (0x00..03 for locality 3, 0x00..04 for an H-CRTM).
 TPM's and from ours (see :func:`replay`).
 """
 import dataclasses
+import functools
 import hashlib
 import struct
 import uuid
@@ -259,30 +260,67 @@ def parse_eventlog(data):
 
     digest_sizes = dict(spec_id.algorithms)
     max_digests = len(spec_id.algorithms)
-    index = 1
-    while r.pos < len(data):
-        offset = r.pos
-        r.index, r.event_offset = index, offset
-        pcr_index, event_type, count = r.unpack(_EVENT2_HEADER, 'TCG_PCR_EVENT2')
-        _check_pcr_index(r, pcr_index)
-        if count > max_digests:
-            r.fail('digests.count', '%d digests but the Spec ID event lists %d algorithms'
-                   % (count, max_digests))
-        digests = {}
-        for i in range(count):
-            alg = r.u16('digests[%d].hashAlg' % i)
-            if alg not in digest_sizes:
-                r.fail('digests[%d].hashAlg' % i, 'algorithm 0x%04x is not in the Spec ID '
-                       'event table' % alg)
-            name = algorithm_name(alg)
-            if name in digests:
-                r.fail('digests[%d].hashAlg' % i, '%s digest appears twice' % name)
-            digests[name] = r.take(digest_sizes[alg], 'digests[%d].digest' % i)
-        size = r.u32('eventSize')
-        event_data = r.take(size, 'event')
-        events.append(Event(index, offset, pcr_index, event_type, digests, event_data))
+    names = {alg: algorithm_name(alg) for alg in digest_sizes}
+    end = len(data)
+    pcr_count = constants.PCR_COUNT
+    header, u16, u32 = _EVENT2_HEADER.unpack_from, _U16.unpack_from, _U32.unpack_from
+    index, pos = 1, r.pos
+    while pos < end:
+        # The well-formed event in one pass of unpack_from; anything else is read again by
+        # _read_event, which raises the error naming the field.
+        if pos + 12 <= end:
+            pcr_index, event_type, count = header(data, pos)
+            at = pos + 12
+            if pcr_index < pcr_count and count <= max_digests:
+                digests = {}
+                for _ in range(count):
+                    size = digest_sizes.get(u16(data, at)[0]) if at + 2 <= end else None
+                    if size is None or at + 2 + size > end:
+                        break
+                    name = names[u16(data, at)[0]]
+                    if name in digests:
+                        break
+                    digests[name] = data[at + 2:at + 2 + size]
+                    at += 2 + size
+                else:
+                    if at + 4 <= end:
+                        size = u32(data, at)[0]
+                        at += 4
+                        if size <= end - at:
+                            events.append(Event(index, pos, pcr_index, event_type, digests,
+                                                data[at:at + size]))
+                            pos = at + size
+                            index += 1
+                            continue
+        r.pos = pos
+        events.append(_read_event(r, index, digest_sizes, max_digests))
+        pos = r.pos
         index += 1
     return EventLog(spec_id, events)
+
+
+def _read_event(r, index, digest_sizes, max_digests):
+    """One TCG_PCR_EVENT2 at ``r.pos`` read field by field (raises EventLogError)."""
+    offset = r.pos
+    r.index, r.event_offset = index, offset
+    pcr_index, event_type, count = r.unpack(_EVENT2_HEADER, 'TCG_PCR_EVENT2')
+    _check_pcr_index(r, pcr_index)
+    if count > max_digests:
+        r.fail('digests.count', '%d digests but the Spec ID event lists %d algorithms'
+               % (count, max_digests))
+    digests = {}
+    for i in range(count):
+        alg = r.u16('digests[%d].hashAlg' % i)
+        if alg not in digest_sizes:
+            r.fail('digests[%d].hashAlg' % i, 'algorithm 0x%04x is not in the Spec ID '
+                   'event table' % alg)
+        name = algorithm_name(alg)
+        if name in digests:
+            r.fail('digests[%d].hashAlg' % i, '%s digest appears twice' % name)
+        digests[name] = r.take(digest_sizes[alg], 'digests[%d].digest' % i)
+    size = r.u32('eventSize')
+    event_data = r.take(size, 'event')
+    return Event(index, offset, pcr_index, event_type, digests, event_data)
 
 
 def _initial_value(locality, size):
@@ -305,19 +343,25 @@ def replay(log):
     if locality:
         for bank in banks:
             values[bank][0] = _initial_value(locality, constants.DIGEST_SIZES[bank])
+    # hashlib's own constructors: hashlib.new looks the name up on every call
+    hashers = [(bank, values[bank], getattr(hashlib, bank, None)
+                if bank in hashlib.algorithms_guaranteed else None) for bank in banks]
+    hashers = [(bank, bank_values, new or functools.partial(hashlib.new, bank))
+               for bank, bank_values, new in hashers]
     for event in log.events[1:]:
         if event.event_type == EV_NO_ACTION:
             continue
-        for bank in banks:
-            digest = event.digests.get(bank)
+        digests, pcr_index = event.digests, event.pcr_index
+        for bank, bank_values, new in hashers:
+            digest = digests.get(bank)
             if digest is None:
                 raise EventLogError(event.index, event.offset, 'digests',
                                     'no %s digest, so the %s bank cannot be replayed'
                                     % (bank, bank))
-            current = values[bank].get(event.pcr_index)
+            current = bank_values.get(pcr_index)
             if current is None:
                 current = bytes(len(digest))
-            values[bank][event.pcr_index] = hashlib.new(bank, current + digest).digest()
+            bank_values[pcr_index] = new(current + digest).digest()
     return values
 
 
@@ -425,10 +469,16 @@ def _utf16(raw):
     return raw.decode('utf-16-le', errors='replace')
 
 
+@functools.lru_cache(maxsize=1024)
+def _guid_le(raw):
+    """uuid.UUID(bytes_le=raw), once per distinct GUID (UUIDs are immutable)."""
+    return uuid.UUID(bytes_le=raw)
+
+
 def decode_efi_variable(event):
     """UEFI_VARIABLE_DATA of EV_EFI_VARIABLE_* events."""
     r = _event_reader(event)
-    guid = uuid.UUID(bytes_le=r.take(16, 'UEFI_VARIABLE_DATA.VariableName'))
+    guid = _guid_le(r.take(16, 'UEFI_VARIABLE_DATA.VariableName'))
     name_length = r.u64('UEFI_VARIABLE_DATA.UnicodeNameLength')
     data_length = r.u64('UEFI_VARIABLE_DATA.VariableDataLength')
     # UnicodeNameLength counts CHAR16s; compare before multiplying a 64-bit number.

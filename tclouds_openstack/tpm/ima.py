@@ -21,9 +21,9 @@ Pure: bytes or text in, values out. Malformed input raises only
 contain spaces and bytes that are not UTF-8; they are kept as ``str`` decoded with
 ``surrogateescape`` so the exact bytes (and so the template hash) survive a round trip.
 """
+import binascii
 import dataclasses
 import hashlib
-import re
 import struct
 
 from tclouds_openstack.tpm import constants
@@ -45,10 +45,16 @@ FILE_DIGEST_SIZES = {
 }
 # A template hash is SHA-1 in the ascii list (ima_fs.c shows the sha1 bank's digest).
 _TEMPLATE_HASH_SIZE = 20
-_HEX = re.compile(rb'\A(?:[0-9a-fA-F]{2})*\Z')
 _U32 = struct.Struct('<I')
+_pack_u32 = _U32.pack
+_VIOLATION_HASH = bytes(_TEMPLATE_HASH_SIZE)
 _ENCODING = 'utf-8'
 _ERRORS = 'surrogateescape'
+# the parser's lookups by the bytes of the line (one dict probe, no decode per entry)
+_TEMPLATE_NAMES = {name.encode('ascii'): name for name in TEMPLATES}
+_ALGORITHMS = {name.encode('ascii'): (name, size) for name, size in FILE_DIGEST_SIZES.items()}
+_DIGEST_NG_PREFIXES = {name: name.encode('ascii') + b':\0' for name in FILE_DIGEST_SIZES}
+_SIGNATURE_PREFIXES = frozenset(a + b for a in (b'03', b'06') for b in (b'02', b'03'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +79,7 @@ class ImaEntry:
     @property
     def is_violation(self):
         """A ToMToU/open-writers violation: logged template hash all zeros (ima_api.c)."""
-        return self.template_hash == bytes(_TEMPLATE_HASH_SIZE)
+        return self.template_hash == _VIOLATION_HASH
 
 
 def _path_bytes(path, line=0):
@@ -91,14 +97,19 @@ def _field(data):
 def template_data(entry):
     """The bytes the kernel hashes for ``entry``'s template hash in every bank."""
     path = _path_bytes(entry.path, entry.line)
-    if entry.template_name == 'ima':
+    name = entry.template_name
+    if name == 'ima':
         # ima_calc_field_array_hash_tfm(): no lengths, name padded to 256 bytes
         return entry.file_digest + path.ljust(IMA_EVENT_NAME_LEN_MAX + 1, b'\0')
-    digest_ng = entry.digest_algorithm.encode('ascii') + b':\0' + entry.file_digest
-    data = _field(digest_ng) + _field(path + b'\0')
-    if entry.template_name == 'ima-sig':
+    prefix = _DIGEST_NG_PREFIXES.get(entry.digest_algorithm)
+    if prefix is None:
+        prefix = entry.digest_algorithm.encode('ascii') + b':\0'
+    digest = entry.file_digest
+    data = (_pack_u32(len(prefix) + len(digest)) + prefix + digest
+            + _pack_u32(len(path) + 1) + path + b'\0')
+    if name == 'ima-sig':
         data += _field(entry.signature or b'')
-    elif entry.template_name == 'ima-buf':
+    elif name == 'ima-buf':
         data += _field(entry.buffer or b'')
     return data
 
@@ -203,10 +214,22 @@ def marshal(entries):
 # -- parsing --------------------------------------------------------------------------------
 
 
+_unhexlify = binascii.unhexlify
+
+
+def _unhex(value):
+    """Strict hex (pairs of [0-9a-fA-F] only, no whitespace) -> bytes, None otherwise."""
+    try:
+        return _unhexlify(value)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _hex(value, lineno, field):
-    if not _HEX.match(value):
+    decoded = _unhex(value)
+    if decoded is None:
         raise ImaLogError(lineno, field, 'is not an even-length hexadecimal string')
-    return bytes.fromhex(value.decode('ascii'))
+    return decoded
 
 
 def _digest_ng(token, lineno):
@@ -214,21 +237,26 @@ def _digest_ng(token, lineno):
     if not sep:
         raise ImaLogError(lineno, 'd-ng', 'expected <algorithm>:<hex digest>, found %r'
                           % token[:80])
-    name = algorithm.decode('ascii', 'replace')
-    if name not in FILE_DIGEST_SIZES:
-        raise ImaLogError(lineno, 'd-ng', 'unknown digest algorithm %r' % name[:40])
-    digest = _hex(digest_hex, lineno, 'd-ng')
-    if len(digest) != FILE_DIGEST_SIZES[name]:
+    known = _ALGORITHMS.get(algorithm)
+    if known is None:
+        raise ImaLogError(lineno, 'd-ng', 'unknown digest algorithm %r'
+                          % algorithm.decode('ascii', 'replace')[:40])
+    name, size = known
+    try:
+        digest = _unhexlify(digest_hex)
+    except (binascii.Error, ValueError):
+        raise ImaLogError(lineno, 'd-ng', 'is not an even-length hexadecimal string')
+    if len(digest) != size:
         raise ImaLogError(lineno, 'd-ng', '%s digest has %d bytes, must be %d'
-                          % (name, len(digest), FILE_DIGEST_SIZES[name]))
+                          % (name, len(digest), size))
     return name, digest
 
 
 def _looks_like_signature(token):
     # signature_v2_hdr (integrity.h): type EVM_IMA_XATTR_DIGSIG (3) or IMA_VERITY_DIGSIG (6),
     # version 2 or 3, hash_algo, keyid[4], sig_size[2]: at least 9 bytes.
-    return (len(token) >= 18 and _HEX.match(token) is not None
-            and token[:2] in (b'03', b'06') and token[2:4] in (b'02', b'03'))
+    return (len(token) >= 18 and token[:4] in _SIGNATURE_PREFIXES
+            and _unhex(token) is not None)
 
 
 def _split_trailing_hex(rest, lineno, field, is_value):
@@ -248,17 +276,21 @@ def _parse_line(raw, lineno):
     except ValueError:
         raise ImaLogError(lineno, 'line', 'expected "<pcr> <template-hash> <template-name> '
                           '<fields>", found %d fields' % (raw.count(b' ') + 1))
-    if not pcr_text.isdigit() or len(pcr_text) > 2 or int(pcr_text) >= constants.PCR_COUNT:
+    pcr = int(pcr_text) if pcr_text.isdigit() and len(pcr_text) <= 2 else None
+    if pcr is None or pcr >= constants.PCR_COUNT:
         raise ImaLogError(lineno, 'pcr', '%r is not a PCR index 0..%d'
                           % (pcr_text[:20], constants.PCR_COUNT - 1))
-    template_hash = _hex(template_hash_hex, lineno, 'template-hash')
+    try:
+        template_hash = _unhexlify(template_hash_hex)
+    except (binascii.Error, ValueError):
+        raise ImaLogError(lineno, 'template-hash', 'is not an even-length hexadecimal string')
     if len(template_hash) != _TEMPLATE_HASH_SIZE:
         raise ImaLogError(lineno, 'template-hash', 'has %d bytes, must be %d (SHA-1)'
                           % (len(template_hash), _TEMPLATE_HASH_SIZE))
-    template_name = name_bytes.decode('ascii', 'replace')
-    if template_name not in TEMPLATES:
+    template_name = _TEMPLATE_NAMES.get(name_bytes)
+    if template_name is None:
         raise ImaLogError(lineno, 'template-name', 'unsupported template %r (supported: %s)'
-                          % (template_name[:40], ', '.join(TEMPLATES)))
+                          % (name_bytes.decode('ascii', 'replace')[:40], ', '.join(TEMPLATES)))
     digest_token, sep, rest = rest.partition(b' ')
     if not sep:
         raise ImaLogError(lineno, 'n-ng', 'the path is missing')
@@ -276,12 +308,12 @@ def _parse_line(raw, lineno):
             rest, signature = _split_trailing_hex(rest, lineno, 'sig', _looks_like_signature)
         elif template_name == 'ima-buf':
             rest, buffer = _split_trailing_hex(rest, lineno, 'buf',
-                                               lambda t: _HEX.match(t) is not None)
+                                               lambda t: _unhex(t) is not None)
     if not rest:
         raise ImaLogError(lineno, 'n-ng', 'the path is empty')
     if b'\0' in rest:
         raise ImaLogError(lineno, 'n-ng', 'the path contains a NUL byte')
-    return ImaEntry(lineno, int(pcr_text), template_hash, template_name, algorithm, digest,
+    return ImaEntry(lineno, pcr, template_hash, template_name, algorithm, digest,
                     rest.decode(_ENCODING, _ERRORS), signature, buffer)
 
 

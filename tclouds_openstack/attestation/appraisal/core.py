@@ -299,6 +299,15 @@ def _appraise_uefi(data, engine, refstate, pcrs, hash_alg):
     return failures
 
 
+@functools.lru_cache(maxsize=None)
+def _hash_constructor(name):
+    """hashlib's own constructor for ``name`` (hashlib.new looks it up on every call)."""
+    constructor = getattr(hashlib, name, None)
+    if constructor is None or name not in hashlib.algorithms_guaranteed:
+        return functools.partial(hashlib.new, name)
+    return constructor
+
+
 def _appraise_ima(evidence, runtime, pcr_values, hash_alg, state):
     """IMA list against the runtime policy and the quoted PCR 10 (incremental)."""
     failures = []
@@ -319,17 +328,20 @@ def _appraise_ima(evidence, runtime, pcr_values, hash_alg, state):
     # template data once per entry: both the bank's extend value and the SHA-1 check use it
     # (ima.template_hashes / template_hash_matches would build it twice)
     hash_ok = []
+    new_hash = _hash_constructor(hash_alg)
+    sha1 = hashlib.sha1
+    template_data = ima.template_data
     for position, entry in enumerate(entries, 1):
         if entry.is_violation:
             digest = ima.template_hashes(entry, (hash_alg,))[hash_alg]
             hash_ok.append(True)
         else:
-            data = ima.template_data(entry)
+            data = template_data(entry)
             digest = (entry.template_hash if hash_alg == 'sha1'
-                      else hashlib.new(hash_alg, data).digest())
-            hash_ok.append(hashlib.sha1(data).digest() == entry.template_hash)
+                      else new_hash(data).digest())
+            hash_ok.append(sha1(data).digest() == entry.template_hash)
         if entry.pcr == IMA_PCR:
-            running = hashlib.new(hash_alg, running + digest).digest()
+            running = new_hash(running + digest).digest()
             if running == quoted:
                 matched = position
     if matched is None:

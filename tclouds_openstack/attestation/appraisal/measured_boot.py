@@ -196,10 +196,25 @@ class BootRecord:
         value = event.digests.get(self.bank)
         return value.hex() if value is not None else None
 
+    def __post_init__(self):
+        self._new_hash = _hasher(self.bank)
+
     def measures(self, event, data):
         """Whether ``event``'s digest in the appraised bank is the hash of ``data``."""
         digest = event.digests.get(self.bank)
-        return digest is not None and hashlib.new(self.bank, data).digest() == digest
+        return digest is not None and self._new_hash(data).digest() == digest
+
+
+@functools.lru_cache(maxsize=None)
+def _hasher(bank):
+    """hashlib's own constructor for ``bank`` (hashlib.new looks it up on every call)."""
+    if bank in hashlib.algorithms_guaranteed and hasattr(hashlib, bank):
+        return getattr(hashlib, bank)
+    return functools.partial(hashlib.new, bank)
+
+
+# GUIDs repeat across events and boots: one UUID -> str conversion per distinct GUID
+_guid_text = functools.lru_cache(maxsize=1024)(str)
 
 
 def describe(event, bank='sha256'):
@@ -226,9 +241,12 @@ def _quote(text, limit=80):
     return '"%s"' % text.replace('"', '\\"')
 
 
+_GRUB_OWN_FILE = re.compile(r'/grub[^/]*/.*\.(?:mod|lst)$')
+
+
 def _pcr9_kind(record, path):
     """kernel, initrd or grub (its own files: config, environment, BLS entries, modules)."""
-    if re.search(r'/grub[^/]*/.*\.(?:mod|lst)$', path):
+    if _GRUB_OWN_FILE.search(path):
         return 'grub'
     if record.command in KERNEL_COMMANDS:
         return 'kernel'
@@ -261,39 +279,44 @@ def gather(log, bank='sha256'):
     return record
 
 
+def _unexpected(record, event, why='the engine accounts for no such measurement'):
+    record.problems.append('unexpected %s: %s' % (describe(event, record.bank), why))
+
+
+def _unbound(record, event, what):
+    record.problems.append('%s: the logged %s is not what was measured (its %s digest '
+                           'differs)' % (describe(event, record.bank), what, record.bank))
+
+
 def _gather_event(record, event):
     pcr, etype = event.pcr_index, event.event_type
     key = (pcr, etype)
-
-    def unexpected(why='the engine accounts for no such measurement'):
-        record.problems.append('unexpected %s: %s' % (describe(event, record.bank), why))
-
-    def unbound(what):
-        record.problems.append('%s: the logged %s is not what was measured (its %s digest '
-                               'differs)' % (describe(event, record.bank), what, record.bank))
-
-    if key in ONCE:
+    once = ONCE.get(key)
+    if once is not None:
         record.counts[key] += 1
-        if record.counts[key] > ONCE[key]:
-            unexpected('measured %d times, the engine accepts %d'
-                       % (record.counts[key], ONCE[key]))
+        if record.counts[key] > once:
+            _unexpected(record, event, 'measured %d times, the engine accepts %d'
+                        % (record.counts[key], once))
+        return
+    if pcr == 8 and etype == el.EV_IPL:     # grub's commands: most of a log's events
+        _grub_string(record, event)
         return
     if etype == el.EV_SEPARATOR and pcr <= 7:
         record.separators[pcr].append(event)
         if len(record.separators[pcr]) > 1:
-            unexpected('PCR %d already has its separator (%s): the firmware separates the '
-                       'pre-OS measurements of each PCR once'
-                       % (pcr, describe(record.separators[pcr][0], record.bank)))
+            _unexpected(record, event, 'PCR %d already has its separator (%s): the firmware '
+                        'separates the pre-OS measurements of each PCR once'
+                        % (pcr, describe(record.separators[pcr][0], record.bank)))
         elif event.event_data not in SEPARATORS:
-            unexpected('a separator holds 00000000 or FFFFFFFF')
+            _unexpected(record, event, 'a separator holds 00000000 or FFFFFFFF')
         elif not record.measures(event, event.event_data):
-            unbound('separator')
+            _unbound(record, event, 'separator')
         return
     if etype == el.EV_EFI_ACTION and pcr in EFI_ACTIONS:
         if event.event_data not in EFI_ACTIONS[pcr]:
-            unexpected('no such action is measured in PCR %d' % pcr)
+            _unexpected(record, event, 'no such action is measured in PCR %d' % pcr)
         elif not record.measures(event, event.event_data):
-            unbound('action')
+            _unbound(record, event, 'action')
         return
     if pcr == 0 and etype == el.EV_S_CRTM_VERSION:
         record.s_crtms.append(event)
@@ -302,8 +325,9 @@ def _gather_event(record, event):
         record.firmware.append(event)
     elif pcr == 1 and etype == el.EV_EFI_VARIABLE_BOOT:
         var = el.decode_efi_variable(event)
-        if str(var.variable_name) != GLOBAL or not BOOT_VARIABLE.fullmatch(var.unicode_name):
-            unexpected('PCR 1 boot variables are BootOrder and Boot####')
+        if _guid_text(var.variable_name) != GLOBAL or \
+                not BOOT_VARIABLE.fullmatch(var.unicode_name):
+            _unexpected(record, event, 'PCR 1 boot variables are BootOrder and Boot####')
     elif pcr == 2 and etype == el.EV_EFI_BOOT_SERVICES_DRIVER:
         pass        # option ROM drivers: Keylime's engine accepts them all
     elif pcr == 4 and etype == el.EV_EFI_BOOT_SERVICES_APPLICATION:
@@ -311,19 +335,17 @@ def _gather_event(record, event):
     elif pcr == 7 and etype in (el.EV_EFI_VARIABLE_DRIVER_CONFIG,
                                 el.EV_EFI_VARIABLE_AUTHORITY):
         var = el.decode_efi_variable(event)
-        name = (str(var.variable_name), var.unicode_name)
+        name = (_guid_text(var.variable_name), var.unicode_name)
         table = (SECURE_BOOT_VARIABLES if etype == el.EV_EFI_VARIABLE_DRIVER_CONFIG
                  else AUTHORITIES)
         if name not in table:
-            unexpected('variable %s %r is not one the engine reads' % name)
+            _unexpected(record, event, 'variable %s %r is not one the engine reads' % name)
         elif not record.measures(event, event.event_data):
-            unbound('variable')
+            _unbound(record, event, 'variable')
         elif etype == el.EV_EFI_VARIABLE_DRIVER_CONFIG:
             record.variables[name[1]].append((event, var.variable_data))
         else:
             record.authorities[name[1]].append((event, var.variable_data))
-    elif pcr == 8 and etype == el.EV_IPL:
-        _grub_string(record, event, unexpected, unbound)
     elif pcr == 9 and etype == el.EV_IPL:
         kind = _pcr9_kind(record, el.decode_string(event))
         if kind == 'kernel':
@@ -331,43 +353,48 @@ def _gather_event(record, event):
         elif kind == 'initrd':
             record.initrds.append(event)
         elif kind is None:
-            unexpected('grub reads its own files, a kernel and an initrd in PCR 9')
+            _unexpected(record, event, 'grub reads its own files, a kernel and an initrd in '
+                        'PCR 9')
     elif pcr == 14 and etype == el.EV_IPL:
         name = el.decode_string(event)
         if name == 'MokListTrusted':
             if not any(record.measures(event, v) for v in ENABLED_VALUES):
-                unbound('MokListTrusted flag')
+                _unbound(record, event, 'MokListTrusted flag')
             record.mok[name].append(event)
         elif name in MOK_LISTS:
             record.mok[name].append(event)
         else:
-            unexpected('shim measures MokList, MokListX and MokListTrusted in PCR 14')
+            _unexpected(record, event, 'shim measures MokList, MokListX and MokListTrusted in '
+                        'PCR 14')
     else:
-        unexpected()
+        _unexpected(record, event)
 
 
-def _grub_string(record, event, unexpected, unbound):
+def _grub_string(record, event):
     """PCR 8: grub's commands and the kernel command line (grub-core/commands/tpm.c)."""
     text = _text(event)
-    for prefix in (GRUB_CMD, KERNEL_CMDLINE):
-        if text.startswith(prefix):
-            # grub hashes the string without its prefix and NUL
-            if not record.measures(event, text[len(prefix):]):
-                unbound('grub string')
-                return
-            value = text[len(prefix):].decode('utf-8', 'backslashreplace')
-            break
+    if text.startswith(GRUB_CMD):
+        prefix = GRUB_CMD
+    elif text.startswith(KERNEL_CMDLINE):
+        prefix = KERNEL_CMDLINE
     else:
-        unexpected('PCR 8 holds grub_cmd: and kernel_cmdline: strings')
+        _unexpected(record, event, 'PCR 8 holds grub_cmd: and kernel_cmdline: strings')
         return
+    body = text[len(prefix):]
+    # grub hashes the string without its prefix and NUL
+    if not record.measures(event, body):
+        _unbound(record, event, 'grub string')
+        return
+    value = body.decode('utf-8', 'backslashreplace')
     if prefix == KERNEL_CMDLINE:
         record.cmdlines.append((event, value))
         return
     words = value.split()
     record.command = words[0] if words else None
     if record.command in UNACCOUNTED_COMMANDS:
-        unexpected('grub ran %s, which loads or changes what runs beyond the kernel and '
-                   'initrd the reference state accounts for' % _quote(record.command))
+        _unexpected(record, event, 'grub ran %s, which loads or changes what runs beyond the '
+                    'kernel and initrd the reference state accounts for'
+                    % _quote(record.command))
     elif record.command in KERNEL_COMMANDS:
         record.kernel_loads.append(event)
     elif record.command in INITRD_COMMANDS:
