@@ -156,6 +156,8 @@ class SealerFile(object):
         last = self.journal.catch_up()
         if last is not None and last + 1 > self.sealer.next_seq:
             self.sealer.next_seq = last + 1
+            # the next format-2 entry names the journal's last one (another process's)
+            self.sealer.set_prev(last, self.journal.last_entry)
             if self._epoch_start is not None:
                 self.sealer.entries_in_epoch = max(0, last + 1 - self._epoch_start)
 
@@ -305,9 +307,10 @@ class Journal(object):
         self.marker = path + '.published'
         self._offset = 0            # how far this process has read the journal
         self._last_seq = None
+        self.last_entry = None
 
     def forget(self):
-        self._offset, self._last_seq = 0, None
+        self._offset, self._last_seq, self.last_entry = 0, None, None
 
     def _frames(self, data, offset):
         """Yield (end offset, entry bytes) of the complete frames in ``data``."""
@@ -341,6 +344,7 @@ class Journal(object):
             good = self._offset
             for good, entry in self._frames(data, self._offset):
                 self._last_seq = sealing.decode_entry(entry).seq
+                self.last_entry = entry
             if good < size:
                 os.truncate(self.path, good)
             self._offset = good
@@ -357,6 +361,7 @@ class Journal(object):
         self._offset += len(frames)
         if entries:
             self._last_seq = sealing.decode_entry(entries[-1]).seq
+            self.last_entry = bytes(entries[-1])
 
     def end(self):
         """The journal's size as this process knows it (all of it, under the lock)."""

@@ -30,8 +30,22 @@ class LogWriter(object):
         The tree is not touched until :meth:`commit` (the caller's transaction succeeded).
         """
         start = self.tree.size
-        return [(start + i, self.sealer.seal_record(start + i, entry, now_ns))
-                for i, entry in enumerate(entries)]
+        if self.sealer.version == 1:
+            return [(start + i, self.sealer.seal_record(start + i, entry, now_ns))
+                    for i, entry in enumerate(entries)]
+        if not entries:
+            return []
+        # Format 2: the entries go in as they are (bare records) and the last one is
+        # wrapped in a TSL2 record sealing the span from the previous sealed record (every
+        # batch ends with one: the log's last record, or genesis) up to it.
+        last = start + len(entries) - 1
+        span_start = start - 1 if start else 0
+        leaves = [self.tree.leaf_hash(span_start)] if start else []
+        leaves.extend(sealing.entry_hash(e) for e in entries[:-1])
+        out = [(start + i, bytes(e)) for i, e in enumerate(entries[:-1])]
+        out.append((last, self.sealer.seal_span(last, span_start, leaves, entries[-1], now_ns,
+                                                count=len(entries))))
+        return out
 
     def commit(self, records):
         for _index, record in records:
@@ -45,6 +59,10 @@ class LogWriter(object):
 
 
 def decode_payload(entry_bytes):
-    """The entry of a record's bytes, for display: (Entry, record index, record epoch)."""
+    """The entry of a record's bytes, for display: (Entry, record index, record epoch).
+
+    A bare format-2 record has no index or epoch of its own (None): the TSL2 record that
+    ends its batch seals its position.
+    """
     record = sealing.decode_record(entry_bytes)
     return sealing.decode_entry(record.entry), record.index, record.epoch

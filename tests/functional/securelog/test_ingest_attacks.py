@@ -112,7 +112,7 @@ def test_forged_and_conflicting_entries_are_evidence_never_displacing(bus, tmp_p
         genuine(notifier, n)
     wait_for(lambda: store.size() == 3, 'the 3 genuine entries to be stored')
     stored = {r.seq: bytes(r.data) for r in store.list(limit=10)}
-    entry1 = sealing.decode_entry(stored[1][24:-32])
+    entry1 = sealing.decode_entry(sealing.record_entry(stored[1]))
 
     # 1. the next sequence number, forged without the source's key
     forged_next = sealing.encode_entry_body(
@@ -121,7 +121,7 @@ def test_forged_and_conflicting_entries_are_evidence_never_displacing(bus, tmp_p
         + os.urandom(sealing.TAG_SIZE)
     publish(attacker, forged_next)
     # 2. a stored entry replayed with altered bytes
-    altered = bytearray(stored[1][24:-32])
+    altered = bytearray(sealing.record_entry(stored[1]))
     altered[-40] ^= 0x01
     publish(attacker, bytes(altered))
     # 3. the source's key, stolen from its host, seals another entry under sequence 2

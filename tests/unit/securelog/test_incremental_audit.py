@@ -13,10 +13,12 @@ from tclouds_openstack.securelog import sealing
 class Log(object):
     """Two sources interleaved into one log, checkpoints signed along the way."""
 
-    def __init__(self, epoch_entries=7):
-        self.a, ka = sealing.Sealer.create('nova@c1', 0, epoch_entries=epoch_entries)
-        self.b, kb = sealing.Sealer.create('cinder@c2', 0, epoch_entries=epoch_entries)
-        self.logs, self.k_log = sealing.Sealer.create('log', 0, epoch_entries=epoch_entries)
+    def __init__(self, epoch_entries=7, version=1):
+        """``version``: the record format (1 here; test_format_v2.py runs format 2)."""
+        kw = dict(epoch_entries=epoch_entries, version=version)
+        self.a, ka = sealing.Sealer.create('nova@c1', 0, **kw)
+        self.b, kb = sealing.Sealer.create('cinder@c2', 0, **kw)
+        self.logs, self.k_log = sealing.Sealer.create('log', 0, **kw)
         self.keys = {'nova@c1': ka, 'cinder@c2': kb}
         self.signer = cpmod.NoteSigner.generate('test/log')
         self.writer = logmod.LogWriter('test/log', self.logs, self.signer)

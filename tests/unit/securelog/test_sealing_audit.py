@@ -8,9 +8,15 @@ from tclouds_openstack.securelog import log as logmod
 from tclouds_openstack.securelog import sealing
 
 
-def _build(n, epoch_entries=10):
-    src, k_src = sealing.Sealer.create('nova-compute@host1', 0, epoch_entries=epoch_entries)
-    logs, k_log = sealing.Sealer.create('log', 0, epoch_entries=epoch_entries)
+def _build(n, epoch_entries=10, version=1):
+    """A log of format ``version``.
+
+    Format 1 here (every record sealed on its own); format 2 is in test_format_v2.py.
+    """
+    src, k_src = sealing.Sealer.create('nova-compute@host1', 0, epoch_entries=epoch_entries,
+                                       version=version)
+    logs, k_log = sealing.Sealer.create('log', 0, epoch_entries=epoch_entries,
+                                        version=version)
     writer = logmod.LogWriter('test/log', logs, cpmod.NoteSigner.generate('test/log'))
     entries = [src.seal_entry(b'{"n": %d}' % i, 1000 + i) for i in range(n)]
     records = writer.seal(entries, 5000)
@@ -77,7 +83,7 @@ def test_unknown_source_and_malformed_record_fail_closed():
 
 
 @pytest.mark.parametrize('data, field', [
-    (b'TSE2' + b'\x00' * 60, 'entry.magic'),
+    (b'TSE9' + b'\x00' * 60, 'entry.magic'),
     (sealing.encode_entry_body(0, 0, 0, 0, 's', '', b'p'), 'entry.tag'),
     (sealing.encode_entry_body(0, 0, 0, 0, 's', '', b'p') + b'\x00' * 33, 'entry.tag'),
     (sealing.encode_entry_body(0x80, 0, 0, 0, 's', '', b'p') + b'\x00' * 32, 'entry.flags'),
