@@ -46,7 +46,10 @@ SHARED = pathlib.Path(os.environ.get('TCLOUDS_SHARED_DATA',
                                      pathlib.Path(__file__).resolve().parents[2]
                                      / 'shared' / 'data'))
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-HOSTS_PER_PROCESS = 250
+# simulated hosts per agent process (FLEET_BENCH_HOSTS_PER_PROCESS): each host is an
+# oslo.messaging RPC server with its own threads, and 250 of them in one Python process
+# thrash on its GIL when many quote requests arrive at once (two workers: 64 outstanding)
+HOSTS_PER_PROCESS = int(os.environ.get('FLEET_BENCH_HOSTS_PER_PROCESS', '250'))
 # Every simulated host's agent holds its own broker connection (as a real host does): a
 # broker started with the usual 1024 open files (Erlang sizes its poll set from that limit
 # at start) refuses connections (EMFILE) at about 900 hosts. For 1,000 hosts point this at
@@ -55,6 +58,17 @@ HOSTS_PER_PROCESS = 250
 TRANSPORT_URL = os.environ.get('FLEET_BENCH_TRANSPORT_URL',
                                'rabbit://guest:guest@127.0.0.1:5672/')
 GOAL_CPU_MS = 2.0
+# a checkout (e.g. ``git archive`` of the commit before a change): its workers run after
+# this tree's, on the same hosts, database and broker, and are printed beside them
+BASE = os.environ.get('FLEET_BENCH_BASE')
+# the workers' scheduling tick in seconds (unset: the service's own, min(1, interval / 10));
+# the baseline's (default 0.1 s, what this benchmark ran it with before: its loop claims
+# one host per statement and starts at most ``concurrency`` per tick)
+TICK = float(os.environ['FLEET_BENCH_TICK']) if os.environ.get('FLEET_BENCH_TICK') else None
+BASE_TICK = float(os.environ.get('FLEET_BENCH_BASE_TICK', '0.1'))
+# a directory: each worker writes the CPU profile of its threads (yappi, pstats format) over
+# the measured windows there, worker-N.pstat
+PROFILE = os.environ.get('FLEET_BENCH_PROFILE')
 
 
 def _cpu():
@@ -71,10 +85,18 @@ def _proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def _private_conf(spec, **attestation):
-    """The run's private configuration (topics, exchange) from the spec handed down."""
+def _private_conf(spec, pool=None, **attestation):
+    """The run's private configuration (topics, exchange) from the spec handed down.
+
+    ``pool``: the broker connections a process may use at once for sending
+    (``rpc_conn_pool_size``, default 30): threads beyond it wait for one (and log it).
+    """
+    from oslo_messaging._drivers import impl_rabbit
     from tclouds_openstack.attestation import simfleet
     conf = simfleet.make_conf(spec['connection'], **attestation)
+    if pool:
+        conf.register_opts(impl_rabbit.rabbit_opts, group='oslo_messaging_rabbit')
+        conf.set_override('rpc_conn_pool_size', pool, group='oslo_messaging_rabbit')
     conf.set_override('transport_url', spec['transport_url'])
     conf.set_override('control_exchange', spec['control_exchange'])
     conf.set_override('agent_topic', spec['agent_topic'], group='attestation')
@@ -91,7 +113,10 @@ def agents_main():
     if spec.get('uefi_log'):
         with open(spec['uefi_log'], 'rb') as f:
             uefi_log = f.read()
-    conf = _private_conf(dict(spec, connection='sqlite://'), agent_key_algorithm='ecc')
+    # one process stands for up to 250 hosts, each of which has its own connection: their
+    # replies may all be sent at once
+    conf = _private_conf(dict(spec, connection='sqlite://'), pool=min(64, spec['hosts']),
+                         agent_key_algorithm='ecc')
     transport = simfleet.common_messaging.get_transport(conf)
     hosts = []
     lock = threading.Lock()
@@ -122,7 +147,8 @@ def worker_main():
     from tclouds_openstack.attestation.service import verifier as verifier_mod
     from tclouds_openstack.attestation import simfleet
     spec = json.loads(sys.stdin.readline())
-    conf = _private_conf(spec, interval=spec['interval'], jitter=0.1,
+    # each attesting thread may publish at once (concurrency 32)
+    conf = _private_conf(spec, pool=40, interval=spec['interval'], jitter=0.1,
                          max_verdict_age=int(4 * spec['interval']), rpc_timeout=10.0,
                          concurrency=32, require_ek_certificate=False,
                          coordination_url=spec.get('coordination_url'))
@@ -139,31 +165,44 @@ def worker_main():
                     spent[key] += time.thread_time() - start
         return wrapper
     store = store_mod.Store(spec['connection'])
+    # every store call of a round and of the loop (the baseline's and this code's)
     for name in ('get_host', 'save_verdict', 'claim', 'due_hosts', 'policy_version',
-                 'get_policy'):
+                 'get_policy', 'find_policy', 'claim_due', 'save_claimed_verdicts'):
         if hasattr(store, name):
             setattr(store, name, timed('database', getattr(store, name)))
     appraisal.appraise = timed('appraisal', appraisal.appraise)
     transport = simfleet.common_messaging.get_transport(conf)
     verifier = verifier_mod.Verifier(conf, store, transport, worker=spec['worker'])
     verifier.agents.get_quote = timed('messaging', verifier.agents.get_quote)
-    real = verifier.attest
+    # what the loop runs per claimed host (the baseline's loop ran attest(name))
+    hook = 'attest_claimed' if hasattr(verifier, 'attest_claimed') else 'attest'
+    real = getattr(verifier, hook)
 
-    def counted(name):
-        result = real(name)
+    def counted(host):
+        result = real(host)
         with lock:
             spent['attestations'] += 1
         return result
-    verifier.attest = counted
-    verifier.start(tick=0.1)
+    setattr(verifier, hook, counted)
+    profile = spec.get('profile')
+    if profile:
+        # every thread's CPU time by function (yappi; cProfile sees one thread only)
+        import yappi
+        yappi.set_clock_type('cpu')
+    verifier.start(tick=spec.get('tick'))      # None: the service's own tick
     print('ready', flush=True)
     for line in sys.stdin:
         if line.strip() == 'mark':
+            if profile and not yappi.is_running():
+                yappi.start()
             with lock:
                 out = dict(spent)
             out['cpu'] = _cpu()
             out['rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(json.dumps(out), flush=True)
+    if profile:
+        yappi.stop()
+        yappi.get_func_stats().save(profile, type='pstat')
     verifier.stop()
     transport.cleanup()
 
@@ -198,10 +237,22 @@ def _redis_url(namespace):
     return 'redis://127.0.0.1:6379?timeout=5&namespace=%s' % namespace
 
 
-def _child(entry, spec):
+def _child(entry, spec, base=None):
+    """A child process running ``entry`` of this module.
+
+    ``base``: a checkout whose code (the baseline) the child imports instead of this tree's.
+    """
+    if base is None:
+        code = 'from benchmarks.bench_fleet import %s; %s()' % (entry, entry)
+    else:
+        code = ('import sys; sys.path.insert(0, %r); import importlib.util as u; '
+                's = u.spec_from_file_location("bench_fleet_base_run", %r); '
+                'm = u.module_from_spec(s); s.loader.exec_module(m); m.%s()'
+                % (str(base), str(pathlib.Path(__file__).resolve()), entry))
     proc = subprocess.Popen(
-        [sys.executable, '-c', 'from benchmarks.bench_fleet import %s; %s()' % (entry, entry)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
+        [sys.executable, '-c', code],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=str(base or ROOT))
     proc.stdin.write(json.dumps(spec) + '\n')
     proc.stdin.flush()
     return proc
@@ -250,7 +301,16 @@ def _phase(store, workers, agents, n_hosts, interval, window):
     """Sample verdict ages and the workers' counters over ``window`` seconds."""
     from tclouds_openstack.attestation.service import store as store_mod
     _wait_trusted(store, n_hosts, max(180.0, 6 * interval + 0.2 * n_hosts))
-    time.sleep(interval)                 # settle: every host's schedule at the interval
+    # after a change of workers: every verdict renewed since (bounded), then settle, so
+    # the window starts with every host's schedule at the interval
+    deadline = time.monotonic() + 3 * interval
+    while time.monotonic() < deadline:
+        now = store_mod.utcnow()
+        if all(v is not None and (now - v).total_seconds() < 1.5 * interval
+               for _, _, v in store.verdict_times()):
+            break
+        time.sleep(0.5)
+    time.sleep(interval)
     before = [_mark(w) for w in workers]
     agents_before = sum(_proc_cpu(p.pid) for p in agents)
     load_before = load.loadavg()
@@ -286,7 +346,7 @@ def _report(title, result, n_hosts, interval):
     ms = 1000 * d['cpu'] / done
     p99 = ages[int(0.99 * (len(ages) - 1))] if ages else float('nan')
     other = d['cpu'] - d['appraisal'] - d['database'] - d['messaging']
-    print('--- %s (load average %s -> %s)' % (title, *result['load']))
+    print('--- %s (load average %s -> %s)' % (title, *result['load']), flush=True)
     print('  window %.0f s: %d attestations (%.1f/s, expected %.1f/s; per worker %s), '
           'statuses sampled %s' % (result['wall'], d['attestations'],
                                    d['attestations'] / result['wall'], n_hosts / interval,
@@ -306,7 +366,22 @@ def _report(title, result, n_hosts, interval):
           '(hosts\' side) %.2f ms CPU per attestation' % (
               interval * done / max(d['cpu'], 1e-9), interval,
               2.0 * done / max(d['cpu'], 1e-9), 1000 * result['agents_cpu'] / done))
-    return ms
+    return {'cpu': ms, 'appraisal': 1000 * d['appraisal'] / done,
+            'database': 1000 * d['database'] / done, 'messaging': 1000 * d['messaging'] / done,
+            'other': 1000 * other / done, 'p99': p99, 'rate': d['attestations'] / result['wall'],
+            'load': result['load'][1]}
+
+
+def _compare(rows):
+    """This code beside the baseline checkout, per component (ms per attestation)."""
+    keys = ('cpu', 'appraisal', 'database', 'messaging', 'other', 'p99', 'rate')
+    print('--- against the baseline checkout (%s), same run' % BASE)
+    print('  %-26s %s' % ('ms per attestation', ''.join('%12s' % k for k in keys)))
+    for title, new, old in rows:
+        print('  %-26s %s' % ('this code, ' + title, ''.join('%12.2f' % new[k] for k in keys)))
+        print('  %-26s %s' % ('baseline, ' + title, ''.join('%12.2f' % old[k] for k in keys)))
+        print('  %-26s %s' % ('ratio baseline / this', ''.join(
+            '%11.1fx' % (old[k] / new[k]) if new[k] > 0 else '%12s' % '-' for k in keys)))
 
 
 def run(quick=False):
@@ -332,7 +407,8 @@ def run(quick=False):
                 'agent_topic': conf.attestation.agent_topic,
                 'registrar_topic': conf.attestation.registrar_topic,
                 'interval': interval,
-                'coordination_url': _redis_url('bench%d' % os.getpid())}
+                'coordination_url': _redis_url('bench%d' % os.getpid())
+                if os.environ.get('FLEET_BENCH_COORDINATION', '1') != '0' else None}
         try:
             fleet.start_registrar(None, require_ek_certificate=False)
             documents = simfleet.golden_policy_documents(uefi_log, refstate)
@@ -356,20 +432,41 @@ def run(quick=False):
                       n_hosts, len(agents), started, awaiting, interval, url.split(':')[0],
                       'with tooz/Redis' if spec['coordination_url'] else
                       'by claims only (no Redis)'))
-            results = []
-            for count in (1, 2):
-                while len(workers) < count:
-                    workers.append(_child('worker_main',
-                                          dict(spec, worker='worker-%d' % (len(workers) + 1))))
-                    _ready(workers[-1], 'verifier worker')
-                results.append(_phase(fleet.store, workers, agents, n_hosts, interval,
-                                      window))
+            split = {}
+            for code in (None, BASE) if BASE else (None,):
+                for count in (1, 2):
+                    while len(workers) < count:
+                        name = 'worker-%d' % (len(workers) + 1)
+                        workers.append(_child('worker_main', dict(
+                            spec, worker=name, tick=BASE_TICK if code else TICK,
+                            coordination_url=spec['coordination_url'] and _redis_url(
+                                'bench%d%s' % (os.getpid(), 'base' if code else '')),
+                            profile=(os.path.join(PROFILE, '%s%s.pstat' % (
+                                'base-' if code else '', name)) if PROFILE else None)),
+                            base=code))
+                        _ready(workers[-1], 'verifier worker')
+                    title = '%s%d worker%s' % ('baseline checkout, ' if code else '', count,
+                                               's sharing the fleet' if count > 1 else '')
+                    try:
+                        result = _phase(fleet.store, workers, agents, n_hosts, interval,
+                                        window)
+                    except RuntimeError as e:       # printed, and the next phase runs
+                        print('--- %s (load average %s): %s' % (title, load.loadavg(), e),
+                              flush=True)
+                        continue
+                    # printed at once: a later phase that fails loses nothing
+                    split[code, count] = _report(title, result, n_hosts, interval)
+                _close(workers)
+                workers = []
         finally:
             _close(workers)
             _close(agents)
             fleet.close()
-        ms = [_report('%d worker%s' % (i + 1, 's sharing the fleet' if i else ''), result,
-                      n_hosts, interval) for i, result in enumerate(results)]
+        ms = [split[None, count]['cpu'] for count in (1, 2) if (None, count) in split]
+        if BASE:
+            _compare([('%d worker%s' % (c, 's' if c > 1 else ''), split[None, c],
+                       split[BASE, c]) for c in (1, 2)
+                      if (None, c) in split and (BASE, c) in split])
         if uefi_log is not None:
             case = bench_appraisal.build_case(workdir)
             rate, why = bench_appraisal.keylime_rate(workdir, *case,

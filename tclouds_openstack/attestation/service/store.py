@@ -2,10 +2,18 @@
 
 All writes are single short transactions, so a worker killed mid-round (kill -9) loses at
 most the appraisal it was doing, never a registration or a stored verdict. Hosts are
-scheduled through ``next_attest_at``: a worker *claims* a due host with a conditional
-UPDATE (``WHERE next_attest_at = <the value it read>``), so two workers whose partitions
-overlap for a moment (tooz membership change) still never attest the same host twice in
-a round.
+scheduled through ``next_attest_at``. The worker loop claims a batch of due hosts in one
+transaction (:meth:`Store.claim_due`: ``SELECT ... FOR UPDATE SKIP LOCKED`` of the columns
+a round needs, then one ``UPDATE`` moving their ``next_attest_at`` and naming the worker),
+so two workers never claim the same host, never wait on each other's rows, and a round
+reads nothing else. The pair (``attested_by``, ``next_attest_at``) the claim wrote is the
+round's token: :meth:`Store.save_claimed_verdicts` writes the verdicts of a batch of
+rounds in one transaction, each only while its token, AK and previous verdict are still
+those the round started from (a round that lost its claim - the host was made due again,
+deleted, given a new AK, claimed by another worker after a stall - writes nothing). A
+history row is added only when the status or the reasons changed. :meth:`Store.claim`
+(a single conditional UPDATE, ``WHERE next_attest_at = <the value it read>``) and
+:meth:`Store.save_verdict` remain for single rounds outside the loop.
 """
 import datetime
 import functools
@@ -13,6 +21,7 @@ import json
 import os
 import random
 import time
+import types
 
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
@@ -66,6 +75,17 @@ class _Context(object):
 
 class DatabaseUnavailable(exception.ServiceUnavailable):
     pass
+
+
+class _ClaimLost(Exception):
+    """A batch claim updated fewer rows than it locked (rolled back, nothing claimed)."""
+
+
+# what one attestation round reads of a host (claim_due returns it with the claim)
+ROUND_COLUMNS = ('name', 'policy', 'ak_public', 'ak_name', 'registered_at', 'activated_at',
+                 'status', 'reasons', 'last_answer_at', 'reset_count', 'ima_offset',
+                 'ima_pcr', 'restart_count', 'tpm_clock', 'clock_safe', 'firmware_version',
+                 'next_attest_at', 'attested_by')
 
 
 class SchemaError(Exception):
@@ -483,6 +503,177 @@ class Store(object):
                      .update({'next_attest_at': new_next, 'attested_by': worker},
                              synchronize_session=False))
             return count == 1
+
+    def _engine(self):
+        return self.facade.writer.get_engine()
+
+    @_guard
+    def claim_due(self, now, limit, worker, next_time, choose=None, scan=None, exclude=()):
+        """Claim up to ``limit`` due active hosts for ``worker``: ([claimed host], next due).
+
+        One transaction: the due rows, oldest first, are locked with ``FOR UPDATE SKIP
+        LOCKED`` (rows another worker is claiming at this moment are skipped, not waited
+        for; sqlite serialises writers instead) and one UPDATE sets each claimed host's
+        ``next_attest_at`` to ``next_time()`` and ``attested_by`` to ``worker``. Each claimed
+        host is a namespace of :data:`ROUND_COLUMNS` whose ``next_attest_at`` and
+        ``attested_by`` are the claim's (the token :meth:`save_claimed_verdicts` checks).
+
+        ``choose([(name, next_attest_at)]) -> [name]``: only those hosts (a partitioned
+        worker's own share), picked among the ``scan`` oldest due. The second value, read
+        only when nothing was claimed, is the earliest ``next_attest_at`` of any active
+        host (None when there is none, or when something was claimed): nothing is due
+        before it, unless something makes a host due (an activation, a policy change, an
+        "attest" request).
+        ``exclude``: names never claimed (the worker's rounds in flight).
+        """
+        try:
+            return self._claim_due(now, limit, worker, next_time, choose, scan, exclude)
+        except (_ClaimLost, db_exc.DBDeadlock):
+            # another worker's claim crossed ours (MariaDB/MySQL may pick a deadlock
+            # victim on the index of next_attest_at): nothing claimed, next tick again
+            return [], None
+
+    def _claim_due(self, now, limit, worker, next_time, choose, scan, exclude):
+        hosts = models.Host.__table__
+        due = sa.and_(hosts.c.registration == models.ACTIVE, hosts.c.next_attest_at <= now)
+        if exclude:
+            due = sa.and_(due, hosts.c.name.notin_(list(exclude)))
+        order = hosts.c.next_attest_at
+        columns = [hosts.c[name] for name in ROUND_COLUMNS]
+        with self._engine().begin() as conn:
+            if choose is not None:
+                candidates = conn.execute(sa.select(hosts.c.name, hosts.c.next_attest_at)
+                                          .where(due).order_by(order)
+                                          .limit(scan or limit)).all()
+                names = list(choose([tuple(r) for r in candidates]))[:limit]
+                query = (sa.select(*columns).where(due, hosts.c.name.in_(names))
+                         .order_by(order)) if names else None
+                full = len(candidates) >= (scan or limit)
+            else:
+                query = sa.select(*columns).where(due).order_by(order).limit(limit)
+                full = False
+            rows = (conn.execute(query.with_for_update(skip_locked=True)).all()
+                    if query is not None else [])
+            claimed = []
+            if rows:
+                tokens = {row.name: next_time() for row in rows}
+                count = conn.execute(
+                    hosts.update().where(hosts.c.name.in_(list(tokens)), due)
+                    .values(next_attest_at=sa.case(tokens, value=hosts.c.name),
+                            attested_by=worker)).rowcount
+                if count != len(rows):
+                    # rows locked (or, on sqlite, read in this write transaction) cannot
+                    # change under us; if they did, claim nothing rather than share a host
+                    raise _ClaimLost()
+                for row in rows:
+                    values = dict(row._mapping)
+                    values.update(next_attest_at=tokens[row.name], attested_by=worker)
+                    claimed.append(types.SimpleNamespace(**values))
+            if claimed or full:
+                return claimed, None        # more may be due: the next tick claims again
+            next_due = conn.execute(sa.select(sa.func.min(hosts.c.next_attest_at))
+                                    .where(hosts.c.registration == models.ACTIVE)).scalar()
+            return claimed, next_due
+
+    @_guard
+    def renew_claims(self, claims, worker):
+        """Move the claims [(host, new next_attest_at)] of rounds still running; [renewed].
+
+        A round that outlasts its claim (an agent slower than the interval) keeps its host:
+        no worker claims it meanwhile, and its verdict is still written. A claim that no
+        longer holds is not renewed (False); the host keeps the token it had.
+        """
+        hosts = models.Host.__table__
+        done = []
+        with self._engine().begin() as conn:
+            for host, new in claims:
+                done.append(conn.execute(
+                    hosts.update().where(hosts.c.name == host.name,
+                                         hosts.c.attested_by == worker,
+                                         hosts.c.next_attest_at == host.next_attest_at)
+                    .values(next_attest_at=new)).rowcount == 1)
+        for (host, new), ok in zip(claims, done):
+            if ok:
+                host.next_attest_at = new
+        return done
+
+    @_guard
+    def save_claimed_verdicts(self, verdicts, worker, history_limit=1000):
+        """Store the verdicts of claimed rounds in one transaction; [previous status or None].
+
+        ``verdicts``: [(host, status, reasons, verified_at, state, answered)] where ``host``
+        is what :meth:`claim_due` returned for the round. A verdict is written only while
+        the host still carries this round's claim (``attested_by`` = ``worker`` and the
+        claimed ``next_attest_at``), the AK it appraised with and the status and reasons
+        it was claimed with; else nothing is written for it and its entry is None. The
+        status or reasons changed: the previous status, and a history row (trimmed to
+        ``history_limit`` per host). Unchanged: the status, no history row.
+        """
+        if not verdicts:
+            return []
+        hosts = models.Host.__table__
+        history = models.VerdictHistory.__table__
+        owned = sa.and_(hosts.c.name == sa.bindparam('b_name'),
+                        hosts.c.attested_by == sa.bindparam('b_worker'),
+                        hosts.c.next_attest_at == sa.bindparam('b_token'),
+                        hosts.c.ak_name == sa.bindparam('b_ak'),
+                        hosts.c.status == sa.bindparam('b_status'),
+                        hosts.c.reasons == sa.bindparam('b_reasons'))
+        groups = {}         # same SET columns: one executemany
+        changed = []
+        results = [None] * len(verdicts)
+        for i, (host, status, reasons, verified_at, state, answered) in enumerate(verdicts):
+            reasons_json = json.dumps(list(reasons))
+            values = {'verified_at': verified_at}
+            if answered:
+                values['last_answer_at'] = verified_at
+            if state is not None:
+                values.update(_state_columns(state))
+            params = dict(values, b_name=host.name, b_worker=worker,
+                          b_token=host.next_attest_at, b_ak=host.ak_name,
+                          b_status=host.status, b_reasons=host.reasons)
+            if status == host.status and reasons_json == host.reasons:
+                groups.setdefault(tuple(sorted(values)), []).append((i, params))
+            else:
+                params.update(status=status, reasons=reasons_json)
+                changed.append((i, params, host, status, reasons_json, verified_at, state))
+        with self._engine().begin() as conn:
+            multi = conn.dialect.supports_sane_multi_rowcount
+            for keys, items in groups.items():
+                stmt = hosts.update().where(owned)     # SET: the parameters' columns
+                if multi and len(items) > 1 and conn.execute(
+                        stmt, [p for _, p in items]).rowcount == len(items):
+                    for i, _ in items:
+                        results[i] = verdicts[i][1]
+                    continue
+                # one at a time (idempotent: an unchanged verdict's condition still holds)
+                for i, p in items:
+                    if conn.execute(stmt, p).rowcount == 1:
+                        results[i] = verdicts[i][1]
+            rows = []
+            for i, params, host, status, reasons_json, verified_at, state in changed:
+                if conn.execute(hosts.update().where(owned), params).rowcount != 1:
+                    continue
+                results[i] = host.status
+                rows.append({'host': host.name, 'status': status, 'reasons': reasons_json,
+                             'verified_at': verified_at,
+                             'reset_count': (state.reset_count if state is not None
+                                             else host.reset_count),
+                             'worker': worker})
+            if rows:
+                conn.execute(history.insert(), rows)
+                for row in rows:
+                    self._trim_history_core(conn, row['host'], history_limit)
+        return results
+
+    @staticmethod
+    def _trim_history_core(conn, name, limit):
+        history = models.VerdictHistory.__table__
+        cut = conn.execute(sa.select(history.c.id).where(history.c.host == name)
+                           .order_by(history.c.id.desc()).offset(limit).limit(1)).scalar()
+        if cut is not None:
+            conn.execute(history.delete().where(history.c.host == name,
+                                                history.c.id <= cut))
 
     # ------------------------------------------------------------------ verdicts
     @staticmethod

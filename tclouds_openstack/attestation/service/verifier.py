@@ -6,17 +6,25 @@ with the AK recorded at registration (never one from the answer: another host's 
 a forged one fails the signature check), then the verdict, its history row and, when the
 status changed, an ``attestation.host.<status>`` notification.
 
-Scheduling: a host is due at ``next_attest_at``; the worker claims it with a conditional
-update and sets the next time to ``interval * (1 + random(0, jitter))`` later, so rounds
-are spread and no host is attested twice per round. With ``[attestation]
+Scheduling: a host is due at ``next_attest_at``. Each tick the worker claims a batch of
+due hosts, oldest first, up to its free slots (``Store.claim_due``: one transaction, rows
+locked with SKIP LOCKED, so workers sharing the fleet never claim the same host and never
+wait for each other), setting each one's next time ``interval * (1 + random(0, jitter))``
+later, so rounds are spread and no host is attested twice per round. The claim returns the
+columns the round needs (no per-host read). Finished rounds' verdicts are written once per
+tick in one transaction (``Store.save_claimed_verdicts``), each only while the host still
+carries the round's claim, AK and previous verdict. When nothing is due the worker sleeps
+until the earliest next time (re-checking at least every second). With ``[attestation]
 coordination_url`` set, workers partition hosts with a tooz hash ring (Redis, etcd,
-ZooKeeper): each worker only claims hosts the ring gives it, and when a worker leaves the
-group (or its heartbeat expires) the others take its hosts. At most ``concurrency`` quote
-requests are outstanding per worker.
+ZooKeeper): each worker claims the hosts the ring gives it, and also any host overdue by a
+whole interval (its owner is not keeping up, or died and its heartbeat has not expired
+yet), so a slow or dead worker's hosts do not age. At most ``concurrency`` quote requests
+are outstanding per worker.
 
 Freshness: a host whose agent has not answered for ``max_verdict_age`` turns ``unknown``;
 consumers also refuse any verdict older than that (``backends.base.check_trusted``).
 """
+import collections
 import concurrent.futures
 import datetime
 import json
@@ -30,6 +38,7 @@ import time
 import oslo_messaging as messaging
 
 from tclouds_openstack.attestation import appraisal
+from tclouds_openstack.attestation.appraisal import core
 from tclouds_openstack.attestation.appraisal import policy as policy_mod
 from tclouds_openstack.attestation.backends import base
 from tclouds_openstack.attestation import rpcapi
@@ -142,8 +151,15 @@ class Verifier(object):
         opts = conf.attestation
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=opts.concurrency, thread_name_prefix='attest')
-        self._inflight = set()
+        self._inflight = {}         # name: claimed host of the rounds not yet written
         self._inflight_lock = threading.Lock()
+        self._pending = []          # (claimed host, verdict) of rounds not yet written
+        self._next_due = None
+        self._tick = min(1.0, self.conf.attestation.interval / 10.0)
+        self._recheck_at = 0.0
+        self._watch_at = 0.0
+        # hosts claimed although the ring gives them to another worker (overdue)
+        self.taken_over = collections.Counter()
 
     # ------------------------------------------------------------------ partitioning
     def join(self):
@@ -181,41 +197,52 @@ class Verifier(object):
             seconds=opts.interval * (1 + random.uniform(0, opts.jitter)))
 
     def attest(self, name):
-        """One attestation round of ``name``; returns the stored status."""
+        """One attestation round of ``name`` outside the loop; returns the stored status."""
         try:
             host = self.store.get_host(name)
         except exception.NotFound:
             return None
+        verdict = self.appraise_host(host)
+        if verdict is None:
+            return host.status
+        return self._record(host, *verdict)
+
+    def appraise_host(self, host):
+        """One round against ``host`` (a row or a claim); its verdict, not stored.
+
+        (status, reasons, state, rebooted, answered, verified_at), or None when the agent
+        did not answer and the stored verdict stands (silent for less than
+        ``max_verdict_age``).
+        """
         opts = self.conf.attestation
         policy_name = host.policy or opts.default_policy
         try:
             policy = self.policies.get(policy_name)
         except policy_mod.PolicyError as e:
-            return self._record(host, base.UNTRUSTED, ['policy %s is invalid: %s'
-                                                       % (policy_name, e)])
+            return self._verdict(base.UNTRUSTED, ['policy %s is invalid: %s'
+                                                  % (policy_name, e)])
         if policy is None:
-            return self._record(host, base.UNTRUSTED, ['no appraisal policy named %s'
-                                                       % policy_name])
+            return self._verdict(base.UNTRUSTED, ['no appraisal policy named %s'
+                                                  % policy_name])
         # the whole TPM clock of the last good quote (clockInfo, firmwareVersion): rolled
         # back within a boot, restartCount back or another firmware is untrusted
         try:
             previous = self.store.host_state(host)
         except store_mod.StoredStateError as e:
-            return self._record(host, base.UNTRUSTED, [str(e)])
+            return self._verdict(base.UNTRUSTED, [str(e)])
         bank = self.conf.tpm.hash_algorithm
-        from tclouds_openstack.attestation.appraisal import core
         selection = core.required_pcrs(policy, bank, self.conf.tpm.quote_pcrs)
         offset = previous.ima_offset
         for attempt in (1, 2):
             nonce = os.urandom(NONCE_SIZE)
             try:
-                answer = self.agents.get_quote(name, nonce, selection, offset)
+                answer = self.agents.get_quote(host.name, nonce, selection, offset)
             except Exception as e:  # any messaging failure: the agent did not answer
                 return self._no_answer(host, e)
             try:
                 evidence = decode_answer(answer, host.ak_public)
             except rpcapi.BadMessage as e:
-                return self._record(host, base.UNTRUSTED, ['agent answer rejected: %s' % e])
+                return self._verdict(base.UNTRUSTED, ['agent answer rejected: %s' % e])
             result = appraisal.appraise(evidence, policy, nonce, hash_alg=bank,
                                         base_pcrs=self.conf.tpm.quote_pcrs, previous=previous)
             checks = {f.check for f in result.failures}
@@ -225,14 +252,18 @@ class Verifier(object):
                 continue
             break
         if result.trusted:
-            return self._record(host, base.TRUSTED, [], state=result.state,
-                                rebooted=result.rebooted)
+            return self._verdict(base.TRUSTED, [], state=result.state,
+                                 rebooted=result.rebooted)
         # An untrusted round's quote is still the TPM's word on its clock when it is
         # authentic and its clock checks passed (appraisal then returns the new clock,
         # else the last good one): kept, so a TPM state saved before the host went wrong
         # and put back later is a clock going back, not a return to an older good clock.
-        return self._record(host, base.UNTRUSTED, result.reasons, state=result.state,
-                            rebooted=result.rebooted)
+        return self._verdict(base.UNTRUSTED, result.reasons, state=result.state,
+                             rebooted=result.rebooted)
+
+    @staticmethod
+    def _verdict(status, reasons, state=None, rebooted=False, answered=True):
+        return (status, list(reasons), state, rebooted, answered, store_mod.utcnow())
 
     def _no_answer(self, host, error):
         now = store_mod.utcnow()
@@ -241,24 +272,28 @@ class Verifier(object):
         age = (now - last).total_seconds()
         LOG.info('agent %s did not answer: %s', host.name, error)
         if age >= limit or host.status == base.UNKNOWN:
-            return self._record(host, base.UNKNOWN, [
+            return self._verdict(base.UNKNOWN, [
                 'agent has not answered for %.0f s (limit %d s): %s'
                 % (age, limit, str(error).splitlines()[0][:200] if str(error) else
                    type(error).__name__)], answered=False)
-        return host.status
+        return None
 
-    def _record(self, host, status, reasons, state=None, rebooted=False, answered=True):
-        now = store_mod.utcnow()
+    def _record(self, host, status, reasons, state=None, rebooted=False, answered=True,
+                now=None):
+        now = now or store_mod.utcnow()
         # a round that began before a new AK was activated judged the old quote chain
         previous = self.store.save_verdict(
             host.name, status, reasons, now, self.worker, state=state, answered=answered,
             history_limit=self.conf.attestation.history_limit, ak_name=host.ak_name)
+        self._stored(host, status, reasons, state, rebooted, previous, now)
+        return status
+
+    def _stored(self, host, status, reasons, state, rebooted, previous, now):
         if previous is not None and previous != status:
             self._notify(host, status, previous, reasons, now, state)
         if rebooted:
             LOG.info('host %s rebooted (resetCount %s)', host.name,
                      state.reset_count if state else None)
-        return status
 
     def _notify(self, host, status, previous, reasons, now, state):
         LOG.info('host %s: %s -> %s %s', host.name, previous, status, reasons)
@@ -274,42 +309,131 @@ class Verifier(object):
             LOG.error('cannot send %s for %s: %s', event_type(status), host.name, e)
 
     # ------------------------------------------------------------------ the loop
+    # a worker re-reads the schedule at least this often when it knows of nothing due (a
+    # host made due meanwhile: an activation, a policy change, an "attest" request), and
+    # runs the coordinator's watchers (tooz membership) at most this often
+    IDLE_RECHECK = 1.0
+
     def run_once(self):
-        """Claim and start every due host this worker owns; returns the names started."""
+        """Write finished rounds' verdicts, claim and start due hosts; names started."""
+        self.flush()
         now = store_mod.utcnow()
-        limit = self.conf.attestation.concurrency * 4
-        started = []
-        if self.coordinator is not None:
+        self._renew(now)
+        if self.coordinator is not None and time.monotonic() >= self._watch_at:
+            self._watch_at = time.monotonic() + self.IDLE_RECHECK
             self.coordinator.run_watchers()
-        for name, seen in self.store.due_hosts(now, limit):
+        with self._inflight_lock:
+            slots = self.conf.attestation.concurrency - len(self._inflight)
+        if slots <= 0:
+            return []
+        if self._next_due is not None and now < self._next_due and \
+                time.monotonic() < self._recheck_at:
+            return []       # nothing is due yet
+        choose = self._choose if self.partitioner is not None else None
+        with self._inflight_lock:
+            busy = set(self._inflight)
+        claimed, next_due = self.store.claim_due(
+            now, slots, self.worker, lambda: self._next_time(now), choose=choose,
+            scan=4 * self.conf.attestation.concurrency, exclude=busy)
+        self._next_due = next_due
+        self._recheck_at = time.monotonic() + self.IDLE_RECHECK
+        started = []
+        for host in claimed:
             with self._inflight_lock:
-                if name in self._inflight or len(self._inflight) >= \
-                        self.conf.attestation.concurrency:
-                    continue
-            if not self.owns(name):
-                continue
-            if not self.store.claim(name, seen, self._next_time(now), self.worker):
-                continue
-            with self._inflight_lock:
-                self._inflight.add(name)
-            self.executor.submit(self._attest_guarded, name)
-            started.append(name)
+                self._inflight[host.name] = host
+            self.executor.submit(self._attest_guarded, host)
+            started.append(host.name)
         return started
 
-    def _attest_guarded(self, name):
+    def _renew(self, now):
+        """Keep the claims of rounds still running past their next time (slow agents)."""
+        soon = now + datetime.timedelta(seconds=2 * self._tick)
+        with self._inflight_lock:
+            running = [h for h in self._inflight.values() if h.next_attest_at <= soon]
+        if running:
+            self.store.renew_claims([(h, self._next_time(now)) for h in running],
+                                    self.worker)
+
+    def _choose(self, due):
+        """The hosts to claim among the due [(name, next_attest_at)], oldest first.
+
+        The ring's share of this worker, and hosts overdue by a whole interval whoever
+        owns them.
+        """
+        late = store_mod.utcnow() - datetime.timedelta(seconds=self.conf.attestation.interval)
+        with self._inflight_lock:
+            busy = set(self._inflight)
+        chosen = []
+        for name, next_at in due:
+            if name in busy:
+                continue
+            if self.owns(name):
+                chosen.append(name)
+            elif next_at <= late:
+                self.taken_over[name] += 1
+                chosen.append(name)
+        return chosen
+
+    def attest_claimed(self, host):
+        """One round of a host this worker claimed; its verdict, written by the loop.
+
+        None: the agent did not answer and the stored verdict stands for now.
+        """
+        return self.appraise_host(host)
+
+    def _attest_guarded(self, host):
+        verdict = None
         try:
-            self.attest(name)
+            verdict = self.attest_claimed(host)
         except store_mod.DatabaseUnavailable as e:
-            LOG.warning('attestation of %s not recorded: %s', name, e)
+            LOG.warning('attestation of %s not done: %s', host.name, e)
         except Exception:
-            LOG.exception('attestation of %s failed', name)
+            LOG.exception('attestation of %s failed', host.name)
         finally:
             with self._inflight_lock:
-                self._inflight.discard(name)
+                if verdict is None:
+                    self._inflight.pop(host.name, None)
+                else:       # in flight until its verdict is written
+                    self._pending.append((host, verdict))
+
+    def flush(self):
+        """Write the verdicts of rounds finished since the last flush; the number written.
+
+        One transaction, then the notifications of status changes.
+        """
+        with self._inflight_lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return 0
+        written = 0
+        try:
+            previous = self.store.save_claimed_verdicts(
+                [(host, status, reasons, now, state, answered)
+                 for host, (status, reasons, state, _, answered, now) in batch],
+                self.worker, history_limit=self.conf.attestation.history_limit)
+        except store_mod.DatabaseUnavailable as e:
+            # not written: the hosts keep their claims and are attested next interval;
+            # consumers refuse the stored verdicts once they are older than max_verdict_age
+            LOG.warning('%d verdicts not recorded: %s', len(batch), e)
+            previous = None
+        finally:
+            with self._inflight_lock:
+                for host, _ in batch:
+                    self._inflight.pop(host.name, None)
+        for (host, verdict), before in zip(batch, previous or ()):
+            status, reasons, state, rebooted, _, now = verdict
+            if before is None:
+                LOG.info('verdict on %s not recorded: the host is no longer claimed by '
+                         'this round (made due again, deleted, new AK or verdict)',
+                         host.name)
+                continue
+            written += 1
+            self._stored(host, status, reasons, state, rebooted, before, now)
+        return written
 
     def run(self, tick=None):
         """Loop until :meth:`stop`; database outages are logged and retried."""
-        tick = tick or min(1.0, self.conf.attestation.interval / 10.0)
+        tick = self._tick = tick or min(1.0, self.conf.attestation.interval / 10.0)
         while not self._stop.is_set():
             try:
                 self.run_once()
@@ -331,6 +455,10 @@ class Verifier(object):
         if self._thread is not None:
             self._thread.join(10)
         self.executor.shutdown(wait=True)
+        try:
+            self.flush()            # the rounds that finished meanwhile
+        except Exception:
+            LOG.exception('verdicts of the last rounds not recorded')
         self.leave()
 
 
