@@ -91,8 +91,8 @@ STEPS = {
          'tenant: Swift PUT into a container of the cloud-of-clouds storage policy'),
         ('fleet', 'A simulated fleet of street-light controllers writes telemetry '
                   'continuously; the control service answers requests from the stored state',
-         'tenant: Swift PUT/GET; telemetry batch digests appended with '
-         'POST secure-log /v1/records'),
+         'tenant: Swift PUT/GET; the cloud-of-clouds gateway seals each write (its MD5) '
+         'in the project\'s placement records'),
         ('storage-faults', 'One storage cloud goes away, another serves corrupted data',
          'storage provider credential: its fragments of the project deleted on one cloud, '
          'rewritten with flipped bytes on another'),
@@ -461,8 +461,9 @@ def _telemetry_sealed(obs):
     batches = t.get('batches', 0)
     ok = batches > 0 and t.get('sealed', 0) == batches and \
         t.get('in_verified_report', 0) == batches
-    return ok, 'telemetry batches %s: %s found sealed in the log with their digests, %s in ' \
-        'the verified report' % (batches, t.get('sealed'), t.get('in_verified_report'))
+    return ok, 'telemetry writes acknowledged %s: %s found sealed in the log with their ' \
+        'digests, %s in the verified report' % (
+            batches, t.get('sealed'), t.get('in_verified_report'))
 
 
 def _lighting_server(obs):
@@ -534,8 +535,8 @@ EXPECTED = {
         ('host-disabled', 'Its compute service is disabled', _host_disabled),
         ('answers', 'The control service answered every request with correct state (stale = '
                     '0, wrong = 0, failed = 0)', _answers),
-        ('telemetry-sealed', 'Every telemetry batch is sealed into the secure log and in the '
-                             'verified report', _telemetry_sealed),
+        ('telemetry-sealed', 'Every acknowledged telemetry write is sealed into the secure '
+                             'log and in the verified report', _telemetry_sealed),
     ] + LOG_OUTCOMES,
 }
 

@@ -3,14 +3,20 @@
 The utility's project (trusted EU hosts only) runs a lighting-control server with a
 protected volume; the service's state (the district's switching schedule and each lamp's
 latest state) lives in a cloud-of-clouds container. A simulated fleet of street-light
-controllers writes telemetry continuously (each lamp's state, one batch per round, each
-batch's digest appended to the secure log), while the control service answers requests
-from the stored state. During the run one storage cloud goes away (the provider loses
-every fragment of the utility's objects) and another serves corrupted data (the provider
-rewrites them with flipped bytes), and one compute host fails attestation. Measured: the
+controllers writes telemetry continuously (each lamp's state, one batch per round), while
+the control service answers requests from the stored state. During the run one storage
+cloud goes away (the provider loses every fragment of the utility's objects) and another
+serves corrupted data (the provider rewrites them with flipped bytes), and one compute host
+fails attestation. Measured: the
 requests the control service answered, and how many answers were stale (older than the
 last write acknowledged before the request), wrong (not a state the fleet wrote) or
 failed: all three must be 0.
+
+The telemetry is sealed by the cloud, not by the tenant (whose role may read its project's
+records, not append to the log: policy securelog:record:create): the cloud-of-clouds
+gateway seals a placement record of every object write, attributed to the project, with
+the object's MD5 (``etag``); every write the fleet saw acknowledged must have such a
+record, and each of those must be a line of the verified report (same leaf hash).
 
 The control service is run by the scenario driver beside the fleet (DevStack's compute
 hosts use Nova's fake driver: its servers run no code); the Nova server stands for its
@@ -106,9 +112,9 @@ class Lighting(object):
     """The fleet and the control service of one run.
 
     ``r``: the run (its ``run_id``, ``wait`` and tenant credentials); ``objects(who)``: a
-    new Swift client for a thread (default: the tenant's); ``append(payload)``: seal one
-    telemetry batch, ``(ok, error)`` (default: POST /v1/records of the secure log as the
-    tenant).
+    new Swift client for a thread (default: the tenant's); ``append(payload)``: also hand
+    each round's batch digest to a sealer, ``(ok, error)`` (default: none; on the cloud the
+    gateway's placement records seal every write, see the module docstring).
     """
 
     def __init__(self, r, container, objects=None, append=None):
@@ -116,8 +122,7 @@ class Lighting(object):
         self.container = container
         self.objects = objects or (
             lambda who: cloud.Objects(self._creds(), who, cloud.Transcript()))
-        self.append = append or self._append_to_log
-        self._log = None
+        self.append = append
         self.truth = Truth()
         self.stop = threading.Event()
         self.faults = threading.Event()
@@ -126,7 +131,8 @@ class Lighting(object):
         self.rounds_during_faults = 0
         self.writes_acked = 0
         self.write_errors = []
-        self.batches = []           # (round, sha256)
+        self.batches = []           # (round, sha256) handed to ``append``
+        self.acked_writes = []      # (round, object name, MD5 of the body) acknowledged
         self.answers = {'served': 0, 'served_during_faults': 0, 'stale': 0, 'wrong': 0,
                         'failed': 0, 'retried': 0, 'errors': []}
         self.lock = threading.Lock()
@@ -137,13 +143,6 @@ class Lighting(object):
                            region=c.region, project_id=c.project_id)
 
     # -- the fleet: one round = every lamp reports once; a batch digest per round
-    def _append_to_log(self, payload):
-        if self._log is None:
-            self._log = cloud.REST(self._creds(), 'fleet', cloud.Transcript())
-        status, body = self._log.call('POST', 'secure-log', '/v1/records', {
-            'event_type': 'lighting.telemetry.batch', 'payload': payload})
-        return status == 202, 'HTTP %s %s' % (status, cloud.error_text(body))
-
     def fleet(self):
         objects = self.objects('fleet')
         seq = 0
@@ -163,14 +162,17 @@ class Lighting(object):
                     continue
                 self.truth.ack(lamp, seq)
                 self.writes_acked += 1
+                self.acked_writes.append((seq, lamp_name(lamp),
+                                          hashlib.md5(body, usedforsecurity=False).hexdigest()))
                 bodies.append(body)
-            digest = hashlib.sha256(b''.join(sorted(bodies))).hexdigest()
-            ok, error = self.append({'run': self.r.run_id, 'round': seq,
-                                     'lamps': len(bodies), 'sha256': digest})
-            if ok:
-                self.batches.append((seq, digest))
-            else:
-                self.write_errors.append('batch %d not appended: %s' % (seq, error))
+            if self.append is not None:
+                digest = hashlib.sha256(b''.join(sorted(bodies))).hexdigest()
+                ok, error = self.append({'run': self.r.run_id, 'round': seq,
+                                         'lamps': len(bodies), 'sha256': digest})
+                if ok:
+                    self.batches.append((seq, digest))
+                else:
+                    self.write_errors.append('batch %d not appended: %s' % (seq, error))
             if during and self.injector is not None:
                 try:
                     self.injector.apply()
@@ -317,16 +319,26 @@ def run(r):
     r.step('answers', answers)
     r.checkpoint()
 
+    def sealed_writes():
+        """The gateway's placement record of each acknowledged telemetry write."""
+        wanted = {(name, md5) for _seq, name, md5 in app.acked_writes}
+        found = {}
+        for rec in r.records('cloudstore.object.placed'):
+            payload = rec.get('payload') or {}
+            payload = payload.get('payload', payload) if isinstance(payload, dict) else {}
+            key = (payload.get('object'), payload.get('etag'))
+            if payload.get('container') == container and key in wanted:
+                found[key] = rec
+        return wanted, found
+
     def log():
-        def batches_in(lines):
-            state['records'] = records = r.records('lighting.telemetry.batch')
-            mine = [rec for rec in records if (rec.get('payload') or {}).get('payload', {})
-                    .get('run') == r.run_id or (rec.get('payload') or {}).get('run')
-                    == r.run_id]
+        def writes_in(lines):
+            wanted, found = sealed_writes()
+            state['sealed'] = found
             indexes = {ln['index'] for ln in lines[1:]}
-            return len(mine) >= len(app.batches) and all(rec['index'] in indexes
-                                                         for rec in mine)
-        path, lines = r.project_report(('placement', 'note', 'integrity'), extra=batches_in)
+            return set(found) == wanted and all(rec['index'] in indexes
+                                                for rec in found.values())
+        path, lines = r.project_report(('placement', 'integrity'), extra=writes_in)
         state['report'], state['lines'] = path, lines
         return {'report': os.path.basename(path), 'lines': len(lines) - 1,
                 'kinds': r.obs['report']['kinds']}
@@ -336,22 +348,20 @@ def run(r):
         out = r.audit(state['report'])
         verified = r.obs['report']['verify']['exit'] == 0
         by_index = {ln['index']: ln for ln in state['lines'][1:]}
+        wanted, found = sealed_writes()
         sealed = in_report = 0
-        digests = dict(app.batches)
-        for rec in state['records']:
-            payload = rec.get('payload') or {}
-            payload = payload.get('payload', payload)
-            if payload.get('run') != r.run_id:
+        for key in wanted:
+            rec = found.get(key)
+            if rec is None:
                 continue
-            if digests.get(payload.get('round')) == payload.get('sha256'):
-                sealed += 1
-                line = by_index.get(rec['index'])
-                if verified and line is not None and line.get('leaf_hash') == rec.get(
-                        'leaf_hash'):
-                    in_report += 1
-        r.obs.fact('telemetry', {'batches': len(app.batches), 'sealed': sealed,
-                                 'in_verified_report': in_report})
-        return dict(out, telemetry_batches=len(app.batches), sealed=sealed,
+            sealed += 1
+            line = by_index.get(rec['index'])
+            if verified and line is not None and line.get('leaf_hash') == rec.get('leaf_hash'):
+                in_report += 1
+        r.obs.fact('telemetry', {'batches': len(wanted), 'sealed': sealed,
+                                 'in_verified_report': in_report,
+                                 'sealed_by': 'cloudstore.object.placed (etag = MD5)'})
+        return dict(out, telemetry_writes=len(wanted), sealed=sealed,
                     in_verified_report=in_report)
     r.step('audit', audit)
 
