@@ -25,12 +25,23 @@ again with two busy processes started and stopped here (issue 14 point 6), and p
 - the bytes stored on the clouds per object byte (2.0x for n=4, f=1; the EC baseline
   also 2.0x, the plain replica 1.0x).
 
+Issue 12 (no regression beyond 5 %): ``CLOUDSTORE_BENCH_BASE=/path/to/an/older/checkout``
+adds a second front proxy whose cloudstore middleware is that checkout's (a checkout of
+e84b382^ is the gateway before issue 12), over four clouds of its own (a write answered
+after a quorum goes on uploading to the last cloud: that CPU is the gateway's own).
+PUTs and GETs of ``CLOUDSTORE_BENCH_BASE_SIZES`` (default ``16M,1G``; ``16M`` alone with
+``--quick``) alternate between the two gateways, and the rows print before / now / ratio:
+median MB/s, the gateway process's CPU per MiB, the CPU of every process (gateway,
+clouds) per GiB, each counted until the processes are idle again, the CPU of the whole
+comparison per GiB moved, and the cloud faults each gateway logged.
+
 The client streams each body from one random 16 MiB block and compares what it reads
 back with it, so it never holds a 1 GiB object. ``--quick`` uses 64 MiB for the large
 size and one repetition.
 """
 import contextlib
 import hashlib
+import json
 import os
 import pathlib
 import shutil
@@ -50,6 +61,7 @@ MIB = 1024 * 1024
 BLOCK = 16 * MIB
 FIRST_SLOT = 10
 CHUNK = MIB
+BASE_ENV = 'CLOUDSTORE_BENCH_BASE'
 
 
 def _cpu_seconds(pid):
@@ -104,6 +116,18 @@ def _check_body(chunks, block, size, start=0):
         raise AssertionError('GET returned %d bytes, expected %d' % (position - start, size))
 
 
+def _settle(pids, interval=0.5, idle=0.02, longest=300):
+    """Wait until ``pids`` ({name: pid}) spend less than ``idle`` CPU s in ``interval``."""
+    last = sum(_cpu_seconds(pid) for pid in pids.values())
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = sum(_cpu_seconds(pid) for pid in pids.values())
+        if now - last < idle:
+            return
+        last = now
+
+
 class _Target:
     """One Swift endpoint under test and the processes whose CPU its requests use."""
 
@@ -124,7 +148,12 @@ class _Target:
         self.peak = {}
         self.peak_abs = {}     # the process's peak RSS (VmHWM) itself
 
-    def timed(self, key, fn, *args, **kwargs):
+    def timed(self, key, fn, *args, settle=False, **kwargs):
+        """Run ``fn``: its seconds, every process's CPU, the gateway's peak RSS.
+
+        ``settle``: the CPU counted until every process is idle again (a write answered
+        after a quorum of clouds still uploads to the others after the response).
+        """
         pids = self.pids
         before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         gateway = self.gateway.process.pid
@@ -134,6 +163,8 @@ class _Target:
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         self.seconds.setdefault(key, []).append(time.perf_counter() - start)
+        if settle:
+            _settle(pids)
         spent = self.cpu.setdefault(key, {})
         spent['client'] = spent.get('client', 0.0) + time.process_time() - client
         for name, pid in pids.items():
@@ -269,11 +300,127 @@ def _print_ratio_rows(targets, label, size, floor):
     return rows
 
 
+def _sizes(text):
+    sizes = []
+    for item in text.split(','):
+        item = item.strip().upper()
+        unit = {'K': 1024, 'M': MIB, 'G': 1024 * MIB}.get(item[-1:], 1)
+        sizes.append(int(item.rstrip('KMG')) * unit)
+    return sizes
+
+
+def _label(size):
+    return '%d GiB' % (size // (1024 * MIB)) if size >= 1024 * MIB else '%d MiB' % (size // MIB)
+
+
+def base_clusters(base, slot, root, key_file):
+    """``base``'s gateway over four clouds of its own (slots ``slot`` .. ``slot`` + 4).
+
+    Its own clouds: a write answered after a quorum goes on uploading to the last cloud,
+    and that work must count for the gateway that caused it, never for the other one.
+    """
+    clouds = [cluster_mod.Cluster('bcloud%d' % index, slot + index, root,
+                                  s3api=(index == 3), backend_only=True)
+              for index in range(4)]
+    front = cluster_mod.Cluster('front-base', slot + 4, root, split=True, code=base,
+                                cloudstore=cluster_mod.cloudstore_section(
+                                    clouds, key_file, timeout=60,
+                                    fault_log=pathlib.Path(root) / 'faults-before.log'))
+    return clouds, front
+
+
+def _faults(path):
+    """{(cloud, kind): count} of a gateway's fault log."""
+    counts = {}
+    if os.path.exists(path):
+        with open(path) as stream:
+            for line in stream:
+                record = json.loads(line)
+                key = '%s %s' % (record.get('cloud'), record.get('kind'))
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def compare_with_base(ours, theirs, block, sizes, repeats, fault_logs):
+    """Issue 12's same-run rows, before (``theirs``) and now (``ours``); returns rows.
+
+    Each gateway has its own four clouds; ``fault_logs`` (before, now) are their fault
+    logs. A request's CPU is counted until every process of its gateway is idle again.
+    """
+    before_load = load.loadavg()
+    totals = {}
+    for target in (theirs, ours):
+        target.conn.put_container('bench-issue12')
+        _settle(target.pids)
+        totals[target.name] = sum(_cpu_seconds(pid) for pid in target.pids.values())
+    moved = 0
+    for size in sizes:
+        label = 'issue12 %s' % _label(size)
+        count = repeats + 2 if size <= 64 * MIB else repeats
+        for index in range(count):
+            # alternate the order too, so neither always follows the other's GC or flush
+            pair = (theirs, ours) if index % 2 == 0 else (ours, theirs)
+            for target in pair:
+                target.timed('put ' + label, target.conn.put_object, 'bench-issue12',
+                             label, _Body(block, size), content_length=size,
+                             chunk_size=CHUNK, settle=True)
+            for target in pair:
+                def fetch(target=target):
+                    _, body = target.conn.get_object('bench-issue12', label,
+                                                     resp_chunk_size=CHUNK)
+                    _check_body(body, block, size)
+                target.timed('get ' + label, fetch, settle=True)
+            moved += 2 * size
+    for target in (theirs, ours):
+        _settle(target.pids)
+        totals[target.name] = sum(_cpu_seconds(pid) for pid in target.pids.values()) - \
+            totals[target.name]
+    print('-- issue 12: the gateway before (%s) and now, same run, alternated, each over '
+          'four clouds of its own (load average before %s, after %s)'
+          % (theirs.gateway.code, before_load, load.loadavg()))
+    print('  %-44s %10s %10s %8s' % ('', 'before', 'now', 'ratio'))
+    rows = []
+    for size in sizes:
+        label = 'issue12 %s' % _label(size)
+        mib, gib = size / MIB, size / (1024 * MIB)
+        for operation in ('put', 'get'):
+            key = '%s %s' % (operation, label)
+            figures = [
+                ('%s %s median MB/s' % (operation.upper(), _label(size)),
+                 theirs.mbps(key, size), ours.mbps(key, size)),
+                ('%s %s gateway CPU ms/MiB' % (operation.upper(), _label(size)),
+                 1000 * theirs.cpu_per_request(key, theirs.gateway.name) / mib,
+                 1000 * ours.cpu_per_request(key, ours.gateway.name) / mib),
+                ('%s %s all processes CPU s/GiB' % (operation.upper(), _label(size)),
+                 theirs.cpu_per_request(key) / gib, ours.cpu_per_request(key) / gib)]
+            for name, then, now in figures:
+                print('  %-44s %10.2f %10.2f %7.2fx' % (name, then, now, now / then))
+                rows.append(('issue 12 ' + name, then, now))
+            print('    CPU s/GiB by process, before: %s; now: %s' % tuple(
+                ', '.join('%s %.2f' % (process.replace(target.gateway.name, 'gateway'),
+                                       spent / len(target.seconds[key]) / gib)
+                          for process, spent in sorted(target.cpu[key].items()))
+                for target in (theirs, ours)))
+    gib = moved / (1024 * MIB)
+    then, now = totals[theirs.name] / gib, totals[ours.name] / gib
+    print('  %-44s %10.2f %10.2f %7.2fx'
+          % ('every process, whole run, CPU s/GiB moved', then, now, now / then))
+    rows.append(('issue 12 whole run CPU s/GiB', then, now))
+    print('  (%d alternations for sizes up to 64 MiB, %d above; MB/s until the answer, CPU '
+          'until every process is idle again; goals: MB/s ratio >= 0.95, CPU ratios <= 1.05)'
+          % (repeats + 2, repeats))
+    for which, path in zip(('before', 'now'), fault_logs):
+        print('  cloud faults logged by the gateway %s: %s' % (which, ', '.join(
+            '%s %d' % item for item in sorted(_faults(path).items())) or 'none'))
+    return rows
+
+
 def run(quick=False):
     repeats = 1 if quick else 3
     small, large = 16 * MIB, (64 * MIB if quick else 1024 * MIB)
     large_label = '%d MiB' % (large // MIB) if large < 1024 * MIB else '1 GiB'
-    first_slot = cluster_mod.free_slots(7, FIRST_SLOT)
+    base_code = os.environ.get(BASE_ENV)
+    first_slot = cluster_mod.free_slots(12 if base_code else 7, FIRST_SLOT)
     root = cluster_mod.make_root('tclouds-cloudstore-bench')
     key = ed25519.Ed25519PrivateKey.generate()
     key_file = pathlib.Path(root) / 'writer.pem'
@@ -285,11 +432,15 @@ def run(quick=False):
               for index in range(4)]
     # The front proxy, the EC and the plain cluster run their proxy and their storage
     # servers (the stubs, the fragments, the replicas) in separate processes.
-    front = cluster_mod.Cluster('front', first_slot + 4, root, cloudstore=(
-        cluster_mod.cloudstore_section(clouds, key_file, timeout=60)), split=True)
+    section = cluster_mod.cloudstore_section(
+        clouds, key_file, timeout=60, fault_log=pathlib.Path(root) / 'faults-now.log')
+    front = cluster_mod.Cluster('front', first_slot + 4, root, cloudstore=section, split=True)
     ec = cluster_mod.Cluster('ec', first_slot + 5, root, ec=(2, 2), split=True)
     plain = cluster_mod.Cluster('plain', first_slot + 6, root, split=True)
     everything = clouds + [front, ec, plain]
+    if base_code:
+        base_clouds, base_front = base_clusters(base_code, first_slot + 7, root, key_file)
+        everything += base_clouds + [base_front]
     block = os.urandom(BLOCK)
     print('machine: %s; load average before: %s' % (load.machine(), load.loadavg()))
     floor = _floor_ms_per_mib()
@@ -306,6 +457,14 @@ def run(quick=False):
         for target in targets:
             target.conn.put_container('bench')
             target.conn.put_object('bench', 'warmup', block[:MIB])
+        if base_code:
+            before = _Target('cloudstore before', base_front, [base_front] + base_clouds)
+            before.conn.put_container('bench')
+            before.conn.put_object('bench', 'warmup', block[:MIB])
+            rows += compare_with_base(ours, before, block, _sizes(os.environ.get(
+                BASE_ENV + '_SIZES', '16M' if quick else '16M,1G')), repeats, (
+                    pathlib.Path(root) / 'faults-before.log',
+                    pathlib.Path(root) / 'faults-now.log'))
         for background, suffix in ((False, ''), (True, ', 2 busy processes')):
             context = load.background_load() if background else contextlib.nullcontext()
             with context:

@@ -192,14 +192,18 @@ class Cluster:
     """One Swift cluster in its own process; devices and config under a tmpfs dir."""
 
     def __init__(self, name, slot, root, s3api=False, cloudstore=None, log_level='ERROR',
-                 backend_only=False, keystone_authtoken=None, ec=None, split=False):
+                 backend_only=False, keystone_authtoken=None, ec=None, split=False,
+                 code=None):
         """A cluster; with ``keystone_authtoken`` its proxy trusts a real Keystone.
 
         ``keystone_authtoken`` holds the ``[keystone_authtoken]`` options of a Keystone
         (tests/functional/personas.py): tenants then authenticate with Keystone tokens
-        (authtoken + keystoneauth) instead of tempauth.
+        (authtoken + keystoneauth) instead of tempauth. ``code``: another checkout whose
+        ``tclouds_openstack`` the cluster's processes import (a benchmark's baseline
+        gateway); the cluster runner itself stays this checkout's.
         """
         self.name = name
+        self.code = pathlib.Path(code) if code else None
         self.keystone_authtoken = keystone_authtoken
         #: ``(k, m)``: the default policy is Swift's erasure coding (k data + m parity).
         self.ec = ec
@@ -270,12 +274,13 @@ class Cluster:
             if not _port_free(port):
                 raise RuntimeError('cluster %s: port %d is busy (a cluster left over from '
                                    'another run?)' % (self.name, port))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO)] + [
+        top = self._import_root()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(top)] + [
             p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
         with open(self.log_file, 'ab') as log:
             self.process = subprocess.Popen(
                 [sys.executable, '-m', 'tests.functional.cloudstore.cluster', str(self.dir)],
-                cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT)
+                cwd=str(top), env=env, stdout=log, stderr=subprocess.STDOUT)
 
         def healthy():
             try:
@@ -292,6 +297,23 @@ class Cluster:
             self.stop()
             raise RuntimeError('%s: %s' % (exc, self.log_file.read_text()[-3000:]))
         return self
+
+    def _import_root(self):
+        """The directory first on the processes' path (and their working directory).
+
+        This checkout, or for ``code`` one holding that checkout's ``tclouds_openstack``
+        beside this one's ``tests``.
+        """
+        if self.code is None:
+            return REPO
+        top = self.dir / 'code'
+        top.mkdir(parents=True, exist_ok=True)
+        for name, target in (('tclouds_openstack', self.code / 'tclouds_openstack'),
+                             ('tests', REPO / 'tests')):
+            link = top / name
+            if not link.is_symlink():
+                link.symlink_to(target, target_is_directory=True)
+        return top
 
     def stop(self):
         """SIGKILL: like a provider vanishing; new requests fail at once."""
