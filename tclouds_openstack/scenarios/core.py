@@ -223,8 +223,14 @@ def _placements(obs, kind):
 
 
 def _states(obs, host, after=None, before=None):
-    return [s for s in obs['host_states'] if s['host'] == host
-            and (after is None or s['time'] >= after) and (before is None or s['time'] <= before)]
+    """A host's states in time order.
+
+    Verdicts from the attestation history are recorded after the run's live samples, with
+    the times they were made.
+    """
+    return sorted((s for s in obs['host_states'] if s['host'] == host
+                   and (after is None or s['time'] >= after)
+                   and (before is None or s['time'] <= before)), key=lambda s: s['time'])
 
 
 def _fact(obs, key, default=None):

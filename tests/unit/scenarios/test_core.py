@@ -58,6 +58,21 @@ def test_server_on_an_unattested_host_fails():
     assert not out.ok and 'not observed' in out.evidence
 
 
+def test_history_read_at_the_end_is_placed_in_time():
+    """The verdict before the boot is the latest by time, not the last recorded.
+
+    The attestation history, read after the run, holds an earlier run's untrusted verdict
+    of the host (restored since).
+    """
+    obs = sample.healthcare()
+    boot = [p for p in obs['placements'] if p['kind'] == 'server'][0]['time']
+    obs.host_state('devstack1', 'untrusted', 'an earlier run\'s tamper', at=boot - 30)
+    out = _outcome(obs, 'server-placed')
+    assert out.ok and 'before the boot: trusted' in out.evidence, out.evidence
+    obs.host_state('devstack1', 'untrusted', 'tampered just before', at=boot - 0.5)
+    assert not _outcome(obs, 'server-placed').ok
+
+
 def test_host_never_disabled_fails():
     obs = sample.healthcare()
     obs.data['services'] = [s for s in obs['services'] if s['status'] != 'disabled']
