@@ -17,6 +17,7 @@ history row is added only when the status or the reasons changed. :meth:`Store.c
 """
 import datetime
 import functools
+import hashlib
 import json
 import os
 import random
@@ -34,6 +35,19 @@ from tclouds_openstack.common import exception
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'migrations')
 VERSION_TABLE = 'attestation_alembic_version'
 MIGRATION_LOCK = 'tclouds_attestation_migrate'
+
+
+def migration_lock_name(database):
+    """The migration lock of one database: ``MIGRATION_LOCK.<database>``.
+
+    MariaDB/MySQL ``GET_LOCK`` names are server-wide, so a fixed name would make db syncs
+    of unrelated databases on one server (two deployments, parallel test runs) wait for
+    each other or time out. Names are limited to 64 characters: a longer one is hashed.
+    """
+    name = '%s.%s' % (MIGRATION_LOCK, database or '')
+    if len(name) > 64:
+        name = '%s.%s' % (MIGRATION_LOCK, hashlib.sha256(name.encode()).hexdigest()[:32])
+    return name
 
 
 class StoredStateError(ValueError):
@@ -159,25 +173,27 @@ class Store(object):
 
     def _migrate_locked(self, engine):
         """Run the upgrade while holding the migration lock (MySQL/PostgreSQL)."""
+        # PostgreSQL advisory locks belong to the database already; MySQL's are server-wide
+        lock = migration_lock_name(engine.url.database)
         with engine.connect() as conn:
             dialect = engine.dialect.name
             if dialect == 'mysql':
                 got = conn.execute(sa.text('SELECT GET_LOCK(:n, :t)'),
-                                   {'n': MIGRATION_LOCK, 't': 300}).scalar()
+                                   {'n': lock, 't': 300}).scalar()
                 if got != 1:
                     raise SchemaError('timed out after 300 s waiting for the migration '
-                                      'lock %s held by another db sync' % MIGRATION_LOCK)
+                                      'lock %s held by another db sync' % lock)
             elif dialect == 'postgresql':
                 conn.execute(sa.text('SELECT pg_advisory_lock(hashtext(:n))'),
-                             {'n': MIGRATION_LOCK})
+                             {'n': lock})
             try:
                 db.migrate(self.connection, MIGRATIONS, version_table=VERSION_TABLE)
             finally:
                 if dialect == 'mysql':
-                    conn.execute(sa.text('SELECT RELEASE_LOCK(:n)'), {'n': MIGRATION_LOCK})
+                    conn.execute(sa.text('SELECT RELEASE_LOCK(:n)'), {'n': lock})
                 elif dialect == 'postgresql':
                     conn.execute(sa.text('SELECT pg_advisory_unlock(hashtext(:n))'),
-                                 {'n': MIGRATION_LOCK})
+                                 {'n': lock})
 
     def schema_revisions(self):
         """(current, head) revisions of the attestation schema."""

@@ -72,7 +72,7 @@ def test_concurrent_db_syncs_are_serialised_by_a_database_lock(fresh):
     procs = []
     try:
         with holder.cursor() as cur:
-            cur.execute('SELECT GET_LOCK(%s, 0)', (store_mod.MIGRATION_LOCK,))
+            cur.execute('SELECT GET_LOCK(%s, 0)', (store_mod.migration_lock_name(name),))
             assert cur.fetchone()[0] == 1
         cmd = _command('attestation_manage', path, 'db', 'sync')
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -86,7 +86,7 @@ def test_concurrent_db_syncs_are_serialised_by_a_database_lock(fresh):
         # both wait: neither has touched the schema while the lock is held
         assert store_mod.Store(url).schema_revisions()[0] is None
         with holder.cursor() as cur:
-            cur.execute('SELECT RELEASE_LOCK(%s)', (store_mod.MIGRATION_LOCK,))
+            cur.execute('SELECT RELEASE_LOCK(%s)', (store_mod.migration_lock_name(name),))
         for p in procs:
             watchdog.wait(p, 'db sync to finish once the lock is free')
         results = [p.communicate() + (p.returncode,) for p in procs]
@@ -99,6 +99,33 @@ def test_concurrent_db_syncs_are_serialised_by_a_database_lock(fresh):
                 p.kill()
                 p.wait()
         holder.close()
+
+
+def test_db_sync_is_not_held_up_by_another_databases_migration_lock(fresh):
+    # GET_LOCK names are server-wide: another database's db sync (another deployment on
+    # the same server, a parallel test run) holding its lock must not block this one
+    name, url, path = fresh
+    holder = pymysql.connect(host='127.0.0.1', user='root', password='', database=name)
+    try:
+        with holder.cursor() as cur:
+            # the other database's lock, and the server-wide name every db sync took before
+            for lock in (store_mod.migration_lock_name(name + '_other'),
+                         store_mod.MIGRATION_LOCK):
+                cur.execute('SELECT GET_LOCK(%s, 0)', (lock,))
+                assert cur.fetchone()[0] == 1
+        assert run('attestation_manage', path, 'db', 'sync').returncode == 0
+        current, head = store_mod.Store(url).schema_revisions()
+        assert current == head
+    finally:
+        holder.close()
+
+
+def test_migration_lock_names_fit_mysql_and_differ_per_database():
+    short = store_mod.migration_lock_name('tclouds_attestation')
+    assert short == store_mod.MIGRATION_LOCK + '.tclouds_attestation'
+    long_a = store_mod.migration_lock_name('a' * 64)
+    long_b = store_mod.migration_lock_name('a' * 63 + 'b')
+    assert len(long_a) <= 64 and len(long_b) <= 64 and long_a != long_b
 
 
 def test_db_sync_against_an_unreachable_database_says_so(tmp_path):
