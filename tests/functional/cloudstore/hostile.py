@@ -51,6 +51,15 @@ class HostileCloud:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def reset(self):
+        """Count the next requests' bytes afresh.
+
+        A new dict, not ``clear()``: an answer to an earlier test's request may still be
+        writing (its client hung up, the server has not noticed yet, later under load) and
+        must not add its bytes to the next test's count.
+        """
+        self.sent = {}
+
     @property
     def url(self):
         return 'http://127.0.0.1:%d' % self.server.server_port
@@ -68,6 +77,7 @@ class HostileCloud:
         elif 'Content-Length' not in answer.headers:
             handler.send_header('Content-Length', str(answer.length))
         handler.end_headers()
+        counts = self.sent      # the count of the test that made this request (reset())
         sent = 0
         try:
             if answer.body is not None:
@@ -86,7 +96,7 @@ class HostileCloud:
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
         finally:
-            self.sent[handler.path] = self.sent.get(handler.path, 0) + sent
+            counts[handler.path] = counts.get(handler.path, 0) + sent
 
     def close(self):
         self.server.shutdown()

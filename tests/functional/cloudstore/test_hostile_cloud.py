@@ -71,7 +71,7 @@ READS = {
 def test_object_reads_are_bounded(cloud, driver, case):
     answer, bound, error = READS[case]
     cloud.answers = {'/unit/meta': answer}
-    cloud.sent.clear()
+    cloud.reset()
     _reset_peak()
     before = _peak()
     with pytest.raises(error):
@@ -84,7 +84,7 @@ def test_object_reads_are_bounded(cloud, driver, case):
 def test_listings_are_bounded(cloud, driver, chunked):
     cloud.answers = {'/cloudstore': Answer(200, BODY, chunked=chunked),
                      '?list-type': Answer(200, BODY, chunked=chunked)}
-    cloud.sent.clear()
+    cloud.reset()
     _reset_peak()
     before = _peak()
     with pytest.raises(errors.BackendError) as exc:
