@@ -74,6 +74,18 @@ _STATE_VERSION = 2
 _STATE_MAC_DOMAIN = b'tclouds-securelog/v1 audit state\x00'
 
 
+def _log_seal_fault(log, data, record):
+    """(kind, reason) when the log's seal on ``data`` does not verify, else None."""
+    try:
+        key = log.chain.hmac_key(record.epoch)
+    except sealing.SealError as exc:
+        return 'forged', 'record %s' % exc.reason
+    if not hmac.compare_digest(key.tag(data[:-sealing.TAG_SIZE]), record.tag):
+        return ('modified', 'log seal does not verify: record bytes changed, or written by '
+                'someone without the epoch %d key' % record.epoch)
+    return None
+
+
 class AuditState(object):
     """Where an audit that found nothing stopped; :func:`audit` resumes from it.
 
@@ -584,14 +596,9 @@ class _SlowPath(object):
         except sealing.SealError as exc:
             damage(index, 'malformed', 'record does not parse: %s' % exc)
             return
-        try:
-            key = log.chain.hmac_key(record.epoch)
-        except sealing.SealError as exc:
-            damage(index, 'forged', 'record %s' % exc.reason)
-            return
-        if not hmac.compare_digest(key.tag(data[:-sealing.TAG_SIZE]), record.tag):
-            damage(index, 'modified', 'log seal does not verify: record bytes changed, or '
-                   'written by someone without the epoch %d key' % record.epoch)
+        fault = _log_seal_fault(log, data, record)
+        if fault:
+            damage(index, *fault)
             return
         if (record.epoch < log.last_epoch and record.index == index and prior >= 0
                 and prior not in self.forged_flagged):
@@ -634,14 +641,9 @@ class _SlowPath(object):
             damage(index, 'forged', 'a format-1 record after the log\'s format-2 records: a '
                    'downgrade (a log that sealed spans never writes format 1 again)')
             return
-        try:
-            key = log.chain.hmac_key(record.epoch)
-        except sealing.SealError as exc:
-            damage(index, 'forged', 'record %s' % exc.reason)
-            return
-        if not hmac.compare_digest(key.tag(data[:-sealing.TAG_SIZE]), record.tag):
-            damage(index, 'modified', 'log seal does not verify: record bytes changed, or '
-                   'written by someone without the epoch %d key' % record.epoch)
+        fault = _log_seal_fault(log, data, record)
+        if fault:
+            damage(index, *fault)
             return
         # Only two neighbours both at their sealed positions must be in epoch order; a moved
         # record explains a regression by itself (it is reported as moved).

@@ -63,6 +63,16 @@ def _uint64(text):
     return int(text)
 
 
+def _verdict_columns(reasons, verified_at, state, answered):
+    """(reasons as JSON, the columns a verdict sets): one shape for single and batch writes."""
+    values = {'verified_at': verified_at}
+    if answered:
+        values['last_answer_at'] = verified_at
+    if state is not None:
+        values.update(_state_columns(state))
+    return json.dumps(list(reasons)), values
+
+
 def _state_columns(state):
     """Host columns of an appraisal HostState: the TPM clock and the IMA continuation."""
     return {'reset_count': state.reset_count, 'ima_offset': state.ima_offset,
@@ -639,12 +649,7 @@ class Store(object):
         changed = []
         results = [None] * len(verdicts)
         for i, (host, status, reasons, verified_at, state, answered) in enumerate(verdicts):
-            reasons_json = json.dumps(list(reasons))
-            values = {'verified_at': verified_at}
-            if answered:
-                values['last_answer_at'] = verified_at
-            if state is not None:
-                values.update(_state_columns(state))
+            reasons_json, values = _verdict_columns(reasons, verified_at, state, answered)
             params = dict(values, b_name=host.name, b_worker=worker,
                           b_token=host.next_attest_at, b_ak=host.ak_name,
                           b_status=host.status, b_reasons=host.reasons)
@@ -721,12 +726,7 @@ class Store(object):
         the round appraised with; when the host's AK was replaced meanwhile (activation of
         a new AK) the verdict is about an old quote chain and is not stored (None).
         """
-        reasons_json = json.dumps(list(reasons))
-        values = {'verified_at': verified_at}
-        if answered:
-            values['last_answer_at'] = verified_at
-        if state is not None:
-            values.update(_state_columns(state))
+        reasons_json, values = _verdict_columns(reasons, verified_at, state, answered)
         with self._writer() as session:
             # the common case, nothing changed: one UPDATE, no read, no history row
             same = session.query(models.Host).filter(
