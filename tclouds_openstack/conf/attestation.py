@@ -54,6 +54,22 @@ attestation_opts = [
                  help='Seconds a worker waits for an agent to answer a quote request '
                       'before the attempt counts as failed (the host keeps its verdict until '
                       'max_verdict_age, then turns "unknown").'),
+    cfg.StrOpt('agent_rpc_version_cap',
+               help='Highest version of the agent RPC API a worker sends (e.g. "1.0" while '
+                    'agents older than the workers run). Unset: the newest (1.1, event log '
+                    'digests). A worker also falls back to 1.0 for an agent that refuses '
+                    '1.1, and tries 1.1 again an hour later.'),
+    cfg.IntOpt('event_log_cache_mib',
+               default=256, min=0,
+               help='MiB of UEFI event logs a worker holds (distinct logs, least recently '
+                    'used dropped first): the log of each host\'s last trusted round, whose '
+                    'digest goes with the quote request so that an agent whose log is '
+                    'unchanged does not send it again (some 55 KB a round). 0: always ask '
+                    'for the whole log.'),
+    cfg.IntOpt('event_log_cache_hosts',
+               default=20000, min=0,
+               help='Hosts whose last event log a worker holds at most (see '
+                    'event_log_cache_mib).'),
     cfg.StrOpt('coordination_url',
                help='tooz backend URL used to partition hosts among several workers (for '
                     'example redis://127.0.0.1:6379, etcd3+http://..., zookeeper://...). '

@@ -5,8 +5,9 @@ Like nova-compute it is an oslo.messaging RPC server on its own topic
 port. At start it loads its attestation key (AK) from ``[attestation] agent_state_dir``, or
 creates one under the EK, and registers with the registrar (EK + EK certificate + AK,
 then TPM2_ActivateCredential). Then it answers quote requests: a TPM2_Quote with the
-verifier's nonce over the requested PCRs, the UEFI event log and the IMA entries from the
-requested offset. It never sends key material: the AK private blob is wrapped by the TPM
+verifier's nonce over the requested PCRs, the UEFI event log (or, when it is the one whose
+digest the verifier sent, ``uefi_log_unchanged``: agent API 1.1) and the IMA entries from
+the requested offset. It never sends key material: the AK private blob is wrapped by the TPM
 and stays on disk.
 
 The TPM connection is opened lazily and re-opened after a failure, because a TPM that was
@@ -31,13 +32,13 @@ MAX_PCRS = 24
 class AgentEndpoint(object):
     """RPC methods the verifier may call on this host."""
 
-    target = messaging.Target(version=rpcapi.VERSION)
+    target = messaging.Target(version=rpcapi.AGENT_VERSION)
 
     def __init__(self, agent):
         self.agent = agent
 
-    def get_quote(self, ctxt, nonce, selection, ima_offset):
-        return self.agent.answer(nonce, selection, ima_offset)
+    def get_quote(self, ctxt, nonce, selection, ima_offset, uefi_log_digest=None):
+        return self.agent.answer(nonce, selection, ima_offset, uefi_log_digest)
 
 
 class Agent(object):
@@ -143,8 +144,13 @@ class Agent(object):
             server.wait()
         self.disconnect()
 
-    def answer(self, nonce, selection, ima_offset):
-        """Quote + logs for one request. Bad requests get an 'error' field, not a trace."""
+    def answer(self, nonce, selection, ima_offset, uefi_log_digest=None):
+        """Quote + logs for one request. Bad requests get an 'error' field, not a trace.
+
+        ``uefi_log_digest``: the SHA-256 (hex) of the UEFI event log the verifier holds;
+        when the log is that one, the answer says ``uefi_log_unchanged`` (the digest)
+        instead of carrying it.
+        """
         try:
             nonce = rpcapi.unb64({'nonce': nonce}, 'nonce')
             if not 8 <= len(nonce) <= 64:
@@ -159,6 +165,8 @@ class Agent(object):
                 clean[str(bank)] = pcrs
             if not isinstance(ima_offset, int) or ima_offset < 0:
                 raise rpcapi.BadMessage('ima_offset: expected a non-negative integer')
+            if uefi_log_digest is not None and not rpcapi.is_log_digest(uefi_log_digest):
+                raise rpcapi.BadMessage('uefi_log_digest: expected 64 lower-case hex digits')
         except rpcapi.BadMessage as e:
             return {'error': str(e)}
         try:
@@ -167,16 +175,21 @@ class Agent(object):
             return {'error': 'TPM: %s' % e}
         uefi = self._read(self.uefi_eventlog)
         ima_lines, start = self._ima_since(ima_offset)
-        return {
+        out = {
             'host': self.host,
             'attest': rpcapi.b64(attest),
             'signature': rpcapi.b64(signature),
             'pcr_values': {bank: {str(i): v.hex() for i, v in pcrs.items()}
                            for bank, pcrs in values.items()},
-            'uefi_log': rpcapi.b64(uefi),
             'ima_log': rpcapi.b64(ima_lines),
             'ima_offset': start,
         }
+        if (uefi is not None and uefi_log_digest is not None
+                and rpcapi.log_digest(uefi) == uefi_log_digest):
+            out['uefi_log_unchanged'] = uefi_log_digest
+        else:
+            out['uefi_log'] = rpcapi.b64(uefi)
+        return out
 
     def _quote(self, nonce, selection):
         for attempt in (1, 2):

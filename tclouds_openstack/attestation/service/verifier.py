@@ -23,6 +23,13 @@ are outstanding per worker.
 
 Freshness: a host whose agent has not answered for ``max_verdict_age`` turns ``unknown``;
 consumers also refuse any verdict older than that (``backends.base.check_trusted``).
+
+Event logs: a host's UEFI event log only changes at a reboot, so the worker keeps the log
+of each host's last trusted round (:class:`EventLogCache`) and sends its digest with the
+quote request (agent API 1.1); an agent whose log is that one answers "unchanged" instead
+of sending it again. The quote is fresh and signed as always and the held log is replayed
+against the quoted PCRs as a sent one would be: a host whose PCRs no longer match it is
+untrusted, and its next round asks for the whole log.
 """
 import collections
 import concurrent.futures
@@ -97,11 +104,82 @@ class PolicyCache(object):
         return cached[1]
 
 
+class EventLogCache(object):
+    """The UEFI event log of each host's last trusted round, by (host name, AK name).
+
+    What the worker sends the digest of (agent API 1.1), so that an agent whose log did
+    not change need not send it again. Bounded: at most ``max_bytes`` of distinct logs
+    (hosts booted alike share one copy) and ``max_hosts`` hosts, least recently used
+    dropped first; a host that is not held (worker restart, a host another worker
+    attested, dropped) is simply asked for its whole log. Thread-safe.
+    """
+
+    def __init__(self, max_bytes, max_hosts):
+        self.max_bytes = max_bytes
+        self.max_hosts = max_hosts
+        self._hosts = collections.OrderedDict()     # key: digest, least recent first
+        self._logs = {}                             # digest: [log, number of hosts]
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self._hosts)
+
+    def get(self, key):
+        """(digest, log) held for ``key``, or None."""
+        with self._lock:
+            digest = self._hosts.get(key)
+            if digest is None:
+                return None
+            self._hosts.move_to_end(key)
+            return digest, self._logs[digest][0]
+
+    def put(self, key, log, digest=None):
+        """Hold ``log`` as ``key``'s (``digest``: its :func:`rpcapi.log_digest`)."""
+        if not log or len(log) > self.max_bytes:
+            self.drop(key)
+            return
+        digest = digest or rpcapi.log_digest(log)
+        with self._lock:
+            if self._hosts.get(key) == digest:
+                self._hosts.move_to_end(key)
+                return
+            self._release(key)
+            held = self._logs.get(digest)
+            if held is None:
+                self._logs[digest] = [log, 1]
+                self._bytes += len(log)
+            else:
+                held[1] += 1
+            self._hosts[key] = digest
+            while self._bytes > self.max_bytes or len(self._hosts) > self.max_hosts:
+                self._release(next(iter(self._hosts)))
+
+    def drop(self, key):
+        with self._lock:
+            self._release(key)
+
+    def _release(self, key):
+        digest = self._hosts.pop(key, None)
+        if digest is None:
+            return
+        held = self._logs[digest]
+        held[1] -= 1
+        if not held[1]:
+            del self._logs[digest]
+            self._bytes -= len(held[0])
+
+
 _PCR_KEY = re.compile(r'[0-9]|1[0-9]|2[0-3]')
 
 
-def decode_answer(answer, ak_public):
-    """The agent's answer as appraisal Evidence; BadMessage naming the bad field."""
+def decode_answer(answer, ak_public, held_log=None):
+    """The agent's answer as appraisal Evidence; BadMessage naming the bad field.
+
+    ``held_log``: (digest, log) whose digest the request carried; an answer saying
+    ``uefi_log_unchanged`` with that digest stands for that log. Any other
+    ``uefi_log_unchanged`` (a digest not sent, or with a log beside it) is malformed.
+    """
     if not isinstance(answer, dict):
         raise rpcapi.BadMessage('answer: expected an object')
     if answer.get('error'):
@@ -125,12 +203,24 @@ def decode_answer(answer, ak_public):
     offset = answer.get('ima_offset', 0)
     if type(offset) is not int or offset < 0:
         raise rpcapi.BadMessage('ima_offset: expected a non-negative integer')
+    unchanged = answer.get('uefi_log_unchanged')
+    if unchanged is None:
+        uefi_log = rpcapi.unb64(answer, 'uefi_log', optional=True)
+    elif held_log is None:
+        raise rpcapi.BadMessage('uefi_log_unchanged: the request named no event log')
+    elif unchanged != held_log[0]:
+        raise rpcapi.BadMessage('uefi_log_unchanged: names %.80r, the request named %s'
+                                % (unchanged, held_log[0]))
+    elif answer.get('uefi_log') is not None:
+        raise rpcapi.BadMessage('uefi_log_unchanged: sent with a uefi_log')
+    else:
+        uefi_log = held_log[1]
     return appraisal.Evidence(
         ak_public=ak_public,
         attest=rpcapi.unb64(answer, 'attest'),
         signature=rpcapi.unb64(answer, 'signature'),
         pcr_values=pcrs,
-        uefi_log=rpcapi.unb64(answer, 'uefi_log', optional=True),
+        uefi_log=uefi_log,
         ima_log=rpcapi.unb64(answer, 'ima_log', optional=True),
         ima_offset=offset)
 
@@ -141,14 +231,17 @@ class Verifier(object):
         self.store = store
         self.worker = worker or conf.host
         self.notifier = notifier
-        self.agents = agent_api or rpcapi.AgentAPI(transport, conf.attestation.rpc_timeout,
-                                                   topic=conf.attestation.agent_topic)
+        opts = conf.attestation
+        self.agents = agent_api or rpcapi.AgentAPI(
+            transport, opts.rpc_timeout, topic=opts.agent_topic,
+            version_cap=opts.agent_rpc_version_cap)
+        self.event_logs = EventLogCache(opts.event_log_cache_mib * 1024 * 1024,
+                                        opts.event_log_cache_hosts)
         self.policies = PolicyCache(store)
         self.partitioner = None
         self.coordinator = None
         self._stop = threading.Event()
         self._thread = None
-        opts = conf.attestation
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=opts.concurrency, thread_name_prefix='attest')
         self._inflight = {}         # name: claimed host of the rounds not yet written
@@ -233,15 +326,19 @@ class Verifier(object):
         bank = self.conf.tpm.hash_algorithm
         selection = core.required_pcrs(policy, bank, self.conf.tpm.quote_pcrs)
         offset = previous.ima_offset
+        log_key = (host.name, host.ak_name)
+        held = self.event_logs.get(log_key)
         for attempt in (1, 2):
             nonce = os.urandom(NONCE_SIZE)
             try:
-                answer = self.agents.get_quote(host.name, nonce, selection, offset)
+                answer = self.agents.get_quote(host.name, nonce, selection, offset,
+                                               uefi_log_digest=held and held[0])
             except Exception as e:  # any messaging failure: the agent did not answer
                 return self._no_answer(host, e)
             try:
-                evidence = decode_answer(answer, host.ak_public)
+                evidence = decode_answer(answer, host.ak_public, held)
             except rpcapi.BadMessage as e:
+                self.event_logs.drop(log_key)
                 return self._verdict(base.UNTRUSTED, ['agent answer rejected: %s' % e])
             result = appraisal.appraise(evidence, policy, nonce, hash_alg=bank,
                                         base_pcrs=self.conf.tpm.quote_pcrs, previous=previous)
@@ -251,14 +348,26 @@ class Verifier(object):
                 offset = result.state.ima_offset
                 continue
             break
+        from_cache = held is not None and evidence.uefi_log is held[1]
         if result.trusted:
+            if not from_cache:
+                self.event_logs.put(log_key, evidence.uefi_log)
             return self._verdict(base.TRUSTED, [], state=result.state,
                                  rebooted=result.rebooted)
+        # only a trusted round's log is held: the next round sends no digest
+        self.event_logs.drop(log_key)
+        reasons = result.reasons
+        if from_cache and any(c.startswith('measured_boot.') for c in checks):
+            reasons = reasons + [str(core.Failure(
+                'measured_boot.unchanged_log', 'the agent answered that its UEFI event log '
+                'is unchanged (sha256 %s), so the log of the last trusted round was '
+                'replayed against this quote; the next round asks for the whole log'
+                % held[0]))]
         # An untrusted round's quote is still the TPM's word on its clock when it is
         # authentic and its clock checks passed (appraisal then returns the new clock,
         # else the last good one): kept, so a TPM state saved before the host went wrong
         # and put back later is a clock going back, not a return to an older good clock.
-        return self._verdict(base.UNTRUSTED, result.reasons, state=result.state,
+        return self._verdict(base.UNTRUSTED, reasons, state=result.state,
                              rebooted=result.rebooted)
 
     @staticmethod
@@ -466,7 +575,7 @@ class RegistrarEndpoint(object):
     """The registrar's RPC methods (topic ``tclouds-attestation``)."""
 
     def __init__(self, registrar):
-        self.target = messaging.Target(version=rpcapi.VERSION)
+        self.target = messaging.Target(version=rpcapi.REGISTRAR_VERSION)
         self.registrar = registrar
 
     # refusals are answers, not server faults: no traceback in the worker log

@@ -17,12 +17,12 @@ from tests.functional.attestation import conftest as fx
 
 
 class RogueEndpoint(object):
-    target = messaging.Target(version=rpcapi.VERSION)
+    target = messaging.Target(version=rpcapi.AGENT_VERSION)
 
     def __init__(self):
         self.answer_with = None
 
-    def get_quote(self, ctxt, nonce, selection, ima_offset):
+    def get_quote(self, ctxt, nonce, selection, ima_offset, uefi_log_digest=None):
         return self.answer_with(nonce, selection, ima_offset)
 
 
@@ -52,8 +52,8 @@ def test_replayed_relayed_and_forged_answers_rejected(fleet, local_ca):
     recorded = []
     real_answer = a.agent.answer
 
-    def recording(nonce, selection, offset):
-        out = real_answer(nonce, selection, offset)
+    def recording(nonce, selection, offset, uefi_log_digest=None):
+        out = real_answer(nonce, selection, offset, uefi_log_digest)
         recorded.append(out)
         return out
     a.agent.answer = recording
