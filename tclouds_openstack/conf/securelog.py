@@ -62,6 +62,13 @@ securelog_opts = [
                  help='Seconds between signed checkpoints while entries arrive (0: after '
                       'every batch). Entries are tamper-evident against the operator only '
                       'once a checkpoint covering them was exported.'),
+    cfg.IntOpt('storage_layout',
+               default=2, choices=[1, 2],
+               help='How appended records are stored. 2: the records of each appended '
+                    'batch in one database row (securelog_batches), so that a full audit '
+                    'reads one row per batch, not per record; 1: one row per record with '
+                    'its bytes (as before). Both are always read, a log may hold both (the '
+                    'records before the first batch row in layout 1).'),
     cfg.ListOpt('checkpoint_dirs',
                 default=[],
                 help='Directories (ideally on independent storage) each checkpoint is '

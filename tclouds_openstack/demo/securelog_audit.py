@@ -38,31 +38,52 @@ def _tampered_copy(demo, name, change):
                                     origin=demo.log.origin, migrate=False)
 
 
+def _edit_records(conn, change):
+    """Apply ``change`` to the records of a log database, in either storage layout.
+
+    ``change`` gets {index: record bytes} and returns {index: new bytes, or None to delete}
+    for the records it changes; each is written back where the log holds it (its own row
+    in layout 1, its batch row in layout 2).
+    """
+    (boundary,) = conn.execute('SELECT MIN(first_index) FROM securelog_batches').fetchone()
+    records = {index: bytes(data) for index, data in conn.execute(
+        'SELECT log_index, data FROM securelog_records WHERE log_index < ?',
+        (boundary if boundary is not None else 1 << 62,))}
+    batches = {}
+    for first, data in conn.execute('SELECT first_index, data FROM securelog_batches'):
+        batch, _why = store_mod.unpack_batch(data)
+        batches[first] = range(first, first + len(batch))
+        records.update(zip(batches[first], batch))
+    changes = change(records)
+    records.update(changes)
+    for index, data in changes.items():
+        if data is None:
+            conn.execute('DELETE FROM securelog_records WHERE log_index=?', (index,))
+        elif boundary is None or index < boundary:
+            conn.execute('UPDATE securelog_records SET data=? WHERE log_index=?',
+                         (data, index))
+    for first, indexes in batches.items():
+        if any(i in changes for i in indexes):
+            conn.execute('UPDATE securelog_batches SET data=? WHERE first_index=?',
+                         (store_mod.pack_batch(records[i] for i in indexes
+                                               if records[i] is not None), first))
+
+
 def _change_entry(index):
-    def change(conn):
-        (data,) = conn.execute('SELECT data FROM securelog_records WHERE log_index=?',
-                               (index,)).fetchone()
-        data = bytearray(data)
+    def change(records):
+        data = bytearray(records[index])
         data[-20] ^= 0x01
-        conn.execute('UPDATE securelog_records SET data=? WHERE log_index=?',
-                     (bytes(data), index))
-    return change
+        return {index: bytes(data)}
+    return lambda conn: _edit_records(conn, change)
 
 
 def _delete_entry(index):
-    def change(conn):
-        conn.execute('DELETE FROM securelog_records WHERE log_index=?', (index,))
-    return change
+    return lambda conn: _edit_records(conn, lambda records: {index: None})
 
 
 def _swap_entries(first, second):
-    def change(conn):
-        rows = {index: conn.execute('SELECT data FROM securelog_records WHERE log_index=?',
-                                    (index,)).fetchone()[0] for index in (first, second)}
-        for index, other in ((first, second), (second, first)):
-            conn.execute('UPDATE securelog_records SET data=? WHERE log_index=?',
-                         (rows[other], index))
-    return change
+    return lambda conn: _edit_records(
+        conn, lambda records: {first: records[second], second: records[first]})
 
 
 def run(demo):

@@ -226,9 +226,20 @@ class Controller(object):
                            table.c.time_ns, table.c.data)
                  .where(table.c.log_index < size).where(sa.or_(*wanted))
                  .order_by(table.c.log_index))
-        with self.store.engine.connect() as conn:
-            for row in conn.execution_options(stream_results=True).execute(query):
-                yield reportmod.Row(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]))
+        from tclouds_openstack.securelog import store as storemod
+        with self.store.engine.connect() as conn, self.store.engine.connect() as other:
+            boundary = self.store._layout2_start(conn)
+            result = conn.execution_options(stream_results=True).execute(query)
+            for part in result.partitions(1000):
+                # records in batch rows (storage layout 2) have their bytes there; read on
+                # another connection (this one is streaming)
+                found = self.store.batch_bytes(other, [row[0] for row in part], boundary)
+                for row in part:
+                    try:
+                        data = storemod.SecureLogStore._bytes(row[0], row[4], boundary, found)
+                    except storemod.StoreError as exc:
+                        raise exception.ServiceUnavailable(str(exc))
+                    yield reportmod.Row(row[0], bytes(row[1]), row[2], row[3], bytes(data))
 
     def report(self, request, project_id):
         ctx = request.context

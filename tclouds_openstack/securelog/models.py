@@ -3,6 +3,9 @@
 ``securelog_records``: one row per sealed record, ``log_index`` is the Merkle leaf index;
 ``(source, seq)`` is unique, which makes ingestion idempotent: a redelivered notification
 is recognised and not appended twice. ``securelog_checkpoints``: every signed tree head.
+``securelog_batches``: storage layout 2, the records of one appended batch in one row
+(``first_index``: the log index of its first record; ``data``: :func:`.store.pack_batch`);
+their rows in ``securelog_records`` then hold the index columns with ``data`` NULL.
 ``securelog_evidence``: entries ingestion refused to append, kept as evidence, never
 dropped: a conflicting duplicate of a stored ``(source, seq)`` (``conflict``, with the
 index of the stored one), an entry whose source seal does not verify (``bad-seal``) or can
@@ -28,11 +31,17 @@ class Record(Base):
     event_type = sa.Column(sa.String(255), nullable=False, default='')
     time_ns = sa.Column(sa.BigInteger, nullable=False)
     leaf_hash = sa.Column(sa.LargeBinary(32), nullable=False)
-    data = sa.Column(Blob, nullable=False)
+    data = sa.Column(Blob, nullable=True)      # NULL: in its batch (storage layout 2)
     __table_args__ = (
         sa.UniqueConstraint('source', 'seq', name='uniq_securelog_records0source0seq'),
         sa.Index('securelog_records_tenant_idx', 'tenant'),
     )
+
+
+class Batch(Base):
+    __tablename__ = 'securelog_batches'
+    first_index = sa.Column(sa.BigInteger, primary_key=True, autoincrement=False)
+    data = sa.Column(Blob, nullable=False)
 
 
 class Checkpoint(Base):

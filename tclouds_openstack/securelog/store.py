@@ -14,12 +14,16 @@ takes its source's next sequence number from the records committed so far, in th
 transaction. A source that hands its entries out (:meth:`.Source.seal`, the driver) must
 save its state before they leave it: that is a second durable point, on the source's host.
 """
+import bisect
+import collections
 import contextlib
 import itertools
 import json
 import logging
 import operator
 import os
+import queue
+import struct
 import threading
 import time
 
@@ -43,12 +47,124 @@ _records = models.Record.__table__
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 _checkpoints = models.Checkpoint.__table__
+_batches = models.Batch.__table__
 _evidence = models.Evidence.__table__
 # Kinds of evidence (securelog_evidence.kind).
 CONFLICT = 'conflict'
 BAD_SEAL = 'bad-seal'
 UNVERIFIABLE = 'unverifiable'
 UNKNOWN_SOURCE = 'unknown-source'
+
+
+# Storage layouts: 1, one row per record with its bytes; 2, the records of an appended
+# batch in one row of securelog_batches (their rows keep the index columns, data NULL),
+# so that reading the log costs one database row per batch, not per record.
+LAYOUTS = (1, 2)
+BATCH_MAGIC = b'TSB1'
+_BATCH_HEAD = struct.Struct('>4sI')
+
+
+def pack_batch(records):
+    """One securelog_batches row's bytes: magic, count, the records' lengths, the records."""
+    records = [bytes(r) for r in records]
+    return b''.join([_BATCH_HEAD.pack(BATCH_MAGIC, len(records)),
+                     struct.pack('>%dI' % len(records), *map(len, records))] + records)
+
+
+def unpack_batch(data):
+    """The records of a batch row and None, or what parses and why the rest does not.
+
+    When the row does not parse, the records up to where it stops come first and the rest
+    of the row follows as one record (which the audit finds malformed).
+    """
+    data = bytes(data)
+    try:
+        magic, count = _BATCH_HEAD.unpack_from(data)
+        lengths = struct.unpack_from('>%dI' % count, data, _BATCH_HEAD.size)
+    except struct.error:
+        magic = None
+    if magic != BATCH_MAGIC:
+        return [data], 'not a batch of storage layout 2 (%d bytes)' % len(data)
+    ends = list(itertools.accumulate(lengths, initial=_BATCH_HEAD.size + 4 * count))
+    if ends[-1] == len(data):
+        return list(map(data.__getitem__, map(slice, ends, ends[1:]))), None
+    whole = bisect.bisect_right(ends, len(data)) - 1
+    out = list(map(data.__getitem__, map(slice, ends[:whole], ends[1:whole + 1])))
+    if ends[whole] < len(data):
+        out.append(data[ends[whole]:])
+    return out, ('its %d records\' lengths add up to %d bytes, the row holds %d'
+                 % (count, ends[-1], len(data)))
+
+
+def _read_ahead(pages, depth=2):
+    """Iterate ``pages`` in a thread of its own, up to ``depth`` pages ahead.
+
+    For a database server: it reads and sends the next page while this process checks
+    the one before, instead of both waiting for each other. The thread has ended when
+    this generator has (exhausted, closed or raising the thread's error).
+    """
+    handover = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                handover.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run():
+        try:
+            for page in pages:
+                if not put(page):
+                    return
+        except BaseException as exc:   # handed to the consumer, which raises it
+            put(exc)
+        else:
+            put(end)
+    thread = threading.Thread(target=run, name='securelog-read-ahead', daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handover.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+# A row of securelog_records with the record's bytes (what get and list return).
+StoredRecord = collections.namedtuple('StoredRecord', [c.name for c in _records.columns])
+
+
+class _LayoutCheck(object):
+    """Where the batch rows (layout 2) one audit reads disagree with each other.
+
+    ``findings``: (index, kind, detail, end) for the report; the store adds whether the
+    records' index rows match the batch rows.
+    """
+
+    def __init__(self):
+        self.first = self.end = None        # the records the batch rows hold: [first, end)
+        self.findings = []
+
+    def batch(self, at, count, why):
+        if why is not None:
+            self.findings.append((at, 'malformed', 'batch row at index %d: %s' % (at, why),
+                                  None))
+        if at != self.end:
+            self.findings.append((min(at, self.end), 'missing' if at > self.end else 'moved',
+                                  'the batch row at index %d follows one whose records end '
+                                  'at %d: batch rows deleted, moved or changed'
+                                  % (at, self.end), None))
+        self.end = at + count
 
 
 class StoreError(Exception):
@@ -216,7 +332,10 @@ class SecureLogStore(object):
     def __init__(self, connection, state_dir, auditor_dir=None, origin='tclouds-securelog',
                  epoch_seconds=60.0, epoch_entries=100000, exporters=(), cosigners=(),
                  checkpoint_interval=10.0, migrate=True, source_keys_dir=None, alarm=None,
-                 enroll_from_dirs=()):
+                 enroll_from_dirs=(), layout=2):
+        if layout not in LAYOUTS:
+            raise StoreError('storage layout %r is not one of %s' % (layout, LAYOUTS))
+        self.layout = layout      # of the batches this store appends (both always read)
         self.connection = connection
         self.state_dir = state_dir
         self.auditor_dir = auditor_dir or os.path.join(state_dir, 'auditor')
@@ -261,6 +380,7 @@ class SecureLogStore(object):
                     epoch_seconds=opts.epoch_seconds, epoch_entries=opts.epoch_entries,
                     exporters=expmod.from_conf(conf), cosigners=cosigners,
                     checkpoint_interval=opts.checkpoint_interval,
+                    layout=opts.storage_layout,
                     source_keys_dir=opts.source_keys_dir,
                     enroll_from_dirs=opts.enroll_from_dirs)
         args.update(kwargs)
@@ -398,20 +518,19 @@ class SecureLogStore(object):
             q.order_by(_evidence.c.source, _evidence.c.seq, _evidence.c.id))]
         return rows
 
-    @staticmethod
-    def _stored_entries(conn, candidates):
+    def _stored_entries(self, conn, candidates):
         """{(source, seq): (log index, entry bytes)} of the candidates' keys the log holds."""
         by_source = {}
         for _h, _d, e in candidates:
             by_source.setdefault(e.source, set()).add(e.seq)
         found = {}
         for source, seqs in by_source.items():
-            q = sa.select(_records.c.seq, _records.c.log_index, _records.c.data).where(
+            q = sa.select(_records).where(
                 _records.c.source == source,
                 _records.c.seq.between(min(seqs), max(seqs)))
-            for seq, index, data in conn.execute(q):
-                if seq in seqs:
-                    found[(source, seq)] = (index, sealing.record_entry(data))
+            rows = [row for row in conn.execute(q) if row.seq in seqs]
+            for row in self._with_bytes(conn, rows):
+                found[(source, row.seq)] = (row.log_index, sealing.record_entry(row.data))
         return found
 
     @staticmethod
@@ -511,10 +630,15 @@ class SecureLogStore(object):
             raise
         hash_leaf = merkle.hash_leaf
         leaf_hashes = [hash_leaf(rec) for _i, rec in records]
-        rows = [(index, row[1], row[2], row[3], row[4], row[5], leaf, rec)
+        batch = self.layout == 2
+        rows = [(index, row[1], row[2], row[3], row[4], row[5], leaf, None if batch else rec)
                 for (index, rec), row, leaf in zip(records, fresh, leaf_hashes)]
         try:
             conn.exec_driver_sql(self._insert_sql, rows)
+            if batch:
+                conn.execute(_batches.insert(), {
+                    'first_index': records[0][0],
+                    'data': pack_batch(rec for _i, rec in records)})
         except sa_exc.IntegrityError as exc:
             # Another writer appended meanwhile: reload and let the caller retry.
             self._tree = None
@@ -590,49 +714,213 @@ class SecureLogStore(object):
         with self._record_stream(batch, start) as stream:
             yield from stream
 
+    @staticmethod
+    def _layout2_start(conn):
+        """The first index of the records stored in batches (layout 2), or None.
+
+        Records before it are read from their own rows, from it on from the batches only
+        (a row's own bytes there are not the log's): the audit, :meth:`get` and :meth:`list`
+        read one and the same log.
+        """
+        return conn.execute(sa.select(sa.func.min(_batches.c.first_index))).scalar()
+
     @contextlib.contextmanager
-    def _record_stream(self, batch=20000, start=0):
+    def _record_stream(self, batch=20000, start=0, layout=None):
         """An iterator over the record bytes from ``start`` (valid inside the context).
 
         The rows come straight from the driver's cursor and are taken apart in C (map,
-        chain): no SQLAlchemy row objects and no Python frame per record.
+        chain): no SQLAlchemy row objects and no Python frame per record. ``layout``: a
+        :class:`_LayoutCheck` to note where the batch rows themselves are inconsistent.
         """
+        layout = layout if layout is not None else _LayoutCheck()
+        with self.engine.connect() as conn:
+            boundary = self._layout2_start(conn)
+            first = None
+            if boundary is not None:
+                first = conn.execute(sa.select(sa.func.max(_batches.c.first_index)).where(
+                    _batches.c.first_index <= max(start, boundary))).scalar()
+            dbapi = conn.connection.dbapi_connection
+            cursors = []
+            batches = None
+            if self.engine.dialect.name == 'sqlite':
+                # read the pages where they are mapped, not one read() each (this
+                # connection only reads; a file sqlite connection is not pooled)
+                dbapi.execute('PRAGMA mmap_size=%d' % (1 << 30))
+            try:
+                parts = []
+                if boundary is None or start < boundary:
+                    cursors.append(dbapi.cursor())
+                    parts.append(self._rows_from(cursors[-1], batch, start, boundary))
+                if first is not None:
+                    cursors.append(dbapi.cursor())
+                    batches = self._batches_from(cursors[-1], first, max(start, boundary),
+                                                 layout)
+                    parts.append(itertools.chain.from_iterable(batches))
+                yield itertools.chain.from_iterable(parts)
+            finally:
+                if batches is not None:
+                    batches.close()
+                for cursor in cursors:
+                    cursor.close()
+
+    @staticmethod
+    def _index_rows_finding(conn, layout, rows):
+        """Where the index rows from ``layout.first`` on are not one per batch-row record.
+
+        The first index without its row, or where rows without records begin.
+        """
+        query = sa.select(_records.c.log_index).where(
+            _records.c.log_index >= layout.first).order_by(_records.c.log_index)
+        expected = layout.first
+        for (index,) in conn.execution_options(yield_per=10000).execute(query):
+            if index != expected:
+                break
+            expected += 1
+        if expected < layout.end:
+            return (expected, 'missing', 'record %d has no index row (source, sequence, '
+                    'tenant, leaf hash) though its batch row holds it: the row was deleted'
+                    % expected, None)
+        return (layout.end, 'missing', 'the store has index rows from index %d on (%d in '
+                'all from %d) but its batch rows end at %d: their records were deleted'
+                % (layout.end, rows, layout.first, layout.end), None)
+
+    def _mark(self):
+        return '?' if self.engine.dialect.paramstyle == 'qmark' else '%s'
+
+    def _rows_from(self, cursor, batch, start, end):
+        """Layout 1: the bytes of the records' own rows from ``start`` up to ``end``."""
+        end = (1 << 63) - 1 if end is None else end
+        mark = self._mark()
         if self.engine.dialect.name == 'sqlite':
             # sqlite streams a plain cursor.
-            with self.engine.connect() as conn:
-                cursor = conn.connection.dbapi_connection.cursor()
-                try:
-                    cursor.execute('SELECT data FROM securelog_records WHERE log_index >= ? '
-                                   'ORDER BY log_index', (start,))
-                    yield map(_first, cursor)
-                    return
-                finally:
-                    cursor.close()
+            # (a row without bytes before the batch rows reads as an empty record, which
+            # the audit finds malformed at its index)
+            cursor.execute('SELECT COALESCE(data, ?) FROM securelog_records WHERE '
+                           'log_index >= ? AND log_index < ? ORDER BY log_index',
+                           (b'', start, end))
+            return map(_first, cursor)
         # Elsewhere keyset pagination (client-side cursors would buffer the whole log).
-        mark = '?' if self.engine.dialect.paramstyle == 'qmark' else '%s'
-        query = ('SELECT log_index, data FROM securelog_records WHERE log_index >= %s '
-                 'ORDER BY log_index LIMIT %d' % (mark, batch))
-        with self.engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()
+        query = ('SELECT log_index, COALESCE(data, %s) FROM securelog_records WHERE '
+                 'log_index >= %s AND log_index < %s ORDER BY log_index LIMIT %d'
+                 % (mark, mark, mark, batch))
 
-            def pages(start):
+        def pages(start):
+            while True:
+                cursor.execute(query, (b'', start, end))
+                rows = cursor.fetchall()
+                yield map(_second, rows)
+                if len(rows) < batch:
+                    return
+                start = rows[-1][0] + 1
+        return itertools.chain.from_iterable(pages(start))
+
+    def _batches_from(self, cursor, first, start, layout, page_bytes=8 << 20):
+        """Layout 2: a list of records per batch row from the one at ``first`` on.
+
+        Records before ``start`` are left out. Elsewhere than sqlite the rows come in
+        pages of about ``page_bytes`` (batches of one record are as common as of 10,000).
+        """
+        mark = self._mark()
+        query = ('SELECT first_index, data FROM securelog_batches WHERE first_index >= %s '
+                 'ORDER BY first_index' % mark)
+        ahead = None
+        if self.engine.dialect.name == 'sqlite':
+            cursor.execute(query, (first,))
+            rows = cursor
+        else:
+            def pages(first, page=16):
                 while True:
-                    cursor.execute(query, (start,))
-                    rows = cursor.fetchall()
-                    yield map(_second, rows)
-                    if len(rows) < batch:
+                    cursor.execute(query + ' LIMIT %d' % page, (first,))
+                    part = cursor.fetchall()
+                    yield part
+                    if len(part) < page:
                         return
-                    start = rows[-1][0] + 1
-            try:
-                yield itertools.chain.from_iterable(pages(start))
-            finally:
-                cursor.close()
+                    first = part[-1][0] + 1
+                    size = sum(len(data) for _at, data in part) // len(part) + 1
+                    page = max(1, min(10000, page_bytes // size))
+            ahead = _read_ahead(pages(first))
+            rows = itertools.chain.from_iterable(ahead)
+        layout.first = layout.end = first
+        try:
+            for at, data in rows:
+                records, why = unpack_batch(data)
+                layout.batch(at, len(records), why)
+                yield records[start - at:] if at < start else records
+        finally:
+            if ahead is not None:
+                ahead.close()       # its thread uses the cursor: it ends first
+
+    def _bytes_of(self, conn, indexes):
+        """{log index: record bytes} of records in layout 2, from their batch rows."""
+        indexes = sorted(set(indexes))
+        if not indexes:
+            return {}
+        low = conn.execute(sa.select(sa.func.max(_batches.c.first_index)).where(
+            _batches.c.first_index <= indexes[0])).scalar()
+        if low is None:
+            return {}
+        firsts = [f for (f,) in conn.execute(sa.select(_batches.c.first_index).where(
+            _batches.c.first_index.between(low, indexes[-1])).order_by(
+                _batches.c.first_index))]
+        wanted = {}
+        for index in indexes:
+            wanted.setdefault(firsts[bisect.bisect_right(firsts, index) - 1], []).append(index)
+        found = {}
+        keys = sorted(wanted)
+        for pos in range(0, len(keys), 100):
+            for first, data in conn.execute(sa.select(_batches.c.first_index, _batches.c.data)
+                                            .where(_batches.c.first_index.in_(
+                                                keys[pos:pos + 100]))):
+                records, _why = unpack_batch(data)
+                for index in wanted[first]:
+                    if index - first < len(records):
+                        found[index] = records[index - first]
+        return found
+
+    def _with_bytes(self, conn, rows):
+        """``rows`` of securelog_records as :class:`StoredRecord` with the record's bytes.
+
+        The bytes come from where the log holds them: the row, or its batch (layout 2).
+        """
+        rows = [StoredRecord(*row) for row in rows]
+        if not rows:
+            return rows
+        boundary = self._layout2_start(conn)
+        found = self.batch_bytes(conn, [r.log_index for r in rows], boundary)
+        return [row._replace(data=self._bytes(row.log_index, row.data, boundary, found))
+                for row in rows]
+
+    def batch_bytes(self, conn, indexes, boundary):
+        """:meth:`_bytes_of` those of ``indexes`` that layout 2 holds.
+
+        ``boundary``: :meth:`_layout2_start` (None: no batch rows).
+        """
+        if boundary is None:
+            return {}
+        return self._bytes_of(conn, [i for i in indexes if i >= boundary])
+
+    @staticmethod
+    def _bytes(index, own, boundary, found):
+        """The bytes of record ``index``, or StoreError when there are none.
+
+        Before ``boundary`` its row's own (``own``), from it on from its batch (``found``).
+        """
+        data = own if boundary is None or index < boundary else found.get(index)
+        if data is None:
+            raise StoreError('record %d has no bytes in its %s: the store was damaged; run '
+                             '"tclouds-securelog verify"'
+                             % (index, 'row' if boundary is None or index < boundary
+                                else 'batch row'))
+        return data
 
     def get(self, index):
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(_records).where(
                 _records.c.log_index == index)).first()
-        if row is None:
+            if row is None:
+                raise StoreError('no record at index %d' % index)
+            (row,) = self._with_bytes(conn, [row])
+        if row.data is None:
             raise StoreError('no record at index %d' % index)
         return row
 
@@ -646,7 +934,7 @@ class SecureLogStore(object):
             q = q.where(_records.c.event_type == event_type)
         q = q.order_by(_records.c.log_index).limit(limit)
         with self.engine.connect() as conn:
-            return conn.execute(q).all()
+            return self._with_bytes(conn, conn.execute(q).all())
 
     def checkpoint_note(self, size=None):
         q = sa.select(_checkpoints.c.note)
@@ -728,10 +1016,22 @@ class SecureLogStore(object):
             # a state written before format 2 does not hold the last record's leaf hash,
             # with which the next TSL2 record's span begins (a changed record shows there)
             resume.log_leaf = merkle.hash_leaf(bytes(self.get(start - 1).data))
-        with self._record_stream(start=start) as records:
+        layout = _LayoutCheck()
+        with self._record_stream(start=start, layout=layout) as records:
             report = auditmod.audit(records, bundle.log_key, bundle.source_keys, verified,
                                     store_checkpoint_size=max(store_sizes, default=0),
                                     resume=resume)
+        if layout.first is not None:
+            # every record in the batch rows has its index row, and no index row is
+            # without its bytes (what get and list serve is what was audited)
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(sa.func.count()).select_from(_records).where(
+                    _records.c.log_index >= layout.first)).scalar()
+                if rows != layout.end - layout.first:
+                    layout.findings.append(self._index_rows_finding(conn, layout, rows))
+        if layout.findings:
+            report.state = None
+            report.damages.extend(auditmod.Damage(*f) for f in layout.findings)
         if end is not None and end < start:
             report.state = None
             report.damages.insert(0, auditmod.Damage(

@@ -24,7 +24,7 @@ def _bundle(tmp_path, *sources):
 
 def test_batches_chains_and_an_old_auditor_state(tmp_path):
     db = tmp_path / 'log.sqlite'
-    st = make_store('sqlite:///%s' % db, tmp_path / 'state')
+    st = make_store('sqlite:///%s' % db, tmp_path / 'state', layout=1)   # a row changes below
     local = srcmod.Source('cli@ctl', str(tmp_path / 'src'))
     remote = conftest.enrolled(st, srcmod.Source('nova@cmp1', str(tmp_path / 'remote')))
     st.append_events(local, events(0, 40), now_ns=NOW)
@@ -62,7 +62,7 @@ def test_batches_chains_and_an_old_auditor_state(tmp_path):
     conn.execute('UPDATE securelog_records SET data=? WHERE log_index=74', (bytes(data),))
     conn.commit()
     conn.close()
-    st = make_store('sqlite:///%s' % db, tmp_path / 'state', migrate=False)
+    st = make_store('sqlite:///%s' % db, tmp_path / 'state', migrate=False, layout=1)
     again, _problems = st.audit(
         bundle, resume=auditmod.AuditState.loads(text, bundle.log_key))
     assert not again.ok

@@ -35,6 +35,9 @@ def run_cli(argv, stdin=''):
 
 def make_store(url, state, cpdir=None, **kw):
     from tclouds_openstack.securelog import exporters
+    # these tests change records in their rows: storage layout 1 (for layout 2,
+    # test_layout_batches)
+    kw.setdefault('layout', 1)
     return storemod.SecureLogStore(url, str(state), origin='test.example/securelog',
                                    epoch_entries=EPOCH, checkpoint_interval=3600,
                                    exporters=[exporters.DirectoryExporter(str(cpdir))]

@@ -174,7 +174,7 @@ def test_failed_commit_after_the_key_evolved_leaves_no_gap(tmp_path, monkeypatch
 def test_tampering_is_found_in_a_log_of_co_located_sources(tmp_path):
     import sqlite3
     db = tmp_path / 'log.sqlite'
-    st = make_store('sqlite:///%s' % db, tmp_path / 'state')
+    st = make_store('sqlite:///%s' % db, tmp_path / 'state', layout=1)     # rows to delete
     src = srcmod.Source('cli@ctl', str(tmp_path / 'src'), epoch_entries=EPOCH)
     for start in range(0, 300, 60):
         st.append_events(src, events(start, 60), now_ns=NOW)
