@@ -22,7 +22,6 @@ import json
 import logging
 import operator
 import os
-import queue
 import struct
 import threading
 import time
@@ -94,50 +93,6 @@ def unpack_batch(data):
         out.append(data[ends[whole]:])
     return out, ('its %d records\' lengths add up to %d bytes, the row holds %d'
                  % (count, ends[-1], len(data)))
-
-
-def _read_ahead(pages, depth=2):
-    """Iterate ``pages`` in a thread of its own, up to ``depth`` pages ahead.
-
-    For a database server: it reads and sends the next page while this process checks
-    the one before, instead of both waiting for each other. The thread has ended when
-    this generator has (exhausted, closed or raising the thread's error).
-    """
-    handover = queue.Queue(depth)
-    stop = threading.Event()
-    end = object()
-
-    def put(item):
-        while not stop.is_set():
-            try:
-                handover.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def run():
-        try:
-            for page in pages:
-                if not put(page):
-                    return
-        except BaseException as exc:   # handed to the consumer, which raises it
-            put(exc)
-        else:
-            put(end)
-    thread = threading.Thread(target=run, name='securelog-read-ahead', daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = handover.get()
-            if item is end:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 # A row of securelog_records with the record's bytes (what get and list return).
@@ -741,7 +696,6 @@ class SecureLogStore(object):
                     _batches.c.first_index <= max(start, boundary))).scalar()
             dbapi = conn.connection.dbapi_connection
             cursors = []
-            batches = None
             if self.engine.dialect.name == 'sqlite':
                 # read the pages where they are mapped, not one read() each (this
                 # connection only reads; a file sqlite connection is not pooled)
@@ -753,13 +707,10 @@ class SecureLogStore(object):
                     parts.append(self._rows_from(cursors[-1], batch, start, boundary))
                 if first is not None:
                     cursors.append(dbapi.cursor())
-                    batches = self._batches_from(cursors[-1], first, max(start, boundary),
-                                                 layout)
-                    parts.append(itertools.chain.from_iterable(batches))
+                    parts.append(itertools.chain.from_iterable(self._batches_from(
+                        cursors[-1], first, max(start, boundary), layout)))
                 yield itertools.chain.from_iterable(parts)
             finally:
-                if batches is not None:
-                    batches.close()
                 for cursor in cursors:
                     cursor.close()
 
@@ -823,7 +774,6 @@ class SecureLogStore(object):
         mark = self._mark()
         query = ('SELECT first_index, data FROM securelog_batches WHERE first_index >= %s '
                  'ORDER BY first_index' % mark)
-        ahead = None
         if self.engine.dialect.name == 'sqlite':
             cursor.execute(query, (first,))
             rows = cursor
@@ -838,17 +788,12 @@ class SecureLogStore(object):
                     first = part[-1][0] + 1
                     size = sum(len(data) for _at, data in part) // len(part) + 1
                     page = max(1, min(10000, page_bytes // size))
-            ahead = _read_ahead(pages(first))
-            rows = itertools.chain.from_iterable(ahead)
+            rows = itertools.chain.from_iterable(pages(first))
         layout.first = layout.end = first
-        try:
-            for at, data in rows:
-                records, why = unpack_batch(data)
-                layout.batch(at, len(records), why)
-                yield records[start - at:] if at < start else records
-        finally:
-            if ahead is not None:
-                ahead.close()       # its thread uses the cursor: it ends first
+        for at, data in rows:
+            records, why = unpack_batch(data)
+            layout.batch(at, len(records), why)
+            yield records[start - at:] if at < start else records
 
     def _bytes_of(self, conn, indexes):
         """{log index: record bytes} of records in layout 2, from their batch rows."""

@@ -3,7 +3,6 @@ get, list, the report rows and the audit read is one and the same log; a log who
 records are in layout 1 (one row each) reads and verifies whole, and resumes across the
 boundary; every kind of tampering with the batch rows or the index rows is found."""
 import sqlite3
-import threading
 
 import pytest
 
@@ -57,11 +56,9 @@ def test_layout_2_on_each_database(db_url, tmp_path):
     listed = st.list(marker=30, limit=100, tenant='p1')
     assert listed and all(bytes(r.data) == records[r.log_index] for r in listed)
     assert list(st.iter_records(start=100)) == records[100:]
-    # a reader that stops early leaves no read-ahead thread behind (it used the cursor)
-    reader = st.iter_records(batch=7)
+    reader = st.iter_records(batch=7)       # a reader that stops early
     assert next(reader) == records[0]
     reader.close()
-    assert not [t for t in threading.enumerate() if t.name == 'securelog-read-ahead']
     # redelivered entries are recognised from their batch's bytes
     remote = srcmod.Source('nova@cmp1', str(tmp_path / 'remote'))
     entries = [sealing.record_entry(r) for r in records[40:80]]
@@ -264,19 +261,3 @@ def test_batch_rows_pack_and_unpack():
     assert other == [b'TSL2' + data[4:]] and 'not a batch' in why
     short, why = storemod.unpack_batch(b'TSB1\x00\x00\x00\x09')
     assert short == [b'TSB1\x00\x00\x00\x09'] and why
-
-
-def test_read_ahead_hands_over_pages_errors_and_stops():
-    assert list(storemod._read_ahead(iter([[1], [2, 3]]))) == [[1], [2, 3]]
-
-    def failing():
-        yield [1]
-        raise RuntimeError('the database went away')
-    ahead = storemod._read_ahead(failing())
-    assert next(ahead) == [1]
-    with pytest.raises(RuntimeError, match='went away'):
-        next(ahead)
-    endless = storemod._read_ahead(iter(lambda: [0], None), depth=1)
-    assert next(endless) == [0]
-    endless.close()
-    assert not [t for t in threading.enumerate() if t.name == 'securelog-read-ahead']
