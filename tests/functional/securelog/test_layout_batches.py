@@ -261,3 +261,27 @@ def test_batch_rows_pack_and_unpack():
     assert other == [b'TSL2' + data[4:]] and 'not a batch' in why
     short, why = storemod.unpack_batch(b'TSB1\x00\x00\x00\x09')
     assert short == [b'TSB1\x00\x00\x00\x09'] and why
+
+
+def test_a_log_written_before_layout_2_upgrades_and_verifies(db_url, tmp_path):
+    """Migration securelog_0003 on a log with records (the data column becomes nullable)."""
+    import alembic.command
+    import alembic.config
+    config = alembic.config.Config()
+    config.set_main_option('script_location', storemod.MIGRATIONS)
+    config.set_main_option('sqlalchemy.url', db_url.replace('%', '%%'))
+    config.set_main_option('version_table', storemod.VERSION_TABLE)
+    alembic.command.upgrade(config, 'securelog_0002')
+    old = make_store(db_url, tmp_path / 'state', layout=1, migrate=False)
+    sources = _fill(old, tmp_path, 0, 2)
+    old.checkpoint()
+    old.close()
+    new = make_store(db_url, tmp_path / 'state', layout=2)        # upgrades to 0003
+    _fill(new, tmp_path, 80, 2)
+    new.checkpoint()
+    with new.engine.connect() as conn:
+        assert conn.exec_driver_sql(
+            'SELECT COUNT(data) FROM securelog_records').scalar() == 80
+    report, problems = new.audit(_bundle(tmp_path, *sources))
+    assert report.ok and not problems and report.size == 160, report.summary()
+    new.close()
