@@ -22,6 +22,14 @@ with the reason and a ``blockstore.integrity.failed`` event and notification, an
 nothing is written. A readable header of another blockstore volume than the mark names is
 refused the same way; a volume formatted before marks existed gets its mark once nbdkit
 opened it (its header unwrapped under the volume's key and its anchor verified).
+
+The mark also records the block format (2 for every volume formatted here). A header in
+an older format than the mark records is refused the same way (a format downgrade: format
+1 draws GCM nonces from the anchor version, so storage putting back a format 1 header
+must never make the volume be served, or written, under that scheme). A mark without a
+format (claimed before formats were recorded) gets the format of the header nbdkit opened
+and verified, and is never lowered after that. Format 1 volumes are served read-only
+(``tclouds-blockstore upgrade`` copies one into a new format 2 volume).
 detach: disconnect, stop nbdkit (SIGTERM: it flushes and anchors the Merkle root), remove the
 socket. The freshness anchor is a file in ``state_dir`` on the compute host.
 
@@ -102,8 +110,9 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         self._start_export(kek)
         if header is not None:
             # nbdkit opened it: the header unwrapped under this volume's key and the anchor
-            # verified. Only now may a volume formatted before marks existed get one.
-            self._claim_missing_mark(context, header)
+            # verified. Only now may a volume formatted before marks (or before formats
+            # were recorded) get its mark and format recorded.
+            self._record_format(context, header)
         if self.connect_kernel:
             self._connect_kernel()
 
@@ -158,7 +167,7 @@ class TcloudsEncryptor(base.VolumeEncryptor):
                                  % (self.volume_id, self.dev_path))
         volume_uuid = uuidlib.uuid4()
         try:
-            claimed = self._mark_call('claim', context, str(volume_uuid))
+            claimed = self._mark_call('claim', context, str(volume_uuid), fmt.FORMAT_VERSION)
         except marks.Unknown as exc:
             self._refuse(str(exc), unreadable)
         if not claimed:
@@ -177,25 +186,40 @@ class TcloudsEncryptor(base.VolumeEncryptor):
         return None
 
     def _check_mark(self, context, header):
-        """A readable header must be the volume the mark names (if it has one)."""
+        """A readable header must be the volume the mark names, in no older format."""
         try:
             mark = self._mark_call('get', context)
         except marks.Unknown as exc:
             LOG.warning('volume %s: %s; its readable header is checked by the key and the '
                         'anchor only', self.volume_id, exc)
             return
-        if mark is not None and mark.get('blockstore_uuid') != header.uuid_str:
+        if mark is None:
+            return
+        if mark.get('blockstore_uuid') != header.uuid_str:
             self._refuse('its header is blockstore volume %s, but the volume was formatted as '
                          '%s (host %s, %s): the device holds another volume'
                          % (header.uuid_str, mark.get('blockstore_uuid'), mark.get('host'),
                             mark.get('created_at')), None, mark)
+        recorded = mark.get('format_version')
+        if recorded is not None and header.format_version < recorded:
+            self._refuse('its header is format version %d, but the key service recorded the '
+                         'volume in format %d (blockstore volume %s, host %s, %s): a format '
+                         'downgrade (an older header put back by the storage) is never served'
+                         % (header.format_version, recorded, header.uuid_str,
+                            mark.get('host'), mark.get('created_at')), None, mark)
 
-    def _claim_missing_mark(self, context, header):
+    def _record_format(self, context, header):
+        """Record the mark and format of a volume nbdkit opened and verified."""
         try:
-            if self._mark_call('get', context) is None:
-                self._mark_call('claim', context, header.uuid_str)
-                LOG.info('volume %s: format mark claimed for blockstore volume %s (formatted '
-                         'before marks existed)', self.volume_id, header.uuid_str)
+            before = self._mark_call('get', context)
+            if before is not None and (before.get('format_version') or 0) >= \
+                    header.format_version:
+                return
+            self._mark_call('record_format', context, header.uuid_str, header.format_version)
+            LOG.info('volume %s: format mark of blockstore volume %s now records format %d '
+                     '(%s)', self.volume_id, header.uuid_str, header.format_version,
+                     'formatted before marks existed' if before is None else
+                     'recorded before as %s' % before.get('format_version'))
         except marks.Unknown as exc:
             LOG.warning('volume %s: %s', self.volume_id, exc)
 

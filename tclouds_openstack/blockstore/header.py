@@ -238,7 +238,16 @@ def check_anchor_state(state, keys, volume_uuid, version):
         raise errors.AnchorError('no anchor state for volume %s: refusing to open without '
                                  'freshness information' % volume_uuid)
     try:
-        if version >= 2 and state.get('format') != version:
+        anchored = state.get('format')
+        if isinstance(anchored, int) and anchored > version and any(
+                hmac.compare_digest(str(state['mac']), anchor_mac(k, state, anchored))
+                for k in keys.all()):
+            # the anchor (kept off the volume's storage) knows a newer format: the header
+            # was put back from an older copy (format 1 nonces repeat after a rollback)
+            raise errors.FormatVersionError(
+                'volume %s: its header is format %d, but its anchor state is for format %d: '
+                'refusing a format downgrade' % (volume_uuid, version, anchored))
+        if version >= 2 and anchored != version:
             raise errors.AnchorError('anchor state of volume %s is for format %r, the volume '
                                      'is format %d' % (volume_uuid, state.get('format'),
                                                        version))

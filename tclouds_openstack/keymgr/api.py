@@ -6,8 +6,10 @@
     GET  /v1/volumes/{volume_id}/anchor  the volume's blockstore freshness anchor (host)
     PUT  /v1/volumes/{volume_id}/anchor  {"state", "expected"}: move it (compare-and-set)
     GET  /v1/volumes/{volume_id}/format-mark   whether (and as what) it was formatted
-    PUT  /v1/volumes/{volume_id}/format-mark   {"blockstore_uuid"}: claim it once (201, or
-                                               409 with the existing mark)
+    PUT  /v1/volumes/{volume_id}/format-mark   {"blockstore_uuid", "format_version"}:
+                                               claim it once (201, or 409 with the existing
+                                               mark); on the volume it names, record the
+                                               format it opened in (200, never lowered)
 
 Only for an enrolled compute host credential whose host is attested trusted and fresh and
 to which Cinder shows the volume attached; the key must be the volume's
@@ -96,23 +98,40 @@ class Controller:
         return mark
 
     def put_format_mark(self, request, volume_id):
+        """Claim the mark (201), or record the format of the volume it names (200).
+
+        ``format_version`` (optional for hosts that predate it): the block format the host
+        formatted, or opened and verified, the volume in. A mark without one (claimed
+        before formats were recorded) or with an older one is raised to it, never lowered:
+        a host then refuses to serve the volume in an older format (a downgrade).
+        """
         body = wsgi.json_body(request)
         blockstore_uuid = wsgi.require(body, 'blockstore_uuid', str)
         if not 0 < len(blockstore_uuid) <= 64:
             raise exception.BadRequest('must be a blockstore volume UUID',
                                        field='blockstore_uuid')
+        format_version = None
+        if 'format_version' in body:
+            format_version = wsgi.require(body, 'format_version', int, allow_none=True)
+            if format_version is not None and not 0 < format_version < 2 ** 16:
+                raise exception.BadRequest('must be a block format version (1-65535)',
+                                           field='format_version')
         host, _ = self._authorize(request, volume_id, 'format-mark',
                                   'keymgr:volume:format_mark:create')
-        claimed, mark = self.manager.keystore.claim_format_mark(volume_id, blockstore_uuid,
-                                                                host)
-        if not claimed:
-            return 409, {'error': {'code': 409, 'title': 'Conflict',
-                                   'message': 'volume %s was formatted already (blockstore '
-                                              'volume %s, by host %s)'
-                                              % (volume_id, mark['blockstore_uuid'],
-                                                 mark['host'])},
-                         'mark': mark}
-        return 201, mark
+        keystore = self.manager.keystore
+        claimed, mark = keystore.claim_format_mark(volume_id, blockstore_uuid, host,
+                                                   format_version)
+        if claimed:
+            return 201, mark
+        if mark['blockstore_uuid'] == blockstore_uuid and format_version is not None:
+            return 200, keystore.record_format(volume_id, blockstore_uuid, host,
+                                               format_version)
+        return 409, {'error': {'code': 409, 'title': 'Conflict',
+                               'message': 'volume %s was formatted already (blockstore '
+                                          'volume %s, by host %s)'
+                                          % (volume_id, mark['blockstore_uuid'],
+                                             mark['host'])},
+                     'mark': mark}
 
     def gone(self, request, **kwargs):
         raise Gone('this route named no Cinder volume and is gone: a compute host asks POST '

@@ -58,20 +58,35 @@ class KeyReleaseClient(common_client.ServiceClient):
             raise bs_errors.AnchorError('key service refused the format mark of volume %s: '
                                         '%s' % (volume_id, exc.message))
 
-    def claim_format_mark(self, volume_id, blockstore_uuid):
+    def claim_format_mark(self, volume_id, blockstore_uuid, format_version=None):
         """Claim the format mark of ``volume_id``: True if this call created it.
 
         False if the volume was formatted before; AnchorError when refused or unreachable.
         """
         try:
             self._volume_call('PUT', volume_id, 'format-mark',
-                              {'blockstore_uuid': blockstore_uuid})
+                              {'blockstore_uuid': blockstore_uuid,
+                               'format_version': format_version})
         except common_client.ClientError as exc:
             if exc.status == 409:
                 return False
             raise bs_errors.AnchorError('key service refused the format mark of volume %s: '
                                         '%s' % (volume_id, exc.message))
         return True
+
+    def record_format(self, volume_id, blockstore_uuid, format_version):
+        """Record the format ``volume_id`` opened in (never lowered); the mark as it is now.
+
+        AnchorError when refused or unreachable, or when the mark names another blockstore
+        volume (409).
+        """
+        try:
+            return self._volume_call('PUT', volume_id, 'format-mark',
+                                     {'blockstore_uuid': blockstore_uuid,
+                                      'format_version': format_version})
+        except common_client.ClientError as exc:
+            raise bs_errors.AnchorError('key service refused the format mark of volume %s: '
+                                        '%s' % (volume_id, exc.message))
 
 
 class KeyServiceAnchor(bs_storage.Anchor):

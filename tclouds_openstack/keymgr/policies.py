@@ -27,6 +27,7 @@ def list_rules():
                   ['GET /v1/volumes/{volume_id}/format-mark'], base.PROJECT),
         base.rule('keymgr:volume:format_mark:create', base.HOST,
                   'Claim the format mark of a volume attached to the calling compute host '
-                  '(once: the host formats it only after claiming).',
+                  '(once: the host formats it only after claiming), or record the block '
+                  'format the volume it names opened in (never lowered).',
                   ['PUT /v1/volumes/{volume_id}/format-mark'], base.PROJECT),
     ]

@@ -3,7 +3,8 @@
 Also keeps, per Cinder volume, the blockstore freshness anchor (versioned, compare-and-set),
 so a volume's Merkle root lives beside its key, outside the storage the volume is on, and
 its format mark (claimed once: the volume was formatted, by which host, as which
-blockstore volume), so a host never formats a volume that holds data.
+blockstore volume and which block format), so a host never formats a volume that holds
+data and never serves it in an older format than it was known in (a format downgrade).
 """
 import json
 import os
@@ -24,7 +25,7 @@ CREATE TABLE IF NOT EXISTS anchors (
     volume TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS format_marks (
     volume TEXT PRIMARY KEY, blockstore_uuid TEXT NOT NULL, host TEXT,
-    created REAL NOT NULL);
+    created REAL NOT NULL, format_version INTEGER);
 """
 
 
@@ -65,6 +66,11 @@ class LocalKeyStore:
         fileutils.private_file(path, 'key store')     # 0600 before SQLite creates it
         with self._db() as db:
             db.executescript(_SCHEMA)
+            columns = [row['name'] for row in db.execute('PRAGMA table_info(format_marks)')]
+            if 'format_version' not in columns:
+                # a store from before formats were recorded: its marks' format is unknown
+                # (NULL) until a host opens the volume (see record_format)
+                db.execute('ALTER TABLE format_marks ADD COLUMN format_version INTEGER')
 
     def _db(self):
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -152,22 +158,46 @@ class LocalKeyStore:
 
     # ----------------------------------------------------------- format marks
     def format_mark(self, volume):
-        """The format mark of ``volume`` ({blockstore_uuid, host, created_at}) or None."""
+        """The format mark of ``volume`` or None.
+
+        ``{blockstore_uuid, host, created_at, format_version}``; ``format_version`` is None
+        for a mark claimed before formats were recorded.
+        """
         with self._db() as db:
             row = db.execute('SELECT * FROM format_marks WHERE volume = ?',
                              (volume,)).fetchone()
         if row is None:
             return None
         return {'blockstore_uuid': row['blockstore_uuid'], 'host': row['host'],
-                'created_at': row['created']}
+                'created_at': row['created'], 'format_version': row['format_version']}
 
-    def claim_format_mark(self, volume, blockstore_uuid, host):
+    def claim_format_mark(self, volume, blockstore_uuid, host, format_version=None):
         """Create the format mark of ``volume`` unless it exists: (claimed, the mark)."""
         with self._db() as db:
             claimed = db.execute('INSERT OR IGNORE INTO format_marks (volume, blockstore_uuid, '
-                                 'host, created) VALUES (?, ?, ?, ?)',
-                                 (volume, blockstore_uuid, host, time.time())).rowcount == 1
+                                 'host, created, format_version) VALUES (?, ?, ?, ?, ?)',
+                                 (volume, blockstore_uuid, host, time.time(),
+                                  format_version)).rowcount == 1
         return claimed, self.format_mark(volume)
+
+    def record_format(self, volume, blockstore_uuid, host, format_version):
+        """Record that ``volume`` (blockstore volume ``blockstore_uuid``) opened in a format.
+
+        Creates the mark if there is none (a volume formatted before marks existed), and
+        raises a mark's recorded format to ``format_version``: never lowers it, and never
+        touches a mark naming another blockstore volume. Returns the mark as it is now (the
+        caller compares its ``blockstore_uuid`` and ``format_version``).
+        """
+        with self._db() as db:
+            db.execute('BEGIN IMMEDIATE')
+            db.execute('INSERT OR IGNORE INTO format_marks (volume, blockstore_uuid, host, '
+                       'created, format_version) VALUES (?, ?, ?, ?, ?)',
+                       (volume, blockstore_uuid, host, time.time(), format_version))
+            db.execute('UPDATE format_marks SET format_version = ? WHERE volume = ? AND '
+                       'blockstore_uuid = ? AND (format_version IS NULL OR format_version < ?)',
+                       (format_version, volume, blockstore_uuid, format_version))
+            db.execute('COMMIT')
+        return self.format_mark(volume)
 
 
 class _Closing:

@@ -346,3 +346,59 @@ def test_a_format1_header_on_a_format2_volume_is_refused(env, tmp_path):
         make(key_id, host='b').attach_volume(ctx)
     assert 'holds another volume' in str(exc.value)
     assert _digest(device) == before
+
+
+@pytest.mark.parametrize('mark', ['recorded at format', 'recorded at the first open'])
+def test_a_format_downgrade_is_refused_with_an_integrity_event(env, tmp_path, mark):
+    """Issue 12 point 6: a format 2 volume is never served as format 1.
+
+    The key service's format mark records format 2: when the encryptor formats the volume,
+    or (a mark claimed before formats were recorded) when nbdkit first opened and verified
+    it. Storage that then puts back a format 1 header of the same blockstore volume, even
+    wrapping the same data key, is refused before nbdkit starts: a clear reason, an
+    integrity event, nothing written; the volume serves again once its header is back.
+    """
+    from tests.unit.blockstore.test_format_downgrade import put_back_format1_header
+    make, key_id, keymgr, ctx, device = env
+    keystore = keymgr.wrapped.keystore
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    assert 'wrote 65536/65536' in qemu_io(enc.socket_path, 'write -P 0x5a 0 64k')
+    enc.detach_volume()
+    assert keystore.format_mark('vol-1')['format_version'] == 2
+    if mark == 'recorded at the first open':
+        import sqlite3
+        db = sqlite3.connect(str(tmp_path / 'keys.sqlite'))
+        with db:
+            db.execute('UPDATE format_marks SET format_version = NULL')
+        db.close()
+        assert keystore.format_mark('vol-1')['format_version'] is None
+        enc = make(key_id)
+        enc.attach_volume(ctx)
+        enc.detach_volume()
+        assert keystore.format_mark('vol-1')['format_version'] == 2
+    with open(device, 'rb') as f:
+        header = f.read(2 * fmt.HEADER_SLOT_SIZE)
+    kek = keymgr.get(ctx, key_id).get_encoded()
+    uuid = put_back_format1_header(str(device), kek)
+    damaged = _digest(device)
+    enc = make(key_id)
+    with pytest.raises(encryptor.EncryptorError) as exc:
+        enc.attach_volume(ctx)
+    message = str(exc.value)
+    assert 'its header is format version 1, but the key service recorded the volume in ' \
+           'format 2 (blockstore volume %s' % uuid in message
+    assert 'format downgrade' in message and 'Nothing was written' in message
+    assert not os.path.exists(enc.socket_path)                  # nbdkit never started
+    assert _digest(device) == damaged
+    event = [json.loads(line) for line in open(enc.events_path)][-1]
+    assert event['event_type'] == 'blockstore.integrity.failed'
+    assert event['check'] == 'header' and event['blockstore_uuid'] == uuid
+    assert 'format downgrade' in event['reason']
+    assert keystore.format_mark('vol-1')['format_version'] == 2  # never lowered
+    with open(device, 'r+b') as f:
+        f.write(header)
+    enc = make(key_id)
+    enc.attach_volume(ctx)
+    out = qemu_io(enc.socket_path, 'read -P 0x5a 0 64k')
+    assert 'read 65536/65536' in out and 'failed' not in out, out

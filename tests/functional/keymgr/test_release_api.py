@@ -162,6 +162,15 @@ def test_volume_anchored_and_marked_in_the_key_service(service, personas, hosts,
     assert node1.claim_format_mark('vol-1', vol.uuid) is True
     assert node1.claim_format_mark('vol-1', 'another') is False       # formatted once
     assert node1.format_mark('vol-1')['blockstore_uuid'] == vol.uuid
+    # a mark from before formats were recorded: the first verified open records the
+    # format, which is never lowered, and only for the volume the mark names
+    assert node1.format_mark('vol-1')['format_version'] is None
+    assert node1.record_format('vol-1', vol.uuid, 2)['format_version'] == 2
+    assert node1.record_format('vol-1', vol.uuid, 1)['format_version'] == 2
+    with pytest.raises(bs_errors.AnchorError) as exc:
+        node1.record_format('vol-1', 'another', 3)
+    assert 'formatted already (blockstore volume %s' % vol.uuid in str(exc.value)
+    assert node1.format_mark('vol-1')['format_version'] == 2
     vol.write(0, b'\x07' * 4096)
     vol.flush()
     assert fmt.Volume.open(st, kek, anchor).read(0, 4096) == b'\x07' * 4096

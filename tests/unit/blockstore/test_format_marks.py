@@ -16,7 +16,7 @@ class _KeyManager:
     def format_mark(self, context, volume_id):
         return self.mark
 
-    def claim_format_mark(self, context, volume_id, blockstore_uuid):
+    def claim_format_mark(self, context, volume_id, blockstore_uuid, format_version):
         return self.claimed
 
 
@@ -32,13 +32,13 @@ def test_a_malformed_mark_is_unknown(answer):
 @pytest.mark.parametrize('answer', [None, {'claimed': False}, 'false', 1, 0, [], {'ok': 1}])
 def test_only_true_or_false_is_a_claim_answer(answer):
     with pytest.raises(marks.Unknown) as exc:
-        marks.FormatMarks(_KeyManager(None, answer), None, 'vol-1').claim('u')
+        marks.FormatMarks(_KeyManager(None, answer), None, 'vol-1').claim('u', 2)
     assert 'malformed answer to the format mark claim of volume vol-1' in str(exc.value)
 
 
 def test_well_formed_answers():
     ok = marks.FormatMarks(_KeyManager({'blockstore_uuid': 'u', 'host': 'h'}, True), None,
                            'vol-1')
-    assert ok.get()['blockstore_uuid'] == 'u' and ok.claim('u') is True
+    assert ok.get()['blockstore_uuid'] == 'u' and ok.claim('u', 2) is True
     new = marks.FormatMarks(_KeyManager(None, False), None, 'vol-1')
-    assert new.get() is None and new.claim('u') is False
+    assert new.get() is None and new.claim('u', 2) is False
