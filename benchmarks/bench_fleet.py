@@ -13,11 +13,12 @@ host booted Keylime's real SecureBoot UEFI log (../shared/data/eventlogs, 98 eve
 simulated boot when absent) and an IMA list. Hosts now register as their operator binds
 them: each registers unenrolled and awaits approval, and this process (the registrar)
 approves every EK, as ``openstack attestation host approve`` does. The verifier workers run
-in their own processes (``concurrency`` 32, MariaDB; partitioned with tooz over Redis when
-Redis answers, as deployed), so their CPU time is theirs alone (/proc), and each one
-reports where its CPU went: appraisal (``appraisal.appraise``), database (the store calls
-of a round and of the scheduling loop), messaging (the RPC call in the attesting thread;
-the reply consumer, heartbeats and the scheduling loop's own work are in "other").
+in their own processes (``concurrency`` ``FLEET_BENCH_CONCURRENCY``, default 32; MariaDB;
+partitioned with tooz over Redis when Redis answers, as deployed), so their CPU time is
+theirs alone (/proc), and each one reports where its CPU went: appraisal
+(``appraisal.appraise``), database (the store calls of a round and of the scheduling
+loop), messaging (the RPC call in the attesting thread; the reply consumer, heartbeats and
+the scheduling loop's own work are in "other").
 
 Phase 1 is one worker, phase 2 two workers sharing the fleet; each samples, once every
 host is trusted and after one settling interval, for a window: the age of every host's
@@ -69,6 +70,10 @@ BASE_TICK = float(os.environ.get('FLEET_BENCH_BASE_TICK', '0.1'))
 # a directory: each worker writes the CPU profile of its threads (yappi, pstats format) over
 # the measured windows there, worker-N.pstat
 PROFILE = os.environ.get('FLEET_BENCH_PROFILE')
+# each worker's [attestation] concurrency (outstanding quote requests): a worker attests at
+# most concurrency / round-trip time hosts per second, so 1,000 hosts at 10 s with answers
+# taking ~1 s on this loaded machine need about 100 (the service's default is 32)
+CONCURRENCY = int(os.environ.get('FLEET_BENCH_CONCURRENCY', '32'))
 
 
 def _cpu():
@@ -147,10 +152,10 @@ def worker_main():
     from tclouds_openstack.attestation.service import verifier as verifier_mod
     from tclouds_openstack.attestation import simfleet
     spec = json.loads(sys.stdin.readline())
-    # each attesting thread may publish at once (concurrency 32)
-    conf = _private_conf(spec, pool=40, interval=spec['interval'], jitter=0.1,
+    # each attesting thread may publish at once (``concurrency`` of them)
+    conf = _private_conf(spec, pool=CONCURRENCY + 8, interval=spec['interval'], jitter=0.1,
                          max_verdict_age=int(4 * spec['interval']), rpc_timeout=10.0,
-                         concurrency=32, require_ek_certificate=False,
+                         concurrency=CONCURRENCY, require_ek_certificate=False,
                          coordination_url=spec.get('coordination_url'))
     spent = collections.Counter()
     lock = threading.Lock()
@@ -440,9 +445,10 @@ def run(quick=False):
                            for h in fleet.store.list_hosts())
             fleet.approve_all()
             print('hosts: %d swtpm + agents (ECC AKs) in %d processes, started and registered '
-                  'in %.0f s (%d awaited approval, approved), interval %.0f s, database %s, '
-                  'workers partitioned %s' % (
-                      n_hosts, len(agents), started, awaiting, interval, url.split(':')[0],
+                  'in %.0f s (%d awaited approval, approved), interval %.0f s, worker '
+                  'concurrency %d, database %s, workers partitioned %s' % (
+                      n_hosts, len(agents), started, awaiting, interval, CONCURRENCY,
+                      url.split(':')[0],
                       'with tooz/Redis' if spec['coordination_url'] else
                       'by claims only (no Redis)'))
             split = {}
