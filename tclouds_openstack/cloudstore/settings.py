@@ -6,6 +6,7 @@ imports Swift: the command line tool runs on hosts without a proxy (and Swift re
 ``/etc/swift/swift.conf`` when it is imported).
 """
 from tclouds_openstack.cloudstore import backends
+from tclouds_openstack.cloudstore.backends import base
 from tclouds_openstack.cloudstore import errors
 from tclouds_openstack.cloudstore import metadata
 from tclouds_openstack.cloudstore import placement
@@ -41,13 +42,17 @@ class Settings:
             self.workers = int(conf.get('workers', 32))
             self.max_object_size = int(conf.get('max_object_size', 2 ** 30))
             self.window_segments = int(conf.get('window_segments', 16))
+            # every request to a cloud, whole answer included, whatever its pace
+            self.request_deadline = float(conf.get('request_deadline',
+                                                   base.DEFAULT_DEADLINE))
         except ValueError as exc:
-            fail('f, timeout, workers, max_object_size and window_segments must be numbers: '
-                 '%s' % exc)
+            fail('f, timeout, workers, max_object_size, window_segments and request_deadline '
+                 'must be numbers: %s' % exc)
         if self.f < 0 or self.timeout <= 0 or self.workers < 1 or \
-                self.max_object_size < 1 or self.window_segments < 1:
-            fail('need f >= 0, timeout > 0, workers >= 1, max_object_size >= 1 and '
-                 'window_segments >= 1')
+                self.max_object_size < 1 or self.window_segments < 1 or \
+                not self.request_deadline > 0:
+            fail('need f >= 0, timeout > 0, workers >= 1, max_object_size >= 1, '
+                 'window_segments >= 1 and request_deadline > 0')
         names = list_from_csv(conf.get('clouds', ''))
         if len(names) < 3 * self.f + 1:
             fail('clouds lists %d cloud(s); f=%d needs at least %d (n >= 3f + 1)'
@@ -63,6 +68,10 @@ class Settings:
             prefix = 'cloud_%s_' % name
             options = {key[len(prefix):]: value for key, value in conf.items()
                        if key.startswith(prefix)}
+            if 'deadline' in options:
+                fail('cloud_%s_deadline: the deadline is one option for every cloud, '
+                     'request_deadline' % name)
+            options['deadline'] = self.request_deadline
             country = options.pop('country', None)
             if country is not None:
                 try:

@@ -16,15 +16,20 @@ def load(name, options):
     Raises :class:`~tclouds_openstack.cloudstore.errors.CloudStoreError` naming the cloud
     and the missing or bad option.
     """
+    from tclouds_openstack.cloudstore.backends import base
     kind = options.get('type')
     if kind == 'swift':
         from tclouds_openstack.cloudstore.backends import swift
-        return swift.SwiftBackend.from_options(name, options)
-    if kind == 's3':
+        backend = swift.SwiftBackend.from_options(name, options)
+    elif kind == 's3':
         from tclouds_openstack.cloudstore.backends import s3
-        return s3.S3Backend.from_options(name, options)
-    if kind == 'directory':
+        backend = s3.S3Backend.from_options(name, options)
+    elif kind == 'directory':
         from tclouds_openstack.cloudstore.backends import directory
-        return directory.DirectoryBackend.from_options(name, options)
-    raise errors.CloudStoreError('cloud %s: type %r is not one of %s'
-                                 % (name, kind, ', '.join(BACKEND_TYPES)))
+        backend = directory.DirectoryBackend.from_options(name, options)
+    else:
+        raise errors.CloudStoreError('cloud %s: type %r is not one of %s'
+                                     % (name, kind, ', '.join(BACKEND_TYPES)))
+    # every request's overall deadline: one option for all clouds (request_deadline)
+    backend.deadline = base.deadline_option(name, options)
+    return backend

@@ -10,9 +10,21 @@ or the exact length the signed metadata implies), a driver asks the provider for
 (an HTTP ``Range``) and :class:`Backend` stops reading once the bound is passed, whatever
 the provider sends. A provider serving a 768 MiB "metadata" object costs the gateway one
 chunk of memory, not 768 MiB. ``bytes_read`` counts what was received from the provider.
+
+Every request has a deadline too (:class:`Deadline`): connect, headers and the whole
+answer, whatever the provider's pace. A socket timeout bounds one wait, not a request: a
+cloud sending one byte just before each timeout would hold the reading thread forever.
+Past the deadline the request's sockets are shut down, the blocked read returns at once,
+the connection is dropped and the request fails as a :class:`~..errors.BackendError`
+(the cloud is faulty for it).
 """
 import abc
+import contextlib
+import heapq
+import itertools
+import socket
 import threading
+import time
 
 from tclouds_openstack.cloudstore import errors
 
@@ -47,14 +59,208 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 
 
+#: Seconds one request to a cloud may take in all (``request_deadline`` of the settings).
+DEFAULT_DEADLINE = 300.0
+
+
+def deadline_option(cloud, options, default=DEFAULT_DEADLINE):
+    """The ``deadline`` option in seconds (set from ``request_deadline``), validated."""
+    try:
+        deadline = float(options.get('deadline', default))
+    except ValueError:
+        deadline = -1
+    if deadline <= 0:
+        raise errors.CloudStoreError('cloud %s: deadline %r is not a positive number of '
+                                     'seconds' % (cloud, options.get('deadline')))
+    return deadline
+
+
+_active = threading.local()
+
+
+class Deadline:
+    """The deadline of one request to a cloud: past it, the request's sockets are shut down.
+
+    A driver creates one per request, makes it :meth:`active` while it calls into an HTTP
+    library (whose connections register their sockets through :class:`WatchedConnection`)
+    or :meth:`watch` es a socket itself, and always :meth:`finish` es it. Time spent in
+    :meth:`paused` (waiting for the writer's next chunk of an upload) does not count: the
+    deadline bounds what the cloud paces, not the writer.
+    """
+
+    def __init__(self, cloud, operation, seconds):
+        self.cloud, self.operation, self.seconds = cloud, operation, seconds
+        self.expires = time.monotonic() + seconds
+        #: True once the deadline passed and the sockets were shut down.
+        self.passed = False
+        self.finished = False
+        self._paused = 0
+        self._sockets = []
+        self._lock = threading.Lock()
+        _WATCHDOG.add(self)
+
+    def watch(self, sock):
+        """Shut ``sock`` down when the deadline passes (at once if it has).
+
+        A duplicate of the socket is kept: shutting it down stops the connection even
+        after TLS took the original socket object over.
+        """
+        with self._lock:
+            if self.finished:
+                return
+            # (fromfd: an SSLSocket refuses dup())
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+            self._sockets.append(dup)
+            if self.passed:
+                _shut(dup)
+
+    @contextlib.contextmanager
+    def active(self):
+        """Connections made or used in this thread meanwhile are watched."""
+        previous = getattr(_active, 'deadline', None)
+        _active.deadline = self
+        try:
+            yield self
+        finally:
+            _active.deadline = previous
+
+    @contextlib.contextmanager
+    def paused(self):
+        """The time in this block does not count (waiting for the writer, not the cloud)."""
+        start = time.monotonic()
+        with self._lock:
+            self._paused += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._paused -= 1
+                self.expires += time.monotonic() - start
+
+    def error(self, what=''):
+        """The BackendError of a request whose deadline passed."""
+        return errors.BackendError(self.cloud, self.operation, '%sno complete answer within '
+                                   'the request deadline of %g s (connection closed)'
+                                   % (what and what + ': ', self.seconds))
+
+    def check(self, what=''):
+        """Raise :meth:`error` if the deadline passed (for reads no socket can interrupt)."""
+        if self.passed or time.monotonic() > self.expires and not self._paused:
+            self.passed = True
+            raise self.error(what)
+
+    def finish(self):
+        """The request is over: stop watching (its sockets are the caller's again)."""
+        with self._lock:
+            self.finished = True
+            sockets, self._sockets = self._sockets, []
+        for dup in sockets:
+            dup.close()
+
+    def _expire(self, now):
+        """Shut the sockets down if the deadline passed; else when to look again."""
+        with self._lock:
+            if self.finished:
+                return None
+            if self._paused or self.expires > now:
+                return max(self.expires, now + 0.1)
+            self.passed = True
+            for dup in self._sockets:
+                _shut(dup)
+            return None
+
+
+def _shut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:         # already closed by the peer
+        pass
+
+
+class _Watchdog:
+    """One thread for every deadline of the process, woken at the earliest."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap = []
+        self._order = itertools.count()
+        self._thread = None
+        self._compact_at = 4096
+
+    def add(self, deadline):
+        with self._cond:
+            if len(self._heap) > self._compact_at:
+                # finished deadlines wait in the heap until their time: drop them in bulk
+                self._heap = [item for item in self._heap if not item[2].finished]
+                heapq.heapify(self._heap)
+                self._compact_at = max(4096, 2 * len(self._heap))
+            heapq.heappush(self._heap, (deadline.expires, next(self._order), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name='cloudstore-deadlines')
+                self._thread.start()
+            elif self._heap[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cond.wait(None if not self._heap
+                                    else self._heap[0][0] - time.monotonic())
+                _, _, deadline = heapq.heappop(self._heap)
+            again = deadline._expire(time.monotonic())
+            if again is not None:
+                with self._cond:
+                    heapq.heappush(self._heap, (again, next(self._order), deadline))
+
+
+_WATCHDOG = _Watchdog()
+
+
+class WatchedConnection:
+    """Mixin for an ``http.client`` or urllib3 connection class.
+
+    The active deadline of the thread (:meth:`Deadline.active`) watches its socket, from
+    before any TLS handshake.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        create = getattr(self, '_create_connection', None)      # http.client
+        if create is not None:
+            self._create_connection = lambda *a, **kw: _watched(create(*a, **kw))
+
+    def _new_conn(self):                                         # urllib3
+        return _watched(super()._new_conn())
+
+    def request(self, *args, **kwargs):
+        if self.sock is not None:       # a kept-alive connection, made for another request
+            _watched(self.sock)
+        return super().request(*args, **kwargs)
+
+
+def _watched(sock):
+    deadline = getattr(_active, 'deadline', None)
+    if deadline is not None:
+        deadline.watch(sock)
+    return sock
+
+
 class Backend(abc.ABC):
     """One cloud. ``name`` identifies it in reports, logs and errors."""
 
     def __init__(self, name):
         self.name = name
+        #: Seconds each request may take in all (see :class:`Deadline`).
+        self.deadline = DEFAULT_DEADLINE
         #: Bytes received from the provider by every read so far.
         self.bytes_read = 0
         self._count_lock = threading.Lock()
+
+    def _deadline(self, operation):
+        """A :class:`Deadline` for one request of ``operation``, starting now."""
+        return Deadline(self.name, operation, self.deadline)
 
     @abc.abstractmethod
     def put(self, key, data):

@@ -163,11 +163,16 @@ class DirectoryBackend(base.Backend):
         except BaseException:
             os.close(fd)
             raise
+        # A file read cannot be interrupted: the deadline is checked between chunks (a
+        # mount that answers slowly is faulty past it; one that hangs a read hangs it:
+        # mount network file systems "soft", with a timeout).
+        deadline = self._deadline('get')
         with stream:
             try:
                 stream.seek(start)
                 remaining = length
                 while remaining is None or remaining > 0:
+                    deadline.check(key)
                     size = base.READ_CHUNK_BYTES if remaining is None else min(
                         remaining, base.READ_CHUNK_BYTES)
                     chunk = stream.read(size)
@@ -178,6 +183,8 @@ class DirectoryBackend(base.Backend):
                     yield chunk
             except OSError as exc:
                 raise self._error('get', key, exc)
+            finally:
+                deadline.finish()
 
     def delete(self, key):
         path = self._filename('delete', key)

@@ -7,8 +7,13 @@ plain HTTP signs the SHA-256 of a payload before sending it, so a streamed uploa
 as a multipart upload of :data:`PART_BYTES` parts (one ``PutObject`` when it fits in one
 part): the gateway holds one part per upload, never the object. An upload whose chunks
 raise is aborted, so no object (and no part) stays behind.
+
+Each call (a read with its whole body, a part, a listing with its pages) has the overall
+deadline of :class:`base.Deadline`: this client's connections (botocore's, subclassed with
+:class:`base.WatchedConnection`) register their sockets with it.
 """
 import boto3
+from botocore import awsrequest
 from botocore import config as botocore_config
 from botocore import exceptions as botocore_exceptions
 
@@ -48,6 +53,17 @@ class _BoundedRaw:
         return getattr(self._raw, name)
 
 
+def _watched_pool(pool):
+    """``pool`` (a botocore connection pool class) making watched connections."""
+    connection = type('Watched' + pool.ConnectionCls.__name__,
+                      (base.WatchedConnection, pool.ConnectionCls), {})
+    return type('Watched' + pool.__name__, (pool,), {'ConnectionCls': connection})
+
+
+_WATCHED_POOLS = {'http': _watched_pool(awsrequest.AWSHTTPConnectionPool),
+                  'https': _watched_pool(awsrequest.AWSHTTPSConnectionPool)}
+
+
 class S3Backend(base.Backend):
 
     def __init__(self, name, endpoint_url, access_key, secret_key, bucket='cloudstore',
@@ -65,6 +81,10 @@ class S3Backend(base.Backend):
         # botocore reads every answer but an object's bytes whole (error bodies included)
         # before parsing it: send each request here and bound what it may read
         self.client.meta.events.register('before-send.s3', self._bounded_send)
+        # this client's connections: watched by the deadline of the call using them
+        session = self.client._endpoint.http_session
+        session._pool_classes_by_scheme = _WATCHED_POOLS
+        session._manager.pool_classes_by_scheme = _WATCHED_POOLS
 
     def _bounded_send(self, request, event_name='', **kwargs):
         """Send ``request`` as botocore would; its answer reads at most its bound.
@@ -96,10 +116,22 @@ class S3Backend(base.Backend):
                    options.get('region') or 'us-east-1',
                    base.timeout_option(name, options))
 
-    def _call(self, operation, key, fn, **kwargs):
+    def _call(self, operation, key, fn, deadline=None, **kwargs):
+        """``fn(**kwargs)`` under a deadline (``deadline``: the caller finishes it)."""
+        own = deadline is None
+        if own:
+            deadline = self._deadline(operation)
         try:
-            return fn(**kwargs)
+            with deadline.active():
+                result = fn(**kwargs)
+            if deadline.passed:
+                # the sockets were shut mid-answer: whatever botocore made of the part
+                # before the cut (even a success) is not the cloud's answer
+                raise deadline.error(key)
+            return result
         except botocore_exceptions.ClientError as exc:
+            if deadline.passed:     # botocore parsed what came before the cut
+                raise deadline.error(key)
             code = str(exc.response.get('Error', {}).get('Code', ''))
             if code in _NOT_FOUND and operation == 'get':
                 raise errors.BackendNotFound(self.name, key)
@@ -108,9 +140,16 @@ class S3Backend(base.Backend):
             if code == 'NoSuchBucket' and operation == 'list':
                 return []   # a bucket not created yet holds nothing
             raise errors.BackendError(self.name, operation, '%s: %s' % (key, exc))
+        except errors.CloudStoreError:
+            raise
         except Exception as exc:  # botocore connection/read errors, urllib3 errors
+            if deadline.passed:
+                raise deadline.error(key)
             raise errors.BackendError(self.name, operation, '%s: %s: %s'
                                       % (key, type(exc).__name__, exc))
+        finally:
+            if own:
+                deadline.finish()
 
     def put(self, key, data):
         self._call('put', key, self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
@@ -162,9 +201,9 @@ class S3Backend(base.Backend):
         except BaseException:
             if upload is not None:
                 try:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
-                                                       UploadId=upload)
-                except Exception:  # best effort: the provider expires abandoned uploads
+                    self._call('put', key, self.client.abort_multipart_upload,
+                               Bucket=self.bucket, Key=key, UploadId=upload)
+                except errors.CloudStoreError:  # best effort: the provider expires them
                     pass
             raise
 
@@ -175,24 +214,32 @@ class S3Backend(base.Backend):
         if start or length is not None:
             kwargs['Range'] = 'bytes=%d-%s' % (
                 start, '' if length is None else start + length - 1)
-        response = self._call('get', key, self.client.get_object, **kwargs)
-        if response is None:
-            return              # the object ends before ``start``
-        body = response['Body']
+        deadline = self._deadline('get')     # the answer and its whole body
         try:
-            while True:
-                try:
-                    # botocore's StreamingBody raises IncompleteReadError at the end of a
-                    # transfer cut short of its Content-Length.
-                    chunk = body.read(base.READ_CHUNK_BYTES)
-                except Exception as exc:
-                    raise errors.BackendError(self.name, 'get', '%s: %s: %s'
-                                              % (key, type(exc).__name__, exc))
-                if not chunk:
-                    return
-                yield chunk
+            response = self._call('get', key, self.client.get_object, deadline, **kwargs)
+            if response is None:
+                return              # the object ends before ``start``
+            body = response['Body']
+            try:
+                while True:
+                    try:
+                        # botocore's StreamingBody raises IncompleteReadError at the end of
+                        # a transfer cut short of its Content-Length.
+                        chunk = body.read(base.READ_CHUNK_BYTES)
+                    except Exception as exc:
+                        if deadline.passed:
+                            raise deadline.error(key)
+                        raise errors.BackendError(self.name, 'get', '%s: %s: %s'
+                                                  % (key, type(exc).__name__, exc))
+                    if not chunk:
+                        deadline.check(key)
+                        return
+                    yield chunk
+            finally:
+                deadline.finish()       # before the connection can serve another request
+                body.close()
         finally:
-            body.close()
+            deadline.finish()
 
     def delete(self, key):
         # S3 DELETE of an absent key is already a success (204).
@@ -208,12 +255,18 @@ class S3Backend(base.Backend):
         return self._call('list', prefix, list_all, Bucket=self.bucket, Prefix=prefix)
 
     def ensure_container(self):
+        deadline = self._deadline('put')
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            with deadline.active():
+                self.client.head_bucket(Bucket=self.bucket)
             return
         except botocore_exceptions.ClientError:
             pass
         except Exception as exc:
+            if deadline.passed:
+                raise deadline.error('bucket %s' % self.bucket)
             raise errors.BackendError(self.name, 'put', 'bucket %s: %s: %s'
                                       % (self.bucket, type(exc).__name__, exc))
+        finally:
+            deadline.finish()
         self._call('put', self.bucket, self.client.create_bucket, Bucket=self.bucket)

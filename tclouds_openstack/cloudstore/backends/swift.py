@@ -1,15 +1,19 @@
-"""A cloud reached through the OpenStack Swift API (python-swiftclient).
+"""A cloud reached through the OpenStack Swift API, over ``http.client``.
 
 Options: ``auth_url``, ``user``, ``key``, ``container`` (default ``cloudstore``),
-``timeout`` in seconds (default 10), ``auth_version`` (``1`` for TempAuth/v1, the
-default, or ``3`` for Keystone with ``project_name``, ``user_domain_name`` and
-``project_domain_name``). swiftclient connections are not
-thread-safe, so each call borrows one from a small pool.
+``timeout`` in seconds (default 10: one wait of a socket), ``auth_version`` (``1`` for
+TempAuth/v1, the default, or ``3`` for Keystone with ``project_name``,
+``user_domain_name`` and ``project_domain_name``; the catalog's public ``object-store``
+endpoint is used).
 
-Reads are the hot path (every window of every GET): swiftclient authenticates, and the
-GET itself goes out on a kept-alive ``http.client`` connection with the token, without
-the requests stack (its per-request cost was a fifth of a 16 MiB GET's CPU in the proxy).
-An expired token (401) is renewed once.
+Every request, authentication included, goes out on a kept-alive ``http.client``
+connection of this driver (a small pool per host; a connection is used by one thread at a
+time), so each has an overall deadline (:class:`base.Deadline`: connect, headers and the
+whole answer) and every answer is read up to a bound: an object's bytes up to what the
+caller accepts, anything else up to :data:`base.MAX_ANSWER_BYTES` (an error body is never
+read: the connection is dropped). python-swiftclient read its authentication answer whole
+and paced nothing. An expired token (401) is renewed once; a streamed upload (its body
+consumed) is not repeated.
 """
 import http.client
 import json
@@ -17,8 +21,7 @@ import queue
 import threading
 import urllib.parse
 
-from swiftclient import client as swift_client
-from swiftclient import exceptions as swift_exceptions
+from urllib3.util import wait
 
 from tclouds_openstack.cloudstore.backends import base
 from tclouds_openstack.cloudstore import errors
@@ -28,15 +31,26 @@ from tclouds_openstack.cloudstore import errors
 LIST_PAGE = 10000
 
 
-def _read_bounded(cloud, operation, response, limit):
+class _Connection(base.WatchedConnection, http.client.HTTPConnection):
+    pass
+
+
+class _TLSConnection(base.WatchedConnection, http.client.HTTPSConnection):
+    pass
+
+
+def _read_bounded(cloud, operation, response, limit, deadline):
     """At most ``limit`` bytes of ``response``'s body; BackendError when it is longer."""
     data = bytearray()
     while True:
         try:
             chunk = response.read(min(base.READ_CHUNK_BYTES, limit + 1 - len(data)))
-        except Exception as exc:  # connection lost or timed out mid-body
+        except Exception as exc:  # connection lost, timed out or shut at the deadline
+            if deadline.passed:
+                raise deadline.error()
             raise errors.BackendError(cloud, operation, '%s: %s' % (type(exc).__name__, exc))
         if not chunk:
+            deadline.check()
             return bytes(data)
         data += chunk
         if len(data) > limit:
@@ -44,20 +58,24 @@ def _read_bounded(cloud, operation, response, limit):
                                       '(reading stopped there)' % limit)
 
 
+class _Stale(Exception):
+    """A kept-alive connection the server had closed: the request may go again."""
+
+
 class SwiftBackend(base.Backend):
 
     def __init__(self, name, auth_url, user, key, container='cloudstore', timeout=10.0,
                  auth_version='1', os_options=None):
         super().__init__(name)
-        self.auth_version = auth_version
+        self.auth_version = str(auth_version)
         self.os_options = os_options or {}
         self.auth_url = auth_url
         self.user = user
         self.key = key
         self.container = container
         self.timeout = timeout
-        self._pool = queue.LifoQueue()
-        self._readers = queue.LifoQueue()   # kept-alive http.client connections
+        self._idle = {}                     # (scheme, host, port) -> kept-alive connections
+        self._idle_lock = threading.Lock()
         self._auth_lock = threading.Lock()
         self._auth = None                   # (storage URL, token)
 
@@ -72,107 +90,235 @@ class SwiftBackend(base.Backend):
                    {key: options[key] for key in ('project_name', 'user_domain_name',
                                                   'project_domain_name') if key in options})
 
-    def _connection(self):
-        try:
-            return self._pool.get_nowait()
-        except queue.Empty:
-            return swift_client.Connection(self.auth_url, self.user, self.key, retries=0,
-                                           starting_backoff=0.01, timeout=self.timeout,
-                                           auth_version=self.auth_version,
-                                           os_options=self.os_options)
+    # -- connections ----------------------------------------------------------------------
 
-    def _call(self, operation, fn, *args, **kwargs):
-        conn = self._connection()
+    def _connection(self, url):
+        where = (url.scheme, url.hostname, url.port)
+        with self._idle_lock:
+            idle = self._idle.setdefault(where, queue.LifoQueue())
+        while True:
+            try:
+                conn = idle.get_nowait()
+            except queue.Empty:
+                break
+            # (urllib3's check: poll where there is one, select under eventlet's patching)
+            if not wait.wait_for_read(conn.sock, timeout=0):
+                return conn
+            # readable while idle: the server closed it (or sent what nobody asked for)
+            conn.close()
+        kind = _TLSConnection if url.scheme == 'https' else _Connection
+        conn = kind(url.hostname, url.port, timeout=self.timeout)
+        conn.where = where
+        return conn
+
+    def _done(self, deadline, conn, response, complete):
+        """End a request: the deadline first (it must never shut a reused connection)."""
+        deadline.finish()
+        if complete and not response.will_close:
+            self._idle[conn.where].put(conn)
+        else:
+            # stopped early or failed: drop the connection, never drain the rest
+            conn.close()
+
+    def _send(self, deadline, operation, url, method, path, headers, body=None, what=''):
+        """``(connection, response)`` of one request; the deadline watches the connection.
+
+        :class:`_Stale` when a kept-alive connection turned out closed by the server.
+        """
+        conn = self._connection(url)
+        reused = conn.sock is not None
         try:
-            result = getattr(conn, fn)(*args, **kwargs)
-        except swift_exceptions.ClientException as exc:
+            with deadline.active():
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+            deadline.check(what)    # headers cut short at the deadline parse as an answer
+        except Exception as exc:  # socket errors, the deadline, the writer's chunks failing
             conn.close()
-            if exc.http_status == 404 and operation == 'get':
-                raise errors.BackendNotFound(self.name, args[1])
-            if exc.http_status == 404 and operation in ('delete', 'list'):
-                # Absent key, or a container not created yet: nothing stored.
-                return None
-            raise errors.BackendError(self.name, operation, '%s' % exc)
-        except Exception as exc:  # requests/urllib3/socket errors: connection lost, timeout
-            conn.close()
-            raise errors.BackendError(self.name, operation, '%s: %s'
-                                      % (type(exc).__name__, exc))
-        self._pool.put(conn)
-        return result
+            if deadline.passed:
+                raise deadline.error(what)
+            if reused and isinstance(exc, (http.client.RemoteDisconnected,
+                                           ConnectionResetError, BrokenPipeError)):
+                raise _Stale()
+            if isinstance(exc, errors.CloudStoreError):
+                raise
+            raise errors.BackendError(self.name, operation, '%s%s: %s' % (
+                what and what + ': ', type(exc).__name__, exc))
+        return conn, response
+
+    # -- authentication -------------------------------------------------------------------
+
+    def _token(self, operation, renew=False):
+        """``(storage URL, token)``, authenticated once and kept until a 401."""
+        with self._auth_lock:
+            if self._auth is None or renew:
+                self._auth = None
+                self._auth = self._authenticate(operation)
+            return self._auth
+
+    def _forget(self, token):
+        with self._auth_lock:
+            if self._auth is not None and self._auth[1] == token:
+                self._auth = None
+
+    def _authenticate(self, operation):
+        """Ask the auth endpoint: bounded and deadlined like any answer of the cloud."""
+        url = urllib.parse.urlsplit(self.auth_url)
+        if self.auth_version in ('3', '3.0', 'v3'):
+            path = url.path.rstrip('/')
+            if not path.endswith('/v3'):
+                path += '/v3'
+            opts = self.os_options
+            body = json.dumps({'auth': {
+                'identity': {'methods': ['password'], 'password': {'user': {
+                    'name': self.user, 'password': self.key,
+                    'domain': {'name': opts.get('user_domain_name') or 'Default'}}}},
+                'scope': {'project': {
+                    'name': opts.get('project_name'),
+                    'domain': {'name': opts.get('project_domain_name') or 'Default'}}}}})
+            request = ('POST', path + '/auth/tokens', {'Content-Type': 'application/json'},
+                       body.encode())
+        else:
+            request = ('GET', url.path or '/', {'X-Auth-User': self.user,
+                                                'X-Auth-Key': self.key}, None)
+        for attempt in (0, 1):
+            deadline = self._deadline(operation)
+            try:
+                conn, response = self._send(deadline, operation, url, *request,
+                                            what='authentication')
+            except _Stale:
+                deadline.finish()
+                continue
+            except BaseException:
+                deadline.finish()
+                raise
+            complete = False
+            try:
+                if not 200 <= response.status < 300:
+                    raise errors.BackendError(self.name, operation, 'authentication: HTTP '
+                                              '%d %s' % (response.status, response.reason))
+                try:
+                    answer = _read_bounded(self.name, operation, response,
+                                           base.MAX_ANSWER_BYTES, deadline)
+                except errors.BackendError as exc:
+                    raise errors.BackendError(self.name, operation, 'authentication: %s'
+                                              % exc.reason)
+                complete = True
+                return self._credentials(operation, response, answer)
+            finally:
+                self._done(deadline, conn, response, complete)
+        raise errors.BackendError(self.name, operation, 'authentication: the connection '
+                                  'was closed by the cloud')
+
+    def _credentials(self, operation, response, answer):
+        def fail(reason):
+            raise errors.BackendError(self.name, operation, 'authentication: %s' % reason)
+
+        if self.auth_version not in ('3', '3.0', 'v3'):
+            storage = response.getheader('X-Storage-Url')
+            token = response.getheader('X-Auth-Token') or response.getheader(
+                'X-Storage-Token')
+            if not storage or not token:
+                fail('the answer has no X-Storage-Url and X-Auth-Token')
+            return storage, token
+        token = response.getheader('X-Subject-Token')
+        if not token:
+            fail('the answer has no X-Subject-Token')
+        try:
+            catalog = json.loads(answer)['token']['catalog']
+            urls = [endpoint['url'] for service in catalog
+                    if service.get('type') == 'object-store'
+                    for endpoint in service['endpoints']
+                    if endpoint.get('interface') == 'public']
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            fail('malformed token answer: %s' % exc)
+        if not urls or not isinstance(urls[0], str):
+            fail('the catalog has no public object-store endpoint')
+        return urls[0], token
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _request(self, operation, method, key, query='', headers=None, body=None,
+                 deadline=None, replayable=True):
+        """``(deadline, connection, response)`` of a request on the container or ``key``.
+
+        The token is renewed once on a 401 (and a stale kept-alive connection replaced)
+        when the body can be sent again. The caller reads the answer and calls
+        :meth:`_done`.
+        """
+        deadline = deadline or self._deadline(operation)
+        renew = stale = False
+        try:
+            while True:
+                storage, token = self._token(operation, renew=renew)
+                url = urllib.parse.urlsplit(storage)
+                path = '%s/%s' % (url.path.rstrip('/'), urllib.parse.quote(self.container))
+                if key:
+                    path += '/' + urllib.parse.quote(key)
+                if query:
+                    path += '?' + query
+                try:
+                    conn, response = self._send(deadline, operation, url, method, path,
+                                                dict(headers or {}, **{'X-Auth-Token': token}),
+                                                body, key)
+                except errors.BackendError:
+                    # unreachable or cut off: the cloud may come back restarted, its tokens
+                    # gone (a streamed upload could not be sent twice after a 401)
+                    self._forget(token)
+                    raise
+                except _Stale:
+                    if stale or not replayable:
+                        raise errors.BackendError(self.name, operation, '%s: the connection '
+                                                  'was closed by the cloud' % key)
+                    stale = True
+                    continue
+                if response.status == 401 and not renew and replayable:
+                    conn.close()        # never read an error body: drop the connection
+                    renew = True
+                    continue
+                if response.status == 401:
+                    conn.close()
+                    self._forget(token)     # the next request authenticates afresh
+                    raise errors.BackendError(self.name, operation, '%s: not authorized'
+                                              % key)
+                return deadline, conn, response
+        except BaseException:
+            deadline.finish()
+            raise
+
+    def _expect(self, operation, key, deadline, conn, response, ok=()):
+        """Read the (bounded) answer of a write: success if 2xx or a status in ``ok``."""
+        complete = False
+        try:
+            if not (200 <= response.status < 300 or response.status in ok):
+                raise errors.BackendError(self.name, operation, '%s: HTTP %d %s' % (
+                    key, response.status, response.reason))
+            _read_bounded(self.name, operation, response, base.MAX_ANSWER_BYTES, deadline)
+            complete = True
+        finally:
+            self._done(deadline, conn, response, complete)
 
     def put(self, key, data):
-        self._call('put', 'put_object', self.container, key, data,
-                   content_length=len(data), content_type='application/octet-stream')
+        data = bytes(data)
+        self._expect('put', key, *self._request(
+            'put', 'PUT', key, headers={'Content-Length': str(len(data)),
+                                        'Content-Type': 'application/octet-stream'},
+            body=data))
 
     def put_stream(self, key, chunks, length=None):
         # Each piece is sent as it arrives. An exception from ``chunks`` breaks the
         # request before its end, so Swift stores nothing. With a known length the body
         # is a reader (no per-chunk framing copies, and Swift checks the length);
-        # otherwise chunked transfer.
+        # otherwise chunked transfer. Waiting for the writer's chunks does not count
+        # against the deadline.
+        deadline = self._deadline('put')
+        headers = {'Content-Type': 'application/octet-stream'}
         if length is None:
-            body = iter(chunks)
+            body = _paced(chunks, deadline)
         else:
-            body = _Reader(chunks)
-        self._call('put', 'put_object', self.container, key, body, content_length=length,
-                   content_type='application/octet-stream')
-
-    def _token(self, renew=False):
-        """``(storage URL, token)``, from swiftclient's authentication (cached)."""
-        with self._auth_lock:
-            if self._auth is None or renew:
-                conn = self._connection()
-                try:
-                    self._auth = conn.get_auth()
-                except swift_exceptions.ClientException as exc:
-                    conn.close()
-                    raise errors.BackendError(self.name, 'get', 'authentication: %s' % exc)
-                except Exception as exc:  # connection errors
-                    conn.close()
-                    raise errors.BackendError(self.name, 'get', 'authentication: %s: %s'
-                                              % (type(exc).__name__, exc))
-                self._pool.put(conn)
-            return self._auth
-
-    def _reader(self, url):
-        try:
-            return self._readers.get_nowait()
-        except queue.Empty:
-            kind = (http.client.HTTPSConnection if url.scheme == 'https'
-                    else http.client.HTTPConnection)
-            return kind(url.hostname, url.port, timeout=self.timeout)
-
-    def _get(self, key, headers):
-        """``(connection, response)`` of a GET of ``key``, the token renewed once."""
-        return self._request('get', key, '', headers)
-
-    def _request(self, operation, key, query, headers=None):
-        """``(connection, response)`` of a GET of ``key`` (the container when empty)."""
-        headers = headers or {}
-        for attempt in (0, 1):
-            storage, token = self._token(renew=attempt == 1)
-            url = urllib.parse.urlsplit(storage)
-            path = '%s/%s' % (url.path.rstrip('/'), urllib.parse.quote(self.container))
-            if key:
-                path += '/' + urllib.parse.quote(key)
-            if query:
-                path += '?' + query
-            conn = self._reader(url)
-            try:
-                conn.request('GET', path, headers=dict(headers, **{'X-Auth-Token': token}))
-                response = conn.getresponse()
-            except Exception as exc:  # socket errors, a kept-alive connection gone stale
-                conn.close()
-                if attempt == 0 and isinstance(exc, (http.client.RemoteDisconnected,
-                                                     ConnectionResetError,
-                                                     BrokenPipeError)):
-                    continue
-                raise errors.BackendError(self.name, operation, '%s: %s: %s'
-                                          % (key, type(exc).__name__, exc))
-            if response.status == 401 and attempt == 0:
-                conn.close()        # never read an error body: drop the connection
-                continue
-            return conn, response
-        raise errors.BackendError(self.name, operation, '%s: not authorized' % key)
+            body = _Reader(chunks, deadline)
+            headers['Content-Length'] = str(length)
+        self._expect('put', key, *self._request('put', 'PUT', key, headers=headers, body=body,
+                                                deadline=deadline, replayable=False))
 
     def _read(self, key, start, length):
         if length == 0:
@@ -181,7 +327,7 @@ class SwiftBackend(base.Backend):
         if start or length is not None:
             headers['Range'] = 'bytes=%d-%s' % (
                 start, '' if length is None else start + length - 1)
-        conn, response = self._get(key, headers)
+        deadline, conn, response = self._request('get', 'GET', key, headers=headers)
         complete = False
         try:
             if response.status == 404:
@@ -196,33 +342,31 @@ class SwiftBackend(base.Backend):
             while True:
                 try:
                     chunk = response.read(base.READ_CHUNK_BYTES)
-                except Exception as exc:  # connection lost or timed out mid-body
+                except Exception as exc:  # connection lost, timed out or shut at the deadline
+                    if deadline.passed:
+                        raise deadline.error(key)
                     raise errors.BackendError(self.name, 'get', '%s: %s: %s'
                                               % (key, type(exc).__name__, exc))
                 if not chunk:
                     break
                 received += len(chunk)
                 yield chunk
+            deadline.check(key)
             if announced is not None and received < int(announced):
                 raise errors.BackendError(self.name, 'get', '%s: %d of %s bytes received'
                                           % (key, received, announced))
             complete = True
         finally:
-            if complete and not response.will_close:
-                self._readers.put(conn)
-            else:
-                # Stopped early (or failed): drop the connection, never drain the rest.
-                conn.close()
+            self._done(deadline, conn, response, complete)
 
     def delete(self, key):
-        self._call('delete', 'delete_object', self.container, key)
+        self._expect('delete', key, *self._request('delete', 'DELETE', key), ok=(404,))
 
     def list(self, prefix=''):
         """Every key starting with ``prefix``, a page of at most 10,000 names at a time.
 
-        Each page is read up to :data:`base.MAX_ANSWER_BYTES` (swiftclient reads whatever
-        the cloud sends); a longer page, one that is not a JSON list of names or one that
-        does not move on is a BackendError.
+        Each page is read up to :data:`base.MAX_ANSWER_BYTES`; a longer page, one that is
+        not a JSON list of names or one that does not move on is a BackendError.
         """
         names, marker = [], ''
         while True:
@@ -238,22 +382,19 @@ class SwiftBackend(base.Backend):
     def _list_page(self, prefix, marker):
         query = urllib.parse.urlencode({'format': 'json', 'prefix': prefix,
                                         'marker': marker, 'limit': LIST_PAGE})
-        conn, response = self._request('list', '', query)
+        deadline, conn, response = self._request('list', 'GET', '', query)
         complete = False
         try:
-            # (a connection whose body was not read to its end is dropped, never reused)
             if response.status in (404, 204):
                 return []       # no container yet, or an empty one: nothing stored
             if not 200 <= response.status < 300:
                 raise errors.BackendError(self.name, 'list', 'HTTP %d %s' % (
                     response.status, response.reason))
-            body = _read_bounded(self.name, 'list', response, base.MAX_ANSWER_BYTES)
+            body = _read_bounded(self.name, 'list', response, base.MAX_ANSWER_BYTES,
+                                 deadline)
             complete = True
         finally:
-            if complete and not response.will_close:
-                self._readers.put(conn)
-            else:
-                conn.close()
+            self._done(deadline, conn, response, complete)
         try:
             page = json.loads(body)
             names = [item['name'] for item in page]
@@ -264,7 +405,19 @@ class SwiftBackend(base.Backend):
         return names
 
     def ensure_container(self):
-        self._call('put', 'put_container', self.container)
+        self._expect('put', self.container, *self._request(
+            'put', 'PUT', '', headers={'Content-Length': '0'}, body=b''))
+
+
+def _paced(chunks, deadline):
+    """The chunks; waiting for the next one does not count against ``deadline``."""
+    chunks = iter(chunks)
+    while True:
+        with deadline.paused():
+            chunk = next(chunks, None)
+        if chunk is None:
+            return
+        yield chunk
 
 
 class _Reader:
@@ -274,8 +427,8 @@ class _Reader:
     goes out in one piece instead of being copied into smaller blocks.
     """
 
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
+    def __init__(self, chunks, deadline):
+        self._chunks = _paced(chunks, deadline)
 
     def read(self, size=-1):
         return next(self._chunks, b'')

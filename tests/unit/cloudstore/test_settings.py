@@ -54,10 +54,23 @@ def test_valid_configuration_builds_both_backend_types(key_file):
     ({'project_requirements': 'maybe'}, 'project_requirements must be true or false'),
     ({'project_requirements': 'true'}, 'set tclouds_config_file'),
     ({'reseller_prefix': ' , '}, 'reseller_prefix must name'),
+    ({'request_deadline': '0'}, 'request_deadline > 0'),
+    ({'request_deadline': 'nan'}, 'request_deadline > 0'),
+    ({'request_deadline': '5m'}, 'must be numbers'),
+    ({'cloud_a_deadline': '5'}, 'cloud_a_deadline: the deadline is one option for every '
+                                'cloud, request_deadline'),
 ])
 def test_bad_options_stop_the_proxy_with_a_reason(key_file, changes, message):
     with pytest.raises(ValueError, match=message):
         settings_mod.Settings(_conf(key_file, **changes))
+
+
+def test_one_request_deadline_for_every_cloud(key_file):
+    """Issue 12 point 9: every cloud's requests get the one ``request_deadline``."""
+    clouds = settings_mod.Settings(_conf(key_file, request_deadline='42.5')).build_clouds()
+    assert [cloud.deadline for cloud in clouds] == [42.5] * 4
+    default = settings_mod.Settings(_conf(key_file)).build_clouds()
+    assert {cloud.deadline for cloud in default} == {300.0}
 
 
 def test_cloud_countries(key_file):
