@@ -293,8 +293,7 @@ def run(r):
                               if p.get('data_unit')}
         app.faults.set()
         state['faults'] = {'away': away, 'corrupting': corrupting}
-        start = app.rounds
-        _rounds(app, start + 1, 'a fleet round with the faults')
+        _rounds(app, 1, 'a fleet round with the faults', during_faults=True)
         return {'away': away, 'away_container': containers[0], 'corrupting': corrupting,
                 'corrupting_container': containers[1], 'data_units': len(app.injector.units)}
     r.step('storage-faults', storage_faults)
@@ -303,7 +302,7 @@ def run(r):
     r.step('host-fails', lambda: dict(r.compromise(other), **r.await_reaction(other)))
 
     def answers():
-        _rounds(app, app.rounds + FAULT_ROUNDS - 1, 'fleet rounds during the faults')
+        _rounds(app, FAULT_ROUNDS, 'fleet rounds during the faults', during_faults=True)
         app.faults.clear()
         r.obs.fact('storage_faults', dict(state['faults'], removed=app.injector.removed,
                                           corrupted=app.injector.corrupted))
@@ -366,9 +365,14 @@ def run(r):
     r.step('audit', audit)
 
 
-def _rounds(app, n, what):
+def _rounds(app, n, what, during_faults=False):
+    """Wait until the fleet finished round ``n``, or ``n`` rounds begun with the faults on.
+
+    ``during_faults``: a round under way when the faults are set began without them, so
+    counting rounds since then would count it.
+    """
     def reached():
         if app.write_errors:
             raise core.ScenarioError('the fleet failed: %s' % '; '.join(app.write_errors[:3]))
-        return app.rounds >= n
+        return (app.rounds_during_faults if during_faults else app.rounds) >= n
     return app.r.wait(what, reached, timeout=900, interval=1)

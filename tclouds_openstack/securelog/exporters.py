@@ -62,6 +62,11 @@ class DirectoryExporter(Exporter):
             raise ExportError('%s: cannot read checkpoints: %s' % (self.name, exc.strerror))
 
 
+# A signed checkpoint note is a few hundred bytes; an object far larger under a checkpoint
+# name is not one of ours, and reading it whole would let the store fill our memory.
+NOTE_LIMIT = 64 * 1024
+
+
 class SwiftExporter(Exporter):
     """Objects ``checkpoint-<size>`` in a Swift container (through cloudstore's client)."""
 
@@ -85,8 +90,8 @@ class SwiftExporter(Exporter):
     def notes(self):
         from tclouds_openstack.cloudstore import errors
         try:
-            return [self.backend.get(k) for k in self.backend.list('checkpoint-')
-                    if _NAME.match(k)]
+            return [self.backend.get(k, NOTE_LIMIT)
+                    for k in sorted(self.backend.list('checkpoint-')) if _NAME.match(k)]
         except errors.CloudStoreError as exc:
             raise ExportError('%s: %s' % (self.name, exc))
 
