@@ -37,16 +37,21 @@ def required_option(cloud, options, option):
     return value
 
 
+def seconds_option(cloud, options, name, default):
+    """The option ``name`` in seconds, validated: a positive number."""
+    try:
+        seconds = float(options.get(name, default))
+    except ValueError:
+        seconds = -1
+    if seconds <= 0:
+        raise errors.CloudStoreError('cloud %s: %s %r is not a positive number of '
+                                     'seconds' % (cloud, name, options.get(name)))
+    return seconds
+
+
 def timeout_option(cloud, options, default=10.0):
     """The ``timeout`` option in seconds, validated."""
-    try:
-        timeout = float(options.get('timeout', default))
-    except ValueError:
-        timeout = -1
-    if timeout <= 0:
-        raise errors.CloudStoreError('cloud %s: timeout %r is not a positive number of '
-                                     'seconds' % (cloud, options.get('timeout')))
-    return timeout
+    return seconds_option(cloud, options, 'timeout', default)
 
 
 #: Largest piece a driver hands over at once while reading (bounds a read's buffers).
@@ -65,14 +70,7 @@ DEFAULT_DEADLINE = 300.0
 
 def deadline_option(cloud, options, default=DEFAULT_DEADLINE):
     """The ``deadline`` option in seconds (set from ``request_deadline``), validated."""
-    try:
-        deadline = float(options.get('deadline', default))
-    except ValueError:
-        deadline = -1
-    if deadline <= 0:
-        raise errors.CloudStoreError('cloud %s: deadline %r is not a positive number of '
-                                     'seconds' % (cloud, options.get('deadline')))
-    return deadline
+    return seconds_option(cloud, options, 'deadline', default)
 
 
 _active = threading.local()

@@ -188,6 +188,16 @@ def _index_row_deleted(conn):
     conn.execute('DELETE FROM securelog_records WHERE log_index=300')
 
 
+def _copy_of_log(base, tmp_path):
+    """A copy of the fixture's sqlite log to tamper with: (path, open connection)."""
+    path = tmp_path / 'tampered.sqlite'
+    src = sqlite3.connect(base / 'log.sqlite')
+    dst = sqlite3.connect(path)
+    src.backup(dst)
+    src.close()
+    return path, dst
+
+
 @pytest.mark.parametrize('case, change, expect_index, expect_kinds', [
     ('changed-byte', _change_byte, 165, {'modified'}),
     ('deleted-record', _delete_record, 165, {'modified', 'missing'}),
@@ -208,11 +218,7 @@ def _index_row_deleted(conn):
 def test_tampering_with_layout_2_is_found(layout2_log, tmp_path, case, change, expect_index,
                                           expect_kinds):
     base, sources = layout2_log
-    path = tmp_path / 'tampered.sqlite'
-    src = sqlite3.connect(base / 'log.sqlite')
-    dst = sqlite3.connect(path)
-    src.backup(dst)
-    src.close()
+    path, dst = _copy_of_log(base, tmp_path)
     if callable(change):
         change(dst)
     else:
@@ -231,11 +237,7 @@ def test_tampering_with_layout_2_is_found(layout2_log, tmp_path, case, change, e
 def test_bytes_in_an_index_row_of_layout_2_are_not_the_log(layout2_log, tmp_path):
     """A row's own bytes where layout 2 holds the record: neither served nor audited."""
     base, sources = layout2_log
-    path = tmp_path / 'tampered.sqlite'
-    src = sqlite3.connect(base / 'log.sqlite')
-    dst = sqlite3.connect(path)
-    src.backup(dst)
-    src.close()
+    path, dst = _copy_of_log(base, tmp_path)
     genuine = _batches(dst)[2][1][0]                # record 120
     dst.execute("UPDATE securelog_records SET data=x'00' WHERE log_index=120")
     dst.commit()
