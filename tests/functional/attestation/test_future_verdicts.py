@@ -14,7 +14,6 @@ import json
 import threading
 import time
 
-from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 import pytest
 
@@ -29,7 +28,6 @@ from tclouds_openstack.common import policy
 from tclouds_openstack.common import wsgi
 from tclouds_openstack import conf as tconf
 
-SERVICE = {'X-Roles': 'service', 'X-User-Id': 'nova', 'X-Project-Id': 'service'}
 HOUR = datetime.timedelta(hours=1)
 
 
@@ -54,24 +52,29 @@ def add_host(store, name, status, verified_at):
 
 
 @pytest.fixture
-def attestation_api(tmp_path):
-    """The attestation API on a free port over a real store; yields (conf, store, backend)."""
+def attestation_api(tmp_path, personas):
+    """The attestation API on a free port over a real store, behind keystonemiddleware.
+
+    The consumer's backend calls it with the service persona's real Keystone token.
+    Yields (conf, store, backend).
+    """
     policy.reset()
-    conf = _conf(connection='sqlite:///%s' % (tmp_path / 'att.sqlite'), max_verdict_age=120)
-    conf.set_override('auth_strategy', 'noauth', group='api')
+    conf = personas.api_conf(tmp_path, '[attestation]\nconnection = sqlite:///%s\n'
+                             'max_verdict_age = 120\n' % (tmp_path / 'att.sqlite'))
     store = store_mod.Store(conf.attestation.connection)
     store.migrate()
     server = wsgi.make_server(att_api.create_app(conf, store), '127.0.0.1', 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     client = att_client.AttestationClient(
-        ks_session.Session(additional_headers=SERVICE),
+        personas.session('service'),
         endpoint_override='http://127.0.0.1:%d' % server.server_port)
     try:
         yield conf, store, tclouds_backend.TCloudsBackend(conf, client=client)
     finally:
         server.shutdown()
         server.server_close()
+        thread.join()
         policy.reset()
 
 

@@ -182,9 +182,12 @@ def test_worker_process_kill9_loses_nothing(backend, tmp_path, local_ca):  # noq
             fx.drop_mariadb(name)
 
 
-def test_api_with_database_down_gives_unknown_not_trusted(tmp_path):
-    """The consumers' path (backend -> API -> database): an outage means not trusted."""
-    from keystoneauth1 import session as ks_session
+def test_api_with_database_down_gives_unknown_not_trusted(tmp_path, personas):
+    """The consumers' path (backend -> API -> database): an outage means not trusted.
+
+    The API runs behind keystonemiddleware; the backend calls it with the service
+    persona's real Keystone token, as Nova's and Cinder's schedulers do.
+    """
     from tclouds_openstack.attestation.backends import base
     from tclouds_openstack.attestation.backends import tclouds as tclouds_backend
     from tclouds_openstack.attestation import client as client_mod
@@ -195,8 +198,7 @@ def test_api_with_database_down_gives_unknown_not_trusted(tmp_path):
 
     name, url = fx.mariadb_url()
     policy.reset()
-    conf = fx.make_conf(url)
-    conf.set_override('auth_strategy', 'noauth', group='api')
+    conf = personas.api_conf(tmp_path, '[attestation]\nconnection = %s\n' % url)
     store = store_mod.Store(url, max_retries=0)
     store.migrate()
     fx.simfleet.admit_host(store, 'compute-1', ak_name='aa')
@@ -204,10 +206,9 @@ def test_api_with_database_down_gives_unknown_not_trusted(tmp_path):
     server = wsgi.make_server(api.create_app(conf, store), '127.0.0.1', 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    session = ks_session.Session()
-    session.additional_headers = {'X-Roles': 'service', 'X-User-Id': 'nova'}
     client = client_mod.AttestationClient(
-        session, endpoint_override='http://127.0.0.1:%d' % server.server_port)
+        personas.session('service'),
+        endpoint_override='http://127.0.0.1:%d' % server.server_port)
     backend = tclouds_backend.TCloudsBackend(conf, client=client)
     try:
         verdict = backend.get_verdicts(['compute-1'])['compute-1']

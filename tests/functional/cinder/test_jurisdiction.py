@@ -10,6 +10,7 @@ import pytest
 from tclouds_openstack.cinder import scheduler as trust_cinder
 from tests.functional.cinder import requirements_server
 from tests.functional import cinder_harness
+from tests.functional import personas as personas_mod
 
 DE_PROJECT = 'a0e0c3a9a3bb4b8c9bde0de0de0de0de'
 US_PROJECT = 'b0e0c3a9a3bb4b8c9bde0de0de0de0df'
@@ -30,16 +31,20 @@ class TestCinderJurisdiction(cinder_harness.CinderFunctionalTest):
         return f
 
     def setUp(self):
+        workdir = self.useFixture(fixtures.TempDir()).path
+        # a forked test process exits without atexit: no per-process Keystone template
+        self.personas = personas_mod.start(workdir, from_template=False)
+        self.addCleanup(self.personas.stop)
         self.reqs = requirements_server.RequirementsServer(
-            os.path.join(self.useFixture(fixtures.TempDir()).path, 'req.sqlite')).start()
+            os.path.join(workdir, 'req.sqlite'), self.personas).start()
         super().setUp()
         self.addCleanup(self.reqs.stop)
         trust_cinder.PROJECTS.clear()
-        trust_cinder.PROJECTS._client = self.reqs.client()
+        trust_cinder.PROJECTS._client = self.reqs.client('service')   # the scheduler's
         self.start_service('volume', host='us-node')
         self.start_service('volume', host='de-node')
         self.api.create_type(self._vol_type_name)
-        admin = self.reqs.client(requirements_server.ADMIN_HEADERS)
+        admin = self.reqs.client('admin')
         admin.set(DE_PROJECT, jurisdictions=['DE'])
         admin.set(US_PROJECT, jurisdictions=['US'])
 

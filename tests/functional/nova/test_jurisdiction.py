@@ -17,6 +17,7 @@ from tclouds_openstack.requirements import client as req_client
 from tclouds_openstack.requirements import model
 from tests.functional.cinder import requirements_server
 from tests.functional.nova import base
+from tests.functional import personas as personas_mod
 
 
 @pytest.mark.forked
@@ -100,14 +101,18 @@ class TestProjectRequirement(base.TrustTestBase):
 
     def setUp(self):
         super().setUp()
+        workdir = self.useFixture(fixtures.TempDir()).path
+        # a forked test process exits without atexit: no per-process Keystone template
+        self.personas = personas_mod.start(workdir, from_template=False)
+        self.addCleanup(self.personas.stop)
         self.reqs = requirements_server.RequirementsServer(
-            os.path.join(self.useFixture(fixtures.TempDir()).path, 'req.sqlite')).start()
+            os.path.join(workdir, 'req.sqlite'), self.personas).start()
         self.addCleanup(self.reqs.stop)
         self.flags(project_requirements=True, group='trust_scheduling')
         self.useFixture(fixtures.MockPatchObject(
             trust_scheduler, 'PROJECTS',
-            req_client.ProjectRequirements(self.flags_conf(), self.reqs.client())))
-        self.reqs.client(requirements_server.ADMIN_HEADERS).set(
+            req_client.ProjectRequirements(self.flags_conf(), self.reqs.client('service'))))
+        self.reqs.client('admin').set(
             self.api.project_id, trusted_host='required', jurisdictions=['DE'])
         self.backend.set('host1', backend_base.UNTRUSTED, 'PCR 4 changed')
         self.trust_all('host2', 'host3')
