@@ -8,12 +8,12 @@ Tamper host1 (an unknown binary runs) -> its trait goes, its compute service is 
 with the reason, new trust-requiring boots avoid it; reboot it clean -> re-enabled.
 """
 import json
+import os
 import threading
 
 import nova.tests.functional  # noqa: F401,I100  (nova's patching first)
 import nova.conf  # noqa: F401,H306,I100  (nova's [DEFAULT] host before tclouds_openstack.conf)
 
-from keystoneauth1 import session as ks_session
 import pytest
 
 from tclouds_openstack.attestation.backends import tclouds as tclouds_backend
@@ -26,10 +26,10 @@ from tclouds_openstack.nova import reaction
 from tclouds_openstack.requirements import model
 from tests.functional.attestation import conftest as fx
 from tests.functional.nova import base
+from tests.functional import personas as personas_mod
 from tests.functional.tpm.conftest import local_ca  # noqa: F401
 from tests.watchdog import wait_for  # no time limit: see tests/watchdog.py
 
-SERVICE = {'X-Roles': 'service', 'X-User-Id': 'nova', 'X-Project-Id': 'service'}
 INTERVAL = 1.0
 
 
@@ -59,7 +59,6 @@ class TestAttestedFleet(base.TrustTestBase):
                             interval=INTERVAL, jitter=0.2, max_verdict_age=6,
                             rpc_timeout=2.0, concurrency=4)
         conf.set_override('driver', ['messagingv2'], group='oslo_messaging_notifications')
-        conf.set_override('auth_strategy', 'noauth', group='api')
         self.aconf = conf
         self.fleet = fx.Fleet(conf, self.workdir, self.ca)
         self.addCleanup(self.fleet.close)
@@ -71,9 +70,16 @@ class TestAttestedFleet(base.TrustTestBase):
             self.fleet.add_host(name)
         self.fleet.store.create_policy('default', **{
             k: json.dumps(v) for k, v in fx.golden_policy_documents().items()})
-        # the attestation API (with the requirements routes) on a free port
+        # the attestation API (with the requirements routes) on a free port, behind
+        # keystonemiddleware: the filters' backend holds the service persona's real token
+        # (a forked test process exits without atexit: no per-process Keystone template)
+        os.makedirs(self.workdir + '/keystone')
+        personas = personas_mod.start(self.workdir + '/keystone', from_template=False)
+        self.addCleanup(personas.stop)
+        api_conf = personas.api_conf(self.workdir, '[attestation]\nconnection = %s\n'
+                                     % conf.attestation.connection)
         policy.reset()
-        self.api_server = wsgi.make_server(att_api.create_app(conf, self.fleet.store),
+        self.api_server = wsgi.make_server(att_api.create_app(api_conf, self.fleet.store),
                                            '127.0.0.1', 0)
         threading.Thread(target=self.api_server.serve_forever, daemon=True).start()
         self.addCleanup(self._stop_api)
@@ -84,7 +90,7 @@ class TestAttestedFleet(base.TrustTestBase):
                                     for h in ('host1', 'host2', 'host3')), 60), \
             [(h, self.fleet.store.get_host(h).reasons) for h in self.fleet.hosts]
         client = att_client.AttestationClient(
-            ks_session.Session(additional_headers=SERVICE), endpoint_override=url)
+            personas.session('service'), endpoint_override=url)
         return RecordingBackend(conf, client=client)
 
     def _stop_api(self):
