@@ -96,14 +96,12 @@ class TestNovaNotificationsReachTheLog(nova_harness.NovaHarness,
         The server's placement is there with its host as Nova's own hostId, a boot that
         Nova cannot place is a refusal, and the report verifies offline.
         """
-        from oslo_config import cfg
         import webob
 
         from tclouds_openstack.common import policy
-        from tclouds_openstack import conf as tconf
         from tclouds_openstack.securelog import api
         from tclouds_openstack.securelog import report
-        from tests import hermetic
+        from tests.functional import personas as personas_mod
 
         server = self.api.post_server({'server': self._build_server(networks='none')})
         server = self._wait_for_state_change(server, 'ACTIVE')
@@ -120,20 +118,22 @@ class TestNovaNotificationsReachTheLog(nova_harness.NovaHarness,
             return wanted <= types
         watchdog.wait_until(sealed, 'the log to hold %s' % sorted(wanted), interval=0.5)
         rabbit._stop(self.ingest)           # its final checkpoint covers everything
-        conf = cfg.ConfigOpts()
-        tconf.register_opts(conf)
-        hermetic.parse(conf, project='tclouds-test')
-        conf.set_override('auth_strategy', 'noauth', group='api')
+        # the report API behind keystonemiddleware, read by an operator (the system
+        # reader persona's real Keystone token): Nova's test projects are not Keystone's
+        # (a forked test process exits without atexit: no per-process Keystone template)
+        os.makedirs(self.tmp + '/keystone')
+        personas = personas_mod.start(self.tmp + '/keystone', from_template=False)
         policy.reset()
         try:
             project = server['tenant_id']
-            app = api.build_app(conf, store)
-            req = webob.Request.blank('/v1/projects/%s/report' % project, headers={
-                'X-Roles': 'reader', 'X-User-Id': 'u', 'X-Project-Id': project})
+            app = api.build_app(personas.api_conf(self.tmp), store)
+            req = webob.Request.blank('/v1/projects/%s/report' % project,
+                                      headers=personas.headers('system_reader'))
             resp = req.get_response(app)
             assert resp.status_int == 200, resp.text
         finally:
             policy.reset()
+            personas.stop()
         text = resp.json['report'].encode()
         verifier = keyfiles.AuditorBundle.load(self.tmp + '/logstate/auditor').log_verifier
         verified = report.verify(text, verifier, project=project)
