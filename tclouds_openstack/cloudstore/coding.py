@@ -379,6 +379,41 @@ def split(chunks, lengths, digests=None):
     return pieces, surplus
 
 
+class Piece:
+    """A piece received in two parts: pyeclib's fragment header and the fragment's payload.
+
+    Pieces of the data fragments (clouds 0 .. k - 1) are read straight into place in one
+    ciphertext buffer of their segment (``buffer``: ``payload`` is its slice ``index``
+    of k equal ones), so that :class:`SegmentDecoder` decrypts the segment where it lies,
+    without joining the fragments; other pieces have a buffer of their own (``buffer``
+    None). ``bytes(piece)`` is the piece as stored.
+    """
+
+    __slots__ = ('header', 'payload', 'buffer')
+
+    def __init__(self, header, payload, buffer=None):
+        self.header = header
+        self.payload = payload
+        self.buffer = buffer
+
+    def __len__(self):
+        return len(self.header) + len(self.payload)
+
+    def __bytes__(self):
+        return b''.join((self.header, self.payload))
+
+
+def _payload(piece):
+    if isinstance(piece, Piece):
+        return piece.payload
+    return memoryview(piece)[FRAGMENT_HEADER_BYTES:]
+
+
+def _stored(piece):
+    # pyeclib asserts (aborting the process) on anything but bytes
+    return bytes(piece) if isinstance(piece, Piece) else piece
+
+
 class SegmentDecoder:
     """Decrypts segments of one version from pieces of f + 1 clouds (already verified).
 
@@ -411,20 +446,27 @@ class SegmentDecoder:
         data = associated_data(meta.data_unit, meta.version, index,
                                index == where.count - 1, meta.value_format)
         if all(cloud in pieces for cloud in range(self.k)):
-            parts = []
-            remaining = wanted
-            for cloud in range(self.k):
-                payload = memoryview(pieces[cloud])[FRAGMENT_HEADER_BYTES:]
-                parts.append(payload[:remaining])
-                remaining -= len(parts[-1])
-            if remaining == 0:
+            buffer = getattr(pieces[0], 'buffer', None)
+            if buffer is not None and len(buffer) >= wanted and all(
+                    getattr(pieces[cloud], 'buffer', None) is buffer
+                    for cloud in range(1, self.k)):
+                # the data fragments were read into place: the ciphertext is their start
+                ciphertext = memoryview(buffer)[:wanted]
+            else:
+                parts = []
+                remaining = wanted
+                for cloud in range(self.k):
+                    parts.append(_payload(pieces[cloud])[:remaining])
+                    remaining -= len(parts[-1])
+                ciphertext = b''.join(parts) if remaining == 0 else None
+            if ciphertext is not None:
                 try:
-                    return self._aead.decrypt(nonce, b''.join(parts), data)
+                    return self._aead.decrypt(nonce, ciphertext, data)
                 except InvalidTag:
                     pass    # decided below, by pyeclib's own decode
         try:
             ciphertext = ec_driver(self.k, meta.n - self.k).decode(
-                [piece for _, piece in sorted(pieces.items())][:self.k])
+                [_stored(piece) for _, piece in sorted(pieces.items())][:self.k])
         except Exception as exc:  # pyeclib raises its own ECDriverError family and ValueError
             raise errors.FragmentError('fragment', offset, 'erasure decoding of segment %d '
                                        'failed: %s' % (index, exc))

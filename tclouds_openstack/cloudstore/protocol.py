@@ -607,11 +607,11 @@ class DepSkyCA:
             data_unit=data_unit, version=version, n=self.n, f=self.f, size=size,
             segment_size=self.segment_size, nonce=b'\0' * coding.NONCE_BYTES,
             digests=('0' * 64,) * self.n, writer='0' * 64, clouds=self.names)
-        reader = reading.VersionReader(self, guess, [], {})
+        reader = reading.VersionReader(self, guess, [], {}, direct=True)
         window = reader.first_window(start, stop)
         for index in range(self.f + 1):
             reader.open_source(index, window)
-        return guess, reader._opening, reader._early
+        return guess, reader._opening, reader._early, (reader._slots, reader._slots_lock)
 
     def open(self, data_unit, min_version=None, expected_version=None, expected_size=None,
              start=0, stop=None, signed_metadata=None):
@@ -642,7 +642,8 @@ class DepSkyCA:
             if meta is not None:
                 if min_version is not None and meta.version < min_version:
                     raise errors.StaleError(data_unit, meta.version, min_version)
-                reader = reading.VersionReader(self, meta, list(range(self.n)), {}, writing)
+                reader = reading.VersionReader(self, meta, list(range(self.n)), {}, writing,
+                                               direct=True)
                 reader.ensure_sources(reader.first_window(start, stop))
                 return OpenResult(metadata=meta, faults=reader.faults, reader=reader)
         prefetched = None
@@ -662,12 +663,12 @@ class DepSkyCA:
         current = [index for index, value in sorted(answers.items())
                    if isinstance(value, tuple) and value[0].version == meta.version]
         order = current + [index for index in range(self.n) if index not in current]
-        reader = reading.VersionReader(self, meta, order, faults, writing)
+        reader = reading.VersionReader(self, meta, order, faults, writing, direct=True)
         if prefetched is not None:
-            guess, opening, early = prefetched
+            guess, opening, early, slots = prefetched
             if coding.layout_of(guess) == reader.layout and guess.version == meta.version \
                     and meta.value_format == coding.VALUE_FORMAT:
-                reader.adopt(opening, early)
+                reader.adopt(opening, early, slots)
             else:
                 for future in list(opening) + [future for fetches in early.values()
                                                for future in fetches.values()]:

@@ -15,6 +15,12 @@ et al. 2011) and decodes from them:
   whole value object): each cloud's whole value object, read to at most one byte past its
   signed length.
 
+A reader of a GET (``direct``) receives each cloud's pieces straight into its buffers
+(:meth:`.backends.base.Backend.read_into`), the data fragments of a segment side by side in
+one ciphertext buffer that AES-GCM then decrypts in place (:class:`_Slots`), and hashes
+each piece part by part as it arrives; ``check`` and ``repair`` cut their pieces as bytes
+(they upload them).
+
 Faults are judged as :mod:`.protocol` describes; nothing here reads configuration.
 """
 import concurrent.futures
@@ -64,6 +70,44 @@ class _Source:
         self.windows = {}   # (first, stop) -> future of the window's pieces
 
 
+class _Slots:
+    """Where one read's pieces of segments ``first`` .. ``stop - 1`` are received.
+
+    The data fragments' pieces (clouds 0 .. k - 1) of a segment go into place in one
+    ciphertext buffer of that segment (see :class:`.coding.Piece`); each cloud's slot is
+    handed out once (a cloud fetching the same segments again, or any other cloud, gets
+    buffers of its own), so no two fetches ever write the same bytes.
+    """
+
+    def __init__(self, layout, k):
+        self.layout = layout
+        self.k = k
+        self._lock = threading.Lock()
+        self._claimed = set()
+        self._buffers = {}      # segment -> ciphertext buffer
+
+    def pieces(self, index, first, stop):
+        """Empty :class:`.coding.Piece` s of cloud ``index`` for segments first .. stop - 1."""
+        where = self.layout
+        with self._lock:
+            shared = index < self.k and index not in self._claimed
+            self._claimed.add(index)
+            pieces = []
+            for segment in range(first, stop):
+                length = where.piece(segment)
+                header = bytearray(min(length, coding.FRAGMENT_HEADER_BYTES))
+                size = length - len(header)
+                if shared:
+                    buffer = self._buffers.get(segment)
+                    if buffer is None:
+                        buffer = self._buffers[segment] = bytearray(self.k * size)
+                    payload = memoryview(buffer)[index * size:(index + 1) * size]
+                    pieces.append(coding.Piece(header, payload, buffer))
+                else:
+                    pieces.append(coding.Piece(header, memoryview(bytearray(size))))
+        return pieces
+
+
 class VersionReader:
     """The plaintext of one verified version, from f + 1 clouds, window by window.
 
@@ -76,8 +120,14 @@ class VersionReader:
     (eventlet's tpool in the proxy; pieces are hashed as they arrive).
     """
 
-    def __init__(self, depsky, meta, order, faults, writing=frozenset(), offload=None):
+    def __init__(self, depsky, meta, order, faults, writing=frozenset(), offload=None,
+                 direct=False):
         self.depsky = depsky
+        #: Pieces received into place (:class:`_Slots`) for decoding here; otherwise
+        #: cut from the cloud's chunks as bytes (``check``, ``repair``: they upload them).
+        self.direct = direct
+        self._slots = {}        # window -> _Slots
+        self._slots_lock = threading.Lock()
         self.writing = writing
         self.metadata = meta
         self.faults = faults
@@ -102,8 +152,11 @@ class VersionReader:
         last = self.layout.count if stop is None else max(first + 1, -(-stop // size))
         return windows(first, min(last, self.layout.count), self.window)[0]
 
-    def adopt(self, opening, early):
+    def adopt(self, opening, early, slots=None):
         """Use fetches already started (:meth:`.protocol.DepSkyCA.open`'s prefetch)."""
+        if slots is not None:
+            # the same buffers: the prefetched clouds' pieces land beside the others'
+            self._slots, self._slots_lock = slots
         self._opening.update(opening)
         self._early.update(early)
         self._tried.update(index for index, _ in opening.values())
@@ -128,12 +181,22 @@ class VersionReader:
         """Cloud ``index``'s whole value object, read up to one byte past its signed length.
 
         Format 2: its bytes; format 3: ``(pieces, trailer, piece hashes)``, each piece
-        hashed as it was cut (see :func:`.coding.split`).
+        hashed as it arrived (see :meth:`_receive` and :func:`.coding.split`).
         """
         cloud = self.depsky.clouds[index]
         where = self.layout
         if self.metadata.value_format == coding.FORMAT_2:
             return cloud.get(self.key, where.total)
+        if self.direct:
+            trailer, surplus = bytearray(where.trailer_bytes), bytearray(1)
+            pieces, digests, received, filled = self._receive(index, 0, where.count, 0,
+                                                              [trailer, surplus])
+            if filled[1]:
+                raise errors.ObjectTooLarge(cloud.name, self.key, where.total)
+            if filled[0] != len(trailer) or len(digests) != len(pieces):
+                raise errors.FragmentError('length', received, 'value object ends before '
+                                           'the %d bytes the metadata implies' % where.total)
+            return pieces, bytes(trailer), digests
         lengths = [where.piece(segment) for segment in range(where.count)]
         digests = []
         parts, surplus = coding.split(cloud.iter_range(self.key, 0, where.total + 1),
@@ -149,10 +212,18 @@ class VersionReader:
     def fetch_window(self, index, window):
         """``(pieces, their hashes)`` of segments ``window`` from cloud ``index``.
 
-        One ranged read; each piece is hashed as it is cut (see :func:`.coding.split`).
+        One ranged read; each piece is hashed as it arrives (see :meth:`_receive` and
+        :func:`.coding.split`).
         """
         first, stop = window
         start, length = self.layout.span(first, stop)
+        if self.direct:
+            pieces, digests, received, _ = self._receive(index, first, stop, start)
+            if len(digests) != len(pieces):
+                raise errors.FragmentError('length', start + received, 'segments %d-%d: the '
+                                           'value object ends before the %d bytes the '
+                                           'metadata implies' % (first, stop - 1, length))
+            return pieces, digests
         lengths = [self.layout.piece(segment) for segment in range(first, stop)]
         digests = []
         pieces, _ = coding.split(self.depsky.clouds[index].iter_range(self.key, start, length),
@@ -162,6 +233,36 @@ class VersionReader:
                                        '%d-%d: the value object ends before the %d bytes '
                                        'the metadata implies' % (first, stop - 1, length))
         return pieces, digests
+
+    def _receive(self, index, first, stop, start, extra=()):
+        """Receive cloud ``index``'s pieces of segments first .. stop - 1 (from ``start``).
+
+        Returns ``(pieces, digests, received, filled)``: the :class:`.coding.Piece` s,
+        the SHA-256 of each piece received whole (hashed part by part as the parts
+        arrive, while they are in the CPU's cache), the bytes received and those received
+        into each buffer of ``extra`` (read after the pieces). One ranged read.
+        """
+        with self._slots_lock:
+            slots = self._slots.get((first, stop))
+            if slots is None:
+                slots = self._slots[first, stop] = _Slots(self.layout, self.k)
+        pieces = slots.pieces(index, first, stop)
+        views = []
+        for piece in pieces:
+            views += (memoryview(piece.header), piece.payload)
+        views += [memoryview(buffer) for buffer in extra]
+        hashers = [hashlib.sha256() for _ in pieces]
+        filled = [0] * len(views)
+        for number, part in self.depsky.clouds[index].read_into(self.key, start, views):
+            if number < 2 * len(pieces):
+                hashers[number // 2].update(part)
+            filled[number] += len(part)
+        digests = []
+        for number, hasher in enumerate(hashers):
+            if filled[2 * number] + filled[2 * number + 1] != len(pieces[number]):
+                break
+            digests.append(hasher.digest())
+        return pieces, digests, sum(filled), filled[2 * len(pieces):]
 
     def _window_future(self, index, window, source=None):
         future = self.depsky.executor.submit(self.fetch_window, index, window)
@@ -331,6 +432,9 @@ class VersionReader:
                 yield self._decoder.decode(segment, {
                     index: part[segment - window[0]] for index, part in pieces.items()})
             del pieces
+            if not self.whole:
+                with self._slots_lock:
+                    self._slots.pop(window, None)   # read again: into new buffers
 
     def __iter__(self):
         return self.segments()

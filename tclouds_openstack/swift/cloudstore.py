@@ -433,11 +433,20 @@ class CloudStoreMiddleware:
     def _handle_head(self, req, info, obj):
         return self._handle_get(req, info, obj)
 
-    def _handle_get(self, req, info, obj):
+    def _stub_request(self, req, method):
         stub_req = swob.Request(dict(req.environ))
+        stub_req.method = method
         stub_req.headers.pop('Range', None)
         request_helpers.update_etag_is_at_header(stub_req, SYSMETA_ETAG)
-        stub = stub_req.get_response(self.app)
+        return stub_req.get_response(self.app)
+
+    def _handle_get(self, req, info, obj):
+        # The stub's headers are all a GET needs from this cluster: a HEAD (the proxy
+        # sets up no body for it). An error or a condition not met is answered by the
+        # stub's GET, so that its body is Swift's own.
+        stub = self._stub_request(req, 'HEAD')
+        if req.method == 'GET' and not stub.is_success:
+            stub = self._stub_request(req, 'GET')
         if SYSMETA_VERSION not in stub.headers:
             if stub.is_success:
                 # An object stored before the policy was served by this middleware.
@@ -449,8 +458,6 @@ class CloudStoreMiddleware:
         if req.method == 'HEAD':
             self._fix_headers(stub)
             return stub
-        for _chunk in stub.app_iter or ():
-            pass
         version = int(stub.headers[SYSMETA_VERSION])
         data_unit = stub.headers[SYSMETA_DATA_UNIT]
         size = int(stub.headers[SYSMETA_SIZE])

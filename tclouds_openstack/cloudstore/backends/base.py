@@ -256,6 +256,10 @@ class Backend(abc.ABC):
         self.bytes_read = 0
         self._count_lock = threading.Lock()
 
+    def _count(self, received):
+        with self._count_lock:
+            self.bytes_read += received
+
     def _deadline(self, operation):
         """A :class:`Deadline` for one request of ``operation``, starting now."""
         return Deadline(self.name, operation, self.deadline)
@@ -301,8 +305,7 @@ class Backend(abc.ABC):
                 if remaining is not None:
                     chunk = chunk[:remaining]
                     remaining -= len(chunk)
-                with self._count_lock:
-                    self.bytes_read += len(chunk)
+                self._count(len(chunk))
                 if chunk:
                     yield chunk
                 if remaining == 0:
@@ -333,6 +336,33 @@ class Backend(abc.ABC):
         fewer mean the object is shorter. Failures are those of :meth:`get`.
         """
         return self._bounded(key, start, length)
+
+    def read_into(self, key, start, views):
+        """Fill the writable ``views`` (memoryviews, in order) from ``key`` at ``start``.
+
+        Yields ``(index, part)`` for each part of ``views[index]`` as it is filled (a
+        memoryview of at most :data:`READ_CHUNK_BYTES`), so that the caller can hash the
+        bytes while they are still in the CPU's cache. Never reads past the views' total;
+        stops early when the object ends (the caller, knowing the lengths it expects,
+        counts what was filled). Failures are those of :meth:`get`. This default copies
+        :meth:`iter_range`'s chunks; a driver that can receive into a buffer overrides it.
+        """
+        total = sum(len(view) for view in views)
+        index = offset = 0
+        for chunk in self.iter_range(key, start, total):
+            chunk = memoryview(chunk)
+            while chunk:
+                while not len(views[index]):      # (an empty view needs no byte)
+                    index += 1
+                view = views[index]
+                take = min(len(chunk), len(view) - offset)
+                view[offset:offset + take] = chunk[:take]
+                yield index, view[offset:offset + take]
+                chunk = chunk[take:]
+                offset += take
+                if offset == len(view):
+                    index += 1
+                    offset = 0
 
     def get_range(self, key, start, length):
         """Return at most ``length`` bytes of ``key`` from offset ``start``.

@@ -320,43 +320,105 @@ class SwiftBackend(base.Backend):
         self._expect('put', key, *self._request('put', 'PUT', key, headers=headers, body=body,
                                                 deadline=deadline, replayable=False))
 
-    def _read(self, key, start, length):
-        if length == 0:
-            return
+    def _get(self, key, start, length):
+        """``(deadline, connection, response)`` of a GET of ``key``'s bytes, or None.
+
+        None: the object ends before ``start`` (416). The caller reads the answer and
+        calls :meth:`_done` (as :meth:`_request`).
+        """
         headers = {}
         if start or length is not None:
             headers['Range'] = 'bytes=%d-%s' % (
                 start, '' if length is None else start + length - 1)
         deadline, conn, response = self._request('get', 'GET', key, headers=headers)
-        complete = False
         try:
             if response.status == 404:
                 raise errors.BackendNotFound(self.name, key)
             if response.status == 416:
-                return          # the object ends before ``start``
+                self._done(deadline, conn, response, False)
+                return None
             if not 200 <= response.status < 300:
                 raise errors.BackendError(self.name, 'get', '%s: HTTP %d %s' % (
                     key, response.status, response.reason))
-            announced = response.getheader('content-length')
+        except BaseException:
+            self._done(deadline, conn, response, False)
+            raise
+        return deadline, conn, response
+
+    def _failed_read(self, key, deadline, exc):
+        if deadline.passed:
+            return deadline.error(key)
+        return errors.BackendError(self.name, 'get', '%s: %s: %s'
+                                   % (key, type(exc).__name__, exc))
+
+    def _ended(self, key, deadline, response, received):
+        """Raise unless the answer was whole (the deadline, its announced length)."""
+        deadline.check(key)
+        announced = response.getheader('content-length')
+        if announced is not None and received < int(announced):
+            raise errors.BackendError(self.name, 'get', '%s: %d of %s bytes received'
+                                      % (key, received, announced))
+
+    def _read(self, key, start, length):
+        if length == 0:
+            return
+        answer = self._get(key, start, length)
+        if answer is None:
+            return              # the object ends before ``start``
+        deadline, conn, response = answer
+        complete = False
+        try:
             received = 0
             while True:
                 try:
                     chunk = response.read(base.READ_CHUNK_BYTES)
                 except Exception as exc:  # connection lost, timed out or shut at the deadline
-                    if deadline.passed:
-                        raise deadline.error(key)
-                    raise errors.BackendError(self.name, 'get', '%s: %s: %s'
-                                              % (key, type(exc).__name__, exc))
+                    raise self._failed_read(key, deadline, exc)
                 if not chunk:
                     break
                 received += len(chunk)
                 yield chunk
-            deadline.check(key)
-            if announced is not None and received < int(announced):
-                raise errors.BackendError(self.name, 'get', '%s: %d of %s bytes received'
-                                          % (key, received, announced))
+            self._ended(key, deadline, response, received)
             complete = True
         finally:
+            self._done(deadline, conn, response, complete)
+
+    def read_into(self, key, start, views):
+        """As :meth:`base.Backend.read_into`, received straight into ``views``.
+
+        ``http.client`` reads a large ``readinto`` from the socket into the caller's
+        buffer: no chunk objects and no copy of them.
+        """
+        total = sum(len(view) for view in views)
+        if not total:
+            return
+        answer = self._get(key, start, total)
+        if answer is None:
+            return
+        deadline, conn, response = answer
+        complete = False
+        received = 0
+        try:
+            for index, view in enumerate(views):
+                offset = 0
+                while offset < len(view):
+                    part = view[offset:offset + base.READ_CHUNK_BYTES]
+                    try:
+                        count = response.readinto(part)
+                    except Exception as exc:  # lost, timed out or shut at the deadline
+                        raise self._failed_read(key, deadline, exc)
+                    if not count:       # the object ends here (or the answer was cut)
+                        self._ended(key, deadline, response, received)
+                        complete = True
+                        return
+                    received += count
+                    offset += count
+                    yield index, part[:count]
+            deadline.check(key)
+            # every byte asked for: kept alive only if the answer ends here too
+            complete = response.length == 0
+        finally:
+            self._count(received)
             self._done(deadline, conn, response, complete)
 
     def delete(self, key):

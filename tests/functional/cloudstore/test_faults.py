@@ -115,6 +115,37 @@ def test_corrupted_fragment_is_detected_and_reported(swift, container, clouds, r
     assert reader.read(unit).data == data
 
 
+@pytest.mark.parametrize('cloud', [0, 1])
+def test_a_bad_piece_mid_object_on_a_kept_alive_connection_is_refused(
+        swift, container, clouds, front_proxy, cloud):
+    # Beyond one window (16 segments) a GET reads each data cloud's pieces window by
+    # window, on connections kept alive from earlier requests, into one buffer per
+    # segment: a piece changed in the second window is refused before its segment is
+    # decoded, the cloud reported, and the object comes back whole from the others.
+    before = _units(clouds)
+    data = os.urandom(20 * coding.SEGMENT_BYTES + 12345)
+    swift.put_object(container, 'big', data)
+    unit = _unit_of(clouds, before)
+    _written_everywhere(clouds, unit)
+    assert swift.get_object(container, 'big')[1] == data     # the connections stay open
+    backend = clouds[cloud].backend()
+    key = [k for k in backend.list(unit + '/') if '/v' in k][0]
+    where = coding.layout(len(data), coding.SEGMENT_BYTES, 4, 1)
+    value = bytearray(backend.get(key, LIMIT))
+    value[where.offset(18) + 1000] ^= 0x01
+    backend.put(key, bytes(value))
+    logged = len(_faults(front_proxy))
+    assert swift.get_object(container, 'big')[1] == data
+    reported = [f for f in _faults(front_proxy)[logged:] if f['data_unit'] == unit]
+    assert [(f['cloud'], f['kind']) for f in reported] == [
+        ('cloud%d' % cloud, protocol.FAULTY)], reported
+    assert 'piece of segment 18 does not match its hash' in reported[0]['reason']
+    # and a Range GET of that segment alone
+    start = 18 * coding.SEGMENT_BYTES + 5
+    assert swift.get_object(container, 'big', headers={
+        'Range': 'bytes=%d-%d' % (start, start + 99)})[1] == data[start:start + 100]
+
+
 def test_stale_cloud_is_detected_and_latest_data_returned(swift, container, clouds, reader,
                                                           front_proxy):
     before = _units(clouds)

@@ -102,3 +102,23 @@ def test_a_well_formed_small_answer_still_reads(cloud, driver):
     assert driver.get('unit/meta', LIMIT) == b'signed metadata'
     with pytest.raises(errors.BackendNotFound):
         driver.get('unit/gone', LIMIT)
+
+
+def test_an_answer_cut_short_on_a_kept_alive_connection_fails_the_read(cloud, driver):
+    # Pieces are received straight into the reader's buffers (``read_into``) on the
+    # connection an earlier answer left open; a cloud that closes it mid-answer fails the
+    # read (never short bytes taken for the object), and the next read works.
+    piece = bytes(range(256)) * 4
+    cloud.answers = {'/unit/good': Answer(200, body=piece, length=len(piece)),
+                     '/unit/cut': Answer(200, body=piece[:300], length=300, headers={
+                         'Content-Length': str(len(piece)), 'Connection': 'close'})}
+    views = [memoryview(bytearray(80)), memoryview(bytearray(len(piece) - 80))]
+    assert b''.join(bytes(part) for _, part in driver.read_into('unit/good', 0, views)) == \
+        piece
+    assert bytes(views[0]) + bytes(views[1]) == piece
+    with pytest.raises(errors.BackendError) as exc:
+        list(driver.read_into('unit/cut', 0, views))
+    assert 'unit/cut' in str(exc.value)
+    views = [memoryview(bytearray(len(piece)))]
+    assert list(index for index, _ in driver.read_into('unit/good', 0, views)) == [0]
+    assert bytes(views[0]) == piece

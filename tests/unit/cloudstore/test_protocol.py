@@ -385,3 +385,88 @@ def test_a_cloud_that_falls_behind_is_dropped_not_buffered(writer_key):
         'the writer' in clouds[3].failed[0]
     assert protocol.DepSkyCA(clouds, 1, writer_key.public_key(),
                              segment_size=4096).read('unit').data == data
+
+
+def _windowed(clouds, writer_key, size=23 * 4096 + 5):
+    """A version of many 4 KiB segments read 4 at a time (six windows, a short last one)."""
+    depsky = protocol.DepSkyCA(clouds, 1, writer_key.public_key(), writer_key,
+                               segment_size=4096, window_segments=4)
+    data = os.urandom(size)
+    result = depsky.write('unit', data, 1)
+    return depsky, data, result.signed
+
+
+@pytest.mark.parametrize('cloud', [0, 1])
+@pytest.mark.parametrize('segment', [0, 9, 23])
+def test_a_bad_piece_of_a_data_fragment_mid_object_is_refused_and_replaced(
+        clouds, writer_key, cloud, segment):
+    # The data fragments' pieces are received into one buffer per segment and decrypted
+    # where they lie; a bad piece in either slot, in any window, is still refused before
+    # its segment is decoded, its cloud reported, and the next cloud (a parity fragment,
+    # pyeclib's decode beside a piece in that buffer) takes over for the rest.
+    depsky, data, signed = _windowed(clouds, writer_key)
+    key = protocol.value_key('unit', 1)
+    where = coding.layout(len(data), 4096, 4, 1)
+    value = bytearray(clouds[cloud].objects[key])
+    value[where.offset(segment) + where.piece(segment) // 2] ^= 0x01
+    clouds[cloud].objects[key] = bytes(value)
+    for signed_metadata in (signed, None):
+        opened = depsky.open('unit', signed_metadata=signed_metadata)
+        assert b''.join(opened.reader) == data
+        fault = opened.faults['cloud%d' % cloud]
+        assert fault.kind == protocol.FAULTY
+        assert 'piece of segment %d does not match its hash' % segment in fault.reason
+
+
+def test_ranges_read_again_the_windows_they_share(clouds, writer_key):
+    # Each range fetches its own segments (into buffers of its own: the first range's
+    # are never written again while they may still be decoded).
+    depsky, data, signed = _windowed(clouds, writer_key)
+    opened = depsky.open('unit', signed_metadata=signed)
+    for start, stop in ((5000, 30000), (4096, 4097), (0, len(data)), (20000, 60000),
+                        (len(data) - 3, len(data))):
+        assert b''.join(opened.reader.read(start, stop)) == data[start:stop]
+    assert opened.faults == {}
+
+
+class _ShortWindows(conftest.MemoryBackend):
+    """Serves the trailer whole but cuts every read of pieces from ``cut_from`` short."""
+
+    cut_from = trailer = None
+
+    def _read(self, key, start, length):
+        if self.cut_from is not None and self.cut_from <= start < self.trailer and length:
+            length -= 1
+        return super()._read(key, start, length)
+
+
+def test_a_window_cut_short_is_refused(writer_key):
+    clouds = [_ShortWindows('cloud%d' % index) for index in range(4)]
+    depsky, data, signed = _windowed(clouds, writer_key)
+    where = coding.layout(len(data), 4096, 4, 1)
+    clouds[1].cut_from, clouds[1].trailer = where.offset(8), where.pieces_end
+    opened = depsky.open('unit', signed_metadata=signed)
+    assert b''.join(opened.reader) == data
+    assert opened.faults['cloud1'].kind == protocol.FAULTY
+    assert 'segments 8-11: the value object ends before' in opened.faults['cloud1'].reason
+
+
+def test_read_into_fills_views_in_order_and_stops_where_the_object_ends():
+    cloud = conftest.MemoryBackend('c')
+    payload = os.urandom(700 * 1024)
+    cloud.objects['k'] = payload
+    views = [memoryview(bytearray(size)) for size in (80, 0, 300 * 1024, 5, 0)]
+    parts = list(cloud.read_into('k', 1000, views))
+    assert b''.join(bytes(part) for _, part in parts) == payload[1000:1000 + 80 + 300 * 1024
+                                                                 + 5]
+    assert [index for index, _ in parts] == sorted(index for index, _ in parts)
+    assert all(len(part) <= 256 * 1024 for _, part in parts)
+    assert bytes(views[2]) == payload[1080:1080 + 300 * 1024]
+    assert cloud.bytes_read == 80 + 300 * 1024 + 5
+    # the object ends inside the views: what there was, no more
+    views = [memoryview(bytearray(10)), memoryview(bytearray(10))]
+    parts = list(cloud.read_into('k', len(payload) - 15, views))
+    assert sum(len(part) for _, part in parts) == 15
+    assert bytes(views[0]) + bytes(views[1])[:5] == payload[-15:]
+    with pytest.raises(errors.BackendNotFound):
+        list(cloud.read_into('missing', 0, views))
