@@ -34,6 +34,12 @@ Each row measures this project and a named baseline in the same run and prints t
    then 10,000 entries more (``--quick``: 1,000) and a new checkpoint; the incremental
    audit of the new entries (frontier + new records + the new checkpoint, O(new + log n))
    versus the full audit from genesis of the grown log, same run. Goal: incremental < 1 s.
+   The full audit from genesis against its floor (one SHA-256 per record), goal >= 0.3x
+   by wall clock and by CPU time, with the peak RSS the audit adds (it streams: it must
+   not hold the log), and again with two busy processes running (issue 14 point 6).
+   ``TCLOUDS_BENCH_SECURELOG_BASE=/path/to/another/checkout`` audits the same log with
+   that checkout's code and this one's, each in a process of its own, alternated (the
+   same-run baseline of a change to the reading).
 
 The load average is printed beside every section (the machine is shared).
 """
@@ -43,13 +49,17 @@ import json
 import logging
 import operator
 import os
+import pathlib
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
 import sqlalchemy as sa
 
+from benchmarks import load as loadmod
 from tclouds_openstack.securelog import audit
 from tclouds_openstack.securelog import checkpoint as cpmod
 from tclouds_openstack.securelog import keyfiles
@@ -323,7 +333,78 @@ def _floor(records):
             len(records) / (time.process_time() - c0))
 
 
-def bench_growing(tmp, n_log, n_new, batch=10000):
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BASE_ENV = 'TCLOUDS_BENCH_SECURELOG_BASE'
+# A full audit with the tclouds_openstack of the checkout it runs in (its cwd): prints
+# {"wall": s, "cpu": s, "size": n}.
+_AUDITOR = r"""
+import json, os, sys, time
+sys.path.insert(0, os.getcwd())
+from tclouds_openstack.securelog import keyfiles, store
+assert store.__file__.startswith(os.getcwd()), store.__file__
+url, state, origin = sys.argv[1:4]
+st = store.SecureLogStore(url, state, origin=origin, checkpoint_interval=3600, migrate=False)
+bundle = keyfiles.AuditorBundle.load(os.path.join(state, 'auditor'))
+wall, cpu = time.perf_counter(), time.process_time()
+report, problems = st.audit(bundle)
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+assert report.ok and not problems, report.summary()
+st.close()
+print(json.dumps({'wall': wall, 'cpu': cpu, 'size': report.size}))
+"""
+
+
+def _audit_in_process(root, url, state_dir, origin):
+    """(wall s, CPU s) of a full audit by checkout ``root``'s code, in a process of its own."""
+    out = subprocess.run([sys.executable, '-c', _AUDITOR, url, state_dir, origin],
+                         cwd=str(root), env=dict(os.environ, PYTHONPATH=''),
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError('audit by %s failed: %s' % (root, out.stderr[-2000:]))
+    answer = json.loads(out.stdout.splitlines()[-1])
+    return answer['wall'], answer['cpu']
+
+
+def _describe_checkout(root):
+    try:
+        return subprocess.run(['git', '-C', str(root), 'log', '-1', '--format=%h %s'],
+                              capture_output=True, text=True, check=True
+                              ).stdout.strip()[:60]
+    except (OSError, subprocess.CalledProcessError):
+        return 'not a git checkout'
+
+
+def _reset_peak_rss():
+    """Make the process's peak RSS its current RSS (Linux); False where that is not possible."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as stream:
+            stream.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def _rss_mib(field):
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MiB, from /proc/self/status."""
+    with open('/proc/self/status') as stream:
+        for line in stream:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024.0
+    return float('nan')
+
+
+def _timed_audit(store, bundle):
+    """(report, wall s, CPU s, MiB the audit added to the peak RSS or None)."""
+    peak = _reset_peak_rss()
+    before = _rss_mib('VmRSS')
+    t0, c0 = time.perf_counter(), time.process_time()
+    report, problems = store.audit(bundle)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    assert report.ok and not problems, report.summary()
+    return report, wall, cpu, (_rss_mib('VmHWM') - before) if peak else None
+
+
+def bench_growing(tmp, n_log, n_new, batch=10000, base=None, rounds=3):
     """A log of ``n_log`` entries in MariaDB, audited; then ``n_new`` more.
 
     Returns the timings of the full audit, the incremental audit of the new entries and
@@ -347,13 +428,24 @@ def bench_growing(tmp, n_log, n_new, batch=10000):
         store.checkpoint()
         out['build_s'] = time.perf_counter() - t0
         bundle = keyfiles.AuditorBundle.load(os.path.join(state_dir, 'auditor'))
-        t0, c0 = time.perf_counter(), time.process_time()
-        report, problems = store.audit(bundle)
-        out['full_s'] = time.perf_counter() - t0
-        out['full_cpu_s'] = time.process_time() - c0
-        assert report.ok and not problems, report.summary()
-        out['floor'] = _floor([bytes(r) for r in itertools.islice(store.iter_records(),
-                                                                  min(n_log, 200000))])
+        report, out['full_s'], out['full_cpu_s'], out['audit_rss_mib'] = _timed_audit(
+            store, bundle)
+        sample = [bytes(r) for r in itertools.islice(store.iter_records(),
+                                                     min(n_log, 200000))]
+        out['floor'] = _floor(sample)
+        out['log_mib'] = sum(map(len, sample)) / len(sample) * n_log / (1 << 20)
+        with loadmod.background_load():
+            out['busy_load'] = _loadavg()
+            out['busy'] = _timed_audit(store, bundle)[1:3] + _floor(sample)
+        del sample
+        if base:
+            # the same log audited by the other checkout's code and by this one's
+            out['base'] = ([], [])
+            for _ in range(rounds):
+                for side, root in zip(out['base'], (base, REPO)):
+                    side.append(_audit_in_process(root, url, state_dir, 'bench/big'))
+            out['base_floor'] = _floor([bytes(r) for r in itertools.islice(
+                store.iter_records(), min(n_log, 200000))])
         state = report.state
         for start in range(n_log, n_log + n_new, batch):
             store.append_events(src, [(_event(i), 'p%d' % (i % 7))
@@ -450,10 +542,11 @@ def run(quick=False):
         shutil.rmtree(tmp, ignore_errors=True)
     n_log, n_new = (100000, 1000) if quick else (10 ** 7, 10 ** 4)
     n_log = int(os.environ.get('TCLOUDS_BENCH_SECURELOG_LOG') or n_log)
+    base = os.environ.get(BASE_ENV)
     tmp = tempfile.mkdtemp(prefix='bench-securelog-big-')
     try:
         load = _loadavg()
-        big = bench_growing(tmp, n_log, n_new)
+        big = bench_growing(tmp, n_log, n_new, base=base, rounds=2 if quick else 3)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print('growing log in MariaDB: %d entries (built in %.0f s), then %d more; load average '
@@ -465,6 +558,24 @@ def run(quick=False):
     print('  ratio full audit / floor         %10.2fx   (goal >= 0.3x; by CPU time %.2fx)'
           % (n_log / big['full_s'] / big['floor'][0],
              n_log / big['full_cpu_s'] / big['floor'][1]))
+    print('  peak RSS the full audit added    %10s MiB (the log: about %.0f MiB of records)'
+          % ('?' if big['audit_rss_mib'] is None else '%.0f' % big['audit_rss_mib'],
+             big['log_mib']))
+    wall, cpu, floor_wall, floor_cpu = big['busy']
+    print('  with two busy processes (load average %s): full audit %.1f s, CPU %.1f s; '
+          'ratio to the floor measured with them %.2fx | CPU %.2fx'
+          % (big['busy_load'], wall, cpu, n_log / wall / floor_wall, n_log / cpu / floor_cpu))
+    if base:
+        floor_wall, floor_cpu = big['base_floor']
+        print('  same run, the same log audited in a process of its own, %d alternations '
+              '(wall s / CPU s each; ratios to the floor of the best):' % len(big['base'][0]))
+        for label, root, runs in (('before', base, big['base'][0]),
+                                  ('now', REPO, big['base'][1])):
+            print('    %-6s %-58s %s   %.2fx | %.2fx' % (
+                label, '%s (%s)' % (root, _describe_checkout(root)),
+                ' '.join('%.2f/%.2f' % run for run in runs),
+                n_log / min(w for w, _c in runs) / floor_wall,
+                n_log / min(c for _w, c in runs) / floor_cpu))
     print('  incremental audit of the %d new  %10.3f s     (goal < 1 s)'
           % (n_new, big['incremental_s']))
     print('  baseline: full audit of %d       %10.1f s' % (n_log + n_new, big['full_grown_s']))

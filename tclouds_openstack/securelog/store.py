@@ -17,6 +17,7 @@ save its state before they leave it: that is a second durable point, on the sour
 import bisect
 import collections
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -70,21 +71,24 @@ def pack_batch(records):
                      struct.pack('>%dI' % len(records), *map(len, records))] + records)
 
 
-def unpack_batch(data):
+def unpack_batch(data, offset=0):
     """The records of a batch row and None, or what parses and why the rest does not.
 
-    When the row does not parse, the records up to where it stops come first and the rest
-    of the row follows as one record (which the audit finds malformed).
+    The row is ``data`` from ``offset`` on (a driver's packet that ends with it: its
+    records are sliced from the packet, the row is not copied out first). When the row
+    does not parse, the records up to where it stops come first and the rest of the row
+    follows as one record (which the audit finds malformed).
     """
     data = bytes(data)
     try:
-        magic, count = _BATCH_HEAD.unpack_from(data)
-        lengths = struct.unpack_from('>%dI' % count, data, _BATCH_HEAD.size)
+        magic, count = _BATCH_HEAD.unpack_from(data, offset)
+        lengths = struct.unpack_from('>%dI' % count, data, offset + _BATCH_HEAD.size)
     except struct.error:
         magic = None
     if magic != BATCH_MAGIC:
-        return [data], 'not a batch of storage layout 2 (%d bytes)' % len(data)
-    ends = list(itertools.accumulate(lengths, initial=_BATCH_HEAD.size + 4 * count))
+        return [data[offset:]], ('not a batch of storage layout 2 (%d bytes)'
+                                 % (len(data) - offset))
+    ends = list(itertools.accumulate(lengths, initial=offset + _BATCH_HEAD.size + 4 * count))
     if ends[-1] == len(data):
         return list(map(data.__getitem__, map(slice, ends, ends[1:]))), None
     whole = bisect.bisect_right(ends, len(data)) - 1
@@ -92,7 +96,7 @@ def unpack_batch(data):
     if ends[whole] < len(data):
         out.append(data[ends[whole]:])
     return out, ('its %d records\' lengths add up to %d bytes, the row holds %d'
-                 % (count, ends[-1], len(data)))
+                 % (count, ends[-1] - offset, len(data) - offset))
 
 
 # A row of securelog_records with the record's bytes (what get and list return).
@@ -109,6 +113,9 @@ class _LayoutCheck(object):
     def __init__(self):
         self.first = self.end = None        # the records the batch rows hold: [first, end)
         self.findings = []
+        # None, or a callable: the count of index rows from ``first`` on, asked when the
+        # reading began (MySQL: the server counts while the batch rows are checked)
+        self.index_rows = None
 
     def batch(self, at, count, why):
         if why is not None:
@@ -680,39 +687,49 @@ class SecureLogStore(object):
         return conn.execute(sa.select(sa.func.min(_batches.c.first_index))).scalar()
 
     @contextlib.contextmanager
-    def _record_stream(self, batch=20000, start=0, layout=None):
+    def _record_stream(self, batch=20000, start=0, layout=None, count=False):
         """An iterator over the record bytes from ``start`` (valid inside the context).
 
         The rows come straight from the driver's cursor and are taken apart in C (map,
         chain): no SQLAlchemy row objects and no Python frame per record. ``layout``: a
         :class:`_LayoutCheck` to note where the batch rows themselves are inconsistent.
+        ``count``: where the batch rows are read by :meth:`_batch_rows_streamed`, the
+        server is also asked for the count of index rows from the first batch row read on
+        as the reading begins (``layout.index_rows``), and counts meanwhile.
         """
         layout = layout if layout is not None else _LayoutCheck()
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn, contextlib.ExitStack() as stack:
             boundary = self._layout2_start(conn)
             first = None
             if boundary is not None:
                 first = conn.execute(sa.select(sa.func.max(_batches.c.first_index)).where(
                     _batches.c.first_index <= max(start, boundary))).scalar()
             dbapi = conn.connection.dbapi_connection
-            cursors = []
             if self.engine.dialect.name == 'sqlite':
                 # read the pages where they are mapped, not one read() each (this
                 # connection only reads; a file sqlite connection is not pooled)
                 dbapi.execute('PRAGMA mmap_size=%d' % (1 << 30))
-            try:
-                parts = []
-                if boundary is None or start < boundary:
-                    cursors.append(dbapi.cursor())
-                    parts.append(self._rows_from(cursors[-1], batch, start, boundary))
-                if first is not None:
-                    cursors.append(dbapi.cursor())
-                    parts.append(itertools.chain.from_iterable(self._batches_from(
-                        cursors[-1], first, max(start, boundary), layout)))
-                yield itertools.chain.from_iterable(parts)
-            finally:
-                for cursor in cursors:
-                    cursor.close()
+            parts = []
+            rows_too = boundary is None or start < boundary
+            if rows_too:
+                cursor = dbapi.cursor()
+                stack.callback(cursor.close)
+                parts.append(self._rows_from(cursor, batch, start, boundary))
+            if first is not None:
+                if self._streams_ranges():
+                    last = conn.execute(sa.select(sa.func.max(_batches.c.first_index))).scalar()
+                    if count:
+                        # on this connection unless it reads the rows of layout 1
+                        layout.index_rows = self._count_sent(stack, first, None if rows_too
+                                                             else dbapi)
+                    rows = self._batch_rows_streamed(stack, first, last)
+                else:
+                    cursor = dbapi.cursor()
+                    stack.callback(cursor.close)
+                    rows = self._batch_rows(cursor, first)
+                parts.append(itertools.chain.from_iterable(self._batches_from(
+                    rows, first, max(start, boundary), layout)))
+            yield itertools.chain.from_iterable(parts)
 
     @staticmethod
     def _index_rows_finding(conn, layout, rows):
@@ -765,33 +782,122 @@ class SecureLogStore(object):
                 start = rows[-1][0] + 1
         return itertools.chain.from_iterable(pages(start))
 
-    def _batches_from(self, cursor, first, start, layout, page_bytes=8 << 20):
-        """Layout 2: a list of records per batch row from the one at ``first`` on.
+    def _batch_rows(self, cursor, first, page_bytes=8 << 20):
+        """Layout 2: (first index, bytes, 0) of the batch rows from the one at ``first`` on.
 
-        Records before ``start`` are left out. Elsewhere than sqlite the rows come in
-        pages of about ``page_bytes`` (batches of one record are as common as of 10,000).
+        Elsewhere than sqlite (PostgreSQL) the rows come in pages of about ``page_bytes``
+        (batches of one record are as common as of 10,000).
         """
-        mark = self._mark()
-        query = ('SELECT first_index, data FROM securelog_batches WHERE first_index >= %s '
-                 'ORDER BY first_index' % mark)
+        query = ('SELECT first_index, data, 0 FROM securelog_batches WHERE first_index >= %s '
+                 'ORDER BY first_index' % self._mark())
         if self.engine.dialect.name == 'sqlite':
             cursor.execute(query, (first,))
-            rows = cursor
-        else:
-            def pages(first, page=16):
-                while True:
-                    cursor.execute(query + ' LIMIT %d' % page, (first,))
-                    part = cursor.fetchall()
-                    yield part
-                    if len(part) < page:
-                        return
-                    first = part[-1][0] + 1
-                    size = sum(len(data) for _at, data in part) // len(part) + 1
-                    page = max(1, min(10000, page_bytes // size))
-            rows = itertools.chain.from_iterable(pages(first))
+            return cursor
+
+        def pages(first, page=16):
+            while True:
+                cursor.execute(query + ' LIMIT %d' % page, (first,))
+                part = cursor.fetchall()
+                yield part
+                if len(part) < page:
+                    return
+                first = part[-1][0] + 1
+                size = sum(len(data) for _at, data, _offset in part) // len(part) + 1
+                page = max(1, min(10000, page_bytes // size))
+        return itertools.chain.from_iterable(pages(first))
+
+    # MySQL and MariaDB: how many ranges of batch rows are read at once, and their size.
+    STREAMS = 3
+    RANGE_BYTES = 4 << 20
+
+    def _streams_ranges(self):
+        """Whether the batch rows are read by :meth:`_batch_rows_streamed` (MySQL, MariaDB)."""
+        return (self.engine.dialect.name == 'mysql'
+                and _stream_cursor(self.engine.dialect.dbapi) is not None)
+
+    def _batch_rows_streamed(self, stack, first, last):
+        """Layout 2 from MySQL or MariaDB: (first index, bytes, offset) of the batch rows.
+
+        From the one at ``first`` on; a row's bytes are ``bytes[offset:]``.
+
+        The rows are read in consecutive ranges of log indexes, :attr:`STREAMS` ranges at a
+        time, each range one query on a connection of its own with an unbuffered cursor
+        (the driver's ``SSCursor``: rows are read from the socket as they are used, never
+        the whole result; with PyMySQL, ``execute`` only sends the query, see
+        :func:`_stream_cursor`). While the auditor checks one range, the server is already
+        reading the next ranges' rows (InnoDB reads a BLOB's pages one synchronous 16 KiB
+        read at a time where they are not cached, with no read-ahead) and sending them into
+        their sockets, which hold them until they are used: the server's reads overlap
+        with each other and with the auditor's hashing, with no thread in the auditor and
+        at most :attr:`STREAMS` ranges in the sockets. A range spans about
+        :attr:`RANGE_BYTES` of records and at least the records of one batch row (from what
+        was read so far), so that a range is mostly one row the server reads ahead. The
+        rows are those up to the one at ``last`` (the last when the reading began: later
+        appends are left for the next audit); ``stack`` closes the cursors, reading what
+        is left of their ranges (an iterator stopped early).
+        """
+        cursor_class = _stream_cursor(self.engine.dialect.dbapi)
+        packets = hasattr(cursor_class, 'rows_in_packets')
+        query = ('SELECT first_index, data%s FROM securelog_batches WHERE first_index >= %%s '
+                 'AND first_index < %%s ORDER BY first_index' % ('' if packets else ', 0'))
+        cursors = []
+        for _ in range(self.STREAMS):
+            raw = stack.enter_context(self.engine.connect()).connection.dbapi_connection
+            with raw.cursor() as cursor:
+                # a socket may wait while the ranges before it are checked (a slow reader
+                # of iter_records): the server must not give up on it after its 60 s
+                cursor.execute('SET SESSION net_write_timeout = 3600')
+            cursor = raw.cursor(cursor_class)
+            stack.callback(_end_stream, raw, cursor)
+            cursors.append(cursor)
+        pending = collections.deque()
+        span = [max(1, self.RANGE_BYTES // 512), first]   # records per range, next range
+
+        def issue(cursor):
+            if span[1] <= last:
+                cursor.execute(query, (span[1], span[1] + span[0]))
+                pending.append(cursor)
+                span[1] += span[0]
+        for cursor in cursors:
+            issue(cursor)
+        rows = size = length = 0        # rows read, their bytes, the last row's
+        end = first                     # the last row's first index
+        while pending:
+            cursor = pending.popleft()
+            for end, data, offset in cursor.rows_in_packets() if packets else cursor:
+                rows += 1
+                length = len(data) - offset
+                size += length
+                yield end, data, offset
+            if rows > 1 and end > first:
+                # the next ranges: at least a batch row's records, about RANGE_BYTES (the
+                # rows before the last hold the records from ``first`` to ``end``)
+                span[0] = max(1, -(-(end - first) // (rows - 1)),
+                              self.RANGE_BYTES * (end - first) // max(1, size - length))
+            issue(cursor)
+
+    def _count_sent(self, stack, first, raw=None):
+        """A callable: the count of index rows from ``first`` on, asked now.
+
+        On DB-API connection ``raw`` (or one of its own, from ``stack``); the answer is read
+        when called.
+        """
+        if raw is None:
+            raw = stack.enter_context(self.engine.connect()).connection.dbapi_connection
+        cursor = raw.cursor(_stream_cursor(self.engine.dialect.dbapi))
+        stack.callback(_end_stream, raw, cursor, False)
+        cursor.execute('SELECT COUNT(*) FROM securelog_records WHERE log_index >= %s',
+                       (first,))
+        return lambda: cursor.fetchone()[0]
+
+    def _batches_from(self, rows, first, start, layout):
+        """Layout 2: a list of records per batch row of ``rows`` (:meth:`_batch_rows`).
+
+        Records before ``start`` are left out.
+        """
         layout.first = layout.end = first
-        for at, data in rows:
-            records, why = unpack_batch(data)
+        for at, data, offset in rows:
+            records, why = unpack_batch(data, offset)
             layout.batch(at, len(records), why)
             yield records[start - at:] if at < start else records
 
@@ -962,16 +1068,18 @@ class SecureLogStore(object):
             # with which the next TSL2 record's span begins (a changed record shows there)
             resume.log_leaf = merkle.hash_leaf(bytes(self.get(start - 1).data))
         layout = _LayoutCheck()
-        with self._record_stream(start=start, layout=layout) as records:
+        with self._record_stream(start=start, layout=layout, count=True) as records:
             report = auditmod.audit(records, bundle.log_key, bundle.source_keys, verified,
                                     store_checkpoint_size=max(store_sizes, default=0),
                                     resume=resume)
+            rows = layout.index_rows() if layout.index_rows is not None else None
         if layout.first is not None:
             # every record in the batch rows has its index row, and no index row is
             # without its bytes (what get and list serve is what was audited)
             with self.engine.connect() as conn:
-                rows = conn.execute(sa.select(sa.func.count()).select_from(_records).where(
-                    _records.c.log_index >= layout.first)).scalar()
+                if rows is None:
+                    rows = conn.execute(sa.select(sa.func.count()).select_from(
+                        _records).where(_records.c.log_index >= layout.first)).scalar()
                 if rows != layout.end - layout.first:
                     layout.findings.append(self._index_rows_finding(conn, layout, rows))
         if layout.findings:
@@ -984,6 +1092,97 @@ class SecureLogStore(object):
                 'resumes verified %d records: records %d..%d are gone'
                 % (end, start, end, start - 1)))
         return report, problems
+
+
+@functools.lru_cache(maxsize=None)
+def _stream_cursor(dbapi):
+    """The MySQL driver's unbuffered cursor class for :meth:`SecureLogStore._batch_rows_streamed`.
+
+    None when ``dbapi`` has none. PyMySQL's ``SSCursor.execute`` waits for the result's
+    first packet, which MariaDB sends with the first row, that is after reading it: the
+    queries of the ranges read ahead would wait one after the other for their first rows.
+    With PyMySQL the class returned sends the query in ``execute`` and reads the answer at
+    the first fetch (or close); other drivers' ``SSCursor`` as it is.
+    """
+    base = getattr(getattr(dbapi, 'cursors', None), 'SSCursor', None)
+    if base is None:
+        return None
+    connection = getattr(getattr(dbapi, 'connections', None), 'Connection', None)
+    command = getattr(getattr(getattr(dbapi, 'constants', None), 'COMMAND', None),
+                      'COM_QUERY', None)
+    packet = getattr(getattr(dbapi, 'protocol', None), 'MysqlPacket', None)
+    if command is None or not all(
+            hasattr(connection, name) for name in ('_execute_command',
+                                                   '_read_query_result')) or not all(
+            hasattr(base, name) for name in ('_query', '_clear_result', '_do_get_result',
+                                             'read_next', '_get_db', '_check_executed')
+    ) or not all(hasattr(packet, name) for name in (
+            'read_length_coded_string', 'read_length_encoded_integer', 'get_all_data')):
+        return base
+
+    class SendingCursor(base):
+        _sent = False
+
+        def _query(self, query):
+            conn = self._get_db()
+            self._clear_result()
+            conn._execute_command(command, query)
+            self._sent = True
+            return 0
+
+        def _answer(self):
+            self._sent = False
+            conn = self._get_db()
+            conn._affected_rows = conn._read_query_result(unbuffered=True)
+            self._do_get_result()
+
+        def read_next(self):
+            if self._sent:
+                self._answer()
+            return super().read_next()
+
+        def close(self):
+            if self._sent and self.connection is not None:
+                self._answer()
+            super().close()
+
+        __del__ = close
+
+        def rows_in_packets(self):
+            """The rows of a query of an integer and a BLOB as (integer, packet, offset).
+
+            The BLOB is the packet's bytes from ``offset`` on: not copied out of it (the
+            copy would cost as much CPU as reading the packet).
+            """
+            self._check_executed()
+            if self._sent:
+                self._answer()
+            self._result._read_row_from_packet = _in_packet
+            return iter(self.read_next, None)
+    return SendingCursor
+
+
+def _in_packet(packet):
+    """(integer, packet bytes, offset of the BLOB) of a row packet of an integer and a BLOB."""
+    number = int(packet.read_length_coded_string())
+    length = packet.read_length_encoded_integer()
+    data = packet.get_all_data()
+    return number, data, len(data) - (length or 0)
+
+
+def _end_stream(raw, cursor, timeout=True):
+    """Close an unbuffered cursor of :meth:`SecureLogStore._batch_rows_streamed`.
+
+    What is left of its range is read (the connection goes back to the pool), and the
+    connection's write timeout is the server's again (``timeout``).
+    """
+    try:
+        cursor.close()
+        if timeout:
+            with raw.cursor() as cursor:
+                cursor.execute('SET SESSION net_write_timeout = DEFAULT')
+    except Exception:       # a broken connection: the pool discards it
+        LOG.debug('securelog: closing a batch-row stream', exc_info=True)
 
 
 def _sqlite_wal(dbapi_connection, _record):

@@ -2,6 +2,7 @@
 get, list, the report rows and the audit read is one and the same log; a log whose first
 records are in layout 1 (one row each) reads and verifies whole, and resumes across the
 boundary; every kind of tampering with the batch rows or the index rows is found."""
+import itertools
 import sqlite3
 
 import pytest
@@ -250,6 +251,66 @@ def test_bytes_in_an_index_row_of_layout_2_are_not_the_log(layout2_log, tmp_path
     st.close()
 
 
+def _tamper_batch_byte(conn):
+    (data,) = conn.exec_driver_sql(
+        'SELECT data FROM securelog_batches WHERE first_index = 200').one()
+    records, _why = storemod.unpack_batch(data)
+    record = bytearray(records[5])                  # record 205
+    record[-60] ^= 1
+    records[5] = bytes(record)
+    conn.execute(storemod._batches.update().where(storemod._batches.c.first_index == 200)
+                 .values(data=storemod.pack_batch(records)))
+
+
+@pytest.mark.parametrize('case, change, expect_index, expect_kinds', [
+    ('untampered', None, None, None),
+    ('changed-byte', _tamper_batch_byte, 205, {'modified'}),
+    ('deleted-batch-row', 'DELETE FROM securelog_batches WHERE first_index = 200', 200,
+     {'missing'}),
+    ('index-row-deleted', 'DELETE FROM securelog_records WHERE log_index = 300', 300,
+     {'missing'}),
+])
+def test_batch_rows_read_in_ranges_at_once(db_url, tmp_path, case, change, expect_index,
+                                           expect_kinds):
+    """Batch rows read a range at a time, several ranges at once, are the log.
+
+    (MariaDB: a query with an unbuffered cursor on a connection of its own per range.) The
+    same records in the same order; a reader that stops early leaves the connections
+    usable; tampering with a batch row or an index row is found.
+    """
+    st = make_store(db_url, tmp_path / 'state', layout=2)
+    st.STREAMS, st.RANGE_BYTES = 3, 1       # here a range holds a batch row
+    sources = _fill(st, tmp_path, 0, 12)
+    st.checkpoint()
+    records = [bytes(r) for r in st.iter_records()]
+    assert len(records) == 480
+    assert [bytes(st.get(i).data) for i in (0, 205, 479)] == [
+        records[i] for i in (0, 205, 479)]
+    assert list(st.iter_records(start=205)) == records[205:]
+    for stop in (1, 41, 200):               # readers that stop early, in other ranges
+        reader = st.iter_records()
+        assert [bytes(r) for r in itertools.islice(reader, stop)] == records[:stop]
+        reader.close()
+    if change is not None:
+        with st.engine.begin() as conn:
+            if callable(change):
+                change(conn)
+            else:
+                conn.exec_driver_sql(change)
+    report, problems = st.audit(_bundle(tmp_path, *sources))
+    if change is None:
+        assert report.ok and not problems and report.size == 480, report.summary()
+    else:
+        assert not report.ok and report.state is None, case
+        first = report.first_damage
+        assert first.index == expect_index and first.kind in expect_kinds, (
+            case, report.damages)
+    # the connections the reading used serve the next audit, which finds the same
+    again, _problems = st.audit(_bundle(tmp_path, *sources))
+    assert again.ok == report.ok and again.damages[:1] == report.damages[:1]
+    st.close()
+
+
 def test_batch_rows_pack_and_unpack():
     records = [b'a' * 5, b'', b'bc' * 100]
     data = storemod.pack_batch(records)
@@ -263,6 +324,14 @@ def test_batch_rows_pack_and_unpack():
     assert other == [b'TSL2' + data[4:]] and 'not a batch' in why
     short, why = storemod.unpack_batch(b'TSB1\x00\x00\x00\x09')
     assert short == [b'TSB1\x00\x00\x00\x09'] and why
+    # a row at the end of a driver's packet, from an offset on: the same
+    packet = b'\x05\x01\x02' + data
+    assert storemod.unpack_batch(packet, 3) == (records, None)
+    cut, why = storemod.unpack_batch(packet[:-1], 3)
+    assert cut == records[:2] + [(b'bc' * 100)[:-1]] and 'lengths add up' in why
+    assert str(len(data) - 1) in why
+    assert storemod.unpack_batch(b'xyz' + b'TSL2' + data[4:], 3) == (
+        [b'TSL2' + data[4:]], 'not a batch of storage layout 2 (%d bytes)' % len(data))
 
 
 def test_a_log_written_before_layout_2_upgrades_and_verifies(db_url, tmp_path):
