@@ -13,12 +13,14 @@ host booted Keylime's real SecureBoot UEFI log (../shared/data/eventlogs, 98 eve
 simulated boot when absent) and an IMA list. Hosts now register as their operator binds
 them: each registers unenrolled and awaits approval, and this process (the registrar)
 approves every EK, as ``openstack attestation host approve`` does. The verifier workers run
-in their own processes (``concurrency`` ``FLEET_BENCH_CONCURRENCY``, default 32; MariaDB;
+in their own processes (``concurrency`` ``FLEET_BENCH_CONCURRENCY``, unset: the service's
+own sizing from the worker's share; MariaDB;
 partitioned with tooz over Redis when Redis answers, as deployed), so their CPU time is
 theirs alone (/proc), and each one reports where its CPU went: appraisal
 (``appraisal.appraise``), database (the store calls of a round and of the scheduling
 loop), messaging (the RPC call in the attesting thread; the reply consumer, heartbeats and
-the scheduling loop's own work are in "other").
+the scheduling loop's own work are in "other"), and by thread (/proc task CPU times: the
+attesting threads, the reply poller, the scheduling loop, heartbeats).
 
 Phase 1 is one worker, phase 2 two workers sharing the fleet; each samples, once every
 host is trusted and after one settling interval, for a window: the age of every host's
@@ -72,8 +74,10 @@ BASE_TICK = float(os.environ.get('FLEET_BENCH_BASE_TICK', '0.1'))
 PROFILE = os.environ.get('FLEET_BENCH_PROFILE')
 # each worker's [attestation] concurrency (outstanding quote requests): a worker attests at
 # most concurrency / round-trip time hosts per second, so 1,000 hosts at 10 s with answers
-# taking ~1 s on this loaded machine need about 100 (the service's default is 32)
-CONCURRENCY = int(os.environ.get('FLEET_BENCH_CONCURRENCY', '32'))
+# taking ~1 s on this loaded machine need about 100. Unset: the service's default (sized by
+# the worker from its share of the fleet; a checkout before that: 32)
+CONCURRENCY = (int(os.environ['FLEET_BENCH_CONCURRENCY'])
+               if os.environ.get('FLEET_BENCH_CONCURRENCY') else None)
 
 
 def _cpu():
@@ -88,6 +92,35 @@ def _proc_cpu(pid):
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def _thread_cpu():
+    """{kind of thread: CPU seconds} of this process's live threads (/proc task stats).
+
+    Kinds: the scheduling loop (``verifier-*``), the attesting threads (``attest*``), and
+    the others by their target (oslo.messaging's reply poller ``poll``, its connections'
+    heartbeat threads, tooz's heart ``_beat_forever_until_stopped``, ...).
+    """
+    tick = os.sysconf('SC_CLK_TCK')
+    out = collections.Counter()
+    for thread in threading.enumerate():
+        name = thread.name
+        if name.startswith('verifier-'):
+            kind = 'loop'
+        elif name.startswith('attest'):
+            kind = 'attesting threads'
+        elif name == 'MainThread':
+            kind = 'main'
+        else:
+            target = getattr(thread, '_target', None)
+            kind = getattr(target, '__name__', None) or name.split(' ')[-1].strip('()')
+        try:
+            with open('/proc/self/task/%d/stat' % thread.native_id) as stream:
+                fields = stream.read().rsplit(')', 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        out[kind] += (int(fields[11]) + int(fields[12])) / tick
+    return dict(out)
 
 
 def _private_conf(spec, pool=None, **attestation):
@@ -152,11 +185,13 @@ def worker_main():
     from tclouds_openstack.attestation.service import verifier as verifier_mod
     from tclouds_openstack.attestation import simfleet
     spec = json.loads(sys.stdin.readline())
-    # each attesting thread may publish at once (``concurrency`` of them)
-    conf = _private_conf(spec, pool=CONCURRENCY + 8, interval=spec['interval'], jitter=0.1,
-                         max_verdict_age=int(4 * spec['interval']), rpc_timeout=10.0,
-                         concurrency=CONCURRENCY, require_ek_certificate=False,
-                         coordination_url=spec.get('coordination_url'))
+    # each attesting thread may publish at once (``concurrency`` of them; connections are
+    # opened as needed)
+    fixed = {'concurrency': CONCURRENCY} if CONCURRENCY else {}
+    conf = _private_conf(spec, pool=(CONCURRENCY or 256) + 8, interval=spec['interval'],
+                         jitter=0.1, max_verdict_age=int(4 * spec['interval']),
+                         rpc_timeout=10.0, require_ek_certificate=False,
+                         coordination_url=spec.get('coordination_url'), **fixed)
     spent = collections.Counter()
     lock = threading.Lock()
 
@@ -172,7 +207,8 @@ def worker_main():
     store = store_mod.Store(spec['connection'])
     # every store call of a round and of the loop (the baseline's and this code's)
     for name in ('get_host', 'save_verdict', 'claim', 'due_hosts', 'policy_version',
-                 'get_policy', 'find_policy', 'claim_due', 'save_claimed_verdicts'):
+                 'get_policy', 'find_policy', 'claim_due', 'save_claimed_verdicts',
+                 'renew_claims', 'count_active'):
         if hasattr(store, name):
             setattr(store, name, timed('database', getattr(store, name)))
     appraisal.appraise = timed('appraisal', appraisal.appraise)
@@ -213,6 +249,9 @@ def worker_main():
             with lock:
                 out = dict(spent)
             out['cpu'] = _cpu()
+            out['threads'] = _thread_cpu()
+            out['concurrency'] = getattr(verifier, '_concurrency', None) or \
+                conf.attestation.concurrency
             out['rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(json.dumps(out), flush=True)
     if profile:
@@ -347,10 +386,16 @@ def _phase(store, workers, agents, n_hosts, interval, window):
         for key in ('attestations', 'cpu', 'appraisal', 'database', 'messaging', 'answers',
                     'log_unchanged'):
             delta[key] += a.get(key, 0) - b.get(key, 0)
+    threads = collections.Counter()
+    for b, a in zip(before, after):
+        for kind, cpu in a.get('threads', {}).items():
+            threads[kind] += cpu - b.get('threads', {}).get(kind, 0.0)
     ages.sort()
-    return {'wall': wall, 'ages': ages, 'statuses': dict(statuses), 'delta': delta,
+    return {'wall': wall, 'ages': ages, 'threads': threads, 'statuses': dict(statuses),
+            'delta': delta,
             'agents_cpu': agents_cpu, 'load': (load_before, load.loadavg()),
             'rss_mib': max(a['rss_mib'] for a in after),
+            'concurrency': [a.get('concurrency') for a in after],
             'per_worker': [a['attestations'] - b['attestations']
                            for b, a in zip(before, after)]}
 
@@ -363,10 +408,11 @@ def _report(title, result, n_hosts, interval):
     p99 = ages[int(0.99 * (len(ages) - 1))] if ages else float('nan')
     other = d['cpu'] - d['appraisal'] - d['database'] - d['messaging']
     print('--- %s (load average %s -> %s)' % (title, *result['load']), flush=True)
-    print('  window %.0f s: %d attestations (%.1f/s, expected %.1f/s; per worker %s), '
-          'statuses sampled %s' % (result['wall'], d['attestations'],
-                                   d['attestations'] / result['wall'], n_hosts / interval,
-                                   result['per_worker'], result['statuses']))
+    print('  window %.0f s: %d attestations (%.1f/s, expected %.1f/s; per worker %s, '
+          'concurrency %s), statuses sampled %s' % (
+              result['wall'], d['attestations'], d['attestations'] / result['wall'],
+              n_hosts / interval, result['per_worker'], result['concurrency'],
+              result['statuses']))
     print('  verdict age: p50 %.2f s, p99 %.2f s, max %.2f s (goal p99 < %.0f s: %s)'
           % (statistics.median(ages), p99, ages[-1], 2 * interval,
              'met' if p99 < 2 * interval else 'NOT MET'))
@@ -378,6 +424,9 @@ def _report(title, result, n_hosts, interval):
           '(RPC call) %.2f, other (reply consumer, heartbeats, scheduling loop) %.2f'
           % tuple(1000 * v / done for v in (d['appraisal'], d['database'], d['messaging'],
                                             other)))
+    print('    by thread, ms per attestation: %s' % ', '.join(
+        '%s %.2f' % (kind, 1000 * cpu / done) for kind, cpu in
+        sorted(result['threads'].items(), key=lambda kv: -kv[1]) if cpu > 0))
     print('  answers without the UEFI log (agent API 1.1, "unchanged"): %d of %d'
           % (d['log_unchanged'], d['answers']))
     print('  projected hosts per core: %.0f at this %.0f s interval, %.0f at 2 s; agents '
@@ -446,8 +495,9 @@ def run(quick=False):
             fleet.approve_all()
             print('hosts: %d swtpm + agents (ECC AKs) in %d processes, started and registered '
                   'in %.0f s (%d awaited approval, approved), interval %.0f s, worker '
-                  'concurrency %d, database %s, workers partitioned %s' % (
-                      n_hosts, len(agents), started, awaiting, interval, CONCURRENCY,
+                  'concurrency %s, database %s, workers partitioned %s' % (
+                      n_hosts, len(agents), started, awaiting, interval,
+                      CONCURRENCY or 'the service\'s default',
                       url.split(':')[0],
                       'with tooz/Redis' if spec['coordination_url'] else
                       'by claims only (no Redis)'))

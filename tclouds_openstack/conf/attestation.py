@@ -46,9 +46,19 @@ attestation_opts = [
                  help='Random extra delay per host and round, as a fraction of interval '
                       '(0.2: 0-20 percent), so that a fleet is not quoted all at once.'),
     cfg.IntOpt('concurrency',
-               default=32, min=1,
+               min=1,
                help='Maximum number of hosts a worker attests at the same time (outstanding '
-                    'quote requests). Bounds memory and message-bus load.'),
+                    'quote requests). Bounds memory and message-bus load, and the worker\'s '
+                    'throughput: at most concurrency / (seconds a round takes) hosts per '
+                    'second. Unset: sized by the worker from its share of the fleet, twice '
+                    '(active hosts / workers in the coordination group / interval x mean '
+                    'seconds of its recent rounds), at least 32 and at most '
+                    'max_concurrency; re-sized as the fleet, the group and the agents\' '
+                    'answer times change.'),
+    cfg.IntOpt('max_concurrency',
+               default=256, min=1,
+               help='Upper bound of the concurrency a worker sizes itself when concurrency '
+                    'is unset (not used when it is set).'),
     cfg.FloatOpt('rpc_timeout',
                  default=10.0, min=0.1,
                  help='Seconds a worker waits for an agent to answer a quote request '

@@ -136,6 +136,146 @@ def _guard(fn):
     return wrapper
 
 
+# rows per statement of _update_each: some 25 parameters a row, well under every
+# backend's limit of parameters per statement (sqlite 32,766, MySQL/PostgreSQL 65,535)
+_UPDATE_EACH_ROWS = 64
+
+
+def _update_each(conn, keys, params, worker):
+    """Write each host's own values of ``keys`` in one UPDATE, each under its own condition.
+
+    ``params``: what :meth:`Store.save_claimed_verdicts` binds for one row (``b_name``,
+    ``b_token``, ``b_ak``, ``b_status``, ``b_reasons`` and the values of ``keys``). A row
+    is written only while it carries the claim (``attested_by`` = ``worker``, the claimed
+    ``next_attest_at``), the AK and the verdict of its round, as row by row. Returns the
+    count of rows matched: all of them, or the caller writes them one at a time. One
+    statement and one round trip instead of one per host (a driver's executemany of an
+    UPDATE sends one each); its text is built once per shape and sent as the driver's SQL
+    with the columns' own bind conversions (SQLAlchemy would rebuild and re-key a
+    statement of some 25 parameters a row every time).
+    """
+    dialect = conn.dialect
+    shape = (dialect.name, dialect.paramstyle, tuple(keys), len(params))
+    cached = _DRIVER_SQL.get(shape)
+    if cached is None:
+        cached = _DRIVER_SQL[shape] = _update_each_sql(dialect, keys, len(params))
+    sql, converters = cached
+    values = {'w': worker}
+    for i, p in enumerate(params):
+        for field, column in _UPDATE_EACH_WHERE:
+            values['%s%d' % (field, i)] = converters[column](p[field])
+        for key in keys:
+            values['v%d_%s' % (i, key)] = converters[key](p[key])
+    return conn.exec_driver_sql(sql, values).rowcount
+
+
+def _claim_rows(conn, tokens, worker, now):
+    """Claim the due active hosts {name: token} for ``worker``; the count of rows matched.
+
+    One UPDATE sets each host's ``next_attest_at`` to its token and ``attested_by`` to
+    ``worker``: the statement of ``claim_due`` (``... WHERE name IN (...) AND registration = active
+    AND next_attest_at <= now``), its text built once per number of hosts and sent as the
+    driver's SQL with the columns' bind conversions (see :func:`_update_each`).
+    """
+    dialect = conn.dialect
+    shape = ('claim', dialect.name, dialect.paramstyle, len(tokens))
+    cached = _DRIVER_SQL.get(shape)
+    if cached is None:
+        cached = _DRIVER_SQL[shape] = _claim_rows_sql(dialect, len(tokens))
+    sql, converters = cached
+    token = converters['next_attest_at']
+    values = {'w': worker, 'active': models.ACTIVE, 'now': token(now)}
+    for i, (name, when) in enumerate(tokens.items()):
+        values['n%d' % i] = name
+        values['t%d' % i] = token(when)
+    return conn.exec_driver_sql(sql, values).rowcount
+
+
+def _claim_rows_sql(dialect, count):
+    hosts = models.Host.__table__
+    quote = dialect.identifier_preparer.quote
+    bind = _binder(dialect)
+    names = ', '.join(bind('n%d' % i) for i in range(count))
+    whens = ' '.join('WHEN %s THEN %s' % (bind('n%d' % i), bind('t%d' % i))
+                     for i in range(count))
+    sql = ('UPDATE %s SET %s = CASE %s %s END, %s = %s WHERE %s IN (%s) AND %s = %s AND '
+           '%s <= %s' % (quote(hosts.name), quote('next_attest_at'), quote('name'), whens,
+                         quote('attested_by'), bind('w'), quote('name'), names,
+                         quote('registration'), bind('active'), quote('next_attest_at'),
+                         bind('now')))
+    return sql, _converters(dialect, ['next_attest_at'])
+
+
+def _binder(dialect):
+    """A parameter's placeholder in driver SQL (a dict of parameters, by name)."""
+    if dialect.paramstyle == 'pyformat':
+        return lambda name: '%%(%s)s' % name
+    if dialect.paramstyle in ('named', 'qmark'):     # sqlite3 takes :name with a dict
+        return lambda name: ':%s' % name
+    raise NotImplementedError('paramstyle %s' % dialect.paramstyle)
+
+
+def _converters(dialect, columns):
+    """{column: its type's bind conversion for ``dialect``} (what SQLAlchemy applies)."""
+    hosts = models.Host.__table__
+    converters = {}
+    for column in columns:
+        process = hosts.c[column].type._cached_bind_processor(dialect)
+        converters[column] = process or (lambda value: value)
+    return converters
+
+
+# statements sent as the driver's SQL, by shape: (text, {column: bind conversion})
+_DRIVER_SQL = {}
+# the condition of a row: (parameter of save_claimed_verdicts, column); a None compared
+# with = matches nothing, as in the statement row by row
+_UPDATE_EACH_WHERE = (('b_name', 'name'), ('b_token', 'next_attest_at'), ('b_ak', 'ak_name'),
+                      ('b_status', 'status'), ('b_reasons', 'reasons'))
+
+
+def _update_each_sql(dialect, keys, count):
+    hosts = models.Host.__table__
+    quote = dialect.identifier_preparer.quote
+    bind = _binder(dialect)
+    rows = []
+    for i in range(count):
+        rows.append('(%s)' % ' AND '.join('%s = %s' % (quote(column), bind('%s%d' % (field, i)))
+                                          for field, column in _UPDATE_EACH_WHERE))
+    sets = []
+    for key in keys:
+        whens = ' '.join('WHEN %s THEN %s' % (bind('b_name%d' % i), bind('v%d_%s' % (i, key)))
+                         for i in range(count))
+        sets.append('%s = CASE %s %s END' % (quote(key), quote('name'), whens))
+    sql = 'UPDATE %s SET %s WHERE %s = %s AND (%s)' % (
+        quote(hosts.name), ', '.join(sets), quote('attested_by'), bind('w'),
+        ' OR '.join(rows))
+    return sql, _converters(dialect, set(keys) | {c for _, c in _UPDATE_EACH_WHERE})
+
+
+def _policy_versions(conn, names):
+    """{name: (created_at, sizes of the documents, mb_engine, allow_unorderly_shutdown)}.
+
+    What tells one stored policy from another without reading its documents (a policy is
+    replaced by deleting and creating it). One query for several names.
+    """
+    return {row[0]: tuple(row[1:])
+            for row in conn.execute(_POLICY_VERSIONS, {'names': sorted(names)})}
+
+
+def _policy_versions_query():
+    policies = models.Policy.__table__
+    return (sa.select(policies.c.name, policies.c.created_at,
+                      sa.func.length(policies.c.runtime_policy),
+                      sa.func.length(policies.c.mb_refstate),
+                      sa.func.length(policies.c.tpm_policy),
+                      policies.c.mb_engine, policies.c.allow_unorderly_shutdown)
+            .where(policies.c.name.in_(sa.bindparam('names', expanding=True))))
+
+
+# built once: executing it costs its cache key and the parameters only
+_POLICY_VERSIONS = _policy_versions_query()
+
+
 class Store(object):
     def __init__(self, connection, max_retries=3):
         self.connection = connection
@@ -534,7 +674,8 @@ class Store(object):
         return self.facade.writer.get_engine()
 
     @_guard
-    def claim_due(self, now, limit, worker, next_time, choose=None, scan=None, exclude=()):
+    def claim_due(self, now, limit, worker, next_time, choose=None, scan=None, exclude=(),
+                  default_policy=None):
         """Claim up to ``limit`` due active hosts for ``worker``: ([claimed host], next due).
 
         One transaction: the due rows, oldest first, are locked with ``FOR UPDATE SKIP
@@ -551,15 +692,20 @@ class Store(object):
         before it, unless something makes a host due (an activation, a policy change, an
         "attest" request).
         ``exclude``: names never claimed (the worker's rounds in flight).
+        ``default_policy``: when given, each claimed host also carries ``policy_version``,
+        the :meth:`policy_version` of its policy (``policy`` or this default) read in the
+        same transaction (None: no such policy), so a round needs no query of its own.
         """
         try:
-            return self._claim_due(now, limit, worker, next_time, choose, scan, exclude)
+            return self._claim_due(now, limit, worker, next_time, choose, scan, exclude,
+                                   default_policy)
         except (_ClaimLost, db_exc.DBDeadlock):
             # another worker's claim crossed ours (MariaDB/MySQL may pick a deadlock
             # victim on the index of next_attest_at): nothing claimed, next tick again
             return [], None
 
-    def _claim_due(self, now, limit, worker, next_time, choose, scan, exclude):
+    def _claim_due(self, now, limit, worker, next_time, choose, scan, exclude,
+                   default_policy=None):
         hosts = models.Host.__table__
         due = sa.and_(hosts.c.registration == models.ACTIVE, hosts.c.next_attest_at <= now)
         if exclude:
@@ -583,10 +729,7 @@ class Store(object):
             claimed = []
             if rows:
                 tokens = {row.name: next_time() for row in rows}
-                count = conn.execute(
-                    hosts.update().where(hosts.c.name.in_(list(tokens)), due)
-                    .values(next_attest_at=sa.case(tokens, value=hosts.c.name),
-                            attested_by=worker)).rowcount
+                count = _claim_rows(conn, tokens, worker, now)
                 if count != len(rows):
                     # rows locked (or, on sqlite, read in this write transaction) cannot
                     # change under us; if they did, claim nothing rather than share a host
@@ -595,6 +738,11 @@ class Store(object):
                     values = dict(row._mapping)
                     values.update(next_attest_at=tokens[row.name], attested_by=worker)
                     claimed.append(types.SimpleNamespace(**values))
+                if default_policy is not None:
+                    versions = _policy_versions(
+                        conn, {h.policy or default_policy for h in claimed})
+                    for host in claimed:
+                        host.policy_version = versions.get(host.policy or default_policy)
             if claimed or full:
                 return claimed, None        # more may be due: the next tick claims again
             next_due = conn.execute(sa.select(sa.func.min(hosts.c.next_attest_at))
@@ -659,18 +807,19 @@ class Store(object):
                 params.update(status=status, reasons=reasons_json)
                 changed.append((i, params, host, status, reasons_json, verified_at, state))
         with self._engine().begin() as conn:
-            multi = conn.dialect.supports_sane_multi_rowcount
             for keys, items in groups.items():
                 stmt = hosts.update().where(owned)     # SET: the parameters' columns
-                if multi and len(items) > 1 and conn.execute(
-                        stmt, [p for _, p in items]).rowcount == len(items):
-                    for i, _ in items:
-                        results[i] = verdicts[i][1]
-                    continue
-                # one at a time (idempotent: an unchanged verdict's condition still holds)
-                for i, p in items:
-                    if conn.execute(stmt, p).rowcount == 1:
-                        results[i] = verdicts[i][1]
+                for start in range(0, len(items), _UPDATE_EACH_ROWS):
+                    chunk = items[start:start + _UPDATE_EACH_ROWS]
+                    if len(chunk) > 1 and _update_each(
+                            conn, keys, [p for _, p in chunk], worker) == len(chunk):
+                        for i, _ in chunk:
+                            results[i] = verdicts[i][1]
+                        continue
+                    # one at a time (idempotent: an unchanged verdict's condition holds)
+                    for i, p in chunk:
+                        if conn.execute(stmt, p).rowcount == 1:
+                            results[i] = verdicts[i][1]
             rows = []
             for i, params, host, status, reasons_json, verified_at, state in changed:
                 if conn.execute(hosts.update().where(owned), params).rowcount != 1:
@@ -820,17 +969,18 @@ class Store(object):
                                                     models.Host.verified_at)]
 
     @_guard
+    def count_active(self):
+        """How many hosts are active (attested by the workers)."""
+        hosts = models.Host.__table__
+        with self._engine().connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(hosts)
+                                .where(hosts.c.registration == models.ACTIVE)).scalar()
+
+    @_guard
     def policy_version(self, name):
         """(created_at, sizes) of policy ``name`` without reading its documents, or None."""
-        with self._reader() as session:
-            row = (session.query(models.Policy.created_at,
-                                 sa.func.length(models.Policy.runtime_policy),
-                                 sa.func.length(models.Policy.mb_refstate),
-                                 sa.func.length(models.Policy.tpm_policy),
-                                 models.Policy.mb_engine,
-                                 models.Policy.allow_unorderly_shutdown)
-                   .filter(models.Policy.name == name).first())
-            return tuple(row) if row is not None else None
+        with self._engine().connect() as conn:
+            return _policy_versions(conn, [name]).get(name)
 
     @_guard
     def list_policies(self):

@@ -18,8 +18,11 @@ until the earliest next time (re-checking at least every second). With ``[attest
 coordination_url`` set, workers partition hosts with a tooz hash ring (Redis, etcd,
 ZooKeeper): each worker claims the hosts the ring gives it, and also any host overdue by a
 whole interval (its owner is not keeping up, or died and its heartbeat has not expired
-yet), so a slow or dead worker's hosts do not age. At most ``concurrency`` quote requests
-are outstanding per worker.
+yet), so a slow or dead worker's hosts do not age; tooz membership is re-read every
+min(5 s, interval / 2). At most ``concurrency`` quote requests are outstanding per worker;
+unset, the worker sizes it from its share of the fleet (:meth:`Verifier.concurrency`). The
+claim also reads the version of each claimed host's policy, so a round makes no query of
+its own (:class:`PolicyCache`).
 
 Freshness: a host whose agent has not answered for ``max_verdict_age`` turns ``unknown``;
 consumers also refuse any verdict older than that (``backends.base.check_trusted``).
@@ -36,6 +39,7 @@ import concurrent.futures
 import datetime
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -65,6 +69,9 @@ def _iso(value):
     return store_mod.aware(value).isoformat() if value is not None else None
 
 
+_UNREAD = object()
+
+
 class PolicyCache(object):
     """Parsed policies by name, re-read only when the stored version changes.
 
@@ -80,13 +87,20 @@ class PolicyCache(object):
         self._cache = {}
         self._checked = {}
 
-    def get(self, name):
+    def get(self, name, version=_UNREAD):
+        """The parsed policy ``name``, or None when there is none.
+
+        ``version``: its :meth:`Store.policy_version` as just read (the worker loop reads
+        it with the claim of the round's host, ``Store.claim_due``), so no query of its
+        own; unset: read when the one held was checked more than ``TTL`` seconds ago.
+        """
         now = time.monotonic()
         cached = self._cache.get(name)
-        if cached is not None and now - self._checked.get(name, 0) < self.TTL:
-            return cached[1]
+        if version is _UNREAD:
+            if cached is not None and now - self._checked.get(name, 0) < self.TTL:
+                return cached[1]
+            version = self.store.policy_version(name)
         self._checked[name] = now
-        version = self.store.policy_version(name)
         if version is None:
             self._cache.pop(name, None)
             return None
@@ -242,8 +256,11 @@ class Verifier(object):
         self.coordinator = None
         self._stop = threading.Event()
         self._thread = None
+        # [attestation] concurrency set: that many rounds at once; unset: sized from the
+        # worker's share of the fleet (see concurrency()), at most max_concurrency
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=opts.concurrency, thread_name_prefix='attest')
+            max_workers=opts.concurrency or opts.max_concurrency,
+            thread_name_prefix='attest')
         self._inflight = {}         # name: claimed host of the rounds not yet written
         self._inflight_lock = threading.Lock()
         self._pending = []          # (claimed host, verdict) of rounds not yet written
@@ -251,6 +268,18 @@ class Verifier(object):
         self._tick = min(1.0, self.conf.attestation.interval / 10.0)
         self._recheck_at = 0.0
         self._watch_at = 0.0
+        # tooz membership is re-read this often: a worker that joins or leaves changes the
+        # ring's shares this much later (claims stay exclusive meanwhile, and a dead
+        # worker's hosts are taken over once overdue by an interval)
+        self._watch_period = max(self.IDLE_RECHECK,
+                                 min(self.WATCH_PERIOD, self.conf.attestation.interval / 2))
+        self._round_seconds = collections.deque(maxlen=256)   # claim to slot freed
+        self._round_time = self.ROUND_TIME
+        self._fleet = None          # active hosts, re-counted every interval
+        self._fleet_at = 0.0
+        self._concurrency = opts.concurrency or self.MIN_CONCURRENCY
+        self._owned_members = None  # the ring's members when _owned was filled
+        self._owned = {}            # name: whether the ring gives it to this worker
         # hosts claimed although the ring gives them to another worker (overdue)
         self.taken_over = collections.Counter()
 
@@ -310,7 +339,9 @@ class Verifier(object):
         opts = self.conf.attestation
         policy_name = host.policy or opts.default_policy
         try:
-            policy = self.policies.get(policy_name)
+            # a claim of the loop carries its policy's version, read with the claim
+            policy = self.policies.get(policy_name,
+                                       getattr(host, 'policy_version', _UNREAD))
         except policy_mod.PolicyError as e:
             return self._verdict(base.UNTRUSTED, ['policy %s is invalid: %s'
                                                   % (policy_name, e)])
@@ -422,6 +453,41 @@ class Verifier(object):
     # host made due meanwhile: an activation, a policy change, an "attest" request), and
     # runs the coordinator's watchers (tooz membership) at most this often
     IDLE_RECHECK = 1.0
+    # tooz watchers (membership) run at most this often, and at least twice an interval
+    WATCH_PERIOD = 5.0
+    # concurrency unset: rounds at once sized to what the worker's share needs, at least
+    # this many; a round is assumed to hold its slot this long until one was measured
+    MIN_CONCURRENCY = 32
+    ROUND_TIME = 1.0
+    # host names whose owner in the ring is held (cleared when full)
+    OWNED_CACHE = 100000
+
+    def concurrency(self):
+        """Rounds this worker runs at once: ``[attestation] concurrency``, or sized.
+
+        Unset, the worker keeps twice the rounds its share needs in flight: its share of
+        the active hosts (the fleet over the workers in the tooz group) per interval,
+        times the seconds a round holds its slot (claim to verdict written, mean of the
+        recent rounds, timeouts included), at least ``MIN_CONCURRENCY`` and at most
+        ``[attestation] max_concurrency``.
+        """
+        opts = self.conf.attestation
+        if opts.concurrency:
+            return opts.concurrency
+        now = time.monotonic()
+        if self._fleet is None or now >= self._fleet_at:
+            self._fleet_at = now + opts.interval
+            self._fleet = self.store.count_active()
+        with self._inflight_lock:
+            if self._round_seconds:
+                self._round_time = (sum(self._round_seconds) / len(self._round_seconds))
+        workers = 1
+        if self.partitioner is not None:
+            workers = max(1, len(self.partitioner.ring.nodes))
+        needed = 2.0 * self._fleet / workers / opts.interval * self._round_time
+        self._concurrency = max(self.MIN_CONCURRENCY,
+                                min(opts.max_concurrency, int(math.ceil(needed))))
+        return self._concurrency
 
     def run_once(self):
         """Write finished rounds' verdicts, claim and start due hosts; names started."""
@@ -429,10 +495,11 @@ class Verifier(object):
         now = store_mod.utcnow()
         self._renew(now)
         if self.coordinator is not None and time.monotonic() >= self._watch_at:
-            self._watch_at = time.monotonic() + self.IDLE_RECHECK
+            self._watch_at = time.monotonic() + self._watch_period
             self.coordinator.run_watchers()
+        concurrency = self.concurrency()
         with self._inflight_lock:
-            slots = self.conf.attestation.concurrency - len(self._inflight)
+            slots = concurrency - len(self._inflight)
         if slots <= 0:
             return []
         if self._next_due is not None and now < self._next_due and \
@@ -443,11 +510,13 @@ class Verifier(object):
             busy = set(self._inflight)
         claimed, next_due = self.store.claim_due(
             now, slots, self.worker, lambda: self._next_time(now), choose=choose,
-            scan=4 * self.conf.attestation.concurrency, exclude=busy)
+            scan=4 * concurrency, exclude=busy,
+            default_policy=self.conf.attestation.default_policy)
         self._next_due = next_due
         self._recheck_at = time.monotonic() + self.IDLE_RECHECK
         started = []
         for host in claimed:
+            host.claimed_at = time.monotonic()
             with self._inflight_lock:
                 self._inflight[host.name] = host
             self.executor.submit(self._attest_guarded, host)
@@ -472,11 +541,21 @@ class Verifier(object):
         late = store_mod.utcnow() - datetime.timedelta(seconds=self.conf.attestation.interval)
         with self._inflight_lock:
             busy = set(self._inflight)
+        # who owns a host only changes with the ring's members: kept per membership
+        members = tuple(sorted(self.partitioner.ring.nodes.items()))
+        if members != self._owned_members:
+            self._owned_members, self._owned = members, {}
+        owned = self._owned
         chosen = []
         for name, next_at in due:
             if name in busy:
                 continue
-            if self.owns(name):
+            mine = owned.get(name)
+            if mine is None:
+                if len(owned) >= self.OWNED_CACHE:
+                    owned.clear()
+                mine = owned[name] = self.owns(name)
+            if mine:
                 chosen.append(name)
             elif next_at <= late:
                 self.taken_over[name] += 1
@@ -502,8 +581,15 @@ class Verifier(object):
             with self._inflight_lock:
                 if verdict is None:
                     self._inflight.pop(host.name, None)
+                    self._freed(host)
                 else:       # in flight until its verdict is written
                     self._pending.append((host, verdict))
+
+    def _freed(self, host):
+        """A round's slot is free again (under the in-flight lock): how long it held it."""
+        claimed_at = getattr(host, 'claimed_at', None)
+        if claimed_at is not None:
+            self._round_seconds.append(time.monotonic() - claimed_at)
 
     def flush(self):
         """Write the verdicts of rounds finished since the last flush; the number written.
@@ -529,6 +615,7 @@ class Verifier(object):
             with self._inflight_lock:
                 for host, _ in batch:
                     self._inflight.pop(host.name, None)
+                    self._freed(host)
         for (host, verdict), before in zip(batch, previous or ()):
             status, reasons, state, rebooted, _, now = verdict
             if before is None:

@@ -212,3 +212,68 @@ def test_a_round_outlasting_its_interval_keeps_its_claim(store):
     before = store.get_host('compute-01').next_attest_at
     assert store.renew_claims([(stale, _later()())], 'w1') == [False]
     assert store.get_host('compute-01').next_attest_at == before
+
+
+def _trust_all(store):
+    """Every host claimed by w1 with the verdict 'trusted' written (its first: a change)."""
+    claimed, _ = store.claim_due(store_mod.utcnow(), 100, 'w1', _later())
+    store.save_claimed_verdicts([(h, 'trusted', [], store_mod.utcnow(), _state(), True)
+                                 for h in claimed], 'w1')
+    for name in NAMES:
+        store.request_attestation(name)
+
+
+def test_a_batch_of_unchanged_verdicts_writes_each_hosts_own_values(store):
+    _trust_all(store)
+    claimed, _ = store.claim_due(store_mod.utcnow(), 100, 'w1', _later())
+    by_name = {h.name: h for h in claimed}
+    assert sorted(by_name) == NAMES and all(h.status == 'trusted' for h in claimed)
+    made_due, new_ak, deleted, taken = (by_name[n] for n in NAMES[:4])
+    store.request_attestation(made_due.name)
+    store.register(new_ak.name, ('ek-of-%s' % new_ak.name).encode(),
+                   store.get_host(new_ak.name).ek_sha256, None, b'ak2', 'cc' * 34, 'd3')
+    store.activate(new_ak.name, 'cc' * 34, 'd3')
+    store.delete_host(deleted.name)
+    again = _claim(store, taken.name, 'w2')
+    at = store_mod.utcnow()
+    verdicts = []
+    for i, host in enumerate(claimed):
+        if i % 3 == 2:      # the agent did not answer: no new state, no answer time
+            verdicts.append((host, 'trusted', [], at + datetime.timedelta(seconds=i), None,
+                             False))
+        else:
+            verdicts.append((host, 'trusted', [], at + datetime.timedelta(seconds=i),
+                             _state(reset_count=10 + i), True))
+    results = store.save_claimed_verdicts(verdicts, 'w1')
+    lost = {made_due.name, new_ak.name, deleted.name, taken.name}
+    assert results == [None if h.name in lost else 'trusted' for h in claimed]
+    for i, (host, _, _, verified_at, state, answered) in enumerate(verdicts):
+        if host.name in lost:
+            continue
+        row = store.get_host(host.name)
+        # each host its own values, none of another's
+        assert row.verified_at == verified_at, host.name
+        assert row.reset_count == (state.reset_count if state else 3), host.name
+        assert row.last_answer_at == (verified_at if answered else host.last_answer_at)
+        assert _history(store, host.name) == [('trusted', '[]', 'w1')]     # no new row
+    for name in (made_due.name, new_ak.name):
+        assert store.get_host(name).verified_at < at
+    assert store.get_host(taken.name).attested_by == 'w2'
+    assert store.save_claimed_verdicts([(again, 'trusted', [], at, _state(), True)],
+                                       'w2') == ['trusted']
+
+
+def test_a_claim_carries_its_policy_version(store):
+    store.create_policy('default', '{}', '{}', '{}')
+    store.set_host_policy('compute-01', 'nowhere')      # no such policy
+    version = store.policy_version('default')
+    assert version is not None and store.policy_version('nowhere') is None
+    claimed, _ = store.claim_due(store_mod.utcnow(), 100, 'w1', _later(),
+                                 default_policy='default')
+    assert len(claimed) == len(NAMES)
+    for host in claimed:
+        assert host.policy_version == (None if host.name == 'compute-01' else version)
+    # a policy replaced (deleted and created again) has another version
+    store.delete_policy('default')
+    store.create_policy('default', '{"a": 1}', '{}', '{}')
+    assert store.policy_version('default') != version
