@@ -311,6 +311,42 @@ def test_batch_rows_read_in_ranges_at_once(db_url, tmp_path, case, change, expec
     st.close()
 
 
+@pytest.mark.parametrize('change, expect_index', [
+    (None, None), (_tamper_batch_byte, 205),
+    ('DELETE FROM securelog_records WHERE log_index = 300', 300)])
+def test_ranges_read_with_the_drivers_own_unbuffered_cursor(tmp_path, monkeypatch, change,
+                                                            expect_index):
+    """The fallback when PyMySQL's internals are not as expected: its plain ``SSCursor``.
+
+    The same records, and tampering found, reading several ranges at once on MariaDB.
+    """
+    from tests.functional.securelog import conftest as fx
+    monkeypatch.setattr(storemod, '_stream_cursor', lambda dbapi: dbapi.cursors.SSCursor)
+    url, drop = fx._mariadb()
+    try:
+        st = make_store(url, tmp_path / 'state', layout=2)
+        st.STREAMS, st.RANGE_BYTES = 3, 1
+        sources = _fill(st, tmp_path, 0, 12)
+        st.checkpoint()
+        records = [bytes(r) for r in st.iter_records()]
+        assert len(records) == 480 and records[205] == bytes(st.get(205).data)
+        if change is not None:
+            with st.engine.begin() as conn:
+                if callable(change):
+                    change(conn)
+                else:
+                    conn.exec_driver_sql(change)
+        report, problems = st.audit(_bundle(tmp_path, *sources))
+        if change is None:
+            assert report.ok and not problems and report.size == 480, report.summary()
+        else:
+            assert not report.ok and report.first_damage.index == expect_index, (
+                report.damages)
+        st.close()
+    finally:
+        drop()
+
+
 def test_batch_rows_pack_and_unpack():
     records = [b'a' * 5, b'', b'bc' * 100]
     data = storemod.pack_batch(records)
