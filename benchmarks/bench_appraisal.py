@@ -162,7 +162,7 @@ def compare_with_base(base, nonce, evidence, runtime, refstate, quick=False):
             worker.close()
     print('--- issue 12: same run against %s (%s), CPU ms per check, best of %d runs of %d '
           'checks, %d alternations (load average before %s, after %s)'
-          % (base, _describe_checkout(base), repeat, checks, rounds, before, load.loadavg()))
+          % (base, load.describe_checkout(base), repeat, checks, rounds, before, load.loadavg()))
     print('  %-46s %10s %10s %8s   %s' % ('', 'before', 'now', 'ratio', 'each alternation'))
     labels = {'cold': 'cold (a boot log never seen), policy once',
               'steady': 'steady state (boot log seen last round)'}
@@ -178,15 +178,6 @@ def compare_with_base(base, nonce, evidence, runtime, refstate, quick=False):
              now / then if then > 0 else float('nan')))
     print('  (ratio = now / before of the best figures; goal <= 1.05x)')
     return figures
-
-
-def _describe_checkout(root):
-    try:
-        return subprocess.run(['git', '-C', str(root), 'log', '-1', '--format=%h %s'],
-                              capture_output=True, text=True, check=True
-                              ).stdout.strip()[:60]
-    except (OSError, subprocess.CalledProcessError):
-        return 'not a git checkout'
 
 
 def _evidence(device, ak, log, entries):

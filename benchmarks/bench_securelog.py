@@ -365,15 +365,6 @@ def _audit_in_process(root, url, state_dir, origin):
     return answer['wall'], answer['cpu']
 
 
-def _describe_checkout(root):
-    try:
-        return subprocess.run(['git', '-C', str(root), 'log', '-1', '--format=%h %s'],
-                              capture_output=True, text=True, check=True
-                              ).stdout.strip()[:60]
-    except (OSError, subprocess.CalledProcessError):
-        return 'not a git checkout'
-
-
 def _reset_peak_rss():
     """Make the process's peak RSS its current RSS (Linux); False where that is not possible."""
     try:
@@ -572,7 +563,7 @@ def run(quick=False):
         for label, root, runs in (('before', base, big['base'][0]),
                                   ('now', REPO, big['base'][1])):
             print('    %-6s %-58s %s   %.2fx | %.2fx' % (
-                label, '%s (%s)' % (root, _describe_checkout(root)),
+                label, '%s (%s)' % (root, loadmod.describe_checkout(root)),
                 ' '.join('%.2f/%.2f' % run for run in runs),
                 n_log / min(w for w, _c in runs) / floor_wall,
                 n_log / min(c for _w, c in runs) / floor_cpu))

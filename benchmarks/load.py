@@ -43,3 +43,13 @@ def background_load(busy=2):
             proc.kill()
         for proc in procs:
             proc.wait()
+
+
+def describe_checkout(root):
+    """``<short hash> <subject>`` of the commit checked out in ``root`` (a baseline's name)."""
+    try:
+        return subprocess.run(['git', '-C', str(root), 'log', '-1', '--format=%h %s'],
+                              capture_output=True, text=True, check=True
+                              ).stdout.strip()[:60]
+    except (OSError, subprocess.CalledProcessError):
+        return 'not a git checkout'

@@ -5,6 +5,7 @@
 ``max_concurrency``; set, exactly that. The worker loop's rounds use the policy version
 read with their claim.
 """
+import contextlib
 import json
 import time
 import types
@@ -26,10 +27,17 @@ def store(tmp_path):
     st.facade.writer.get_engine().dispose()
 
 
+@contextlib.contextmanager
 def _verifier(store, **options):
+    """A worker's verifier over ``store`` (not started); its executor and transport closed after."""
     conf = fx.make_conf(store.connection, **options)
     transport = fx.simfleet.transport(conf)
-    return verifier_mod.Verifier(conf, store, transport, worker='w1'), transport
+    verifier = verifier_mod.Verifier(conf, store, transport, worker='w1')
+    try:
+        yield verifier
+    finally:
+        verifier.executor.shutdown()
+        transport.cleanup()
 
 
 def _rounds(verifier, seconds, count=10):
@@ -45,52 +53,36 @@ def _rounds(verifier, seconds, count=10):
     (1.0, 0.5, 40),             # 2 x 40 x 0.5
 ])
 def test_concurrency_unset_is_sized_from_the_share(store, interval, rounds, expected):
-    verifier, transport = _verifier(store, interval=interval)
-    try:
+    with _verifier(store, interval=interval) as verifier:
         assert verifier.conf.attestation.concurrency is None
         if rounds is not None:
             _rounds(verifier, rounds)
         assert verifier.concurrency() == expected
-    finally:
-        verifier.executor.shutdown()
-        transport.cleanup()
 
 
 def test_concurrency_follows_the_fleet_and_its_bounds(store):
-    verifier, transport = _verifier(store, interval=0.5, max_concurrency=100)
-    try:
+    with _verifier(store, interval=0.5, max_concurrency=100) as verifier:
         assert verifier.concurrency() == 100            # 160 needed, capped
         store.delete_host('compute-00')
         verifier._fleet_at = 0.0                        # the next count (every interval)
         _rounds(verifier, 0.5, count=256)
         assert verifier.concurrency() == 78             # 2 x 39 / 0.5 x 0.5
-    finally:
-        verifier.executor.shutdown()
-        transport.cleanup()
 
 
 def test_a_round_freed_records_how_long_it_held_its_slot(store):
-    verifier, transport = _verifier(store)
-    try:
+    with _verifier(store) as verifier:
         host = types.SimpleNamespace(claimed_at=time.monotonic() - 3.0)
         with verifier._inflight_lock:
             verifier._freed(host)
             verifier._freed(types.SimpleNamespace())        # not claimed by the loop
         assert len(verifier._round_seconds) == 1 and verifier._round_seconds[0] >= 3.0
-    finally:
-        verifier.executor.shutdown()
-        transport.cleanup()
 
 
 def test_concurrency_set_is_kept(store):
-    verifier, transport = _verifier(store, interval=0.5, concurrency=7)
-    try:
+    with _verifier(store, interval=0.5, concurrency=7) as verifier:
         _rounds(verifier, 5.0)
         assert verifier.concurrency() == 7
         assert verifier.executor._max_workers == 7
-    finally:
-        verifier.executor.shutdown()
-        transport.cleanup()
 
 
 def test_a_round_uses_the_policy_version_of_its_claim(store):

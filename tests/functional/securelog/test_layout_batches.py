@@ -262,6 +262,17 @@ def _tamper_batch_byte(conn):
                  .values(data=storemod.pack_batch(records)))
 
 
+def _change(st, change):
+    """Apply ``change`` to the store's database: a function of a connection, or SQL."""
+    if change is None:
+        return
+    with st.engine.begin() as conn:
+        if callable(change):
+            change(conn)
+        else:
+            conn.exec_driver_sql(change)
+
+
 @pytest.mark.parametrize('case, change, expect_index, expect_kinds', [
     ('untampered', None, None, None),
     ('changed-byte', _tamper_batch_byte, 205, {'modified'}),
@@ -291,12 +302,7 @@ def test_batch_rows_read_in_ranges_at_once(db_url, tmp_path, case, change, expec
         reader = st.iter_records()
         assert [bytes(r) for r in itertools.islice(reader, stop)] == records[:stop]
         reader.close()
-    if change is not None:
-        with st.engine.begin() as conn:
-            if callable(change):
-                change(conn)
-            else:
-                conn.exec_driver_sql(change)
+    _change(st, change)
     report, problems = st.audit(_bundle(tmp_path, *sources))
     if change is None:
         assert report.ok and not problems and report.size == 480, report.summary()
@@ -330,12 +336,7 @@ def test_ranges_read_with_the_drivers_own_unbuffered_cursor(tmp_path, monkeypatc
         st.checkpoint()
         records = [bytes(r) for r in st.iter_records()]
         assert len(records) == 480 and records[205] == bytes(st.get(205).data)
-        if change is not None:
-            with st.engine.begin() as conn:
-                if callable(change):
-                    change(conn)
-                else:
-                    conn.exec_driver_sql(change)
+        _change(st, change)
         report, problems = st.audit(_bundle(tmp_path, *sources))
         if change is None:
             assert report.ok and not problems and report.size == 480, report.summary()
