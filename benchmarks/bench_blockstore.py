@@ -62,6 +62,7 @@ from cryptography.hazmat.primitives import hmac
 from benchmarks import load
 from tclouds_openstack.cmd import blockstore as blockstore_cli
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = [sys.executable, '-m', 'tclouds_openstack.cmd.blockstore']
 STRIDE = 257 * 4096
 SEQ_BYTES = 256 << 20
@@ -103,18 +104,37 @@ def _write_key(path):
         f.write(os.urandom(32).hex())
 
 
-def _start_tclouds(work, name, size, cli=None, env=None, cache_mb=None, timeout=60):
+def _plugin_of(pid):
+    """The nbd_plugin.py the server at ``pid`` runs (nbdkit's command line)."""
+    with open('/proc/%d/cmdline' % pid, 'rb') as stream:
+        argv = stream.read().decode().split('\0')
+    return next((a for a in argv if a.endswith('nbd_plugin.py')), '')
+
+
+def _start_tclouds(work, name, size, cli=None, env=None, cache_mb=None, timeout=60,
+                   code=None):
+    """Create and serve a volume with this checkout's code or, with ``code``, another's.
+
+    ``python -m`` puts its working directory first on the path, ahead of PYTHONPATH: the
+    other checkout's server runs from that checkout, and what nbdkit loaded is checked.
+    """
     cli = cli or CLI
+    code = os.path.realpath(code or REPO)
     vol, anchor, key = (os.path.join(work, name + s) for s in ('.vol', '.anchor', '.key'))
     _write_key(key)
     args = [vol, '--anchor', anchor, '--key-file', key]
     subprocess.run(cli + ['create'] + args + ['--size', str(size)], check=True,
-                   stdout=subprocess.DEVNULL, env=env)
+                   stdout=subprocess.DEVNULL, env=env, cwd=code)
     sock = os.path.join(work, name + '.sock')
     extra = ['--cache-mb', str(cache_mb)] if cache_mb else []
     proc = subprocess.Popen(cli + ['serve'] + args + ['--socket', sock] + extra,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            cwd=code)
     _wait_socket(sock, proc, timeout)
+    plugin = os.path.realpath(_plugin_of(proc.pid))
+    if not plugin.startswith(code + os.sep):
+        proc.kill()
+        raise RuntimeError('the %s server runs %s, not the code of %s' % (name, plugin, code))
     return _Target(name, proc, sock), args
 
 
@@ -261,7 +281,8 @@ def _ratio_tables(work, quick):
             env = dict(os.environ, PYTHONPATH=os.path.abspath(base_tree))
             base_size = _size_bytes(os.environ.get('BLOCKSTORE_BENCH_BASE_SIZE', str(size)))
             # Format 1 builds its whole tree in memory when it opens: minutes at 12 GiB.
-            base, _ = _start_tclouds(work, 'base', base_size, env=env, timeout=1800)
+            base, _ = _start_tclouds(work, 'base', base_size, env=env, timeout=1800,
+                                     code=base_tree)
             base.name = 'base checkout'
             targets.append(base)
         targets.append(_start_luks(work, size))
