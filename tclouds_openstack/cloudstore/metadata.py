@@ -16,10 +16,12 @@ spaces). ``format`` ``tclouds-depsky-ca/3`` is written; ``tclouds-depsky-ca/2`` 
 nothing else and raises only :class:`~.errors.MetadataError`; a cloud's answer longer
 than :data:`MAX_METADATA_BYTES` is refused before it is read to its end.
 """
+import collections
 import dataclasses
 import hashlib
 import json
 import re
+import threading
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -200,6 +202,45 @@ def parse(data, public_key, data_unit=None):
                     size=size, segment_size=segment_size, nonce=nonce,
                     digests=tuple(digests), writer=writer, clouds=clouds,
                     format=version_format)
+
+
+class Verified:
+    """:func:`parse` for one writer key, remembering the documents it verified.
+
+    A GET verifies the signed metadata its stub holds, the same bytes every time until the
+    object is written again: parsing and the Ed25519 verification cost 0.15-0.2 ms of the
+    gateway's CPU per GET. A document is remembered only once :func:`parse` accepted it,
+    keyed by its exact bytes and the data unit it was checked against (the key is this
+    object's): bytes that differ in any way are parsed and verified afresh, and a document
+    refused is never remembered. The most recently used documents are kept, at most
+    ``size`` of them and ``max_bytes`` of their bytes in all.
+    """
+
+    def __init__(self, public_key, size=1024, max_bytes=4 * 1024 * 1024):
+        self.public_key = public_key
+        self.size = size
+        self.max_bytes = max_bytes
+        self._known = collections.OrderedDict()     # (bytes, data unit) -> Metadata
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def parse(self, data, data_unit=None):
+        """:func:`parse` of ``data`` with this object's key (the same result, or error)."""
+        key = (bytes(data), data_unit)
+        with self._lock:
+            meta = self._known.get(key)
+            if meta is not None:
+                self._known.move_to_end(key)
+                return meta
+        meta = parse(key[0], self.public_key, data_unit)
+        with self._lock:
+            if key not in self._known:
+                self._bytes += len(key[0])
+            self._known[key] = meta
+            while self._known and (len(self._known) > self.size
+                                   or self._bytes > self.max_bytes):
+                self._bytes -= len(self._known.popitem(last=False)[0][0])
+        return meta
 
 
 def load_private_key(pem):

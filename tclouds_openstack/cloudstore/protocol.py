@@ -270,14 +270,18 @@ class DepSkyCA:
         self.segment_size = segment_size
         self.offload = offload or _inline
         self.window_segments = max(1, window_segments)
+        #: The stubs' signed metadata documents already verified (shared by subsets).
+        self.verified = metadata_mod.Verified(public_key)
         self._writing = {}
         self._writing_lock = threading.Lock()
 
     def subset(self, clouds):
         """The same protocol (keys, executor, listener, limits) over other ``clouds``."""
-        return DepSkyCA(clouds, self.f, self.public_key, self.private_key, self.executor,
-                        self.fault_listener, self.timeout, self.straggler_grace,
-                        self.segment_size, self.offload, self.window_segments)
+        subset = DepSkyCA(clouds, self.f, self.public_key, self.private_key, self.executor,
+                          self.fault_listener, self.timeout, self.straggler_grace,
+                          self.segment_size, self.offload, self.window_segments)
+        subset.verified = self.verified
+        return subset
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -618,7 +622,8 @@ class DepSkyCA:
         """Verify the newest version and return :class:`OpenResult` (decoded lazily).
 
         ``signed_metadata``: the version's signed metadata from a trusted place (the
-        Swift stub keeps :attr:`WriteResult.signed`). Its signature is still checked; the
+        Swift stub keeps :attr:`WriteResult.signed`). Its signature is still checked (once
+        per distinct document: :class:`~.metadata.Verified`); the
         clouds' metadata is then not read at all (a version the caller pins needs no
         quorum to find it): only f + 1 value objects are fetched, from clouds 0 .. f
         first. ``check`` judges the metadata every cloud holds.
@@ -635,7 +640,7 @@ class DepSkyCA:
         writing = self._writing_now(data_unit)
         if signed_metadata is not None:
             try:
-                meta = metadata_mod.parse(signed_metadata, self.public_key, data_unit)
+                meta = self.verified.parse(signed_metadata, data_unit)
                 self._check_placement(meta)
             except errors.MetadataError:
                 meta = None     # then the clouds' metadata decides, as without it
