@@ -43,6 +43,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import operator
 import struct
 
 from tclouds_openstack.securelog import merkle
@@ -242,6 +243,57 @@ _L2 = sealing.RECORD2_MAGIC
 _NO_PREV = sealing.NO_PREV
 _CHUNK_BITS = 12
 _CHUNK = 1 << _CHUNK_BITS
+# A chunk's leaves and each level of the tree above them are hashed by map() chains (no
+# interpreter frame per hash): SHA-256(0x00 || record), SHA-256(0x01 || left || right).
+# Each hash object is a copy of one that has hashed the prefix: with OpenSSL 3 a copy
+# costs less than a new object (no lookup of the digest), and the record is not copied
+# behind the prefix.
+_sha256 = merkle._sha256
+_digest = type(_sha256(b'')).digest
+_copy = type(_sha256(b'')).copy
+_update = type(_sha256(b'')).update
+_LEAF_PREFIX = _sha256(b'\x00')
+_NODE_PREFIX = _sha256(b'\x01')
+
+
+def _leaf_hashes(records):
+    """RFC 9162 leaf hashes of ``records`` (a list of bytes), in order."""
+    hashes = list(map(_copy, itertools.repeat(_LEAF_PREFIX, len(records))))
+    collections.deque(map(_update, hashes, records), 0)
+    return list(map(_digest, hashes))
+
+
+def _node_hashes(level):
+    """The level above ``level`` (an even number of hashes) of a perfect subtree."""
+    hashes = list(map(_copy, itertools.repeat(_NODE_PREFIX, len(level) >> 1)))
+    collections.deque(map(_update, hashes, map(operator.add, level[0::2], level[1::2])), 0)
+    return list(map(_digest, hashes))
+
+
+def _append_leaves(nodes, size, leaves):
+    """Extend the compact range ``nodes`` of a tree of ``size`` leaves by ``leaves``.
+
+    As appending them one by one (RFC 9162 2.1.1, :meth:`.merkle.CompactRange.append`):
+    the leaves are taken in the largest perfect subtrees the tree's size at each allows
+    (aligned: a subtree of 2**h leaves starts at a multiple of 2**h), each hashed a level
+    at a time, its root then merged into the range like a node of that height.
+    """
+    at, m = 0, len(leaves)
+    while at < m:
+        height = (m - at).bit_length() - 1
+        if size:
+            height = min(height, (size & -size).bit_length() - 1)
+        level = leaves[at:at + (1 << height)]
+        while len(level) > 1:
+            level = _node_hashes(level)
+        nodes.append(level[0])
+        width = size >> height
+        while width & 1:
+            right = nodes.pop()
+            nodes[-1] = _sha256(b'\x01' + nodes[-1] + right).digest()
+            width >>= 1
+        size += 1 << height
+        at += 1 << height
 
 
 class _Stream(object):
@@ -368,7 +420,6 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
         slow.sealed_at = start - 1
         slow.log_version = resume.log_version
 
-    sha256 = merkle._sha256
     rhead = sealing._RECORD_HEAD.unpack_from
     e2head = sealing._ENTRY2_HEAD.unpack_from
     ehead = sealing._ENTRY_HEAD.unpack_from
@@ -399,27 +450,9 @@ def audit(records, log_key, source_keys, checkpoints=(), store_checkpoint_size=N
         chunk = list(map(bytes, itertools.islice(records, end - index)))
         if not chunk:
             break
-        leaves = [sha256(b'\x00' + d).digest() for d in chunk]
+        leaves = _leaf_hashes(chunk)
         m = len(chunk)
-        if m == _CHUNK and not index & (_CHUNK - 1):
-            level = leaves
-            while len(level) > 1:
-                level = [sha256(b'\x01' + a + b).digest()
-                         for a, b in zip(level[0::2], level[1::2])]
-            nodes.append(level[0])
-            width = index >> _CHUNK_BITS
-        else:
-            for width, leaf in enumerate(leaves, index):
-                nodes.append(leaf)
-                while width & 1:
-                    right = nodes.pop()
-                    nodes[-1] = sha256(b'\x01' + nodes[-1] + right).digest()
-                    width >>= 1
-            width = 0
-        while width & 1:
-            right = nodes.pop()
-            nodes[-1] = sha256(b'\x01' + nodes[-1] + right).digest()
-            width >>= 1
+        _append_leaves(nodes, index, leaves)
         for i, data, leaf in zip(range(index, index + m), chunk, leaves):
             try:
                 magic, flags, eepoch, seq, _t, prev, slen, tlen, plen = e2head(data)
