@@ -1000,8 +1000,8 @@ class Volume:
     def flush(self):
         """Make writes durable and fresh.
 
-        Records and tree to their free copies, fsync, then anchor the new root (one commit
-        per flush).
+        Start the writeback of the data and journal, records and tree to their free
+        copies, fdatasync, then anchor the new root (one commit per flush).
         """
         if self.readonly:
             return
@@ -1011,6 +1011,12 @@ class Volume:
         if self._broken is not None:
             raise errors.BlockstoreError(self._broken)
         try:
+            # The data and journal written since the last flush start going to the disk
+            # now, while the tree is computed and written: the sync below then waits for
+            # less. No durable point (the sync still follows every write of the flush).
+            start_writeback = getattr(self.storage, 'start_writeback', None)
+            if start_writeback is not None:
+                start_writeback()
             flips, root = self._write_tree()
             self.storage.sync()
             self._commit(self._state['version'] + 2, self._state['version'], root)
@@ -1065,9 +1071,9 @@ class Volume:
         sha = _SHA
         add = writes.add
         pwrite = self.storage.pwrite
-        lone = memoryview(bytearray(PAGE_LEAVES + PAGE_RECORDS))
-        lone_leaves, lone_rec = lone[:PAGE_LEAVES], lone[PAGE_LEAVES:]
-        rec_leaves, rec_rec = lone[PAGE_RECORDS:], lone[:PAGE_RECORDS]
+        block = memoryview(bytearray(PAGE_META))   # a lone page's block, assembled
+        block_rec = block[PAGE_LEAVES:PAGE_LEAVES + PAGE_RECORDS]
+        block_copy0, block_copy1 = block[:PAGE_LEAVES], block[PAGE_META - PAGE_LEAVES:]
         level1 = None
         for p in sorted(queued):
             page = queued[p]
@@ -1094,17 +1100,29 @@ class Volume:
                 add(offset, leaves if copy == 0 else page.leaves)
                 add(offset + PAGE_LEAVES, rec)
                 add(offset + PAGE_LEAVES + PAGE_RECORDS, leaves if copy == 1 else page.leaves)
-            elif copy == 0:
-                # A lone page: one write of the records and the free copy (2 KiB, not the
-                # block's 2.5): the committed copy is on disk already (or under an empty
-                # parent, never read).
-                lone_leaves[:] = leaves
-                lone_rec[:] = rec
-                pwrite(lone, offset)
             else:
-                rec_rec[:] = rec
-                rec_leaves[:] = leaves
-                pwrite(lone, offset + PAGE_LEAVES)
+                # A lone page: one write from the free copy to the farthest entry written
+                # since the last flush (the free slot of each such sector), so the fewest
+                # 4 KiB blocks are dirtied: the committed copy is on disk already (or under
+                # an empty parent, never read), and the other records are unchanged (or
+                # have zero leaves: never written, whatever the disk holds).
+                dirty = page.dirty
+                if copy == 0:
+                    end = PAGE_LEAVES
+                    if dirty:
+                        i = dirty.bit_length() - 1
+                        end += i * RECORD_SIZE + ((cslot >> i & 1) + 1) * ENTRY_SIZE
+                    block_copy0[:] = leaves
+                    block[PAGE_LEAVES:end] = rec[:end - PAGE_LEAVES]
+                    pwrite(block[:end], offset)
+                else:
+                    start = PAGE_META - PAGE_LEAVES
+                    if dirty:
+                        i = (dirty & -dirty).bit_length() - 1
+                        start = PAGE_LEAVES + i * RECORD_SIZE + (cslot >> i & 1) * ENTRY_SIZE
+                    block_rec[start - PAGE_LEAVES:] = rec[start - PAGE_LEAVES:]
+                    block_copy1[:] = leaves
+                    pwrite(block[start:], offset + start)
             flips.append((page, copy, leaves))
             if level1 is None or level1[0] != p >> 7:
                 level1 = (p >> 7, parent_of(1, p >> 7))

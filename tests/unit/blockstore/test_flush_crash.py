@@ -9,7 +9,9 @@ free copies, then ``fdatasync``), then the anchor (the new root). Two crash mode
   page cache, so the new state must come back whole (by the anchor, or by the journal);
 * the power cut (a file layer that keeps, of the 4 KiB blocks written since the last
   sync, any subset: a disk with a volatile cache; ``sync_metadata`` on, as power-loss
-  ordering of the writes themselves needs) before each write, sync and the anchor commit:
+  ordering of the writes themselves needs) before each write, sync and the anchor commit
+  (and the start of the volume's writeback, which the flush begins before it writes the
+  tree: no durable point, so a cut after it may keep any subset as before):
   every sector reads its content at the last flush or one a write since put there, never
   an integrity failure, and the new state everywhere once the volume's sync returned.
 
@@ -98,9 +100,12 @@ def point(name, real):
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args)
     return call
-# Every write and sync of the flush, the volume's and the anchor's (system calls).
+# Every write and sync of the flush, the volume's and the anchor's (system calls), and
+# the start of the volume's writeback (sync_file_range: no durable point).
 for name in ('pwrite', 'pwritev', 'fdatasync', 'fsync', 'replace'):
     setattr(os, name, point(name, getattr(os, name)))
+storage.FileStorage.start_writeback = point('writeback',
+                                            storage.FileStorage.start_writeback)
 vol.flush()
 print(' '.join(calls))
 ''' % (NEW,)
@@ -153,7 +158,9 @@ def test_a_flush_killed_before_any_write_or_sync_comes_back_new(tmp_path):
             rolled.read(0, SECTOR)
         assert 'rolled back' in str(exc.value)
         st2.close()
-    # The volume's writes, its sync, then the anchor's write and sync: in that order.
+    # The volume's writeback started, its writes, its sync, then the anchor's write and
+    # sync: in that order.
+    assert calls[0] == 'writeback' and calls.count('writeback') == 1
     assert calls[-2:] == ['pwrite', 'fdatasync'] and 'fdatasync' in calls[:-2]
     assert calls.index('fdatasync') == len(calls) - 3
 
@@ -193,6 +200,11 @@ class PowerCutStorage:
                 self.before[block] = os.pread(self.real.fd, self.BLOCK, start) \
                     if start < size else b''
         self.real.pwrite(data, offset)
+
+    def start_writeback(self):
+        """Writeback started: a cut may keep any of the blocks, as before (no durable point)."""
+        self._point('writeback')
+        self.real.start_writeback()
 
     def sync(self):
         self._point('sync')
@@ -283,3 +295,4 @@ def test_a_power_cut_anywhere_in_a_flush_leaves_old_or_new_per_sector(tmp_path):
     assert not crashed and _read_all(vol) == NEW_IMAGE and vol.scrub() == []
     st2.close()
     assert calls[-2:] == ['sync', 'commit'] and calls.count('sync') == 1
+    assert calls[0] == 'writeback' and calls.count('writeback') == 1
