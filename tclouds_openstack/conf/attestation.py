@@ -66,9 +66,11 @@ attestation_opts = [
                       'max_verdict_age, then turns "unknown").'),
     cfg.StrOpt('agent_rpc_version_cap',
                help='Highest version of the agent RPC API a worker sends (e.g. "1.0" while '
-                    'agents older than the workers run). Unset: the newest (1.1, event log '
-                    'digests). A worker also falls back to 1.0 for an agent that refuses '
-                    '1.1, and tries 1.1 again an hour later.'),
+                    'agents older than the workers run). Unset: the newest (1.2: quote '
+                    'requests cast to agents that say they serve 1.2, answers cast back to '
+                    'the worker\'s own queue; 1.1: event log digests). A worker also falls '
+                    'back to 1.0 for an agent that refuses 1.1, and tries 1.1 again an hour '
+                    'later; it casts only to agents whose last answer said 1.2.'),
     cfg.IntOpt('event_log_cache_mib',
                default=256, min=0,
                help='MiB of UEFI event logs a worker holds (distinct logs, least recently '

@@ -7,8 +7,9 @@ creates one under the EK, and registers with the registrar (EK + EK certificate 
 then TPM2_ActivateCredential). Then it answers quote requests: a TPM2_Quote with the
 verifier's nonce over the requested PCRs, the UEFI event log (or, when it is the one whose
 digest the verifier sent, ``uefi_log_unchanged``: agent API 1.1) and the IMA entries from
-the requested offset. It never sends key material: the AK private blob is wrapped by the TPM
-and stays on disk.
+the requested offset; a request cast with a request id (API 1.2) is answered by a cast to
+the requesting worker's queue on the answer topic. It never sends key material: the AK
+private blob is wrapped by the TPM and stays on disk.
 
 The TPM connection is opened lazily and re-opened after a failure, because a TPM that was
 reset (or a swtpm a test power-cycled) invalidates every handle.
@@ -40,6 +41,12 @@ class AgentEndpoint(object):
     def get_quote(self, ctxt, nonce, selection, ima_offset, uefi_log_digest=None):
         return self.agent.answer(nonce, selection, ima_offset, uefi_log_digest)
 
+    def request_quote(self, ctxt, request_id, reply_to, nonce, selection, ima_offset,
+                      uefi_log_digest=None):
+        """API 1.2 (a cast): the answer is cast back to the requesting worker's queue."""
+        self.agent.answer_cast(request_id, reply_to, nonce, selection, ima_offset,
+                               uefi_log_digest)
+
 
 class Agent(object):
     """One host's agent. ``host``/``tcti``/paths default to the configuration."""
@@ -58,6 +65,7 @@ class Agent(object):
         self._device = None
         self.ak = None
         self.server = None
+        self._answers = None        # RPC client of the answer topic (API 1.2)
         # (file identity, (first entry, [byte position of that entry, the next, ...]))
         self._ima_index = (None, (None, None))
 
@@ -132,6 +140,9 @@ class Agent(object):
         if self.ak is None:
             self.load_or_create_ak()
         target = messaging.Target(topic=self.conf.attestation.agent_topic, server=self.host)
+        self._answers = messaging.get_rpc_client(
+            self.transport, messaging.Target(
+                topic=rpcapi.answer_topic(self.conf.attestation.agent_topic), version='1.0'))
         self.server = messaging.get_rpc_server(self.transport, target, [AgentEndpoint(self)],
                                                executor='threading')
         self.server.start()
@@ -143,6 +154,31 @@ class Agent(object):
             server.stop()
             server.wait()
         self.disconnect()
+
+    def answer_cast(self, request_id, reply_to, nonce, selection, ima_offset,
+                    uefi_log_digest=None):
+        """Answer a 1.2 request: cast ``quote_answer`` to ``reply_to`` on the answer topic.
+
+        Only to a server of the answer topic (``reply_to`` is a name, never a topic), so a
+        request cannot make the agent cast anywhere else; a request without a usable
+        request id or reply name is dropped (logged): there is nobody to answer.
+        """
+        if not rpcapi.is_request_id(request_id) or not rpcapi.is_reply_to(reply_to):
+            LOG.warning('quote request dropped: request_id %.40r, reply_to %.80r',
+                        request_id, reply_to)
+            return
+        out = self.answer(nonce, selection, ima_offset, uefi_log_digest)
+        # the worker matches an answer to its request by id and host (errors too)
+        out.setdefault('host', self.host)
+        out.setdefault('agent_api', rpcapi.AGENT_VERSION)
+        answers = self._answers
+        if answers is None:
+            return
+        try:
+            answers.prepare(server=reply_to).cast({}, 'quote_answer', request_id=request_id,
+                                                  answer=out)
+        except messaging.MessagingException as e:
+            LOG.warning('answer to quote request %s not sent: %s', request_id, e)
 
     def answer(self, nonce, selection, ima_offset, uefi_log_digest=None):
         """Quote + logs for one request. Bad requests get an 'error' field, not a trace.
@@ -177,6 +213,8 @@ class Agent(object):
         ima_lines, start = self._ima_since(ima_offset)
         out = {
             'host': self.host,
+            # agent API 1.2: the verifier may ask by cast (request_quote) from now on
+            'agent_api': rpcapi.AGENT_VERSION,
             'attest': rpcapi.b64(attest),
             'signature': rpcapi.b64(signature),
             'pcr_values': {bank: {str(i): v.hex() for i, v in pcrs.items()}

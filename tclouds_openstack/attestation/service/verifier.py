@@ -55,6 +55,7 @@ from tclouds_openstack.attestation.backends import base
 from tclouds_openstack.attestation import rpcapi
 from tclouds_openstack.attestation.service import store as store_mod
 from tclouds_openstack.common import exception
+from tclouds_openstack.common import messaging as common_messaging
 
 LOG = logging.getLogger(__name__)
 NONCE_SIZE = 20
@@ -248,10 +249,12 @@ class Verifier(object):
         opts = conf.attestation
         self.agents = agent_api or rpcapi.AgentAPI(
             transport, opts.rpc_timeout, topic=opts.agent_topic,
-            version_cap=opts.agent_rpc_version_cap)
+            version_cap=opts.agent_rpc_version_cap,
+            answers=self._answer_waiter(conf, opts.agent_topic, self.worker))
         self.event_logs = EventLogCache(opts.event_log_cache_mib * 1024 * 1024,
                                         opts.event_log_cache_hosts)
         self.policies = PolicyCache(store)
+        self._selections = {}       # id(policy): (policy, (bank, base), selection)
         self.partitioner = None
         self.coordinator = None
         self._stop = threading.Event()
@@ -282,6 +285,15 @@ class Verifier(object):
         self._owned = {}            # name: whether the ring gives it to this worker
         # hosts claimed although the ring gives them to another worker (overdue)
         self.taken_over = collections.Counter()
+
+    @staticmethod
+    def _answer_waiter(conf, agent_topic, worker):
+        """The worker's own answer queue (agent API 1.2), or None: every request a call."""
+        try:
+            return rpcapi.AnswerWaiter(conf, rpcapi.answer_topic(agent_topic), worker)
+        except common_messaging.UnsupportedTransport as e:
+            LOG.info('agents are called (no answer queue on %s)', e)
+            return None
 
     # ------------------------------------------------------------------ partitioning
     def join(self):
@@ -355,7 +367,7 @@ class Verifier(object):
         except store_mod.StoredStateError as e:
             return self._verdict(base.UNTRUSTED, [str(e)])
         bank = self.conf.tpm.hash_algorithm
-        selection = core.required_pcrs(policy, bank, self.conf.tpm.quote_pcrs)
+        selection = self._selection(policy, bank)
         offset = previous.ima_offset
         log_key = (host.name, host.ak_name)
         held = self.event_logs.get(log_key)
@@ -400,6 +412,20 @@ class Verifier(object):
         # and put back later is a clock going back, not a return to an older good clock.
         return self._verdict(base.UNTRUSTED, reasons, state=result.state,
                              rebooted=result.rebooted)
+
+    def _selection(self, policy, bank):
+        """The PCRs a quote must cover for ``policy``, kept per parsed policy object.
+
+        A new version of a policy is a new object, so a new entry.
+        """
+        base = tuple(self.conf.tpm.quote_pcrs)
+        held = self._selections.get(id(policy))
+        if held is None or held[0] is not policy or held[1] != (bank, base):
+            if len(self._selections) >= 1024:
+                self._selections.clear()
+            held = self._selections[id(policy)] = (
+                policy, (bank, base), core.required_pcrs(policy, bank, base))
+        return held[2]
 
     @staticmethod
     def _verdict(status, reasons, state=None, rebooted=False, answered=True):
@@ -655,6 +681,9 @@ class Verifier(object):
             self.flush()            # the rounds that finished meanwhile
         except Exception:
             LOG.exception('verdicts of the last rounds not recorded')
+        close = getattr(self.agents, 'close', None)
+        if close is not None:
+            close()
         self.leave()
 
 

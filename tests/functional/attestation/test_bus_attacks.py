@@ -1,9 +1,10 @@
 """A bus that replays or forges agent answers gains nothing (real RabbitMQ, real swtpm).
 
 A rogue RPC server takes the place of a host's agent on its topic and answers the
-verifier's quote requests with: an old answer of that host (replay), another host's fresh
-quote for the very nonce of the request (relay), the host's own fresh quote with an altered
-IMA log, and garbage. Every one must leave the host untrusted with the reason.
+verifier's quote requests (by call, and by cast to the worker's queue: agent API 1.2)
+with: an old answer of that host (replay), another host's fresh quote for the very nonce
+of the request (relay), the host's own fresh quote with an altered IMA log, and garbage.
+Every one must leave the host untrusted with the reason.
 """
 import base64
 import json
@@ -17,13 +18,23 @@ from tests.functional.attestation import conftest as fx
 
 
 class RogueEndpoint(object):
+    """Answers as compute-a: by call (get_quote), and by cast to the worker's queue (1.2)."""
     target = messaging.Target(version=rpcapi.AGENT_VERSION)
 
-    def __init__(self):
+    def __init__(self, transport, agent_topic):
         self.answer_with = None
+        self.answers = messaging.get_rpc_client(
+            transport, messaging.Target(topic=rpcapi.answer_topic(agent_topic), version='1.0'))
 
     def get_quote(self, ctxt, nonce, selection, ima_offset, uefi_log_digest=None):
         return self.answer_with(nonce, selection, ima_offset)
+
+    def request_quote(self, ctxt, request_id, reply_to, nonce, selection, ima_offset,
+                      uefi_log_digest=None):
+        # a forger names the host it impersonates (an answer naming another is dropped)
+        answer = dict(self.answer_with(nonce, selection, ima_offset), host='compute-a')
+        self.answers.prepare(server=reply_to).cast({}, 'quote_answer', request_id=request_id,
+                                                   answer=answer)
 
 
 @pytest.fixture
@@ -36,7 +47,8 @@ def fleet(tmp_path, local_ca):  # noqa: F811
         fleet.close()
 
 
-def test_replayed_relayed_and_forged_answers_rejected(fleet, local_ca):
+@pytest.mark.parametrize('via', ['cast', 'call'])
+def test_replayed_relayed_and_forged_answers_rejected(fleet, local_ca, via):
     a = fleet.add_host('compute-a', register=False, serve=False)
     fleet.start_registrar(local_ca.ca_bundle_pem())
     a.agent.register()
@@ -44,7 +56,10 @@ def test_replayed_relayed_and_forged_answers_rejected(fleet, local_ca):
     b = fleet.add_host('compute-b')
     fleet.store.create_policy('default', **{k: json.dumps(v) for k, v in
                                             fx.golden_policy_documents().items()})
-    # no loop: the test drives explicit rounds
+    # no loop: the test drives explicit rounds; answers cast back to the worker's queue
+    # (agent API 1.2), or calls only (a worker capped at 1.1)
+    if via == 'call':
+        fleet.conf.set_override('agent_rpc_version_cap', '1.1', group='attestation')
     verifier = verifier_mod.Verifier(fleet.conf, fleet.store, fleet.transport, worker='w')
     fleet.verifiers.append(verifier)
 
@@ -65,7 +80,7 @@ def test_replayed_relayed_and_forged_answers_rejected(fleet, local_ca):
     a.agent.server.stop()
     a.agent.server.wait()
     a.agent.server = None
-    rogue = RogueEndpoint()
+    rogue = RogueEndpoint(fleet.transport, fleet.conf.attestation.agent_topic)
     server = messaging.get_rpc_server(
         fleet.transport, messaging.Target(topic=fleet.conf.attestation.agent_topic,
                                           server='compute-a'),
@@ -75,6 +90,9 @@ def test_replayed_relayed_and_forged_answers_rejected(fleet, local_ca):
 
     def reasons():
         return fleet.store.get_host('compute-a').reasons
+
+    # the worker asks compute-a by cast (its agent said 1.2), or by call when capped
+    assert ('compute-a' in verifier.agents._cast_hosts) == (via == 'cast')
 
     # 1. replay of the recorded answer
     rogue.answer_with = lambda nonce, selection, offset: recorded[0]
