@@ -10,7 +10,6 @@ stops answering casts fails its round as "no answer" with the reason (unknown on
 ``max_verdict_age`` passed) and is called again; agents of 1.1 are called throughout, and a
 worker capped at 1.1 never casts.
 """
-import json
 import threading
 
 import oslo_messaging as messaging
@@ -23,32 +22,11 @@ from tests.functional.attestation import conftest as fx
 
 @pytest.fixture
 def fleet(tmp_path, local_ca):  # noqa: F811
-    conf = fx.make_conf('sqlite:///%s' % (tmp_path / 'a.sqlite'), rpc_timeout=3.0)
-    fleet = fx.Fleet(conf, str(tmp_path), local_ca)
-    fleet.store.create_policy('default', **{k: json.dumps(v) for k, v in
-                                            fx.golden_policy_documents().items()})
-    try:
-        yield fleet
-    finally:
-        fleet.close()
+    yield from fx.golden_fleet(tmp_path, local_ca, rpc_timeout=3.0)
 
 
-def add_host(fleet, name, serve=True):
-    host = fleet.add_host(name, register=False, serve=False)
-    if not fleet.servers:
-        fleet.start_registrar(fleet.ca.ca_bundle_pem())
-    host.agent.register()
-    if serve:
-        host.agent.start()
-    return host
-
-
-def verifier(fleet, **overrides):
-    for name, value in overrides.items():
-        fleet.conf.set_override(name, value, group='attestation')
-    worker = verifier_mod.Verifier(fleet.conf, fleet.store, fleet.transport, worker='w')
-    fleet.verifiers.append(worker)
-    return worker
+add_host = fx.registered_host
+verifier = fx.manual_verifier
 
 
 def casts_of(host):

@@ -8,46 +8,21 @@ worker's host) asks for the whole log; an agent of API 1.0 on the bus is asked i
 and sends its log; a 1.0 call to a new agent gets the log.
 """
 import hashlib
-import json
 
 import oslo_messaging as messaging
 import pytest
 
 from tclouds_openstack.attestation import rpcapi
-from tclouds_openstack.attestation.service import verifier as verifier_mod
 from tests.functional.attestation import conftest as fx
 
 
 @pytest.fixture
 def fleet(tmp_path, local_ca):  # noqa: F811
-    conf = fx.make_conf('sqlite:///%s' % (tmp_path / 'a.sqlite'), rpc_timeout=5.0)
-    fleet = fx.Fleet(conf, str(tmp_path), local_ca)
-    fleet.store.create_policy('default', **{k: json.dumps(v) for k, v in
-                                            fx.golden_policy_documents().items()})
-    try:
-        yield fleet
-    finally:
-        fleet.close()
+    yield from fx.golden_fleet(tmp_path, local_ca, rpc_timeout=5.0)
 
 
-def add_host(fleet, name, serve=True):
-    """A registered host (the registrar starts once the local CA issued a certificate)."""
-    host = fleet.add_host(name, register=False, serve=False)
-    if not fleet.servers:
-        fleet.start_registrar(fleet.ca.ca_bundle_pem())
-    host.agent.register()
-    if serve:
-        host.agent.start()
-    return host
-
-
-def verifier(fleet, **overrides):
-    """A worker without its loop: the test drives the rounds."""
-    for name, value in overrides.items():
-        fleet.conf.set_override(name, value, group='attestation')
-    worker = verifier_mod.Verifier(fleet.conf, fleet.store, fleet.transport, worker='w')
-    fleet.verifiers.append(worker)
-    return worker
+add_host = fx.registered_host
+verifier = fx.manual_verifier
 
 
 def recorded(host):

@@ -71,19 +71,29 @@ def _reopened_reads(path, kek, anchor, contents):
         st.close()
 
 
-def test_a_lone_page_flush_writes_its_free_copy_and_written_entries_only(tmp_path):
+def _new_volume(tmp_path):
+    """(path, key, anchor, storage, volume) of a new format 2 volume of SIZE sectors."""
     kek = os.urandom(32)
     path = str(tmp_path / 'vol')
     anchor = storage.FileAnchor(str(tmp_path / 'anchor'))
     st = storage.FileStorage(path)
-    vol = fmt.Volume.create(st, kek, anchor, SIZE * SECTOR)
+    return path, kek, anchor, st, fmt.Volume.create(st, kek, anchor, SIZE * SECTOR)
+
+
+def _write_cases(vol, contents, salt):
+    """Write every sector of CASES with ``salt``'s pattern, noted in ``contents``."""
+    for page, written in CASES.items():
+        for i in written:
+            sector = page * 16 + i
+            contents[sector] = pattern(sector, salt)
+            vol.write(sector * SECTOR, contents[sector])
+
+
+def test_a_lone_page_flush_writes_its_free_copy_and_written_entries_only(tmp_path):
+    path, kek, anchor, st, vol = _new_volume(tmp_path)
     contents = {}
     for salt in range(1, 5):       # both copies, each over a committed one from salt 2 on
-        for page, written in CASES.items():
-            for i in written:
-                sector = page * 16 + i
-                contents[sector] = pattern(sector, salt)
-                vol.write(sector * SECTOR, contents[sector])
+        _write_cases(vol, contents, salt)
         pages = {page: vol._pages[page] for page in CASES}
         copies = {page: 1 - pg.copy for page, pg in pages.items()}
         cslots = {page: pg.cslot for page, pg in pages.items()}
@@ -116,11 +126,7 @@ def test_stale_bytes_a_lone_page_flush_leaves_are_never_read(tmp_path):
     A block device is not zeroed when a volume is created on it, and a shrink leaves the old
     records past the end: the page's block holds random bytes before its first write.
     """
-    kek = os.urandom(32)
-    path = str(tmp_path / 'vol')
-    anchor = storage.FileAnchor(str(tmp_path / 'anchor'))
-    st = storage.FileStorage(path)
-    vol = fmt.Volume.create(st, kek, anchor, SIZE * SECTOR)
+    path, kek, anchor, st, vol = _new_volume(tmp_path)
     page = 77
     with open(path, 'r+b') as f:
         f.seek(fmt.page_offset(page))
@@ -154,19 +160,11 @@ class Plain:
 
 def test_a_storage_without_early_writeback_flushes_the_same(tmp_path):
     """Starting the writeback early is optional: its absence changes nothing on disk."""
-    kek = os.urandom(32)
-    path = str(tmp_path / 'vol')
-    anchor = storage.FileAnchor(str(tmp_path / 'anchor'))
-    st = storage.FileStorage(path)
-    vol = fmt.Volume.create(st, kek, anchor, SIZE * SECTOR)
+    path, kek, anchor, st, vol = _new_volume(tmp_path)
     vol.storage = Plain(st)
     contents = {}
     for salt in (1, 2):
-        for page, written in CASES.items():
-            for i in written:
-                sector = page * 16 + i
-                contents[sector] = pattern(sector, salt)
-                vol.write(sector * SECTOR, contents[sector])
+        _write_cases(vol, contents, salt)
         vol.flush()
         _reopened_reads(path, kek, anchor, contents)
     st.close()
